@@ -1,0 +1,403 @@
+// Command bench runs db_bench-style workloads on PluresDB and the engines a
+// user would pick instead (Pebble, Badger, goleveldb, bbolt), one engine
+// after the other in one process, and prints one comparison table.
+//
+//	cd bench && go run . -keys 1000000 -markdown
+//
+// The workloads and their measurements are in workloads.go, the engine
+// adapters and their settings in engines.go. It is a separate module so the
+// engine module never depends on the engines it is compared with.
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// machine describes where the numbers were taken.
+type machine struct {
+	CPU       string `json:"cpu"`
+	Cores     int    `json:"cores"`
+	RAMBytes  int64  `json:"ram_bytes"`
+	GoVersion string `json:"go_version"`
+	OS        string `json:"os"`
+	Date      string `json:"date"`
+}
+
+// report is what -json writes.
+type report struct {
+	Machine   machine           `json:"machine"`
+	Keys      int               `json:"keys"`
+	SyncOps   int               `json:"sync_ops"`
+	CacheSize int64             `json:"cache_bytes"`
+	Seed      uint64            `json:"seed"`
+	Notes     map[string]string `json:"notes"`
+	Results   []result          `json:"results"`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run is main without the exit, so the flags and the table can be tested.
+// It returns 0 when every engine ran cleanly, 1 when one failed, 2 on bad
+// flags or when nothing could run.
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	keys := fs.Int("keys", 1_000_000, "keys per database")
+	enginesFlag := fs.String("engines", strings.Join(defaultEngineOrder, ","), "comma-separated engines to run, in order (compiled in: "+knownEngines()+")")
+	workloadsFlag := fs.String("workloads", strings.Join(allWorkloads, ","), "comma-separated workloads to run")
+	dirFlag := fs.String("dir", "", "directory for the databases (default: a temporary directory, removed afterwards)")
+	cache := fs.Int64("cache", defaultCacheSize(), "block cache bytes for pluresdb and pebble-samecache (default: pluresdb.DefaultCacheSize())")
+	syncOps := fs.Int("sync-ops", 0, "puts in fillsync (default: keys/20)")
+	seed := fs.Uint64("seed", 1, "PRNG seed for key orders and values")
+	markdown := fs.Bool("markdown", false, "print the table as Markdown")
+	jsonFile := fs.String("json", "", "also write the results as JSON to this file")
+	quiet := fs.Bool("q", false, "no progress lines on stderr")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "bench: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	if *keys <= 0 || *cache <= 0 || *syncOps < 0 {
+		fmt.Fprintln(stderr, "bench: -keys and -cache must be positive, -sync-ops not negative")
+		return 2
+	}
+	if *syncOps == 0 {
+		*syncOps = max(*keys/20, 1)
+	}
+	engines, err := parseEngines(*enginesFlag, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+	workloads, err := parseWorkloads(*workloadsFlag)
+	if err != nil {
+		fmt.Fprintln(stderr, "bench:", err)
+		return 2
+	}
+
+	root := *dirFlag
+	if root == "" {
+		root, err = os.MkdirTemp("", "pluresdb-bench-")
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 2
+		}
+		defer os.RemoveAll(root)
+	}
+
+	logf := func(format string, args ...any) {
+		if !*quiet {
+			fmt.Fprintf(stderr, format+"\n", args...)
+		}
+	}
+	rep := report{
+		Machine:   describeMachine(),
+		Keys:      *keys,
+		SyncOps:   *syncOps,
+		CacheSize: *cache,
+		Seed:      *seed,
+		Notes:     map[string]string{},
+	}
+	status := 0
+	for _, spec := range engines {
+		rep.Notes[spec.name] = spec.notes
+		rc := runConfig{
+			keys:      *keys,
+			syncOps:   *syncOps,
+			cache:     *cache,
+			seed:      *seed,
+			dir:       filepath.Join(root, spec.name),
+			workloads: workloads,
+			logf:      logf,
+		}
+		rs, err := runEngine(spec, rc)
+		rep.Results = append(rep.Results, rs...)
+		if err != nil {
+			fmt.Fprintf(stderr, "bench: %s: %v\n", spec.name, err)
+			status = 1
+		}
+		if *dirFlag == "" {
+			// Free the disk before the next engine; with -dir the
+			// databases stay for inspection.
+			os.RemoveAll(rc.dir)
+		}
+		// Give the next engine a clean heap.
+		runtime.GC()
+		debug.FreeOSMemory()
+	}
+	setRatios(rep.Results)
+
+	if *markdown {
+		printMarkdown(stdout, rep, engines)
+	} else {
+		printText(stdout, rep, engines)
+	}
+	if *jsonFile != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err == nil {
+			err = os.WriteFile(*jsonFile, append(b, '\n'), 0o644)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "bench:", err)
+			return 1
+		}
+	}
+	return status
+}
+
+// parseEngines resolves the -engines list. Engines in the default list that
+// are not compiled in are skipped with a warning; a name that is not known
+// at all is an error.
+func parseEngines(list string, stderr io.Writer) ([]engineSpec, error) {
+	var out []engineSpec
+	seen := map[string]bool{}
+	for name := range strings.SplitSeq(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" || seen[name] {
+			continue
+		}
+		seen[name] = true
+		spec, ok := engineSpecs[name]
+		if !ok {
+			if slices.Contains(defaultEngineOrder, name) {
+				fmt.Fprintf(stderr, "bench: engine %q not compiled in (built with -tags nopluresdb?), skipped\n", name)
+				continue
+			}
+			return nil, fmt.Errorf("unknown engine %q (compiled in: %s)", name, knownEngines())
+		}
+		out = append(out, spec)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no engine to run")
+	}
+	return out, nil
+}
+
+func parseWorkloads(list string) (map[string]bool, error) {
+	out := map[string]bool{}
+	for name := range strings.SplitSeq(list, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		if !slices.Contains(allWorkloads, name) {
+			return nil, fmt.Errorf("unknown workload %q (known: %s)", name, strings.Join(allWorkloads, ","))
+		}
+		out[name] = true
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no workload to run")
+	}
+	return out, nil
+}
+
+// setRatios fills RatioToPebble from the "pebble" rows.
+func setRatios(rs []result) {
+	base := map[string]float64{}
+	for _, r := range rs {
+		if r.Engine == "pebble" && r.Err == "" {
+			base[r.Workload] = r.OpsPerSec
+		}
+	}
+	for i := range rs {
+		if b := base[rs[i].Workload]; b > 0 && rs[i].Err == "" {
+			rs[i].RatioToPebble = rs[i].OpsPerSec / b
+		}
+	}
+}
+
+// ---- the table ----
+
+var tableHeader = []string{"workload", "engine", "ops/s", "vs pebble", "disk MiB", "write amp", "settle s"}
+
+// rows returns the table cells, grouped by workload in run order and by
+// engine in -engines order.
+func rows(rep report, engines []engineSpec) [][]string {
+	var out [][]string
+	for _, w := range allWorkloads {
+		for _, spec := range engines {
+			for _, r := range rep.Results {
+				if r.Workload != w || r.Engine != spec.name {
+					continue
+				}
+				out = append(out, cells(r))
+			}
+		}
+	}
+	return out
+}
+
+func cells(r result) []string {
+	if r.Err != "" {
+		return []string{r.Workload, r.Engine, "error", "", "", "", ""}
+	}
+	ratio, amp, settle := "", "", ""
+	if r.RatioToPebble > 0 {
+		ratio = fmt.Sprintf("%.2fx", r.RatioToPebble)
+	}
+	if r.LogicalBytes > 0 {
+		amp = "n/a"
+		if r.WriteAmp > 0 {
+			amp = fmt.Sprintf("%.2f", r.WriteAmp)
+		}
+		settle = fmt.Sprintf("%.2f", r.SettleSeconds)
+	}
+	return []string{
+		r.Workload,
+		r.Engine,
+		groupThousands(int64(r.OpsPerSec + 0.5)),
+		ratio,
+		fmt.Sprintf("%.1f", float64(r.DiskBytes)/(1<<20)),
+		amp,
+		settle,
+	}
+}
+
+func groupThousands(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+func (m machine) String() string {
+	return fmt.Sprintf("%s, %d cores, %.1f GiB RAM, %s, %s, %s",
+		m.CPU, m.Cores, float64(m.RAMBytes)/(1<<30), m.GoVersion, m.OS, m.Date)
+}
+
+func summary(rep report) string {
+	return fmt.Sprintf("%s keys of 16+100 bytes (values compress to about half), fillsync %s puts from %d goroutines, -cache %d MiB, seed %d",
+		groupThousands(int64(rep.Keys)), groupThousands(int64(rep.SyncOps)), syncWriters, rep.CacheSize>>20, rep.Seed)
+}
+
+var commonNotes = []string{
+	"ops/s counts the timed puts or reads only; \"settle s\" is the flush and compaction wait that followed, not in ops/s.",
+	"vs pebble = ops/s ÷ the pebble (defaults) row's ops/s for the same workload.",
+	"disk = allocated size of the database directory after settle and close (readrandom/readseq: after the reads).",
+	"write amp = growth of write_bytes in /proc/self/io over the workload, settle and close ÷ keys × 116 bytes.",
+	"readrandom/readseq run on the fillrandom database (after overwrite, when run) once it settled and was reopened; readrandom is one goroutine, uniform keys, every value checked.",
+	"WAL on for every engine but bbolt (it has none); fills do not sync; fillsync syncs every put.",
+}
+
+func printText(w io.Writer, rep report, engines []engineSpec) {
+	fmt.Fprintln(w, "machine:", rep.Machine)
+	fmt.Fprintln(w, "run:    ", summary(rep))
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	line := func(cs []string) {
+		// Left-align the two name columns by padding them ourselves.
+		fmt.Fprintf(tw, "%-10s\t%-16s\t%s\t\n", cs[0], cs[1], strings.Join(cs[2:], "\t"))
+	}
+	line(tableHeader)
+	prev := ""
+	for _, cs := range rows(rep, engines) {
+		if prev != "" && cs[0] != prev {
+			fmt.Fprintln(tw, "\t\t\t\t\t\t\t")
+		}
+		prev = cs[0]
+		line(cs)
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "notes:")
+	for _, n := range commonNotes {
+		fmt.Fprintln(w, "  -", n)
+	}
+	for _, spec := range engines {
+		fmt.Fprintf(w, "  - %s: %s\n", spec.name, spec.notes)
+	}
+	for _, r := range rep.Results {
+		if r.Err != "" {
+			fmt.Fprintf(w, "  - error %s %s: %s\n", r.Engine, r.Workload, r.Err)
+		}
+		if r.Warning != "" {
+			fmt.Fprintf(w, "  - warning %s %s: %s\n", r.Engine, r.Workload, r.Warning)
+		}
+	}
+}
+
+func printMarkdown(w io.Writer, rep report, engines []engineSpec) {
+	fmt.Fprintf(w, "Machine: %s.  \nRun: %s.\n\n", rep.Machine, summary(rep))
+	fmt.Fprintf(w, "| %s |\n", strings.Join(tableHeader, " | "))
+	fmt.Fprintln(w, "|:--|:--|--:|--:|--:|--:|--:|")
+	for _, cs := range rows(rep, engines) {
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cs, " | "))
+	}
+	fmt.Fprintln(w)
+	for _, n := range commonNotes {
+		fmt.Fprintln(w, "-", n)
+	}
+	for _, spec := range engines {
+		fmt.Fprintf(w, "- **%s**: %s\n", spec.name, spec.notes)
+	}
+	for _, r := range rep.Results {
+		if r.Err != "" {
+			fmt.Fprintf(w, "- error %s %s: %s\n", r.Engine, r.Workload, r.Err)
+		}
+		if r.Warning != "" {
+			fmt.Fprintf(w, "- warning %s %s: %s\n", r.Engine, r.Workload, r.Warning)
+		}
+	}
+}
+
+// ---- the machine line ----
+
+func describeMachine() machine {
+	m := machine{
+		CPU:       "unknown CPU",
+		Cores:     runtime.NumCPU(),
+		GoVersion: runtime.Version(),
+		OS:        runtime.GOOS + "/" + runtime.GOARCH,
+		Date:      time.Now().UTC().Format("2006-01-02 15:04 UTC"),
+	}
+	if v := procField("/proc/cpuinfo", "model name"); v != "" {
+		m.CPU = v
+	}
+	if v := procField("/proc/meminfo", "MemTotal"); v != "" {
+		// "32768000 kB"
+		if n, err := strconv.ParseInt(strings.TrimSuffix(v, " kB"), 10, 64); err == nil {
+			m.RAMBytes = n << 10
+		}
+	}
+	return m
+}
+
+// procField returns the value of the first "name : value" line in a /proc
+// file, or "" if there is none.
+func procField(path, name string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		k, v, ok := strings.Cut(s.Text(), ":")
+		if ok && strings.TrimSpace(k) == name {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}

@@ -1,0 +1,804 @@
+package pluresdb
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/plures/pluresdb/compaction"
+	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/internal/layout"
+	"github.com/plures/pluresdb/internal/vfs"
+	"github.com/plures/pluresdb/lsm"
+	"github.com/plures/pluresdb/wal"
+)
+
+// DB is an open database. All methods are safe for concurrent use.
+//
+// Locks, in the order they are taken:
+//   - commitMu serializes writers: sequence numbers, the WAL buffer, memtable
+//     inserts and memtable rotation all happen under it, so the WAL, the
+//     sequence order and the memtable order agree.
+//   - stateMu guards the read state (mem, imms, version). Readers hold it
+//     shared for the length of a point read or while building an iterator;
+//     flushes and compactions hold it exclusively to swap state.
+//   - bgMu guards background bookkeeping and its condition variable, which
+//     wakes stalled writers, Flush and Compact callers, and the workers.
+type DB struct {
+	dir  string
+	opts Options
+	fs   vfs.FS
+	log  zerolog.Logger
+	lock io.Closer
+
+	vs    *lsm.VersionSet
+	tc    *lsm.TableCache
+	cache *lsm.BlockCache
+
+	commitMu sync.Mutex
+	wal      *wal.Writer   // guarded by commitMu
+	lastSeq  lsm.SeqNum    // last sequence number assigned; guarded by commitMu
+	visible  atomic.Uint64 // sequence numbers <= visible are readable
+	closed   atomic.Bool   // set under commitMu
+	broken   atomic.Pointer[error]
+
+	stateMu sync.RWMutex
+	mem     *memtable    // the mutable memtable
+	imms    []*memtable  // full memtables waiting for their flush, oldest first
+	version *lsm.Version // the current version, ref'd by the DB
+
+	compactMu sync.Mutex // one compaction at a time
+
+	bgMu       sync.Mutex
+	bgCond     *sync.Cond
+	bgErr      error // last background failure; cleared by the next success
+	closing    bool
+	manualWait int // Compact callers waiting; the background compactor yields to them
+
+	snapMu sync.Mutex
+	snaps  map[*Snapshot]struct{}
+
+	wg sync.WaitGroup
+	m  metrics
+	// releasing is set while Close drops the DB's own references: tables
+	// that become unreferenced then are not obsolete, only closed.
+	releasing atomic.Bool
+}
+
+// memtable is an lsm.Memtable with the WAL segment that holds its writes.
+type memtable struct {
+	m       *lsm.Memtable
+	logNum  layout.FileNum
+	maxSeq  lsm.SeqNum // largest sequence number inserted; guarded by commitMu until immutable
+	flushed bool       // guarded by bgMu
+}
+
+// Open opens the database in dir, creating it if needed. A nil opts means
+// the defaults.
+func Open(dir string, opts *Options) (*DB, error) {
+	if opts != nil {
+		if err := opts.Validate(); err != nil {
+			return nil, err
+		}
+	}
+	o := opts.withDefaults()
+	db := &DB{dir: filepath.Clean(dir), opts: o, fs: o.FS, log: *o.Logger, snaps: map[*Snapshot]struct{}{}}
+	db.bgCond = sync.NewCond(&db.bgMu)
+	if err := db.open(); err != nil {
+		db.closeResources()
+		return nil, err
+	}
+	db.wg.Add(2)
+	go db.flushLoop()
+	go db.compactLoop()
+	return db, nil
+}
+
+func (db *DB) open() error {
+	fs, dir := db.fs, db.dir
+	if fi, err := fs.Stat(dir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("%w: %s is a file", errs.ErrNotDatabase, dir)
+	}
+	if err := fs.MkdirAll(dir); err != nil {
+		return fmt.Errorf("pluresdb: creating %s: %w", dir, err)
+	}
+	lock, err := fs.Lock(layout.Path(dir, layout.TypeLock, 0))
+	if err != nil {
+		return fmt.Errorf("pluresdb: opening %s: %w", dir, err)
+	}
+	db.lock = lock
+
+	names, err := fs.List(dir)
+	if err != nil {
+		return err
+	}
+	var hasCurrent, hasEngineFiles bool
+	var foreign []string
+	for _, name := range names {
+		t, _, ok := layout.Parse(name)
+		switch {
+		case !ok:
+			foreign = append(foreign, name)
+		case t == layout.TypeCurrent:
+			hasCurrent = true
+		case t == layout.TypeLog, t == layout.TypeTable, t == layout.TypeManifest:
+			hasEngineFiles = true
+		}
+	}
+	vsOpts := lsm.VersionSetOptions{FS: fs, Dir: dir, OnObsolete: db.removeTable}
+	switch {
+	case hasCurrent:
+		db.vs, err = lsm.LoadVersionSet(vsOpts)
+	case hasEngineFiles:
+		return errs.Corruptf(filepath.Join(dir, "CURRENT"), -1, "missing, but the directory holds tables or logs")
+	case len(foreign) > 0:
+		return fmt.Errorf("%w: %s holds files the engine did not write (%s)", errs.ErrNotDatabase, dir, foreign[0])
+	default:
+		db.vs, err = lsm.CreateVersionSet(vsOpts)
+	}
+	if err != nil {
+		return err
+	}
+
+	cacheSize := db.opts.CacheSize
+	if cacheSize < 0 {
+		cacheSize = 0
+	}
+	db.cache = lsm.NewBlockCache(cacheSize)
+	db.tc = lsm.NewTableCache(fs, dir, db.cache, db.opts.MaxOpenFiles)
+	db.version = db.vs.Current()
+
+	if err := db.replay(); err != nil {
+		return err
+	}
+	db.removeObsoleteFiles()
+	return nil
+}
+
+// replay rebuilds the writes that the WAL holds and no table does, flushes
+// them to L0, and starts a new WAL segment.
+func (db *DB) replay() error {
+	segs, err := wal.List(db.fs, db.dir)
+	if err != nil {
+		return err
+	}
+	var live []layout.FileNum
+	for _, s := range segs {
+		db.vs.MarkFileNumUsed(s)
+		if s >= db.vs.LogNum() {
+			live = append(live, s)
+		}
+	}
+	lastSeq := db.vs.LastSeq()
+	mem := lsm.NewMemtable(db.opts.MemtableSize)
+	var flushed []*lsm.FileMeta
+	flushMem := func() error {
+		if mem.Empty() {
+			return nil
+		}
+		metas, _, err := compaction.Write(db.compactionEnv(), mem.NewIter(), compaction.WriteSpec{})
+		if err != nil {
+			return err
+		}
+		flushed = append(flushed, metas...)
+		mem = lsm.NewMemtable(db.opts.MemtableSize)
+		return nil
+	}
+	res, err := wal.Replay(wal.RecoverOptions{FS: db.fs, Dir: db.dir, Salvage: db.opts.Salvage}, live,
+		func(seg layout.FileNum, rec []byte) error {
+			r, err := newBatchReader(rec)
+			if err != nil {
+				return errs.Corruptf(layout.Path(db.dir, layout.TypeLog, seg), -1, "%v", err)
+			}
+			if len(rec)+int(r.count)*lsm.MemtableEntryOverhead > mem.Room() {
+				if err := flushMem(); err != nil {
+					return err
+				}
+			}
+			for i := lsm.SeqNum(0); ; i++ {
+				e, ok, err := r.next()
+				if err != nil {
+					return errs.Corruptf(layout.Path(db.dir, layout.TypeLog, seg), -1, "%v", err)
+				}
+				if !ok {
+					break
+				}
+				if err := mem.Add(r.seq+i, e.kind, e.key, e.value); err != nil {
+					return err
+				}
+			}
+			lastSeq = max(lastSeq, r.seq+lsm.SeqNum(r.count)-1)
+			return nil
+		})
+	if err != nil {
+		return err
+	}
+	for _, d := range res.Dropped {
+		db.log.Error().Str("segment", d.Segment.String()).Int64("offset", d.Offset).Int64("bytes", d.Bytes).
+			AnErr("damage", d.Err).Msg("salvage: dropped damaged log records")
+	}
+	if res.TornTail {
+		db.log.Warn().Int64("truncated_at", res.TruncatedAt).Msg("recovered from a torn log tail")
+	}
+	if err := flushMem(); err != nil {
+		return err
+	}
+
+	newLog := db.vs.NewFileNum()
+	ve := &lsm.VersionEdit{LogNum: newLog, HasLogNum: true}
+	for _, m := range flushed {
+		ve.NewFiles = append(ve.NewFiles, lsm.NewFile{Level: 0, Meta: m})
+	}
+	db.vs.SetLastSeq(lastSeq)
+	if err := db.vs.LogAndApply(ve); err != nil {
+		return err
+	}
+	db.installVersion()
+	w, err := wal.Create(db.walOptions(), newLog)
+	if err != nil {
+		return err
+	}
+	db.wal = w
+	db.mem = &memtable{m: lsm.NewMemtable(db.opts.MemtableSize), logNum: newLog}
+	db.lastSeq = lastSeq
+	db.visible.Store(uint64(lastSeq))
+	return nil
+}
+
+func (db *DB) walOptions() wal.Options {
+	return wal.Options{FS: db.fs, Dir: db.dir, SegmentSize: 1 << 62, NoSync: db.opts.NoSync}
+}
+
+func (db *DB) compactionEnv() compaction.Env {
+	return compaction.Env{
+		FS:         db.fs,
+		Dir:        db.dir,
+		NewFileNum: db.vs.NewFileNum,
+		TableOpts: lsm.TableWriterOptions{
+			BlockSize:       db.opts.BlockSize,
+			BloomBitsPerKey: db.opts.BloomBitsPerKey,
+			Compression:     db.opts.Compression,
+		},
+		TargetFileSize: uint64(db.opts.TargetFileSize),
+	}
+}
+
+// installVersion makes the version set's current version the DB's.
+func (db *DB) installVersion() {
+	v := db.vs.Current()
+	db.stateMu.Lock()
+	old := db.version
+	db.version = v
+	db.stateMu.Unlock()
+	if old != nil {
+		old.Unref()
+	}
+}
+
+// removeTable deletes a table no live version references.
+func (db *DB) removeTable(num layout.FileNum) {
+	if db.releasing.Load() {
+		return
+	}
+	db.tc.Evict(num)
+	db.cache.EvictFile(num)
+	path := layout.Path(db.dir, layout.TypeTable, num)
+	if err := db.fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		db.log.Error().Err(err).Str("file", path).Msg("removing obsolete table")
+	}
+}
+
+// removeObsoleteFiles deletes what a crash may have left behind: tables no
+// version references, log segments already flushed, temp files.
+func (db *DB) removeObsoleteFiles() {
+	names, err := db.fs.List(db.dir)
+	if err != nil {
+		return
+	}
+	liveTables := db.vs.LiveFiles()
+	logNum := db.vs.LogNum()
+	for _, name := range names {
+		t, n, ok := layout.Parse(name)
+		if !ok {
+			continue
+		}
+		remove := false
+		switch t {
+		case layout.TypeTable:
+			_, live := liveTables[n]
+			remove = !live
+		case layout.TypeLog:
+			remove = n < logNum
+		case layout.TypeTemp:
+			remove = true
+		case layout.TypeManifest:
+			remove = n != db.vs.ManifestNum()
+		}
+		if remove {
+			if err := db.fs.Remove(filepath.Join(db.dir, name)); err != nil {
+				db.log.Error().Err(err).Str("file", name).Msg("removing obsolete file")
+			}
+		}
+	}
+}
+
+// Put sets key to value.
+func (db *DB) Put(key, value []byte) error {
+	b := batchPool.Get().(*Batch)
+	b.db = db
+	b.Reset()
+	err := b.Put(key, value)
+	if err == nil {
+		err = b.Commit(nil)
+	}
+	batchPool.Put(b)
+	return err
+}
+
+// Delete removes key. Deleting an absent key is not an error.
+func (db *DB) Delete(key []byte) error {
+	b := batchPool.Get().(*Batch)
+	b.db = db
+	b.Reset()
+	err := b.Delete(key)
+	if err == nil {
+		err = b.Commit(nil)
+	}
+	batchPool.Put(b)
+	return err
+}
+
+var batchPool = sync.Pool{New: func() any { return &Batch{} }}
+
+// commit writes b to the WAL and the memtable and makes it visible.
+func (db *DB) commit(b *Batch, opts *WriteOptions) error {
+	sync := !db.opts.NoSync
+	if opts != nil {
+		if opts.NoSync {
+			sync = false
+		}
+		if opts.Sync {
+			sync = true
+		}
+	}
+	if b.memSize > db.opts.MemtableSize/2 {
+		return fmt.Errorf("%w: batch needs %d bytes, limit is half the memtable (%d)",
+			errs.ErrValueTooLarge, b.memSize, db.opts.MemtableSize/2)
+	}
+
+	db.commitMu.Lock()
+	if err := db.writable(); err != nil {
+		db.commitMu.Unlock()
+		return err
+	}
+	if db.mem.m.Room() < b.memSize {
+		if err := db.rotateMemtable(); err != nil {
+			db.commitMu.Unlock()
+			return err
+		}
+	}
+	seq := db.lastSeq + 1
+	binary.LittleEndian.PutUint64(b.data[0:8], uint64(seq))
+	binary.LittleEndian.PutUint32(b.data[8:12], b.count)
+	if err := db.wal.Append(b.data, false); err != nil {
+		db.setBroken(err)
+		db.commitMu.Unlock()
+		return fmt.Errorf("%w: %v", errs.ErrReadOnly, err)
+	}
+	r, err := newBatchReader(b.data)
+	if err != nil {
+		panic("pluresdb: own batch encoding is invalid: " + err.Error())
+	}
+	mem := db.mem
+	for i := lsm.SeqNum(0); ; i++ {
+		e, ok, _ := r.next()
+		if !ok {
+			break
+		}
+		if err := mem.m.Add(seq+i, e.kind, e.key, e.value); err != nil {
+			// Room was checked above; running out here is a bug.
+			panic("pluresdb: memtable overflow after reservation: " + err.Error())
+		}
+	}
+	last := seq + lsm.SeqNum(b.count) - 1
+	db.lastSeq = last
+	mem.maxSeq = last
+	db.commitMu.Unlock()
+
+	db.m.commits.Add(1)
+	db.m.walBytes.Add(uint64(len(b.data)))
+	if sync {
+		if err := db.wal.Sync(); err != nil {
+			db.setBroken(err)
+			return fmt.Errorf("%w: %v", errs.ErrReadOnly, err)
+		}
+	}
+	// Publish. Batches are in the memtable in sequence order, so raising
+	// visible to last exposes exactly the batches committed so far.
+	for {
+		cur := db.visible.Load()
+		if cur >= uint64(last) || db.visible.CompareAndSwap(cur, uint64(last)) {
+			break
+		}
+	}
+	return nil
+}
+
+// writable returns nil if writes are accepted. Called with commitMu held.
+func (db *DB) writable() error {
+	if db.closed.Load() {
+		return errs.ErrClosed
+	}
+	if p := db.broken.Load(); p != nil {
+		return fmt.Errorf("%w: %v", errs.ErrReadOnly, *p)
+	}
+	return nil
+}
+
+func (db *DB) setBroken(err error) {
+	db.broken.CompareAndSwap(nil, &err)
+	db.log.Error().Err(err).Msg("write to the log failed; the database is read-only until reopened")
+}
+
+// rotateMemtable seals the mutable memtable and its WAL segment and starts
+// new ones, stalling while too many memtables wait for their flush or L0
+// is too deep. Called with commitMu held.
+func (db *DB) rotateMemtable() error {
+	start := time.Now()
+	stalled := false
+	db.bgMu.Lock()
+	for {
+		db.stateMu.RLock()
+		nImm := len(db.imms)
+		nL0 := db.version.NumFiles(0)
+		db.stateMu.RUnlock()
+		if db.closing {
+			db.bgMu.Unlock()
+			return errs.ErrClosed
+		}
+		if nImm < db.opts.MaxImmutableMemtables && nL0 < db.opts.L0StopWritesThreshold {
+			break
+		}
+		if !stalled {
+			stalled = true
+			db.m.stalls.Add(1)
+			db.log.Info().Int("immutable", nImm).Int("l0", nL0).Msg("write stall")
+		}
+		db.bgCond.Wait()
+	}
+	db.bgMu.Unlock()
+	if stalled {
+		db.m.stallNanos.Add(uint64(time.Since(start)))
+	}
+
+	next := db.vs.NewFileNum()
+	if err := db.wal.Rotate(next); err != nil {
+		db.setBroken(err)
+		return fmt.Errorf("%w: %v", errs.ErrReadOnly, err)
+	}
+	db.stateMu.Lock()
+	db.imms = append(db.imms, db.mem)
+	db.mem = &memtable{m: lsm.NewMemtable(db.opts.MemtableSize), logNum: next, maxSeq: db.lastSeq}
+	db.stateMu.Unlock()
+	db.bgMu.Lock()
+	db.bgCond.Broadcast()
+	db.bgMu.Unlock()
+	return nil
+}
+
+// Flush writes the memtable to a table and waits until it is on disk.
+func (db *DB) Flush() error {
+	db.commitMu.Lock()
+	if db.closed.Load() {
+		db.commitMu.Unlock()
+		return errs.ErrClosed
+	}
+	var target *memtable
+	if !db.mem.m.Empty() {
+		if err := db.rotateMemtable(); err != nil {
+			db.commitMu.Unlock()
+			return err
+		}
+	}
+	db.stateMu.RLock()
+	if n := len(db.imms); n > 0 {
+		target = db.imms[n-1]
+	}
+	db.stateMu.RUnlock()
+	db.commitMu.Unlock()
+	if target == nil {
+		return nil
+	}
+	db.bgMu.Lock()
+	defer db.bgMu.Unlock()
+	for !target.flushed {
+		if db.closing {
+			return errs.ErrClosed
+		}
+		if db.bgErr != nil {
+			return db.bgErr
+		}
+		db.bgCond.Wait()
+	}
+	return nil
+}
+
+// flushLoop writes full memtables to L0, oldest first.
+func (db *DB) flushLoop() {
+	defer db.wg.Done()
+	for {
+		db.bgMu.Lock()
+		for !db.closing && db.oldestImm() == nil {
+			db.bgCond.Wait()
+		}
+		if db.closing {
+			db.bgMu.Unlock()
+			return
+		}
+		db.bgMu.Unlock()
+
+		imm := db.oldestImm()
+		err := db.flushMemtable(imm)
+		db.bgMu.Lock()
+		if err != nil {
+			db.bgErr = err
+			db.log.Error().Err(err).Msg("flush failed; retrying")
+		} else {
+			db.bgErr = nil
+			imm.flushed = true
+		}
+		db.bgCond.Broadcast()
+		db.bgMu.Unlock()
+		if err != nil {
+			db.sleep(time.Second)
+		}
+	}
+}
+
+// sleep waits d or until Close begins.
+func (db *DB) sleep(d time.Duration) {
+	t := time.AfterFunc(d, func() {
+		db.bgMu.Lock()
+		db.bgCond.Broadcast()
+		db.bgMu.Unlock()
+	})
+	defer t.Stop()
+	db.bgMu.Lock()
+	deadline := time.Now().Add(d)
+	for !db.closing && time.Now().Before(deadline) {
+		db.bgCond.Wait()
+	}
+	db.bgMu.Unlock()
+}
+
+func (db *DB) oldestImm() *memtable {
+	db.stateMu.RLock()
+	defer db.stateMu.RUnlock()
+	if len(db.imms) == 0 {
+		return nil
+	}
+	return db.imms[0]
+}
+
+func (db *DB) flushMemtable(imm *memtable) error {
+	start := time.Now()
+	metas, st, err := compaction.Write(db.compactionEnv(), imm.m.NewIter(),
+		compaction.WriteSpec{Snapshots: db.snapshotSeqs()})
+	if err != nil {
+		return fmt.Errorf("pluresdb: flushing memtable: %w", err)
+	}
+	db.stateMu.RLock()
+	nextLog := db.mem.logNum
+	if len(db.imms) > 1 {
+		nextLog = db.imms[1].logNum
+	}
+	db.stateMu.RUnlock()
+	ve := &lsm.VersionEdit{LogNum: nextLog, HasLogNum: true}
+	for _, m := range metas {
+		ve.NewFiles = append(ve.NewFiles, lsm.NewFile{Level: 0, Meta: m})
+	}
+	db.vs.SetLastSeq(imm.maxSeq)
+	if err := db.vs.LogAndApply(ve); err != nil {
+		for _, m := range metas {
+			_ = db.fs.Remove(layout.Path(db.dir, layout.TypeTable, m.Num))
+		}
+		return fmt.Errorf("pluresdb: recording flush: %w", err)
+	}
+	v := db.vs.Current()
+	db.stateMu.Lock()
+	old := db.version
+	db.version = v
+	db.imms = db.imms[1:]
+	db.stateMu.Unlock()
+	old.Unref()
+
+	// The flushed segment is sealed and no longer needed for recovery.
+	// (Retaining it as op history comes with the op log.)
+	path := layout.Path(db.dir, layout.TypeLog, imm.logNum)
+	if err := db.fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		db.log.Error().Err(err).Str("file", path).Msg("removing flushed log segment")
+	}
+	db.m.flushes.Add(1)
+	db.m.flushBytes.Add(st.BytesWritten)
+	db.log.Debug().Int("tables", len(metas)).Uint64("bytes", st.BytesWritten).
+		Dur("took", time.Since(start)).Msg("flushed memtable")
+	return nil
+}
+
+// compactLoop runs L0 → L1 compactions when L0 is deep enough.
+func (db *DB) compactLoop() {
+	defer db.wg.Done()
+	for {
+		db.bgMu.Lock()
+		for !db.closing && (db.opts.DisableAutoCompaction || db.manualWait > 0 || !db.needsCompaction()) {
+			db.bgCond.Wait()
+		}
+		if db.closing {
+			db.bgMu.Unlock()
+			return
+		}
+		db.bgMu.Unlock()
+
+		err := db.compactOnce(func(v *lsm.Version) *compaction.Compaction {
+			return compaction.PickL0(v, db.opts.L0CompactionThreshold)
+		})
+		db.bgMu.Lock()
+		if err != nil {
+			db.bgErr = err
+			db.log.Error().Err(err).Msg("compaction failed; retrying")
+		}
+		db.bgCond.Broadcast()
+		db.bgMu.Unlock()
+		if err != nil {
+			db.sleep(time.Second)
+		}
+	}
+}
+
+func (db *DB) needsCompaction() bool {
+	db.stateMu.RLock()
+	defer db.stateMu.RUnlock()
+	return db.version.NumFiles(0) >= db.opts.L0CompactionThreshold
+}
+
+// compactOnce picks with pick on the current version and runs the result.
+func (db *DB) compactOnce(pick func(*lsm.Version) *compaction.Compaction) error {
+	db.compactMu.Lock()
+	defer db.compactMu.Unlock()
+	db.stateMu.RLock()
+	v := db.version
+	v.Ref()
+	db.stateMu.RUnlock()
+	defer v.Unref()
+	c := pick(v)
+	if c == nil {
+		return nil
+	}
+	start := time.Now()
+	ve, st, err := compaction.Run(db.compactionEnv(), db.tc, c, db.snapshotSeqs())
+	if err != nil {
+		return fmt.Errorf("pluresdb: compaction: %w", err)
+	}
+	if err := db.vs.LogAndApply(ve); err != nil {
+		for _, f := range ve.NewFiles {
+			_ = db.fs.Remove(layout.Path(db.dir, layout.TypeTable, f.Meta.Num))
+		}
+		return fmt.Errorf("pluresdb: recording compaction: %w", err)
+	}
+	db.installVersion()
+	db.m.compactions.Add(1)
+	db.m.compactBytes.Add(st.BytesWritten)
+	db.log.Debug().Str("reason", c.Reason).Int("in", len(c.Inputs[0])+len(c.Inputs[1])).
+		Int("out", len(ve.NewFiles)).Uint64("bytes", st.BytesWritten).Dur("took", time.Since(start)).
+		Msg("compacted")
+	return nil
+}
+
+// Compact flushes the memtable and merges every table overlapping
+// [lower, upper) (nil: unbounded) into one sorted level, dropping
+// overwritten values and deletions no snapshot needs.
+func (db *DB) Compact(lower, upper []byte) error {
+	if err := db.Flush(); err != nil {
+		return err
+	}
+	db.bgMu.Lock()
+	db.manualWait++
+	db.bgMu.Unlock()
+	defer func() {
+		db.bgMu.Lock()
+		db.manualWait--
+		db.bgCond.Broadcast()
+		db.bgMu.Unlock()
+	}()
+	var lo, hi []byte
+	if lower != nil {
+		lo = append([]byte{nsDocuments}, lower...)
+	}
+	if upper != nil {
+		hi = append([]byte{nsDocuments}, upper...)
+	}
+	return db.compactOnce(func(v *lsm.Version) *compaction.Compaction {
+		return compaction.PickRange(v, lo, hi)
+	})
+}
+
+// WaitForCompactions blocks until no background flush or compaction is
+// due (or one fails).
+func (db *DB) WaitForCompactions() error {
+	db.bgMu.Lock()
+	defer db.bgMu.Unlock()
+	for {
+		if db.closing {
+			return errs.ErrClosed
+		}
+		if db.bgErr != nil {
+			return db.bgErr
+		}
+		if db.oldestImm() == nil && (db.opts.DisableAutoCompaction || !db.needsCompaction()) {
+			// A compaction may still be installing; taking compactMu
+			// waits for it.
+			db.bgMu.Unlock()
+			db.compactMu.Lock()
+			db.compactMu.Unlock()
+			db.bgMu.Lock()
+			if db.oldestImm() == nil && (db.opts.DisableAutoCompaction || !db.needsCompaction()) {
+				return nil
+			}
+		}
+		db.bgCond.Wait()
+	}
+}
+
+// Close stops background work, syncs the log and releases the directory.
+// Writes not yet flushed to tables are replayed from the log at the next
+// Open. Iterators and snapshots must be closed first; Close does not wait
+// for them.
+func (db *DB) Close() error {
+	db.commitMu.Lock()
+	if db.closed.Swap(true) {
+		db.commitMu.Unlock()
+		return errs.ErrClosed
+	}
+	db.commitMu.Unlock()
+	db.bgMu.Lock()
+	db.closing = true
+	db.bgCond.Broadcast()
+	db.bgMu.Unlock()
+	db.wg.Wait()
+	return db.closeResources()
+}
+
+func (db *DB) closeResources() error {
+	var firstErr error
+	keep := func(err error) {
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	db.releasing.Store(true)
+	if db.wal != nil {
+		keep(db.wal.Close())
+	}
+	if db.version != nil {
+		db.version.Unref()
+		db.version = nil
+	}
+	if db.vs != nil {
+		keep(db.vs.Close())
+	}
+	if db.tc != nil {
+		keep(db.tc.Close())
+	}
+	if db.lock != nil {
+		keep(db.lock.Close())
+	}
+	return firstErr
+}

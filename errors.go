@@ -1,0 +1,37 @@
+package pluresdb
+
+import "github.com/plures/pluresdb/internal/errs"
+
+// Errors returned by the engine. Test for them with errors.Is: the engine
+// wraps them with the file, offset or key involved.
+var (
+	// ErrNotFound: Get found no value for the key (absent or deleted).
+	ErrNotFound = errs.ErrNotFound
+	// ErrCorruption: stored bytes failed a checksum or could not be
+	// decoded. The message names the file and offset.
+	ErrCorruption = errs.ErrCorruption
+	// ErrClosed: the database, iterator, snapshot or batch was closed.
+	ErrClosed = errs.ErrClosed
+	// ErrLocked: another process, or another open DB in this process,
+	// holds the directory.
+	ErrLocked = errs.ErrLocked
+	// ErrNewerFormat: the directory was written by a newer version of the
+	// engine.
+	ErrNewerFormat = errs.ErrNewerFormat
+	// ErrNotDatabase: the path is a regular file, or a directory that
+	// holds files other than a database's.
+	ErrNotDatabase = errs.ErrNotDatabase
+	// ErrInvalidKey: an empty key.
+	ErrInvalidKey = errs.ErrInvalidKey
+	// ErrKeyTooLarge: a key longer than MaxKeySize.
+	ErrKeyTooLarge = errs.ErrKeyTooLarge
+	// ErrValueTooLarge: a value longer than MaxValueSize, or a batch larger
+	// than half the memtable.
+	ErrValueTooLarge = errs.ErrValueTooLarge
+	// ErrReadOnly: a write to the log failed (a full disk, an I/O error);
+	// the database refuses further writes until it is reopened. Reads go
+	// on. Health says why.
+	ErrReadOnly = errs.ErrReadOnly
+	// ErrInvalidOptions: Options.Validate rejected a field.
+	ErrInvalidOptions = errs.ErrInvalidOptions
+)

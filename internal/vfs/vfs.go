@@ -1,0 +1,60 @@
+// Package vfs is the filesystem the engine does all its I/O through.
+//
+// Three implementations: Default (the operating system), NewMem (in memory,
+// strict about durability) and WithFaults (wraps another FS and fails chosen
+// operations). Tests use MemFS.CrashClone to see exactly what a machine
+// would hold after a power cut: file data written since the last File.Sync
+// is gone, and directory entries created, renamed or removed since the last
+// SyncDir of their directory are rolled back.
+package vfs
+
+import (
+	"io"
+	"os"
+)
+
+// File is an open file. A File is not safe for concurrent use, except that
+// ReadAt may be called from several goroutines at once.
+type File interface {
+	io.Reader
+	io.ReaderAt
+	io.Writer
+	io.Closer
+	// Sync makes the file's data durable (fsync/fdatasync).
+	Sync() error
+	// Size returns the current length of the file.
+	Size() (int64, error)
+	// Truncate changes the length of the file. The new length is durable
+	// only after Sync.
+	Truncate(size int64) error
+}
+
+// FS is a filesystem. All methods are safe for concurrent use.
+type FS interface {
+	// Create creates the named file, or truncates it if it exists, and
+	// opens it for reading and writing. The directory entry is durable only
+	// after SyncDir of its directory.
+	Create(name string) (File, error)
+	// Open opens an existing file for reading.
+	Open(name string) (File, error)
+	// OpenReadWrite opens an existing file for reading and writing,
+	// positioned at offset 0.
+	OpenReadWrite(name string) (File, error)
+	// Remove removes a file or an empty directory.
+	Remove(name string) error
+	// Rename atomically replaces newname with oldname.
+	Rename(oldname, newname string) error
+	// MkdirAll creates a directory and its parents (0755).
+	MkdirAll(dir string) error
+	// List returns the base names of the entries of dir, sorted.
+	List(dir string) ([]string, error)
+	// Stat describes the named file.
+	Stat(name string) (os.FileInfo, error)
+	// Lock takes an exclusive lock on the named file, creating it if needed.
+	// A lock already held (by this or another process) fails at once with
+	// an error wrapping errs.ErrLocked. Closing the returned Closer releases
+	// the lock.
+	Lock(name string) (io.Closer, error)
+	// SyncDir makes the directory's entries durable.
+	SyncDir(dir string) error
+}

@@ -1,0 +1,394 @@
+package vfs
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"testing"
+
+	"github.com/plures/pluresdb/internal/errs"
+)
+
+func mustWrite(t *testing.T, fs FS, name, data string, sync bool) File {
+	t.Helper()
+	f, err := fs.Create(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write([]byte(data)); err != nil {
+		t.Fatal(err)
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return f
+}
+
+func readAll(t *testing.T, fs FS, name string) (string, error) {
+	t.Helper()
+	f, err := fs.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b), nil
+}
+
+func wantContent(t *testing.T, fs FS, name, want string) {
+	t.Helper()
+	got, err := readAll(t, fs, name)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if got != want {
+		t.Fatalf("%s = %q, want %q", name, got, want)
+	}
+}
+
+func wantMissing(t *testing.T, fs FS, name string) {
+	t.Helper()
+	if _, err := fs.Open(name); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s: err = %v, want ErrNotExist", name, err)
+	}
+}
+
+// Both implementations must agree on the basic semantics.
+func TestFSBasics(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		fs   FS
+		dir  func(t *testing.T) string
+	}{
+		{"os", Default, func(t *testing.T) string { return t.TempDir() }},
+		{"mem", NewMem(), func(*testing.T) string { return "/db" }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs, dir := tc.fs, tc.dir(t)
+			if _, err := fs.Create(filepath.Join(dir, "nodir", "f")); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("create in missing dir: %v", err)
+			}
+			if err := fs.MkdirAll(filepath.Join(dir, "sub", "deeper")); err != nil {
+				t.Fatal(err)
+			}
+			a := filepath.Join(dir, "a")
+			f := mustWrite(t, fs, a, "hello world", false)
+			if sz, err := f.Size(); err != nil || sz != 11 {
+				t.Fatalf("size = %d, %v", sz, err)
+			}
+			if err := f.Truncate(5); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.Write([]byte("!")); err != nil { // position is past the new end: a hole
+				t.Fatal(err)
+			}
+			f.Close()
+			wantContent(t, fs, a, "hello\x00\x00\x00\x00\x00\x00!")
+
+			rw, err := fs.OpenReadWrite(a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rw.Write([]byte("J"))
+			buf := make([]byte, 4)
+			if n, err := rw.ReadAt(buf, 1); n != 4 || err != nil || string(buf) != "ello" {
+				t.Fatalf("ReadAt = %d %v %q", n, err, buf)
+			}
+			if n, err := rw.ReadAt(buf, 10); n != 2 || err != io.EOF {
+				t.Fatalf("ReadAt at end = %d %v", n, err)
+			}
+			rw.Close()
+
+			ro, _ := fs.Open(a)
+			if _, err := ro.Write([]byte("x")); err == nil {
+				t.Fatal("write to a read-only file succeeded")
+			}
+			ro.Close()
+
+			b := filepath.Join(dir, "b")
+			if err := fs.Rename(a, b); err != nil {
+				t.Fatal(err)
+			}
+			wantMissing(t, fs, a)
+			if fi, err := fs.Stat(b); err != nil || fi.Size() != 12 || fi.IsDir() {
+				t.Fatalf("stat = %v %v", fi, err)
+			}
+			if _, err := fs.Stat(a); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("stat missing: %v", err)
+			}
+			names, err := fs.List(dir)
+			if err != nil || len(names) != 2 || names[0] != "b" || names[1] != "sub" {
+				t.Fatalf("List = %v %v", names, err)
+			}
+			if err := fs.Remove(b); err != nil {
+				t.Fatal(err)
+			}
+			if err := fs.Remove(b); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("second remove: %v", err)
+			}
+			if _, err := fs.OpenReadWrite(b); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("openrw missing: %v", err)
+			}
+			if err := fs.Remove(filepath.Join(dir, "sub")); err == nil {
+				t.Fatal("removed a non-empty directory")
+			}
+			if err := fs.SyncDir(dir); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fs.List(filepath.Join(dir, "missing")); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("list missing: %v", err)
+			}
+
+			// Lock twice fails, also within one process; release lets it through.
+			lockPath := filepath.Join(dir, "LOCK")
+			l, err := fs.Lock(lockPath)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := fs.Lock(lockPath); !errors.Is(err, errs.ErrLocked) {
+				t.Fatalf("second lock: %v", err)
+			}
+			if _, err := fs.Lock(filepath.Join(dir, ".", "LOCK")); !errors.Is(err, errs.ErrLocked) {
+				t.Fatalf("second lock, unclean path: %v", err)
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			l2, err := fs.Lock(lockPath)
+			if err != nil {
+				t.Fatalf("lock after release: %v", err)
+			}
+			l2.Close()
+		})
+	}
+}
+
+func TestMemCrashCloneData(t *testing.T) {
+	fs := NewMem()
+	fs.MkdirAll("/db")
+	f := mustWrite(t, fs, "/db/a", "synced", true)
+	f.Write([]byte("+lost"))
+	fs.SyncDir("/db")
+	mustWrite(t, fs, "/db/b", "never-dir-synced", true)
+
+	c := fs.CrashClone()
+	wantContent(t, c, "/db/a", "synced")
+	wantMissing(t, c, "/db/b")
+	// The live FS still sees everything.
+	wantContent(t, fs, "/db/a", "synced+lost")
+
+	// Open handles of the old FS do not reach the clone.
+	f.Write([]byte("more"))
+	f.Sync()
+	wantContent(t, c, "/db/a", "synced")
+	wantContent(t, fs.CrashClone(), "/db/a", "synced+lostmore")
+
+	// A truncation is durable only after Sync.
+	f.Truncate(2)
+	wantContent(t, fs.CrashClone(), "/db/a", "synced+lostmore")
+	f.Sync()
+	wantContent(t, fs.CrashClone(), "/db/a", "sy")
+	f.Close()
+
+	// Clones are ordinary MemFSs: writable, with their own durability.
+	g := mustWrite(t, c, "/db/c", "x", true)
+	g.Close()
+	wantMissing(t, c.CrashClone(), "/db/c")
+}
+
+func TestMemCrashCloneRenameRemove(t *testing.T) {
+	fs := NewMem()
+	fs.MkdirAll("/db")
+	mustWrite(t, fs, "/db/tmp", "v2", true).Close()
+	mustWrite(t, fs, "/db/cur", "v1", true).Close()
+	fs.SyncDir("/db")
+
+	// Rename not followed by SyncDir is undone.
+	if err := fs.Rename("/db/tmp", "/db/cur"); err != nil {
+		t.Fatal(err)
+	}
+	c := fs.CrashClone()
+	wantContent(t, c, "/db/cur", "v1")
+	wantContent(t, c, "/db/tmp", "v2")
+	wantMissing(t, fs, "/db/tmp")
+
+	// After SyncDir the renamed file keeps its data under the new name.
+	fs.SyncDir("/db")
+	c = fs.CrashClone()
+	wantContent(t, c, "/db/cur", "v2")
+	wantMissing(t, c, "/db/tmp")
+
+	// Remove not followed by SyncDir is undone.
+	fs.Remove("/db/cur")
+	wantContent(t, fs.CrashClone(), "/db/cur", "v2")
+	fs.SyncDir("/db")
+	wantMissing(t, fs.CrashClone(), "/db/cur")
+
+	// Re-creating an existing durable file: the entry is durable, the new
+	// bytes are not until synced.
+	mustWrite(t, fs, "/db/x", "old", true).Close()
+	fs.SyncDir("/db")
+	f := mustWrite(t, fs, "/db/x", "new", false)
+	wantContent(t, fs.CrashClone(), "/db/x", "old")
+	f.Sync()
+	wantContent(t, fs.CrashClone(), "/db/x", "new")
+
+	// Locks are not carried into the clone.
+	if _, err := fs.Lock("/db/LOCK"); err != nil {
+		t.Fatal(err)
+	}
+	fs.SyncDir("/db")
+	if l, err := fs.CrashClone().Lock("/db/LOCK"); err != nil {
+		t.Fatalf("lock in clone: %v", err)
+	} else {
+		l.Close()
+	}
+}
+
+func TestMemConcurrentReadAt(t *testing.T) {
+	fs := NewMem()
+	data := bytes.Repeat([]byte("0123456789abcdef"), 4096)
+	f := mustWrite(t, fs, "big", string(data), true)
+	defer f.Close()
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 100)
+			for i := range 500 {
+				off := int64((g*7919 + i*104729) % (len(data) - 100))
+				if _, err := f.ReadAt(buf, off); err != nil || !bytes.Equal(buf, data[off:off+100]) {
+					t.Errorf("ReadAt(%d) = %v", off, err)
+					return
+				}
+			}
+		}()
+	}
+	// Directory operations run beside the readers.
+	for i := range 100 {
+		mustWrite(t, fs, "other", "x", i%2 == 0).Close()
+		fs.SyncDir(".")
+		fs.CrashClone()
+	}
+	wg.Wait()
+}
+
+func TestMemClosedFile(t *testing.T) {
+	fs := NewMem()
+	f := mustWrite(t, fs, "f", "x", false)
+	f.Close()
+	if _, err := f.Write([]byte("y")); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("write after close: %v", err)
+	}
+	if err := f.Close(); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("second close: %v", err)
+	}
+}
+
+func TestFaultsFailOn(t *testing.T) {
+	mem := NewMem()
+	fs := WithFaults(mem, FailOn([]Op{OpSync, OpWrite}, ".log", syscall.ENOSPC))
+	f, err := fs.Create("000001.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.Write([]byte("abc"))
+	var pe *os.PathError
+	if !errors.Is(err, syscall.ENOSPC) || !errors.As(err, &pe) || pe.Op != "write" || pe.Path != "000001.log" {
+		t.Fatalf("write: %v", err)
+	}
+	if sz, _ := f.Size(); sz != 0 {
+		t.Fatalf("a failed write wrote %d bytes", sz)
+	}
+	if err := f.Sync(); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("sync: %v", err)
+	}
+	// Other paths and operations pass.
+	g, err := fs.Create("MANIFEST-000002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Write([]byte("ok")); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	wantContent(t, mem, "MANIFEST-000002", "ok")
+}
+
+func TestFaultsTornWrite(t *testing.T) {
+	mem := NewMem()
+	fs := WithTornWrites(mem, FailOn([]Op{OpWrite}, "", ErrInjected))
+	f, _ := fs.Create("f")
+	n, err := f.Write([]byte("abcdef"))
+	if n != 3 || !errors.Is(err, ErrInjected) {
+		t.Fatalf("torn write = %d, %v", n, err)
+	}
+	wantContent(t, mem, "f", "abc")
+}
+
+func TestFaultsFailAfter(t *testing.T) {
+	work := func(fs FS) error {
+		if err := fs.MkdirAll("/d"); err != nil {
+			return err
+		}
+		f, err := fs.Create("/d/f")
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		for range 3 {
+			if _, err := f.Write([]byte("x")); err != nil {
+				return err
+			}
+		}
+		if err := f.Sync(); err != nil {
+			return err
+		}
+		return fs.SyncDir("/d")
+	}
+	probe := FailAfter(math.MaxInt64, ErrInjected)
+	if err := work(WithFaults(NewMem(), probe.Inject)); err != nil || probe.Fired() {
+		t.Fatal(err)
+	}
+	total := probe.Count()
+	if total != 8 { // mkdir, create, 3 writes, sync, syncdir, close
+		t.Fatalf("count = %d", total)
+	}
+	for n := range total {
+		mem := NewMem()
+		c := FailAfter(n, ErrInjected)
+		err := work(WithFaults(mem, c.Inject))
+		if n < total-1 { // the final Close's error is dropped by work
+			if !errors.Is(err, ErrInjected) || !c.Fired() {
+				t.Fatalf("n=%d: err = %v fired=%v", n, err, c.Fired())
+			}
+		}
+		// Once fired, mutating operations keep failing but reads work.
+		fs := WithFaults(mem, c.Inject)
+		if _, err := fs.Create("/x"); !errors.Is(err, ErrInjected) {
+			t.Fatalf("n=%d: create after death: %v", n, err)
+		}
+		if _, err := fs.List("/"); err != nil {
+			t.Fatalf("n=%d: list after death: %v", n, err)
+		}
+	}
+}
+
+func TestOpString(t *testing.T) {
+	if OpSyncDir.String() != "syncdir" || OpCreate.String() != "create" || Op(99).String() != "op(99)" {
+		t.Fatal(OpSyncDir, OpCreate, Op(99))
+	}
+}

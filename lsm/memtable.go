@@ -1,0 +1,167 @@
+package lsm
+
+// The memtable holds the newest writes in memory, sorted, until they are
+// flushed to an L0 sstable. It is an arena skiplist (skiplist.go): a fixed
+// amount of memory chosen at creation, no per-entry Go allocation, and reads
+// that never block on the writer.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// ErrMemtableFull is returned by Add when the entry does not fit in the
+// memtable's arena. The DB checks Room before applying a batch, so in
+// practice it means the entry is larger than an empty memtable's Capacity.
+var ErrMemtableFull = errors.New("lsm: memtable is full")
+
+// MemtableEntryOverhead bounds the arena bytes an entry takes beyond
+// len(ukey)+len(value): the node header, a full-height tower and alignment
+// padding. A batch fits if Room() >= sum(len(ukey)+len(value)+MemtableEntryOverhead).
+const MemtableEntryOverhead = arenaNodeHeader + skiplistMaxHeight*4 + arenaAlign - 1
+
+// Memtable is an in-memory sorted set of internal keys and their values.
+//
+// Concurrency: Add must be serialized by the caller (the DB calls it under
+// its commit mutex). Get, NewIter, iterators, Len, Size, Room and Empty are
+// safe at any time, from any number of goroutines, concurrently with Add.
+// An entry becomes visible to readers atomically, fully written.
+//
+// Values returned by Get and iterators alias the arena. They are never
+// modified once written, and stay valid for as long as the caller holds the
+// Memtable.
+type Memtable struct {
+	list *skiplist
+}
+
+// NewMemtable returns an empty memtable backed by one arena of about
+// arenaSize bytes (e.g. 64 MiB), allocated now. Sizes are clamped to what
+// uint32 offsets can address (4 GiB) and to at least room for the list head.
+func NewMemtable(arenaSize int) *Memtable {
+	return &Memtable{list: newSkiplist(arenaSize)}
+}
+
+// Add inserts the entry (ukey, seq, kind) → value, copying ukey and value
+// into the arena. It returns ErrMemtableFull, having changed nothing, if the
+// entry does not fit. Adding an internal key that is already present (same
+// user key, seq and kind) stores a second entry that sorts before the first,
+// so it shadows it. Only one goroutine may call Add at a time.
+func (m *Memtable) Add(seq SeqNum, kind Kind, ukey, value []byte) error {
+	if seq > MaxSeqNum || kind > KindMax {
+		return fmt.Errorf("lsm: memtable add: invalid seq %d or kind %v", seq, kind)
+	}
+	if !m.list.add(ukey, MakeTrailer(seq, kind), value) {
+		return ErrMemtableFull
+	}
+	return nil
+}
+
+// Get returns the newest entry for ukey whose seq is <= snap. A KindDelete
+// entry is returned as found (kind tells the caller it is a tombstone); a
+// KindMerge entry is returned as is, its older operands are not folded.
+func (m *Memtable) Get(ukey []byte, snap SeqNum) (value []byte, kind Kind, seq SeqNum, found bool) {
+	if snap > MaxSeqNum {
+		snap = MaxSeqNum
+	}
+	off := m.list.seekGE(ukey, MakeTrailer(snap, KindMax))
+	if off == 0 {
+		return nil, 0, 0, false
+	}
+	n := m.list.node(off)
+	if !bytes.Equal(m.list.userKey(n), ukey) {
+		return nil, 0, 0, false
+	}
+	return m.list.value(n), Kind(n.trailer & 0xff), SeqNum(n.trailer >> 8), true
+}
+
+// Len returns the number of entries.
+func (m *Memtable) Len() int { return int(m.list.count.Load()) }
+
+// Size returns the arena bytes in use, including the fixed list head.
+func (m *Memtable) Size() int { return int(m.list.used.Load()) }
+
+// Room returns the arena bytes still free.
+func (m *Memtable) Room() int { return int(m.list.limit - m.list.used.Load()) }
+
+// Capacity returns the arena bytes usable for entries in an empty memtable
+// of this size: an entry larger than Capacity()-MemtableEntryOverhead never
+// fits.
+func (m *Memtable) Capacity() int { return int(m.list.limit) - (arenaAlign + arenaNodeMax) }
+
+// Empty reports whether the memtable holds no entries.
+func (m *Memtable) Empty() bool { return m.list.count.Load() == 0 }
+
+// NewIter returns an iterator over every entry, in CompareInternal order.
+// It sees entries added after its creation if it has not yet passed their
+// position. Its Key is assembled in a buffer owned by the iterator.
+func (m *Memtable) NewIter() InternalIterator {
+	return &memtableIter{list: m.list}
+}
+
+// memtableIter walks the skiplist's level 0. It is used by one goroutine at
+// a time, while the memtable's writer may keep adding.
+type memtableIter struct {
+	list *skiplist
+	nd   uint32 // current node; 0 when not positioned
+	key  []byte // the current internal key, rebuilt on every move
+}
+
+var _ InternalIterator = (*memtableIter)(nil)
+
+func (it *memtableIter) First() bool {
+	return it.setNode(it.list.next(it.list.node(it.list.head), 0))
+}
+
+// SeekGE moves to the first entry >= ikey. An ikey shorter than a trailer
+// is taken as a bare user key and lands on that key's newest entry.
+func (it *memtableIter) SeekGE(ikey []byte) bool {
+	ukey, trailer := ikey, uint64(1<<64-1)
+	if len(ikey) >= TrailerLen {
+		ukey, trailer = UserKey(ikey), Trailer(ikey)
+	}
+	return it.setNode(it.list.seekGE(ukey, trailer))
+}
+
+func (it *memtableIter) Next() bool {
+	if it.nd == 0 {
+		return false
+	}
+	return it.setNode(it.list.next(it.list.node(it.nd), 0))
+}
+
+func (it *memtableIter) setNode(off uint32) bool {
+	it.nd = off
+	if off == 0 {
+		it.key = it.key[:0]
+		return false
+	}
+	n := it.list.node(off)
+	it.key = append(it.key[:0], it.list.userKey(n)...)
+	it.key = binary.LittleEndian.AppendUint64(it.key, n.trailer)
+	return true
+}
+
+func (it *memtableIter) Valid() bool { return it.nd != 0 }
+
+func (it *memtableIter) Key() []byte {
+	if it.nd == 0 {
+		return nil
+	}
+	return it.key
+}
+
+func (it *memtableIter) Value() []byte {
+	if it.nd == 0 {
+		return nil
+	}
+	return it.list.value(it.list.node(it.nd))
+}
+
+func (it *memtableIter) Err() error { return nil }
+
+func (it *memtableIter) Close() error {
+	it.nd = 0
+	return nil
+}

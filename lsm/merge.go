@@ -1,0 +1,158 @@
+package lsm
+
+// The merging iterator turns several sorted sources (memtables, L0 tables,
+// one level iterator per deeper level) into one sorted stream of internal
+// keys. It does not hide anything: shadowed versions, tombstones and
+// entries newer than a snapshot all pass through, in CompareInternal order,
+// for UserIter (or compaction) to interpret.
+
+// mergingIter is a binary min-heap of child iterators, hand-written over a
+// slice of child indexes so that comparisons are direct calls rather than
+// container/heap's interface calls. Each child's current key is cached, so
+// a sift does not call Key through the interface.
+//
+// Ties between equal internal keys (which a correct DB never produces) are
+// broken by child index: the lower index, the newer source, comes first.
+//
+// Like every InternalIterator it is used by one goroutine at a time.
+type mergingIter struct {
+	children []InternalIterator
+	keys     [][]byte // keys[i]: children[i]'s current key, while i is in heap
+	heap     []int    // child indexes; heap[0] is the smallest
+	err      error
+	closed   bool
+}
+
+var _ InternalIterator = (*mergingIter)(nil)
+
+// NewMergingIter returns an iterator over the union of iters, in
+// CompareInternal order. List newer sources first: equal keys come out in
+// argument order. The first child error stops the iteration and is returned
+// by Err. Close closes every child.
+func NewMergingIter(iters ...InternalIterator) InternalIterator {
+	return &mergingIter{
+		children: iters,
+		keys:     make([][]byte, len(iters)),
+		heap:     make([]int, 0, len(iters)),
+	}
+}
+
+func (m *mergingIter) First() bool { return m.position(false, nil) }
+
+func (m *mergingIter) SeekGE(ikey []byte) bool { return m.position(true, ikey) }
+
+// position moves every child to its first entry (or to its first entry >=
+// ikey if seek) and rebuilds the heap. An earlier error is forgotten: a
+// fresh positioning call starts over.
+func (m *mergingIter) position(seek bool, ikey []byte) bool {
+	m.err = nil
+	m.heap = m.heap[:0]
+	for i, it := range m.children {
+		var ok bool
+		if seek {
+			ok = it.SeekGE(ikey)
+		} else {
+			ok = it.First()
+		}
+		if ok {
+			m.keys[i] = it.Key()
+			m.heap = append(m.heap, i)
+		} else if err := it.Err(); err != nil {
+			m.err = err
+			m.heap = m.heap[:0]
+			return false
+		}
+	}
+	for i := len(m.heap)/2 - 1; i >= 0; i-- {
+		m.down(i)
+	}
+	return len(m.heap) > 0
+}
+
+func (m *mergingIter) Next() bool {
+	if m.err != nil || len(m.heap) == 0 {
+		return false
+	}
+	top := m.heap[0]
+	it := m.children[top]
+	if it.Next() {
+		m.keys[top] = it.Key()
+		m.down(0)
+		return true
+	}
+	if err := it.Err(); err != nil {
+		m.err = err
+		m.heap = m.heap[:0]
+		return false
+	}
+	last := len(m.heap) - 1
+	m.heap[0] = m.heap[last]
+	m.heap = m.heap[:last]
+	if last > 0 {
+		m.down(0)
+	}
+	return len(m.heap) > 0
+}
+
+// less orders heap entries a and b (child indexes).
+func (m *mergingIter) less(a, b int) bool {
+	if c := CompareInternal(m.keys[a], m.keys[b]); c != 0 {
+		return c < 0
+	}
+	return a < b
+}
+
+// down restores the heap property below position i.
+func (m *mergingIter) down(i int) {
+	h := m.heap
+	n := len(h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		j := l
+		if r := l + 1; r < n && m.less(h[r], h[l]) {
+			j = r
+		}
+		if !m.less(h[j], h[i]) {
+			return
+		}
+		h[i], h[j] = h[j], h[i]
+		i = j
+	}
+}
+
+func (m *mergingIter) Valid() bool { return m.err == nil && len(m.heap) > 0 }
+
+func (m *mergingIter) Key() []byte {
+	if !m.Valid() {
+		return nil
+	}
+	return m.keys[m.heap[0]]
+}
+
+func (m *mergingIter) Value() []byte {
+	if !m.Valid() {
+		return nil
+	}
+	return m.children[m.heap[0]].Value()
+}
+
+func (m *mergingIter) Err() error { return m.err }
+
+// Close closes every child once and returns the iteration error, or else
+// the first error a child's Close returned.
+func (m *mergingIter) Close() error {
+	if m.closed {
+		return m.err
+	}
+	m.closed = true
+	m.heap = m.heap[:0]
+	for _, it := range m.children {
+		if err := it.Close(); err != nil && m.err == nil {
+			m.err = err
+		}
+	}
+	return m.err
+}

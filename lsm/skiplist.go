@@ -1,0 +1,262 @@
+package lsm
+
+// The memtable's skiplist lives in one preallocated byte arena, in the style
+// of Badger's skl and Pebble's arenaskl: nodes, keys and values are carved
+// out of the arena with a bump allocator and addressed by uint32 offsets, so
+// a memtable of a million entries is one Go object for the collector to
+// scan (and it holds no pointers), and the whole memtable is freed at once
+// after its flush.
+//
+// Arena layout (every node starts 8-byte aligned, so two nodes never share
+// a machine word and atomic uint32 links are naturally aligned):
+//
+//	0        8                                              used       limit      len
+//	+--------+------------+------------------------+-------+- - - - - -+----------+
+//	| unused | head node  | node | key | value | pad | ... |   free    |  slack   |
+//	+--------+------------+------------------------+-------+- - - - - -+----------+
+//
+// Offset 0 is never a node, so a link of 0 means "end of list". The slack
+// (one full-size node) keeps the *arenaNode view of the last node inside the
+// arena even though its tower is shorter than skiplistMaxHeight.
+//
+// A node, as stored (tower truncated to the node's height):
+//
+//	+-------------+-------------+-------------+-------------+----------------------+-----+-------+
+//	| trailer u64 | keyOff u32  | keyLen u32  | valLen u32  | tower[height] u32... | key | value |
+//	+-------------+-------------+-------------+-------------+----------------------+-----+-------+
+//
+// The user key and the trailer are stored apart, so comparisons never build
+// an internal key.
+//
+// Concurrency: one writer at a time (the caller serializes Add), any number
+// of concurrent readers. A node is completely written, its own tower
+// included, before an atomic store links it in at level 0 and then at each
+// higher level; readers load links atomically, so a reader that reaches a
+// node sees all of it. Levels are linked bottom-up, so at every instant each
+// level is a sorted sublist of the level below it.
+
+import (
+	"bytes"
+	"math"
+	"sync/atomic"
+	"unsafe"
+)
+
+const (
+	// skiplistMaxHeight is the tallest tower. With p = 1/4, 20 levels index far
+	// more entries than a uint32-addressed arena can hold.
+	skiplistMaxHeight = 20
+
+	arenaAlign = 8
+
+	// arenaNodeHeader is the size of a node without its tower.
+	arenaNodeHeader = int(unsafe.Offsetof(arenaNode{}.tower))
+
+	// arenaNodeMax is the size of a node with a full tower, before its key
+	// and value.
+	arenaNodeMax = int(unsafe.Sizeof(arenaNode{}))
+
+	// arenaSlack is kept free at the end of the arena so that viewing any
+	// node as a *arenaNode stays inside the allocation (checkptr checks this
+	// under -race).
+	arenaSlack = arenaNodeMax
+)
+
+// maxArenaSize keeps every offset, plus a key or value length, within
+// uint32. A variable, not a constant, so 32-bit builds compile.
+var maxArenaSize uint64 = math.MaxUint32 - uint64(arenaSlack) - arenaAlign
+
+// arenaNode is the arena representation of one entry. Only trailer, keyOffset,
+// keyLen and valueLen are written before the node is published and never
+// change afterwards; tower links change (atomically) as later nodes are
+// linked after this one.
+type arenaNode struct {
+	trailer   uint64
+	keyOffset uint32
+	keyLen    uint32
+	valueLen  uint32
+	tower     [skiplistMaxHeight]uint32
+}
+
+// skiplist is an arena skiplist of internal keys sorted by CompareInternal.
+// See the file comment for its concurrency rules.
+type skiplist struct {
+	buf   []byte // the arena; its base is 8-byte aligned
+	limit uint32 // allocations end here; beyond is slack
+	head  uint32 // offset of the head node (empty key, full tower)
+
+	used   atomic.Uint32 // bytes allocated; read by Room and Size
+	height atomic.Uint32 // tallest tower in use, >= 1
+	count  atomic.Int64  // entries
+
+	rng uint64 // writer-only state for tower heights
+}
+
+func newSkiplist(arenaSize int) *skiplist {
+	minSize := arenaAlign + arenaNodeMax // the head node
+	if arenaSize < minSize {
+		arenaSize = minSize
+	}
+	if uint64(arenaSize) > maxArenaSize {
+		arenaSize = int(maxArenaSize)
+	}
+	arenaSize &^= arenaAlign - 1 // so the aligned bump pointer lands exactly on limit
+	total := arenaSize + arenaSlack
+	// Allocate as uint64 words so the base is 8-byte aligned.
+	words := make([]uint64, (total+7)/8)
+	s := &skiplist{
+		buf:   unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), len(words)*8),
+		limit: uint32(arenaSize),
+		rng:   0x9e3779b97f4a7c15,
+	}
+	s.used.Store(arenaAlign) // offset 0 stays unused: it is the nil link
+	head, ok := s.alloc(arenaNodeMax)
+	if !ok {
+		panic("lsm: arena too small for the skiplist head") // unreachable: arenaSize >= minSize
+	}
+	s.head = head
+	s.height.Store(1)
+	return s
+}
+
+// alloc reserves size bytes, 8-byte aligned; ok is false if they do not fit.
+func (s *skiplist) alloc(size int) (off uint32, ok bool) {
+	used := s.used.Load()
+	if size < 0 || size > int(s.limit-used) {
+		return 0, false
+	}
+	end := uint64(used) + uint64(size)
+	end = (end + arenaAlign - 1) &^ (arenaAlign - 1) // <= limit: limit is aligned
+	s.used.Store(uint32(end))
+	return used, true
+}
+
+func (s *skiplist) node(off uint32) *arenaNode {
+	return (*arenaNode)(unsafe.Pointer(&s.buf[off]))
+}
+
+func (s *skiplist) next(n *arenaNode, level int) uint32 {
+	return atomic.LoadUint32(&n.tower[level])
+}
+
+func (s *skiplist) userKey(n *arenaNode) []byte {
+	end := n.keyOffset + n.keyLen
+	return s.buf[n.keyOffset:end:end]
+}
+
+func (s *skiplist) value(n *arenaNode) []byte {
+	start := n.keyOffset + n.keyLen
+	end := start + n.valueLen
+	return s.buf[start:end:end]
+}
+
+// compare orders the internal key (ukey, trailer) against node n, like
+// CompareInternal.
+func (s *skiplist) compare(ukey []byte, trailer uint64, n *arenaNode) int {
+	if c := bytes.Compare(ukey, s.userKey(n)); c != 0 {
+		return c
+	}
+	switch {
+	case trailer > n.trailer:
+		return -1
+	case trailer < n.trailer:
+		return 1
+	}
+	return 0
+}
+
+// randomHeight draws a tower height with P(h > k) = 4^-k.
+func (s *skiplist) randomHeight() int {
+	// xorshift64*: cheap, and only the writer touches it.
+	s.rng ^= s.rng >> 12
+	s.rng ^= s.rng << 25
+	s.rng ^= s.rng >> 27
+	r := s.rng * 2685821657736338717
+	h := 1
+	for h < skiplistMaxHeight && r&3 == 0 {
+		h++
+		r >>= 2
+	}
+	return h
+}
+
+// seekGE returns the offset of the first node >= (ukey, trailer), or 0.
+func (s *skiplist) seekGE(ukey []byte, trailer uint64) uint32 {
+	x := s.node(s.head)
+	var stop uint32 // a node known to be >= the target (0: the end)
+	for level := int(s.height.Load()) - 1; level >= 0; level-- {
+		for {
+			nx := s.next(x, level)
+			// Often the level below leads to the node that stopped us on
+			// the level above: skip comparing it again.
+			if nx == stop {
+				break
+			}
+			n := s.node(nx)
+			if s.compare(ukey, trailer, n) <= 0 {
+				stop = nx
+				break
+			}
+			x = n
+		}
+	}
+	return s.next(x, 0)
+}
+
+// add inserts an entry. Only one goroutine may call add at a time. An entry
+// equal to an existing one (same user key and trailer) is placed before it.
+func (s *skiplist) add(ukey []byte, trailer uint64, value []byte) bool {
+	if len(ukey) > int(s.limit) || len(value) > int(s.limit) {
+		return false
+	}
+	h := s.randomHeight()
+	towerEnd := arenaNodeHeader + h*4
+	off, ok := s.alloc(towerEnd + len(ukey) + len(value))
+	if !ok {
+		return false
+	}
+	n := s.node(off)
+	n.trailer = trailer
+	n.keyOffset = off + uint32(towerEnd)
+	n.keyLen = uint32(len(ukey))
+	n.valueLen = uint32(len(value))
+	copy(s.buf[n.keyOffset:], ukey)
+	copy(s.buf[n.keyOffset+n.keyLen:], value)
+
+	// Find the predecessor at every level. Nothing changes under us: we are
+	// the only writer.
+	var prev [skiplistMaxHeight]uint32
+	listHeight := int(s.height.Load())
+	x, stop := s.head, uint32(0) // as in seekGE
+	for level := listHeight - 1; level >= 0; level-- {
+		for {
+			nx := s.next(s.node(x), level)
+			if nx == stop {
+				break
+			}
+			if s.compare(ukey, trailer, s.node(nx)) <= 0 {
+				stop = nx
+				break
+			}
+			x = nx
+		}
+		prev[level] = x
+	}
+	for level := listHeight; level < h; level++ {
+		prev[level] = s.head
+	}
+
+	for level := 0; level < h; level++ {
+		atomic.StoreUint32(&n.tower[level], s.next(s.node(prev[level]), level))
+	}
+	// Publish bottom-up: once linked at level 0 the node is reachable, and
+	// it is complete.
+	for level := 0; level < h; level++ {
+		atomic.StoreUint32(&s.node(prev[level]).tower[level], off)
+	}
+	if h > listHeight {
+		s.height.Store(uint32(h))
+	}
+	s.count.Add(1)
+	return true
+}

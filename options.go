@@ -1,0 +1,235 @@
+package pluresdb
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/internal/vfs"
+	"github.com/plures/pluresdb/lsm"
+)
+
+// Limits on what one write may carry.
+const (
+	// MaxKeySize is the longest key accepted, in bytes.
+	MaxKeySize = 32 << 10
+	// MaxValueSize is the longest value accepted, in bytes.
+	MaxValueSize = 16 << 20
+)
+
+// Compression selects the block codec of the tables a database writes.
+type Compression = lsm.Compression
+
+// Codecs for Options.Compression.
+const (
+	CompressionS2   = lsm.CompressionS2
+	CompressionZstd = lsm.CompressionZstd
+	CompressionNone = lsm.CompressionNone
+)
+
+// Options configures a database. The zero value (and a nil *Options) gives
+// the defaults noted on each field.
+type Options struct {
+	// NoSync makes commits return before their log record is fsynced: a
+	// crash can lose the last writes (never corrupt the database). For bulk
+	// loads. Default false: every commit is durable when it returns.
+	NoSync bool
+
+	// Retention is how long operation history is kept beyond what sync and
+	// recovery need. 0 means 7 days; negative keeps none. The op log that
+	// uses it arrives with the CRDT layer; until then log segments are
+	// removed as soon as their data is flushed to tables.
+	Retention time.Duration
+
+	// CacheSize is the block cache capacity in bytes. 0 means
+	// DefaultCacheSize(): a sixteenth of the machine's memory, between
+	// 32 MiB and 1 GiB. Negative disables the cache.
+	CacheSize int64
+
+	// MemtableSize is the size of one memtable in bytes; a full memtable is
+	// flushed to a table in the background. Larger memtables mean fewer,
+	// larger L0 tables and less write amplification, at the cost of memory
+	// (up to MaxImmutableMemtables+1 of them) and a longer replay after a
+	// crash. Default 64 MiB. The largest batch is half of it.
+	MemtableSize int
+
+	// MaxImmutableMemtables is how many full memtables may wait for their
+	// flush before writes stall. Default 2.
+	MaxImmutableMemtables int
+
+	// L0CompactionThreshold is the number of L0 tables that triggers a
+	// compaction into L1. Default 4.
+	L0CompactionThreshold int
+
+	// L0StopWritesThreshold is the number of L0 tables at which writes
+	// stall until a compaction catches up. Default 12.
+	L0StopWritesThreshold int
+
+	// BlockSize is the uncompressed size of a table's data blocks. Smaller
+	// blocks make point reads cheaper, larger ones compress and scan
+	// better. Default 4 KiB.
+	BlockSize int
+
+	// BloomBitsPerKey sizes the bloom filter of each table (about 1% false
+	// positives at 10). Default 10; negative disables filters.
+	BloomBitsPerKey int
+
+	// Compression is the codec for table blocks. Default CompressionS2.
+	// Set CompressionNone explicitly with NoCompression.
+	Compression Compression
+	// NoCompression stores table blocks uncompressed.
+	NoCompression bool
+
+	// TargetFileSize is the size at which compaction splits its output
+	// tables. Default 64 MiB.
+	TargetFileSize int64
+
+	// MaxOpenFiles bounds the tables kept open. Default 1000.
+	MaxOpenFiles int
+
+	// DisableAutoCompaction stops background compactions; Compact still
+	// works. For tests and bulk loads.
+	DisableAutoCompaction bool
+
+	// Salvage opens a database whose log has a damaged record in the
+	// middle: the damaged segment is cut at the damage and replay goes on,
+	// losing the records after it in that segment (reported in the log and
+	// by Open's logger). Default false: Open refuses with ErrCorruption.
+	Salvage bool
+
+	// Logger receives the engine's events (flushes, compactions, errors).
+	// nil: silent.
+	Logger *zerolog.Logger
+
+	// FS is the filesystem the database uses. nil: the operating system.
+	// Tests pass an in-memory or fault-injecting one.
+	FS vfs.FS
+}
+
+// WriteOptions changes how one commit is made durable.
+type WriteOptions struct {
+	// NoSync returns before the commit's log record is fsynced, whatever
+	// Options.NoSync says.
+	NoSync bool
+	// Sync waits for the fsync even when Options.NoSync is set.
+	Sync bool
+}
+
+// DefaultCacheSize is the block cache size used when Options.CacheSize is
+// 0: a sixteenth of physical memory, at least 32 MiB and at most 1 GiB.
+func DefaultCacheSize() int64 {
+	const lo, hi = 32 << 20, 1 << 30
+	mem := physicalMemory()
+	if mem <= 0 {
+		return 256 << 20
+	}
+	return min(max(mem/16, lo), hi)
+}
+
+func physicalMemory() int64 {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemTotal:" {
+			kb, err := strconv.ParseInt(fields[1], 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
+}
+
+// Validate reports the first field that is out of range, wrapping
+// ErrInvalidOptions.
+func (o *Options) Validate() error {
+	bad := func(field string, v any, want string) error {
+		return fmt.Errorf("%w: %s = %v, want %s", errs.ErrInvalidOptions, field, v, want)
+	}
+	switch {
+	case o.MemtableSize != 0 && (o.MemtableSize < 1<<20 || o.MemtableSize > 1<<30):
+		return bad("MemtableSize", o.MemtableSize, "0 or between 1 MiB and 1 GiB")
+	case o.MaxImmutableMemtables < 0:
+		return bad("MaxImmutableMemtables", o.MaxImmutableMemtables, ">= 0")
+	case o.L0CompactionThreshold < 0:
+		return bad("L0CompactionThreshold", o.L0CompactionThreshold, ">= 0")
+	case o.L0StopWritesThreshold < 0:
+		return bad("L0StopWritesThreshold", o.L0StopWritesThreshold, ">= 0")
+	case o.L0StopWritesThreshold != 0 && o.L0StopWritesThreshold < o.L0CompactionThreshold:
+		return bad("L0StopWritesThreshold", o.L0StopWritesThreshold, ">= L0CompactionThreshold")
+	case o.BlockSize != 0 && (o.BlockSize < 256 || o.BlockSize > 1<<20):
+		return bad("BlockSize", o.BlockSize, "0 or between 256 B and 1 MiB")
+	case o.BloomBitsPerKey > 64:
+		return bad("BloomBitsPerKey", o.BloomBitsPerKey, "<= 64")
+	case o.Compression > CompressionZstd:
+		return bad("Compression", o.Compression, "S2, Zstd or None")
+	case o.TargetFileSize < 0:
+		return bad("TargetFileSize", o.TargetFileSize, ">= 0")
+	case o.MaxOpenFiles < 0:
+		return bad("MaxOpenFiles", o.MaxOpenFiles, ">= 0")
+	}
+	return nil
+}
+
+// withDefaults returns a copy of o with every zero field set to its default.
+func (o *Options) withDefaults() Options {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.Retention == 0 {
+		c.Retention = 7 * 24 * time.Hour
+	}
+	if c.CacheSize == 0 {
+		c.CacheSize = DefaultCacheSize()
+	}
+	if c.MemtableSize == 0 {
+		c.MemtableSize = 64 << 20
+	}
+	if c.MaxImmutableMemtables == 0 {
+		c.MaxImmutableMemtables = 2
+	}
+	if c.L0CompactionThreshold == 0 {
+		c.L0CompactionThreshold = 4
+	}
+	if c.L0StopWritesThreshold == 0 {
+		c.L0StopWritesThreshold = max(12, c.L0CompactionThreshold)
+	}
+	if c.BlockSize == 0 {
+		c.BlockSize = 4 << 10
+	}
+	if c.BloomBitsPerKey == 0 {
+		c.BloomBitsPerKey = 10
+	}
+	if c.Compression == CompressionNone && !c.NoCompression {
+		c.Compression = CompressionS2
+	}
+	if c.NoCompression {
+		c.Compression = CompressionNone
+	}
+	if c.TargetFileSize == 0 {
+		c.TargetFileSize = 64 << 20
+	}
+	if c.MaxOpenFiles == 0 {
+		c.MaxOpenFiles = 1000
+	}
+	if c.Logger == nil {
+		nop := zerolog.Nop()
+		c.Logger = &nop
+	}
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
+	return c
+}

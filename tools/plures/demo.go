@@ -1,0 +1,184 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/plures/pluresdb"
+)
+
+// demo writes, reads, scans, deletes, snapshots, flushes, compacts and
+// reopens a database, checking each step and saying what happened.
+func demo(args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	keys := fs.Int("keys", 200_000, "number of keys to write")
+	dir := fs.String("dir", "", "database directory (default: a new temporary directory, removed at the end)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		tmp, err := os.MkdirTemp("", "plures-demo-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		*dir = filepath.Join(tmp, "db")
+	}
+	n := *keys
+	key := func(i int) []byte { return fmt.Appendf(nil, "user:%08d", i) }
+	val := func(i, gen int) []byte {
+		return fmt.Appendf(nil, "{\"id\":%d,\"gen\":%d,\"pad\":\"%040d\"}", i, gen, i)
+	}
+
+	step := func(what string, start time.Time, count int) {
+		el := time.Since(start)
+		rate := ""
+		if count > 0 {
+			rate = fmt.Sprintf(" (%.0f ops/s)", float64(count)/el.Seconds())
+		}
+		fmt.Printf("  %-58s %8.1f ms%s\n", what, float64(el.Microseconds())/1000, rate)
+	}
+
+	fmt.Printf("PluresDB demo in %s\n", *dir)
+	db, err := pluresdb.Open(*dir, &pluresdb.Options{MemtableSize: 8 << 20})
+	if err != nil {
+		return err
+	}
+
+	t := time.Now()
+	b := db.NewBatch()
+	for i := range n {
+		if err := b.Put(key(i), val(i, 1)); err != nil {
+			return err
+		}
+		if b.Len() == 1000 || i == n-1 {
+			if err := b.Commit(&pluresdb.WriteOptions{NoSync: true}); err != nil {
+				return err
+			}
+			b.Reset()
+		}
+	}
+	step(fmt.Sprintf("wrote %d keys in batches of 1000", n), t, n)
+
+	t = time.Now()
+	for i := range 1000 {
+		if err := db.Put(key(i), val(i, 2)); err != nil {
+			return err
+		}
+	}
+	step("overwrote 1000 keys, each commit fsynced", t, 1000)
+
+	snap := db.NewSnapshot()
+	t = time.Now()
+	for i := 0; i < n; i += 2 {
+		if err := db.Delete(key(i)); err != nil {
+			return err
+		}
+		if i > 20_000 {
+			break
+		}
+	}
+	step("deleted the even keys below 20000 (snapshot taken before)", t, 0)
+
+	t = time.Now()
+	if err := db.Flush(); err != nil {
+		return err
+	}
+	step("flushed the memtable to a table", t, 0)
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	t = time.Now()
+	reads := 100_000
+	for range reads {
+		i := rng.IntN(n)
+		v, err := db.Get(key(i))
+		switch {
+		case i%2 == 0 && i <= 20_002:
+			if !errors.Is(err, pluresdb.ErrNotFound) {
+				return fmt.Errorf("key %d was deleted, Get returned %q, %v", i, v, err)
+			}
+		case err != nil:
+			return fmt.Errorf("get key %d: %w", i, err)
+		}
+	}
+	step(fmt.Sprintf("%d random reads, each checked", reads), t, reads)
+
+	if v, err := snap.Get(key(0)); err != nil || string(v) != string(val(0, 2)) {
+		return fmt.Errorf("snapshot read of key 0: %q, %v", v, err)
+	}
+	fmt.Println("  the snapshot still sees key 0, deleted after it was taken")
+	snap.Close()
+
+	t = time.Now()
+	it := db.NewIter(key(50_000), key(60_000))
+	count := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		count++
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if want := min(max(n-50_000, 0), 10_000); count != want {
+		return fmt.Errorf("range scan saw %d keys, want %d", count, want)
+	}
+	step(fmt.Sprintf("scanned [user:00050000, user:00060000): %d keys", count), t, count)
+
+	t = time.Now()
+	if err := db.Compact(nil, nil); err != nil {
+		return err
+	}
+	step("compacted everything into one level", t, 0)
+	printLevels(db)
+
+	t = time.Now()
+	if err := db.Close(); err != nil {
+		return err
+	}
+	db, err = pluresdb.Open(*dir, nil)
+	if err != nil {
+		return err
+	}
+	step("closed and reopened", t, 0)
+	if v, err := db.Get(key(1)); err != nil || string(v) != string(val(1, 2)) {
+		return fmt.Errorf("after reopen, key 1 = %q, %v", v, err)
+	}
+	if _, err := db.Get(key(2)); !errors.Is(err, pluresdb.ErrNotFound) {
+		return fmt.Errorf("after reopen, deleted key 2 is back: %v", err)
+	}
+	fmt.Println("  after reopen: overwrites and deletes are all there")
+	if err := db.Close(); err != nil {
+		return err
+	}
+	fmt.Println("ok")
+	return nil
+}
+
+func printLevels(db *pluresdb.DB) {
+	m := db.Metrics()
+	for l, lm := range m.Levels {
+		if lm.Files > 0 {
+			fmt.Printf("    L%d: %d tables, %.1f MiB\n", l, lm.Files, float64(lm.Bytes)/(1<<20))
+		}
+	}
+	fmt.Printf("    write amplification so far %.2f, cache hits %d, misses %d\n",
+		m.WriteAmplification, m.CacheHits, m.CacheMisses)
+}
+
+func stats(args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: plures stats DIR")
+	}
+	db, err := pluresdb.Open(args[0], nil)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	fmt.Println(args[0])
+	printLevels(db)
+	return nil
+}
