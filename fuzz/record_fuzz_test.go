@@ -36,8 +36,8 @@ func FuzzRecordReader(f *testing.F) {
 				if !errors.As(err, &ce) || ce.File != "fuzz.log" || ce.Offset < 16 || ce.Offset > 16+int64(len(data)) {
 					t.Fatalf("bad error %v", err)
 				}
-				if _, err := r.ValidChunkFollows(); err != nil {
-					t.Fatalf("ValidChunkFollows: %v", err)
+				if _, err := record.ValidChunkAfter(bytes.NewReader(data), 0, r.Offset()-16+1, int64(len(data))); err != nil {
+					t.Fatalf("ValidChunkAfter: %v", err)
 				}
 				break
 			}

@@ -490,9 +490,10 @@ func (z *compressor) release() {
 }
 
 // DecodeBlockForFuzz runs b through every block decoder: as an on-disk
-// block (trailer check, decompression), as uncompressed contents, and as s2
-// and zstd payloads; each decoded block is iterated in full and sought. It
-// exists for the fuzz targets and returns the first error met.
+// block (trailer check, decompression), as uncompressed contents, as s2
+// and zstd payloads and as a filter; each decoded block is iterated in full
+// and sought. It exists for the fuzz targets and returns the first error
+// met.
 func DecodeBlockForFuzz(b []byte) error {
 	var first error
 	note := func(err error) {
@@ -510,6 +511,13 @@ func DecodeBlockForFuzz(b []byte) error {
 		note(err)
 	}
 	note(fuzzWalkBlock(b))
+	if f, err := decodeBloom(b); err == nil {
+		for h := uint64(0); h < 64; h++ {
+			f.mayContain(h * 0x9e3779b97f4a7c15)
+		}
+	} else {
+		note(err)
+	}
 	for _, c := range []Compression{CompressionS2, CompressionZstd} {
 		contents, err := decompress(b, byte(c))
 		if err == nil {

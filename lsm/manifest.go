@@ -489,7 +489,11 @@ func replayManifest(fs vfs.FS, dir string, num layout.FileNum) (*replayedManifes
 			if !errors.Is(err, errs.ErrCorruption) {
 				return nil, fmt.Errorf("lsm: read %s: %w", name, err)
 			}
-			follows, ferr := validChunkAfter(f, r.Offset()+1)
+			size, ferr := f.Size()
+			if ferr != nil {
+				return nil, fmt.Errorf("lsm: read %s: %w", name, ferr)
+			}
+			follows, ferr := record.ValidChunkAfter(f, manifestHeaderSize, r.Offset()+1, size)
 			if ferr != nil {
 				return nil, fmt.Errorf("lsm: read %s: %w", name, ferr)
 			}
@@ -525,48 +529,6 @@ func replayManifest(fs vfs.FS, dir string, num layout.FileNum) (*replayedManifes
 		return nil, errs.Corruptf(name, manifestHeaderSize, "manifest never records the next file number")
 	}
 	return st, nil
-}
-
-// validChunkAfter reports whether a valid record chunk starts anywhere in f
-// at or after offset from.
-//
-// record.Reader.ValidChunkFollows looks only at the starts of the blocks
-// after the reader's current one; a manifest is usually a single block, so
-// damage to an early edit would pass for a torn tail and the edits after it
-// would be dropped silently. This scan checks every byte position instead
-// (chunks never cross a 32 KiB block boundary, so each block is scanned on
-// its own). It relies on the chunk header of internal/record: checksum (8,
-// LE) = xxhash64 over length (2, LE), type (1) and payload.
-func validChunkAfter(f vfs.File, from int64) (bool, error) {
-	size, err := f.Size()
-	if err != nil {
-		return false, err
-	}
-	if from < manifestHeaderSize {
-		from = manifestHeaderSize
-	}
-	block := make([]byte, record.BlockSize)
-	for start := manifestHeaderSize + (from-manifestHeaderSize)/record.BlockSize*record.BlockSize; start < size; start += record.BlockSize {
-		n := int(min(int64(record.BlockSize), size-start))
-		if _, err := f.ReadAt(block[:n], start); err != nil && err != io.EOF {
-			return false, err
-		}
-		b := block[:n]
-		for p := int(max(0, from-start)); p+record.HeaderSize <= n; p++ {
-			typ := b[p+10]
-			if typ < 1 || typ > 4 {
-				continue
-			}
-			end := p + record.HeaderSize + int(binary.LittleEndian.Uint16(b[p+8:p+10]))
-			if end > n {
-				continue
-			}
-			if xxhash.Sum64(b[p+8:end]) == binary.LittleEndian.Uint64(b[p:p+8]) {
-				return true, nil
-			}
-		}
-	}
-	return false, nil
 }
 
 // snapshotEdit returns an edit that recreates v and the given counters from

@@ -342,7 +342,7 @@ func TestMemtableConcurrentReaders(t *testing.T) {
 			rrng := rand.New(rand.NewSource(*memSeed + int64(r)))
 			it := m.NewIter()
 			defer it.Close()
-			for pass := 0; ; pass++ {
+			for {
 				before := published.Load()
 				count := 0
 				var prev []byte
@@ -391,6 +391,54 @@ func TestMemtableConcurrentReaders(t *testing.T) {
 	close(errc)
 	for err := range errc {
 		t.Fatal(err)
+	}
+}
+
+// TestMemtableConcurrentGet hammers Get while the writer inserts: a seek
+// that races with an insert just before its target must still land on the
+// target (a seek that re-reads the last link it followed does not).
+func TestMemtableConcurrentGet(t *testing.T) {
+	rng := memTestRand(t)
+	const n = 4000
+	for round := range 10 {
+		keys := make([][]byte, n)
+		for i := range keys {
+			keys[i] = []byte(fmt.Sprintf("%08x", rng.Uint32()))
+		}
+		m := NewMemtable(1 << 20)
+		var published atomic.Int64
+		var wg sync.WaitGroup
+		var misses atomic.Int64
+		for r := range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				rrng := rand.New(rand.NewSource(*memSeed + int64(r)))
+				for {
+					p := published.Load()
+					if p == n {
+						return
+					}
+					if p == 0 {
+						continue
+					}
+					i := rrng.Int63n(p)
+					if v, _, _, found := m.Get(keys[i], MaxSeqNum); !found || !bytes.Equal(v, keys[i]) {
+						misses.Add(1)
+					}
+				}
+			}()
+		}
+		for i, k := range keys {
+			if err := m.Add(SeqNum(i+1), KindSet, k, k); err != nil {
+				t.Fatal(err)
+			}
+			published.Store(int64(i + 1))
+		}
+		wg.Wait()
+		if misses.Load() != 0 {
+			t.Fatalf("round %d: %d Gets of published keys missed", round, misses.Load())
+		}
 	}
 }
 

@@ -200,7 +200,9 @@ func (s *skiplist) seekGE(ukey []byte, trailer uint64) uint32 {
 			x = n
 		}
 	}
-	return s.next(x, 0)
+	// Return the node compared on level 0, not a fresh load of x's link:
+	// the writer may have linked a smaller node after x since.
+	return stop
 }
 
 // add inserts an entry. Only one goroutine may call add at a time. An entry

@@ -46,6 +46,7 @@ type Table struct {
 // reads; name (used in errors) and num (the cache key) identify it. cache
 // may be nil. Damaged metadata gives an error wrapping errs.ErrCorruption
 // that names the file and offset; a newer format gives errs.ErrNewerFormat.
+// On error f is left open for the caller to close.
 func OpenTable(f vfs.File, name string, num layout.FileNum, cache *BlockCache) (*Table, error) {
 	t := &Table{f: f, name: name, num: num, cache: cache}
 	size, err := f.Size()
@@ -313,7 +314,6 @@ func (t *Table) ApproximateOffset(ikey []byte) uint64 {
 
 // Close closes the file. The table must not be used afterwards.
 func (t *Table) Close() error {
-	t.index = nil
 	return t.f.Close()
 }
 

@@ -117,15 +117,15 @@ func sstOpen(t testing.TB, fs vfs.FS, name string, num layout.FileNum, cache *Bl
 	return tbl
 }
 
-// sstModelGet is the reference for Table.Get.
+// sstModelGet is the reference for Table.Get: es is sorted, so the answer
+// is the first entry at or after (ukey, snap, KindMax), if it is for ukey.
 func sstModelGet(es []sstEntry, ukey []byte, snap SeqNum) (sstEntry, bool) {
-	for _, e := range es {
-		uk, seq, _, _ := SplitInternalKey(e.ikey)
-		if bytes.Equal(uk, ukey) && seq <= snap {
-			return e, true
-		}
+	target := MakeInternalKey(ukey, min(snap, MaxSeqNum), KindMax)
+	i := sort.Search(len(es), func(i int) bool { return CompareInternal(es[i].ikey, target) >= 0 })
+	if i == len(es) || !bytes.Equal(UserKey(es[i].ikey), ukey) {
+		return sstEntry{}, false
 	}
-	return sstEntry{}, false
+	return es[i], true
 }
 
 func sstCheckIter(t *testing.T, it InternalIterator, ok bool, want []sstEntry) {

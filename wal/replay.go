@@ -154,7 +154,7 @@ func replaySegment(opts RecoverOptions, num layout.FileNum, last bool, fn func(l
 		}
 		end := r.End()
 		if last {
-			follows, ferr := r.ValidChunkFollows()
+			follows, ferr := record.ValidChunkAfter(f, headerSize, r.Offset()+1, size)
 			if ferr != nil {
 				return fmt.Errorf("wal: read segment %s: %w", path, ferr)
 			}

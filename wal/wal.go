@@ -94,7 +94,7 @@ type Options struct {
 	// Writer.Full); default 64 MiB. Bigger segments mean fewer files and
 	// longer replays.
 	SegmentSize int64
-	// NoSync: Append with sync=true and Rotate still write, but never
+	// NoSync: Append with sync=true still writes, but never
 	// fsync (bulk loads; a crash loses what the OS had not written back).
 	// Sync and Close always fsync.
 	NoSync bool
@@ -375,18 +375,15 @@ func (w *Writer) Stats() Stats {
 }
 
 // Rotate seals the live segment (writes and fsyncs everything buffered,
-// only writes under NoSync, then closes it) and creates segment next. No
+// even under NoSync, then closes it) and creates segment next. No
 // Append may run concurrently.
 func (w *Writer) Rotate(next layout.FileNum) error {
 	w.writeMu.Lock()
 	defer w.writeMu.Unlock()
-	var err error
-	if w.opts.NoSync {
-		err = w.flushLocked()
-	} else {
-		err = w.flushAndSyncLocked()
-	}
-	if err != nil {
+	// A sealed segment is always fsynced, NoSync or not: replay treats
+	// damage in any segment but the last as corruption, so a sealed
+	// segment must never be left with a torn tail. One fsync per segment.
+	if err := w.flushAndSyncLocked(); err != nil {
 		return err
 	}
 	cerr := w.file.Close()

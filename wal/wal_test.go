@@ -550,18 +550,25 @@ func TestCorruptLastSegmentValidFollows(t *testing.T) {
 	}
 }
 
-// Damage in the last block of the last segment, with nothing valid after
-// it, is indistinguishable from a torn write: truncated, not an error.
-func TestCorruptLastBlockIsTornTail(t *testing.T) {
+// Damage in the last record of the last segment, with nothing valid after
+// it, is indistinguishable from a torn write: truncated, not an error. The
+// same damage one record earlier is corruption: the record after it was
+// acknowledged and must not be dropped silently.
+func TestCorruptLastRecordIsTornTail(t *testing.T) {
 	fs := newMem(t)
 	all := writeSegments(t, fs, 1, 100)
 	size := fileSize(t, fs, 1)
-	flipByte(t, fs, 1, size-1500) // inside record 98
+	flipByte(t, fs, 1, size-1500) // inside record 98; record 99 follows
+	if _, _, err := replay(t, fs, false); !errors.Is(err, errs.ErrCorruption) {
+		t.Fatalf("damage before a valid record: %v, want ErrCorruption", err)
+	}
+	flipByte(t, fs, 1, size-1500) // undo
+	flipByte(t, fs, 1, size-10)   // inside record 99, the last
 	got, res, err := replay(t, fs, false)
-	if err != nil || !res.TornTail || res.TruncatedAt != recordEnd(97) {
+	if err != nil || !res.TornTail || res.TruncatedAt != recordEnd(98) {
 		t.Fatalf("%+v %v", res, err)
 	}
-	wantRecords(t, got.recs, all[:98])
+	wantRecords(t, got.recs, all[:99])
 }
 
 func header(version uint32, magicStr string) []byte {

@@ -9,6 +9,8 @@ package errs
 import (
 	"errors"
 	"fmt"
+
+	"github.com/plures/pluresdb/internal/vfs"
 )
 
 var (
@@ -19,8 +21,8 @@ var (
 	// ErrClosed: the database (or iterator, snapshot, batch) is closed.
 	ErrClosed = errors.New("pluresdb: closed")
 	// ErrLocked: another process (or another DB in this process) holds the
-	// directory's LOCK.
-	ErrLocked = errors.New("pluresdb: database directory is locked")
+	// directory's LOCK. Defined by vfs, which reports it.
+	ErrLocked = vfs.ErrLocked
 	// ErrNewerFormat: a file was written by a newer format version than this
 	// code understands.
 	ErrNewerFormat = errors.New("pluresdb: format version is newer than this build supports")

@@ -320,29 +320,41 @@ func (r *Reader) Next() ([]byte, error) {
 	}
 }
 
-// ValidChunkFollows reports whether any block after the current one begins
-// with a chunk whose checksum is valid. After Next reports damage, a caller
-// uses it to tell a torn tail (nothing valid follows: the write was cut
-// short) from damage in the middle of the stream. It consumes the reader.
-func (r *Reader) ValidChunkFollows() (bool, error) {
-	for {
-		if err := r.loadBlock(); err != nil {
-			if err == io.EOF {
-				return false, nil
-			}
+// ValidChunkAfter reports whether a chunk with a valid checksum starts at
+// any byte offset in [from, size) of f, for a stream that starts at file
+// offset base. After Next reports damage at offset d, a caller asks
+// ValidChunkAfter(f, base, d+1, size) to tell a torn tail (nothing valid
+// follows: the write was cut short) from damage in the middle of the stream,
+// which must not be mistaken for a tail: records after it were acknowledged.
+//
+// Every offset is tried, not only block starts, since damage and the next
+// record often share a block. The scan stops at the first valid chunk, so
+// it is cheap when data follows; when none does, what is left is a torn
+// write, which is short.
+func ValidChunkAfter(f io.ReaderAt, base, from, size int64) (bool, error) {
+	if from < base {
+		from = base
+	}
+	block := make([]byte, BlockSize)
+	for start := base + (from-base)/BlockSize*BlockSize; start < size; start += BlockSize {
+		n := int(min(int64(BlockSize), size-start))
+		if _, err := f.ReadAt(block[:n], start); err != nil && err != io.EOF {
 			return false, err
 		}
-		b := r.block
-		if len(b) < HeaderSize {
-			continue
-		}
-		n := int(binary.LittleEndian.Uint16(b[8:10]))
-		typ := b[10]
-		if typ < typeFull || typ > typeLast || HeaderSize+n > len(b) {
-			continue
-		}
-		if checksum(typ, b[HeaderSize:HeaderSize+n]) == binary.LittleEndian.Uint64(b[0:8]) {
-			return true, nil
+		b := block[:n]
+		for p := int(max(0, from-start)); p+HeaderSize <= n; p++ {
+			typ := b[p+10]
+			if typ < typeFull || typ > typeLast {
+				continue
+			}
+			end := p + HeaderSize + int(binary.LittleEndian.Uint16(b[p+8:p+10]))
+			if end > n {
+				continue
+			}
+			if checksum(typ, b[p+HeaderSize:end]) == binary.LittleEndian.Uint64(b[p:p+8]) {
+				return true, nil
+			}
 		}
 	}
+	return false, nil
 }

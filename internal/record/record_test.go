@@ -254,7 +254,7 @@ func TestEveryByteFlipDetected(t *testing.T) {
 	}
 }
 
-func TestValidChunkFollows(t *testing.T) {
+func TestValidChunkAfter(t *testing.T) {
 	rng := newRand(t)
 	var recs [][]byte
 	for range 40 {
@@ -276,9 +276,9 @@ func TestValidChunkFollows(t *testing.T) {
 		if !errors.Is(err, errs.ErrCorruption) {
 			t.Fatalf("%s: %v", tc.name, err)
 		}
-		follows, err := r.ValidChunkFollows()
+		follows, err := ValidChunkAfter(bytes.NewReader(mut), 0, r.Offset()+1, int64(len(mut)))
 		if err != nil || follows != tc.follows {
-			t.Fatalf("%s: ValidChunkFollows = %v, %v", tc.name, follows, err)
+			t.Fatalf("%s: ValidChunkAfter = %v, %v", tc.name, follows, err)
 		}
 	}
 }

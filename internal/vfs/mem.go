@@ -9,8 +9,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/plures/pluresdb/internal/errs"
 )
 
 // MemFS is an in-memory FS with a strict durability model, for tests.
@@ -239,7 +237,7 @@ func (fs *MemFS) Lock(name string) (io.Closer, error) {
 	defer fs.mu.Unlock()
 	p := filepath.Clean(name)
 	if fs.locks[p] {
-		return nil, fmt.Errorf("vfs: lock %s: %w", name, errs.ErrLocked)
+		return nil, fmt.Errorf("vfs: lock %s: %w", name, ErrLocked)
 	}
 	d, base, n, err := fs.lookup("lock", name)
 	if err != nil {

@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"sort"
 	"sync"
-
-	"github.com/plures/pluresdb/internal/errs"
 )
 
 // Default is the operating system's filesystem.
@@ -99,7 +97,7 @@ func (osFS) Lock(name string) (io.Closer, error) {
 	lockedMu.Lock()
 	defer lockedMu.Unlock()
 	if lockedPaths[abs] {
-		return nil, fmt.Errorf("vfs: lock %s: %w (held by this process)", name, errs.ErrLocked)
+		return nil, fmt.Errorf("vfs: lock %s: %w (held by this process)", name, ErrLocked)
 	}
 	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
@@ -108,7 +106,7 @@ func (osFS) Lock(name string) (io.Closer, error) {
 	if err := flock(f); err != nil {
 		f.Close()
 		if err == errWouldBlock {
-			return nil, fmt.Errorf("vfs: lock %s: %w (held by another process)", name, errs.ErrLocked)
+			return nil, fmt.Errorf("vfs: lock %s: %w (held by another process)", name, ErrLocked)
 		}
 		return nil, &os.PathError{Op: "flock", Path: name, Err: err}
 	}

@@ -9,9 +9,15 @@
 package vfs
 
 import (
+	"errors"
 	"io"
 	"os"
 )
+
+// ErrLocked: a lock on the file is held, by another process or through
+// another Lock call of this one. The engine re-exports it as
+// pluresdb.ErrLocked.
+var ErrLocked = errors.New("pluresdb: database directory is locked")
 
 // File is an open file. A File is not safe for concurrent use, except that
 // ReadAt may be called from several goroutines at once.
@@ -52,7 +58,7 @@ type FS interface {
 	Stat(name string) (os.FileInfo, error)
 	// Lock takes an exclusive lock on the named file, creating it if needed.
 	// A lock already held (by this or another process) fails at once with
-	// an error wrapping errs.ErrLocked. Closing the returned Closer releases
+	// an error wrapping ErrLocked. Closing the returned Closer releases
 	// the lock.
 	Lock(name string) (io.Closer, error)
 	// SyncDir makes the directory's entries durable.

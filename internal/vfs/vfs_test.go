@@ -10,8 +10,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-
-	"github.com/plures/pluresdb/internal/errs"
 )
 
 func mustWrite(t *testing.T, fs FS, name, data string, sync bool) File {
@@ -155,10 +153,10 @@ func TestFSBasics(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := fs.Lock(lockPath); !errors.Is(err, errs.ErrLocked) {
+			if _, err := fs.Lock(lockPath); !errors.Is(err, ErrLocked) {
 				t.Fatalf("second lock: %v", err)
 			}
-			if _, err := fs.Lock(filepath.Join(dir, ".", "LOCK")); !errors.Is(err, errs.ErrLocked) {
+			if _, err := fs.Lock(filepath.Join(dir, ".", "LOCK")); !errors.Is(err, ErrLocked) {
 				t.Fatalf("second lock, unclean path: %v", err)
 			}
 			if err := l.Close(); err != nil {
