@@ -1,7 +1,6 @@
 package pluresdb
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/plures/pluresdb/compaction"
+	"github.com/plures/pluresdb/internal/batchrepr"
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
@@ -194,28 +194,28 @@ func (db *DB) replay() error {
 	}
 	res, err := wal.Replay(wal.RecoverOptions{FS: db.fs, Dir: db.dir, Salvage: db.opts.Salvage}, live,
 		func(seg layout.FileNum, rec []byte) error {
-			r, err := newBatchReader(rec)
+			r, err := batchrepr.NewReader(rec)
 			if err != nil {
 				return errs.Corruptf(layout.Path(db.dir, layout.TypeLog, seg), -1, "%v", err)
 			}
-			if len(rec)+int(r.count)*lsm.MemtableEntryOverhead > mem.Room() {
+			if len(rec)+int(r.Count)*lsm.MemtableEntryOverhead > mem.Room() {
 				if err := flushMem(); err != nil {
 					return err
 				}
 			}
 			for i := lsm.SeqNum(0); ; i++ {
-				e, ok, err := r.next()
+				e, ok, err := r.Next()
 				if err != nil {
 					return errs.Corruptf(layout.Path(db.dir, layout.TypeLog, seg), -1, "%v", err)
 				}
 				if !ok {
 					break
 				}
-				if err := mem.Add(r.seq+i, e.kind, e.key, e.value); err != nil {
+				if err := mem.Add(r.Seq+i, e.Kind, e.Key, e.Value); err != nil {
 					return err
 				}
 			}
-			lastSeq = max(lastSeq, r.seq+lsm.SeqNum(r.count)-1)
+			lastSeq = max(lastSeq, r.Seq+lsm.SeqNum(r.Count)-1)
 			return nil
 		})
 	if err != nil {
@@ -386,24 +386,23 @@ func (db *DB) commit(b *Batch, opts *WriteOptions) error {
 		}
 	}
 	seq := db.lastSeq + 1
-	binary.LittleEndian.PutUint64(b.data[0:8], uint64(seq))
-	binary.LittleEndian.PutUint32(b.data[8:12], b.count)
+	batchrepr.SetHeader(b.data, seq, b.count)
 	if err := db.wal.Append(b.data, false); err != nil {
 		db.setBroken(err)
 		db.commitMu.Unlock()
 		return fmt.Errorf("%w: %v", errs.ErrReadOnly, err)
 	}
-	r, err := newBatchReader(b.data)
+	r, err := batchrepr.NewReader(b.data)
 	if err != nil {
 		panic("pluresdb: own batch encoding is invalid: " + err.Error())
 	}
 	mem := db.mem
 	for i := lsm.SeqNum(0); ; i++ {
-		e, ok, _ := r.next()
+		e, ok, _ := r.Next()
 		if !ok {
 			break
 		}
-		if err := mem.m.Add(seq+i, e.kind, e.key, e.value); err != nil {
+		if err := mem.m.Add(seq+i, e.Kind, e.Key, e.Value); err != nil {
 			// Room was checked above; running out here is a bug.
 			panic("pluresdb: memtable overflow after reservation: " + err.Error())
 		}

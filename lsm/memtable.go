@@ -88,7 +88,7 @@ func (m *Memtable) Room() int { return int(m.list.limit - m.list.used.Load()) }
 // Capacity returns the arena bytes usable for entries in an empty memtable
 // of this size: an entry larger than Capacity()-MemtableEntryOverhead never
 // fits.
-func (m *Memtable) Capacity() int { return int(m.list.limit) - (arenaAlign + arenaNodeMax) }
+func (m *Memtable) Capacity() int { return int(m.list.limit) - arenaHeadEnd }
 
 // Empty reports whether the memtable holds no entries.
 func (m *Memtable) Empty() bool { return m.list.count.Load() == 0 }

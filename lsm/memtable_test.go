@@ -262,7 +262,7 @@ func TestMemtableInvalidAdd(t *testing.T) {
 
 func TestMemtableFull(t *testing.T) {
 	rng := memTestRand(t)
-	for _, size := range []int{0, 100, 1000, 4096, 100000} {
+	for _, size := range []int{-1, 0, 100, 1000, 4096, 100000} {
 		m := NewMemtable(size)
 		capacity := m.Capacity()
 		if m.Room() != capacity {

@@ -3,9 +3,8 @@ package lsm
 // The memtable's skiplist lives in one preallocated byte arena, in the style
 // of Badger's skl and Pebble's arenaskl: nodes, keys and values are carved
 // out of the arena with a bump allocator and addressed by uint32 offsets, so
-// a memtable of a million entries is one Go object for the collector to
-// scan (and it holds no pointers), and the whole memtable is freed at once
-// after its flush.
+// a memtable of a million entries is one pointer-free Go object that the
+// collector never scans, freed at once after its flush.
 //
 // Arena layout (every node starts 8-byte aligned, so two nodes never share
 // a machine word and atomic uint32 links are naturally aligned):
@@ -60,6 +59,10 @@ const (
 	// node as a *arenaNode stays inside the allocation (checkptr checks this
 	// under -race).
 	arenaSlack = arenaNodeMax
+
+	// arenaHeadEnd is where entries start: after the unused word and the
+	// head node, aligned.
+	arenaHeadEnd = (arenaAlign + arenaNodeMax + arenaAlign - 1) &^ (arenaAlign - 1)
 )
 
 // maxArenaSize keeps every offset, plus a key or value length, within
@@ -93,9 +96,8 @@ type skiplist struct {
 }
 
 func newSkiplist(arenaSize int) *skiplist {
-	minSize := arenaAlign + arenaNodeMax // the head node
-	if arenaSize < minSize {
-		arenaSize = minSize
+	if arenaSize < arenaHeadEnd {
+		arenaSize = arenaHeadEnd
 	}
 	if uint64(arenaSize) > maxArenaSize {
 		arenaSize = int(maxArenaSize)
@@ -112,7 +114,7 @@ func newSkiplist(arenaSize int) *skiplist {
 	s.used.Store(arenaAlign) // offset 0 stays unused: it is the nil link
 	head, ok := s.alloc(arenaNodeMax)
 	if !ok {
-		panic("lsm: arena too small for the skiplist head") // unreachable: arenaSize >= minSize
+		panic("lsm: arena too small for the skiplist head") // unreachable: arenaSize >= arenaHeadEnd
 	}
 	s.head = head
 	s.height.Store(1)
