@@ -466,6 +466,14 @@ func (db *DB) rotateMemtable() error {
 		if nImm < db.opts.MaxImmutableMemtables && nL0 < db.opts.L0StopWritesThreshold {
 			break
 		}
+		if db.bgErr != nil {
+			// The flush or compaction this writer waits for is failing
+			// (a full disk, say) and being retried: say so rather than
+			// hang. Nothing is lost; writes go on once it succeeds.
+			err := db.bgErr
+			db.bgMu.Unlock()
+			return fmt.Errorf("pluresdb: write stalled, background work failing: %w", err)
+		}
 		if !stalled {
 			stalled = true
 			db.m.stalls.Add(1)
@@ -761,16 +769,20 @@ func (db *DB) WaitForCompactions() error {
 // Open. Iterators and snapshots must be closed first; Close does not wait
 // for them.
 func (db *DB) Close() error {
+	if db.closed.Load() {
+		return errs.ErrClosed
+	}
+	// Wake writers stalled on a flush first: they hold commitMu.
+	db.bgMu.Lock()
+	db.closing = true
+	db.bgCond.Broadcast()
+	db.bgMu.Unlock()
 	db.commitMu.Lock()
 	if db.closed.Swap(true) {
 		db.commitMu.Unlock()
 		return errs.ErrClosed
 	}
 	db.commitMu.Unlock()
-	db.bgMu.Lock()
-	db.closing = true
-	db.bgCond.Broadcast()
-	db.bgMu.Unlock()
 	db.wg.Wait()
 	return db.closeResources()
 }
