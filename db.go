@@ -264,6 +264,7 @@ func (db *DB) compactionEnv() compaction.Env {
 		NewFileNum: db.vs.NewFileNum,
 		TableOpts: lsm.TableWriterOptions{
 			BlockSize:       db.opts.BlockSize,
+			RestartInterval: db.opts.BlockRestartInterval,
 			BloomBitsPerKey: db.opts.BloomBitsPerKey,
 			Compression:     db.opts.Compression,
 		},

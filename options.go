@@ -76,6 +76,13 @@ type Options struct {
 	// better. Default 4 KiB.
 	BlockSize int
 
+	// BlockRestartInterval is how many keys share prefix compression
+	// before a full key is stored (a restart point). Point reads binary
+	// search the restart points and scan at most this many entries, so
+	// small intervals read faster; large ones store keys more compactly.
+	// Default 4.
+	BlockRestartInterval int
+
 	// BloomBitsPerKey sizes the bloom filter of each table (about 1% false
 	// positives at 10). Default 10; negative disables filters.
 	BloomBitsPerKey int
@@ -170,6 +177,8 @@ func (o *Options) Validate() error {
 		return bad("L0StopWritesThreshold", o.L0StopWritesThreshold, ">= L0CompactionThreshold")
 	case o.BlockSize != 0 && (o.BlockSize < 256 || o.BlockSize > 1<<20):
 		return bad("BlockSize", o.BlockSize, "0 or between 256 B and 1 MiB")
+	case o.BlockRestartInterval < 0 || o.BlockRestartInterval > 1024:
+		return bad("BlockRestartInterval", o.BlockRestartInterval, "between 0 and 1024")
 	case o.BloomBitsPerKey > 64:
 		return bad("BloomBitsPerKey", o.BloomBitsPerKey, "<= 64")
 	case o.Compression > CompressionZstd:
@@ -208,6 +217,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if c.BlockSize == 0 {
 		c.BlockSize = 4 << 10
+	}
+	if c.BlockRestartInterval == 0 {
+		c.BlockRestartInterval = 4
 	}
 	if c.BloomBitsPerKey == 0 {
 		c.BloomBitsPerKey = 10
