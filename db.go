@@ -387,13 +387,13 @@ func (db *DB) commit(b *Batch, opts *WriteOptions) error {
 		}
 	}
 	seq := db.lastSeq + 1
-	batchrepr.SetHeader(b.data, seq, b.count)
-	if err := db.wal.Append(b.data, false); err != nil {
+	rec := batchrepr.SetHeader(b.data, seq, b.count)
+	if err := db.wal.Append(rec, false); err != nil {
 		db.setBroken(err)
 		db.commitMu.Unlock()
 		return fmt.Errorf("%w: %v", errs.ErrReadOnly, err)
 	}
-	r, err := batchrepr.NewReader(b.data)
+	r, err := batchrepr.NewReader(rec)
 	if err != nil {
 		panic("pluresdb: own batch encoding is invalid: " + err.Error())
 	}
@@ -414,7 +414,7 @@ func (db *DB) commit(b *Batch, opts *WriteOptions) error {
 	db.commitMu.Unlock()
 
 	db.m.commits.Add(1)
-	db.m.walBytes.Add(uint64(len(b.data)))
+	db.m.walBytes.Add(uint64(len(rec)))
 	if sync {
 		if err := db.wal.Sync(); err != nil {
 			db.setBroken(err)

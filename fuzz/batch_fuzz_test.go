@@ -14,7 +14,7 @@ func FuzzBatchDecode(f *testing.F) {
 	valid := make([]byte, batchrepr.HeaderLen)
 	valid = batchrepr.AppendEntry(valid, lsm.KindSet, 1, []byte("key"), []byte("value"))
 	valid = batchrepr.AppendEntry(valid, lsm.KindDelete, 1, []byte("gone"), nil)
-	batchrepr.SetHeader(valid, 42, 2)
+	valid = batchrepr.SetHeader(valid, 42, 2)
 	f.Add(valid)
 	f.Add(valid[:len(valid)-3])
 	f.Add([]byte{})

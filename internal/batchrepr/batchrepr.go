@@ -2,13 +2,17 @@
 // once, in the form the WAL stores it, and applied to the memtable from that
 // same encoding:
 //
-//	+-------------+-----------+---------+---------+-----
-//	| seq (8, LE) | count (4) | entry 1 | entry 2 | ...
-//	+-------------+-----------+---------+---------+-----
+//	+---------------+-----------------+---------+---------+-----
+//	| seq (uvarint) | count (uvarint) | entry 1 | entry 2 | ...
+//	+---------------+-----------------+---------+---------+-----
 //
 //	entry: kind (1) | key length (uvarint) | key | value length (uvarint) | value
 //
-// seq is the sequence number of the first entry; entry i gets seq+i. Keys
+// seq is the sequence number of the first entry; entry i gets seq+i. The
+// header is varint-encoded because every byte of it is written to the log
+// once per commit. While a batch is built, HeaderLen bytes are reserved in
+// front of the entries; SetHeader writes the header right-aligned into that
+// space and returns the encoded batch, so nothing is copied. Keys
 // carry their namespace byte. Delete entries have no value. The WAL's record
 // framing checksums the whole batch; this layout is part of WAL format
 // version 1.
@@ -21,13 +25,21 @@ import (
 	"github.com/plures/pluresdb/lsm"
 )
 
-// HeaderLen is the length of a batch header.
-const HeaderLen = 12
+// HeaderLen is the space reserved for the header in front of a batch's
+// entries: the longest uvarint of a 56-bit sequence number (8 bytes) and of
+// a uint32 count (5 bytes).
+const HeaderLen = 13
 
-// SetHeader stamps the first sequence number and the entry count.
-func SetHeader(data []byte, seq lsm.SeqNum, count uint32) {
-	binary.LittleEndian.PutUint64(data[0:8], uint64(seq))
-	binary.LittleEndian.PutUint32(data[8:12], count)
+// SetHeader writes the header for the first sequence number and the entry
+// count into data[:HeaderLen] and returns the encoded batch, a suffix of
+// data.
+func SetHeader(data []byte, seq lsm.SeqNum, count uint32) []byte {
+	var h [HeaderLen]byte
+	n := binary.PutUvarint(h[:], uint64(seq))
+	n += binary.PutUvarint(h[n:], uint64(count))
+	start := HeaderLen - n
+	copy(data[start:HeaderLen], h[:n])
+	return data[start:]
 }
 
 // AppendEntry appends one entry; key is written as ns followed by key.
@@ -61,16 +73,16 @@ type Reader struct {
 
 // NewReader checks the header of data and returns a Reader.
 func NewReader(data []byte) (Reader, error) {
-	if len(data) < HeaderLen {
-		return Reader{}, fmt.Errorf("batch of %d bytes is shorter than its header", len(data))
+	seq, n1 := binary.Uvarint(data)
+	if n1 <= 0 {
+		return Reader{}, fmt.Errorf("batch header: bad sequence number")
 	}
-	r := Reader{
-		data:  data,
-		Seq:   lsm.SeqNum(binary.LittleEndian.Uint64(data[0:8])),
-		Count: binary.LittleEndian.Uint32(data[8:12]),
-		pos:   HeaderLen,
+	count, n2 := binary.Uvarint(data[n1:])
+	if n2 <= 0 || count > 1<<32-1 {
+		return Reader{}, fmt.Errorf("batch header: bad count")
 	}
-	if r.Count == 0 || uint64(r.Seq)+uint64(r.Count) > uint64(lsm.MaxSeqNum) {
+	r := Reader{data: data, Seq: lsm.SeqNum(seq), Count: uint32(count), pos: n1 + n2}
+	if r.Count == 0 || seq+count > uint64(lsm.MaxSeqNum) {
 		return Reader{}, fmt.Errorf("batch header seq %d count %d out of range", r.Seq, r.Count)
 	}
 	return r, nil

@@ -174,6 +174,11 @@ func stats(args []string) error {
 	if len(args) != 1 {
 		return errors.New("usage: plures stats DIR")
 	}
+	// Opening creates a database where there is none; an inspection
+	// tool must not.
+	if _, err := os.Stat(filepath.Join(args[0], "CURRENT")); err != nil {
+		return fmt.Errorf("%s: %w", args[0], pluresdb.ErrNotDatabase)
+	}
 	db, err := pluresdb.Open(args[0], nil)
 	if err != nil {
 		return err

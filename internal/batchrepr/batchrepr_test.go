@@ -1,0 +1,81 @@
+package batchrepr
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+
+	"github.com/plures/pluresdb/lsm"
+)
+
+func TestRoundTrip(t *testing.T) {
+	for _, seq := range []lsm.SeqNum{1, 127, 128, 1 << 20, lsm.MaxSeqNum - 1000} {
+		for _, n := range []int{1, 2, 130, 1000} {
+			data := make([]byte, HeaderLen)
+			var want []Entry
+			for i := range n {
+				kind := lsm.KindSet
+				if i%3 == 1 {
+					kind = lsm.KindDelete
+				}
+				key := fmt.Appendf(nil, "key-%d", i)
+				var val []byte
+				if kind != lsm.KindDelete {
+					val = bytes.Repeat([]byte{byte(i)}, i%300)
+				}
+				data = AppendEntry(data, kind, 7, key, val)
+				want = append(want, Entry{kind, append([]byte{7}, key...), val})
+			}
+			enc := SetHeader(data, seq, uint32(n))
+			r, err := NewReader(enc)
+			if err != nil {
+				t.Fatalf("seq %d n %d: %v", seq, n, err)
+			}
+			if r.Seq != seq || int(r.Count) != n {
+				t.Fatalf("header %d/%d, want %d/%d", r.Seq, r.Count, seq, n)
+			}
+			for i := 0; ; i++ {
+				e, ok, err := r.Next()
+				if err != nil {
+					t.Fatalf("entry %d: %v", i, err)
+				}
+				if !ok {
+					if i != n {
+						t.Fatalf("%d entries, want %d", i, n)
+					}
+					break
+				}
+				w := want[i]
+				if e.Kind != w.Kind || !bytes.Equal(e.Key, w.Key) || !bytes.Equal(e.Value, w.Value) {
+					t.Fatalf("entry %d = %+v, want %+v", i, e, w)
+				}
+			}
+		}
+	}
+}
+
+func TestDamage(t *testing.T) {
+	data := AppendEntry(make([]byte, HeaderLen), lsm.KindSet, 1, []byte("k"), []byte("value"))
+	enc := SetHeader(data, 5, 1)
+	for cut := range len(enc) {
+		r, err := NewReader(enc[:cut])
+		if err != nil {
+			continue
+		}
+		for {
+			_, ok, err := r.Next()
+			if err != nil {
+				break
+			}
+			if !ok {
+				t.Fatalf("truncated to %d bytes decoded cleanly", cut)
+			}
+		}
+	}
+	wrongCount := SetHeader(append([]byte(nil), data...), 5, 2)
+	r, _ := NewReader(wrongCount)
+	r.Next()
+	if _, _, err := r.Next(); err == nil {
+		t.Fatal("count mismatch not reported")
+	}
+}
