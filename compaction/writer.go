@@ -18,6 +18,10 @@ type Env struct {
 	TableOpts  lsm.TableWriterOptions
 	// TargetFileSize splits outputs; 0 means never split.
 	TargetFileSize uint64
+	// ShouldSplit, if set, is called with each new user key, in order,
+	// while an output is open; true closes the output before that key
+	// (used to bound an output's overlap with the level below the next).
+	ShouldSplit func(ukey []byte) bool
 }
 
 // WriteSpec describes one run of the Writer.
@@ -106,7 +110,8 @@ func Write(env Env, it lsm.InternalIterator, spec WriteSpec) (metas []*lsm.FileM
 
 		// Split only between user keys, so one key's versions never
 		// straddle two tables of a level.
-		if out != nil && newKey && env.TargetFileSize > 0 && out.w.EstimatedSize() >= env.TargetFileSize {
+		if out != nil && newKey && ((env.TargetFileSize > 0 && out.w.EstimatedSize() >= env.TargetFileSize) ||
+			(env.ShouldSplit != nil && env.ShouldSplit(ukey))) {
 			m, err := out.finish()
 			if err != nil {
 				return metas, st, err
