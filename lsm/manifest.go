@@ -26,6 +26,7 @@ package lsm
 //	tag 4 NewFile       level, num, size uvarint; smallest, largest bytes;
 //	                    smallestSeq, largestSeq, numEntries, numDeletions uvarint
 //	tag 5 DeletedFile   level, num uvarint
+//	tag 6 NewColdFile   as NewFile, for a table of the cold tier (version 2)
 //	bytes = uvarint length + that many bytes
 //
 // Tags and their layouts are part of the format: never renumber them. A new
@@ -56,8 +57,11 @@ import (
 const NumLevels = 7
 
 const (
-	manifestMagic      = "PLURMAN\x00"
-	manifestVersion    = 1 // format version written and the newest read
+	manifestMagic = "PLURMAN\x00"
+	// manifestVersion is the format version written and the newest read.
+	// Version 2 added tag 6 (cold-tier tables); version 1 manifests are
+	// read as they are and rewritten as version 2 on open.
+	manifestVersion    = 2
 	manifestHeaderSize = 16
 
 	// Field tags of an encoded VersionEdit; part of the format.
@@ -66,6 +70,7 @@ const (
 	tagLastSeq     = 3
 	tagNewFile     = 4
 	tagDeletedFile = 5
+	tagNewColdFile = 6
 
 	// maxCurrentSize bounds what is read from CURRENT: it holds one short
 	// file name.
@@ -80,6 +85,9 @@ type FileMeta struct {
 	Smallest, Largest        []byte // internal keys, inclusive
 	SmallestSeq, LargestSeq  SeqNum
 	NumEntries, NumDeletions uint64
+	// Cold: the table belongs to the cold tier and lives in the cold
+	// directory (VersionSetOptions.ColdDir; the main directory if unset).
+	Cold bool
 }
 
 // NewFile adds a table at a level.
@@ -133,7 +141,11 @@ func (e *VersionEdit) Encode(dst []byte) []byte {
 	}
 	for _, nf := range e.NewFiles {
 		m := nf.Meta
-		dst = binary.AppendUvarint(dst, tagNewFile)
+		if m.Cold {
+			dst = binary.AppendUvarint(dst, tagNewColdFile)
+		} else {
+			dst = binary.AppendUvarint(dst, tagNewFile)
+		}
 		dst = binary.AppendUvarint(dst, uint64(nf.Level))
 		dst = binary.AppendUvarint(dst, uint64(m.Num))
 		dst = binary.AppendUvarint(dst, m.Size)
@@ -238,9 +250,10 @@ func DecodeVersionEdit(b []byte, file string, offset int64) (*VersionEdit, error
 			if d.err == nil {
 				e.DeletedFiles = append(e.DeletedFiles, DeletedFile{Level: lvl, Num: num})
 			}
-		case tagNewFile:
+		case tagNewFile, tagNewColdFile:
 			nf := d.newFile()
 			if d.err == nil {
+				nf.Meta.Cold = tag == tagNewColdFile
 				e.NewFiles = append(e.NewFiles, nf)
 			}
 		default:

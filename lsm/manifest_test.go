@@ -50,6 +50,7 @@ func fullEdit() *VersionEdit {
 		NewFiles: []NewFile{
 			{Level: 0, Meta: meta(9, "a", "m", 3, 9)},
 			{Level: NumLevels - 1, Meta: meta(1<<33, "", "\xff\xff", 0, MaxSeqNum)},
+			{Level: NumLevels - 2, Meta: func() *FileMeta { m := meta(12, "n", "p", 1, 2); m.Cold = true; return m }()},
 		},
 		DeletedFiles: []DeletedFile{{Level: 3, Num: 4}, {Level: 0, Num: 1 << 50}},
 	}
@@ -217,8 +218,13 @@ func TestManifestHeader(t *testing.T) {
 		binary.LittleEndian.PutUint32(b[12:16], uint32(xxhash.Sum64(b[:12])))
 		return b
 	}
-	if err := checkManifestHeader(withVersion(2), "M"); !errors.Is(err, errs.ErrNewerFormat) {
-		t.Fatalf("version 2: got %v, want ErrNewerFormat", err)
+	if err := checkManifestHeader(withVersion(manifestVersion+1), "M"); !errors.Is(err, errs.ErrNewerFormat) {
+		t.Fatalf("version %d: got %v, want ErrNewerFormat", manifestVersion+1, err)
+	}
+	for v := uint32(1); v <= manifestVersion; v++ {
+		if err := checkManifestHeader(withVersion(v), "M"); err != nil {
+			t.Fatalf("version %d: %v", v, err)
+		}
 	}
 	if err := checkManifestHeader(withVersion(0), "M"); !errors.Is(err, errs.ErrCorruption) {
 		t.Fatalf("version 0: got %v, want ErrCorruption", err)
