@@ -13,9 +13,11 @@ import (
 // Env is what writing tables needs from the engine.
 type Env struct {
 	FS         vfs.FS
-	Dir        string
+	Dir        string // where the outputs go
 	NewFileNum func() layout.FileNum
 	TableOpts  lsm.TableWriterOptions
+	// Cold marks the outputs as cold-tier tables (FileMeta.Cold).
+	Cold bool
 	// TargetFileSize splits outputs; 0 means never split.
 	TargetFileSize uint64
 	// ShouldSplit, if set, is called with each new user key, in order,
@@ -31,6 +33,15 @@ type WriteSpec struct {
 	// Bottommost says no older data for these keys exists below the
 	// output, so tombstones visible to every snapshot can go.
 	Bottommost bool
+	// GCHorizon, if not 0, keeps tombstones newer than it even at the
+	// bottom: peers that have not yet seen a deletion must still receive
+	// it. 0 means no horizon.
+	GCHorizon lsm.SeqNum
+	// Merger folds merge operands into the value beneath them. With a
+	// Merger, the operands of a key within one snapshot stripe that sit on
+	// a full value (or on a tombstone, or at the bottom of the tree) become
+	// one full value. Without one, operands are kept as they are.
+	Merger lsm.Merger
 }
 
 // Stats counts what a run did.
@@ -50,104 +61,201 @@ func stripe(snaps []lsm.SeqNum, seq lsm.SeqNum) int {
 // order. Every returned file is synced and its directory entry made
 // durable. On error, files it created are removed.
 func Write(env Env, it lsm.InternalIterator, spec WriteSpec) (metas []*lsm.FileMeta, st Stats, err error) {
-	snaps := slices.Clone(spec.Snapshots)
-	slices.Sort(snaps)
-
-	var (
-		out     *output
-		prevKey []byte
-		hasPrev bool
-		// State of the current user key:
-		curStripe = -1    // stripe of the last entry seen for it
-		fullInStr = false // a Set or Delete was already kept in curStripe
-	)
+	w := &writer{env: env, spec: spec}
+	w.snaps = slices.Clone(spec.Snapshots)
+	slices.Sort(w.snaps)
 	defer func() {
 		if err != nil {
-			if out != nil {
-				out.abort()
+			if w.out != nil {
+				w.out.abort()
 			}
-			for _, m := range metas {
+			for _, m := range w.metas {
 				_ = env.FS.Remove(layout.Path(env.Dir, layout.TypeTable, m.Num))
 			}
-			metas = nil
+			w.metas = nil
 		}
 	}()
-
 	for ok := it.First(); ok; ok = it.Next() {
-		ikey := it.Key()
-		ukey, seq, kind, valid := lsm.SplitInternalKey(ikey)
-		if !valid {
-			return metas, st, fmt.Errorf("compaction: malformed internal key of %d bytes", len(ikey))
+		if err := w.add(it.Key(), it.Value()); err != nil {
+			return nil, w.st, err
 		}
-		st.EntriesIn++
-		newKey := !hasPrev || !bytes.Equal(ukey, prevKey)
-		if newKey {
-			prevKey = append(prevKey[:0], ukey...)
-			hasPrev = true
-			curStripe = -1
-			fullInStr = false
-		}
-		s := stripe(snaps, seq)
-		if s == curStripe && fullInStr {
-			// Shadowed by a newer full entry that every reader of this
-			// stripe sees instead.
-			st.Dropped++
-			continue
-		}
-		if s != curStripe {
-			curStripe, fullInStr = s, false
-		}
-		if kind != lsm.KindMerge {
-			fullInStr = true
-		}
-		if kind == lsm.KindDelete && spec.Bottommost && s == 0 {
-			// Every reader sees this tombstone or something newer, and
-			// nothing older lies below: the tombstone and every older
-			// version (all in stripe 0) can go.
-			st.Dropped++
-			continue
-		}
-
-		// Split only between user keys, so one key's versions never
-		// straddle two tables of a level.
-		if out != nil && newKey && ((env.TargetFileSize > 0 && out.w.EstimatedSize() >= env.TargetFileSize) ||
-			(env.ShouldSplit != nil && env.ShouldSplit(ukey))) {
-			m, err := out.finish()
-			if err != nil {
-				return metas, st, err
-			}
-			st.BytesWritten += m.Size
-			metas = append(metas, m)
-			out = nil
-		}
-		if out == nil {
-			if out, err = newOutput(env); err != nil {
-				return metas, st, err
-			}
-		}
-		if err := out.w.Add(ikey, it.Value()); err != nil {
-			return metas, st, err
-		}
-		st.EntriesOut++
 	}
 	if err := it.Err(); err != nil {
-		return metas, st, err
+		return nil, w.st, err
 	}
-	if out != nil {
-		m, err := out.finish()
-		if err != nil {
-			return metas, st, err
+	if err := w.flushOperands(true); err != nil {
+		return nil, w.st, err
+	}
+	if w.out != nil {
+		if err := w.closeOutput(); err != nil {
+			return nil, w.st, err
 		}
-		st.BytesWritten += m.Size
-		metas = append(metas, m)
-		out = nil
 	}
-	if len(metas) > 0 {
+	if len(w.metas) > 0 {
 		if err := env.FS.SyncDir(env.Dir); err != nil {
-			return metas, st, err
+			return nil, w.st, err
 		}
 	}
-	return metas, st, nil
+	return w.metas, w.st, nil
+}
+
+// writer is the state of one Write.
+type writer struct {
+	env   Env
+	spec  WriteSpec
+	snaps []lsm.SeqNum
+	st    Stats
+	out   *output
+	metas []*lsm.FileMeta
+
+	// The user key being processed and its state.
+	curKey    []byte
+	hasKey    bool
+	curStripe int  // stripe of the last entry seen for curKey
+	fullInStr bool // a Set or Delete was already seen in curStripe
+
+	// Merge operands of curKey in curStripe, newest first, waiting for
+	// what lies beneath them (only with a Merger).
+	opKeys, opVals [][]byte
+
+	lastOut []byte // user key of the last entry written
+	hasOut  bool
+}
+
+func (w *writer) add(ikey, value []byte) error {
+	ukey, seq, kind, ok := lsm.SplitInternalKey(ikey)
+	if !ok {
+		return fmt.Errorf("compaction: malformed internal key of %d bytes", len(ikey))
+	}
+	w.st.EntriesIn++
+	if !w.hasKey || !bytes.Equal(ukey, w.curKey) {
+		// Operands of the previous key found nothing beneath them.
+		if err := w.flushOperands(true); err != nil {
+			return err
+		}
+		w.curKey = append(w.curKey[:0], ukey...)
+		w.hasKey, w.curStripe, w.fullInStr = true, -1, false
+	}
+	if s := stripe(w.snaps, seq); s != w.curStripe {
+		// Older entries of this key follow in lower stripes: operands of
+		// the stripe above cannot fold without a base.
+		if err := w.flushOperands(false); err != nil {
+			return err
+		}
+		w.curStripe, w.fullInStr = s, false
+	}
+	if w.fullInStr {
+		// Shadowed by a newer full entry that every reader of this stripe
+		// sees instead.
+		w.st.Dropped++
+		return nil
+	}
+	switch kind {
+	case lsm.KindMerge:
+		if w.spec.Merger != nil {
+			w.opKeys = append(w.opKeys, bytes.Clone(ikey))
+			w.opVals = append(w.opVals, bytes.Clone(value))
+			return nil
+		}
+	case lsm.KindSet:
+		w.fullInStr = true
+		if len(w.opKeys) > 0 {
+			return w.fold(value, true, true)
+		}
+	case lsm.KindDelete:
+		w.fullInStr = true
+		if len(w.opKeys) > 0 {
+			return w.fold(nil, false, true)
+		}
+		if w.spec.Bottommost && w.curStripe == 0 && (w.spec.GCHorizon == 0 || seq <= w.spec.GCHorizon) {
+			// Every reader sees this tombstone or something newer, every
+			// peer has seen it, and nothing older lies below: the
+			// tombstone and every older version (all in stripe 0) go.
+			w.st.Dropped++
+			return nil
+		}
+	}
+	return w.emit(ikey, value)
+}
+
+// fold merges the waiting operands onto base (a Set's value, or nothing
+// for a tombstone) and writes the result as a full value at the newest
+// operand's sequence number. consumed says a base entry (a Set or a
+// tombstone) is replaced by the result too.
+func (w *writer) fold(base []byte, hasBase, consumed bool) error {
+	ops := make([][]byte, len(w.opVals))
+	for i, v := range w.opVals {
+		ops[len(ops)-1-i] = v // oldest first
+	}
+	v, err := w.spec.Merger.Merge(w.curKey, ops, base, hasBase)
+	if err != nil {
+		return fmt.Errorf("compaction: merging key %q: %w", w.curKey, err)
+	}
+	_, seq, _, _ := lsm.SplitInternalKey(w.opKeys[0])
+	w.st.Dropped += uint64(len(w.opKeys)) - 1 // operands in, one value out
+	if consumed {
+		w.st.Dropped++
+	}
+	w.opKeys, w.opVals = w.opKeys[:0], w.opVals[:0]
+	return w.emit(lsm.MakeInternalKey(w.curKey, seq, lsm.KindSet), v)
+}
+
+// flushOperands writes the waiting operands. keyEnd says no older entry of
+// the key follows: at the bottom of the tree they fold onto nothing.
+func (w *writer) flushOperands(keyEnd bool) error {
+	if len(w.opKeys) == 0 {
+		return nil
+	}
+	if keyEnd && w.spec.Bottommost {
+		return w.fold(nil, false, false)
+	}
+	for i := range w.opKeys {
+		if err := w.emit(w.opKeys[i], w.opVals[i]); err != nil {
+			return err
+		}
+	}
+	w.opKeys, w.opVals = w.opKeys[:0], w.opVals[:0]
+	return nil
+}
+
+// emit appends one entry to the current output, starting a new output
+// first when the current one is full. Outputs split only between user
+// keys, so one key's versions never straddle two tables of a level.
+func (w *writer) emit(ikey, value []byte) error {
+	ukey := lsm.UserKey(ikey)
+	if w.out != nil && (!w.hasOut || !bytes.Equal(ukey, w.lastOut)) {
+		full := w.env.TargetFileSize > 0 && w.out.w.EstimatedSize() >= w.env.TargetFileSize
+		if full || (w.env.ShouldSplit != nil && w.env.ShouldSplit(ukey)) {
+			if err := w.closeOutput(); err != nil {
+				return err
+			}
+		}
+	}
+	if w.out == nil {
+		out, err := newOutput(w.env)
+		if err != nil {
+			return err
+		}
+		w.out = out
+	}
+	if err := w.out.w.Add(ikey, value); err != nil {
+		return err
+	}
+	w.lastOut = append(w.lastOut[:0], ukey...)
+	w.hasOut = true
+	w.st.EntriesOut++
+	return nil
+}
+
+func (w *writer) closeOutput() error {
+	m, err := w.out.finish()
+	w.out = nil
+	if err != nil {
+		return err
+	}
+	w.st.BytesWritten += m.Size
+	w.metas = append(w.metas, m)
+	return nil
 }
 
 type output struct {
@@ -189,6 +297,7 @@ func (o *output) finish() (*lsm.FileMeta, error) {
 		LargestSeq:   props.LargestSeq,
 		NumEntries:   props.NumEntries,
 		NumDeletions: props.NumDeletions,
+		Cold:         o.env.Cold,
 	}, nil
 }
 

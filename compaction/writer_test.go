@@ -197,3 +197,76 @@ func TestWriteFailureRemovesOutputs(t *testing.T) {
 		t.Fatalf("left files behind: %v", names)
 	}
 }
+
+// concatMerger joins operands onto the base with '+'.
+type concatMerger struct{}
+
+func (concatMerger) Merge(key []byte, ops [][]byte, base []byte, hasBase bool) ([]byte, error) {
+	out := "nil"
+	if hasBase {
+		out = string(base)
+	}
+	for _, op := range ops {
+		out += "+" + string(op)
+	}
+	return []byte(out), nil
+}
+
+func TestWriteFoldsMerges(t *testing.T) {
+	S, D, M := lsm.KindSet, lsm.KindDelete, lsm.KindMerge
+	in := []entry{
+		{"a", 9, M, "3"}, {"a", 8, M, "2"}, {"a", 7, S, "1"}, {"a", 2, S, "old"},
+		{"b", 9, M, "x"}, {"b", 5, D, ""}, {"b", 1, S, "gone"},
+		{"c", 9, M, "y"}, {"c", 4, M, "z"},
+		{"d", 9, M, "p"}, {"d", 3, S, "q"},
+	}
+	cases := []struct {
+		name       string
+		snaps      []lsm.SeqNum
+		bottommost bool
+		horizon    lsm.SeqNum
+		want       []entry
+	}{
+		{"fold onto bases", nil, false, 0, []entry{
+			{"a", 9, S, "1+2+3"}, {"b", 9, S, "nil+x"}, {"c", 9, M, "y"}, {"c", 4, M, "z"}, {"d", 9, S, "q+p"},
+		}},
+		{"bottom folds onto nothing", nil, true, 0, []entry{
+			{"a", 9, S, "1+2+3"}, {"b", 9, S, "nil+x"}, {"c", 9, S, "nil+z+y"}, {"d", 9, S, "q+p"},
+		}},
+		{"a snapshot between operand and base keeps both", []lsm.SeqNum{5}, true, 0, []entry{
+			// b's tombstone is in the lowest stripe at the bottom: it goes,
+			// and the snapshot at 5 still reads b as absent.
+			{"a", 9, S, "1+2+3"}, {"a", 2, S, "old"}, {"b", 9, M, "x"},
+			{"c", 9, M, "y"}, {"c", 4, S, "nil+z"}, {"d", 9, M, "p"}, {"d", 3, S, "q"},
+		}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			fs := vfs.NewMem()
+			fs.MkdirAll("/db")
+			metas, _, err := Write(testEnv(fs, 0), iterOf(in), WriteSpec{
+				Snapshots: c.snaps, Bottommost: c.bottommost, GCHorizon: c.horizon, Merger: concatMerger{},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := readAll(t, fs, metas); !slices.Equal(got, c.want) {
+				t.Fatalf("got  %v\nwant %v", got, c.want)
+			}
+		})
+	}
+}
+
+func TestWriteGCHorizonKeepsTombstones(t *testing.T) {
+	in := []entry{{"a", 9, lsm.KindDelete, ""}, {"a", 3, lsm.KindSet, "v"}, {"b", 2, lsm.KindDelete, ""}}
+	fs := vfs.NewMem()
+	fs.MkdirAll("/db")
+	metas, _, err := Write(testEnv(fs, 0), iterOf(in), WriteSpec{Bottommost: true, GCHorizon: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []entry{{"a", 9, lsm.KindDelete, ""}}
+	if got := readAll(t, fs, metas); !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+}

@@ -32,6 +32,7 @@ const (
 type TableCache struct {
 	fs         vfs.FS
 	dir        string
+	coldDir    string // where cold-tier tables live; "" means dir
 	blockCache *BlockCache
 	maxOpen    int64
 
@@ -73,6 +74,7 @@ func (s *tableCacheShard) update(fn func(m map[layout.FileNum]*tableEntry)) {
 // it.
 type tableEntry struct {
 	num        layout.FileNum
+	cold       bool
 	refs       atomic.Int32
 	referenced atomic.Bool   // CLOCK bit: acquired since the hand passed
 	ready      chan struct{} // closed once t or err is set
@@ -110,7 +112,7 @@ func (tc *TableCache) Acquire(meta *FileMeta) (*Table, error) {
 	e := s.tableMap()[meta.Num]
 	if e == nil || !e.tryRef() {
 		var opener bool
-		if e, opener = tc.insert(s, meta.Num); e == nil {
+		if e, opener = tc.insert(s, meta.Num, meta.Cold); e == nil {
 			return nil, errs.ErrClosed
 		}
 		if opener {
@@ -133,7 +135,7 @@ func (tc *TableCache) Acquire(meta *FileMeta) (*Table, error) {
 // insert returns the entry for num with a reference for the caller,
 // creating it if it is still absent; opener says the caller created it and
 // must open it. It returns nil once the cache is closed.
-func (tc *TableCache) insert(s *tableCacheShard, num layout.FileNum) (e *tableEntry, opener bool) {
+func (tc *TableCache) insert(s *tableCacheShard, num layout.FileNum, cold bool) (e *tableEntry, opener bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if tc.closed.Load() { // checked under the lock so Close sees every entry
@@ -144,7 +146,7 @@ func (tc *TableCache) insert(s *tableCacheShard, num layout.FileNum) (e *tableEn
 		e.refs.Add(1)
 		return e, false
 	}
-	e = &tableEntry{num: num, ready: make(chan struct{})}
+	e = &tableEntry{num: num, cold: cold, ready: make(chan struct{})}
 	e.refs.Store(2) // the map's and the caller's
 	s.update(func(m map[layout.FileNum]*tableEntry) { m[num] = e })
 	tc.open.Add(1)
@@ -164,8 +166,20 @@ func (e *tableEntry) tryRef() bool {
 	}
 }
 
+// SetColdDir tells the cache where cold-tier tables live. Call it before
+// the first Acquire.
+func (tc *TableCache) SetColdDir(dir string) { tc.coldDir = dir }
+
+// TableDir returns the directory that holds a table of the given tier.
+func TableDir(dir, coldDir string, cold bool) string {
+	if cold && coldDir != "" {
+		return coldDir
+	}
+	return dir
+}
+
 func (tc *TableCache) openEntry(s *tableCacheShard, e *tableEntry) {
-	name := layout.Path(tc.dir, layout.TypeTable, e.num)
+	name := layout.Path(TableDir(tc.dir, tc.coldDir, e.cold), layout.TypeTable, e.num)
 	f, err := tc.fs.Open(name)
 	if err != nil {
 		err = fmt.Errorf("lsm: open table: %w", err)
