@@ -55,13 +55,15 @@ type DB struct {
 	imms    []*memtable  // full memtables waiting for their flush, oldest first
 	version *lsm.Version // the current version, ref'd by the DB
 
-	compactMu sync.Mutex // one compaction at a time
-
 	bgMu       sync.Mutex
 	bgCond     *sync.Cond
 	bgErr      error // last background failure; cleared by the next success
 	closing    bool
-	manualWait int // Compact callers waiting; the background compactor yields to them
+	manualWait int                      // Compact callers waiting; no new background compactions start
+	running    []*compaction.Compaction // compactions in progress
+	picker     *compaction.Picker
+
+	throttle writeThrottle
 
 	snapMu sync.Mutex
 	snaps  map[*Snapshot]struct{}
@@ -96,9 +98,11 @@ func Open(dir string, opts *Options) (*DB, error) {
 		db.closeResources()
 		return nil, err
 	}
-	db.wg.Add(2)
+	db.wg.Add(1)
 	go db.flushLoop()
-	go db.compactLoop()
+	db.bgMu.Lock()
+	db.scheduleCompactions()
+	db.bgMu.Unlock()
 	return db, nil
 }
 
@@ -148,12 +152,19 @@ func (db *DB) open() error {
 		return err
 	}
 
+	db.picker = db.newPicker()
+	if db.opts.ColdDir != "" {
+		if err := db.checkColdDir(); err != nil {
+			return err
+		}
+	}
 	cacheSize := db.opts.CacheSize
 	if cacheSize < 0 {
 		cacheSize = 0
 	}
 	db.cache = lsm.NewBlockCache(cacheSize)
 	db.tc = lsm.NewTableCache(fs, dir, db.cache, db.opts.MaxOpenFiles)
+	db.tc.SetColdDir(db.opts.ColdDir)
 	db.version = db.vs.Current()
 
 	if err := db.replay(); err != nil {
@@ -184,7 +195,7 @@ func (db *DB) replay() error {
 		if mem.Empty() {
 			return nil
 		}
-		metas, _, err := compaction.Write(db.compactionEnv(), mem.NewIter(), compaction.WriteSpec{})
+		metas, _, err := compaction.Write(db.tableEnv(false, 0), mem.NewIter(), compaction.WriteSpec{})
 		if err != nil {
 			return err
 		}
@@ -257,8 +268,9 @@ func (db *DB) walOptions() wal.Options {
 	return wal.Options{FS: db.fs, Dir: db.dir, SegmentSize: 1 << 62, NoSync: db.opts.NoSync}
 }
 
-func (db *DB) compactionEnv() compaction.Env {
-	return compaction.Env{
+// tableEnv is where and how tables of a tier are written.
+func (db *DB) tableEnv(cold bool, targetFileSize int64) compaction.Env {
+	env := compaction.Env{
 		FS:         db.fs,
 		Dir:        db.dir,
 		NewFileNum: db.vs.NewFileNum,
@@ -268,8 +280,16 @@ func (db *DB) compactionEnv() compaction.Env {
 			BloomBitsPerKey: db.opts.BloomBitsPerKey,
 			Compression:     db.opts.Compression,
 		},
-		TargetFileSize: uint64(db.opts.TargetFileSize),
+		TargetFileSize: uint64(max(targetFileSize, 0)),
 	}
+	if cold {
+		env.Cold = true
+		env.Dir = lsm.TableDir(db.dir, db.opts.ColdDir, true)
+		env.TableOpts.BlockSize = db.opts.ColdBlockSize
+		env.TableOpts.RestartInterval = db.opts.BlockRestartInterval
+		env.TableOpts.Compression = db.opts.ColdCompression
+	}
+	return env
 }
 
 // installVersion makes the version set's current version the DB's.
@@ -291,20 +311,65 @@ func (db *DB) removeTable(num layout.FileNum) {
 	}
 	db.tc.Evict(num)
 	db.cache.EvictFile(num)
-	path := layout.Path(db.dir, layout.TypeTable, num)
-	if err := db.fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		db.log.Error().Err(err).Str("file", path).Msg("removing obsolete table")
+	// The tier of an obsolete table is not at hand; it is in one of the
+	// two directories.
+	for _, dir := range db.tableDirs() {
+		path := layout.Path(dir, layout.TypeTable, num)
+		err := db.fs.Remove(path)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			db.log.Error().Err(err).Str("file", path).Msg("removing obsolete table")
+		}
 	}
+}
+
+// tableDirs lists the directories that hold tables.
+func (db *DB) tableDirs() []string {
+	if db.opts.ColdDir == "" {
+		return []string{db.dir}
+	}
+	return []string{db.dir, db.opts.ColdDir}
+}
+
+// checkColdDir creates the cold directory if needed and makes sure no
+// file numbers found there are handed out again.
+func (db *DB) checkColdDir() error {
+	if err := db.fs.MkdirAll(db.opts.ColdDir); err != nil {
+		return fmt.Errorf("pluresdb: creating cold directory %s: %w", db.opts.ColdDir, err)
+	}
+	names, err := db.fs.List(db.opts.ColdDir)
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if _, n, ok := layout.Parse(name); ok {
+			db.vs.MarkFileNumUsed(n)
+		}
+	}
+	return nil
 }
 
 // removeObsoleteFiles deletes what a crash may have left behind: tables no
 // version references, log segments already flushed, temp files.
 func (db *DB) removeObsoleteFiles() {
+	liveTables := db.vs.LiveFiles()
+	if db.opts.ColdDir != "" {
+		names, err := db.fs.List(db.opts.ColdDir)
+		if err == nil {
+			for _, name := range names {
+				t, n, ok := layout.Parse(name)
+				if _, live := liveTables[n]; ok && (t == layout.TypeTemp || t == layout.TypeTable && !live) {
+					_ = db.fs.Remove(filepath.Join(db.opts.ColdDir, name))
+				}
+			}
+		}
+	}
 	names, err := db.fs.List(db.dir)
 	if err != nil {
 		return
 	}
-	liveTables := db.vs.LiveFiles()
 	logNum := db.vs.LogNum()
 	for _, name := range names {
 		t, n, ok := layout.Parse(name)
@@ -375,6 +440,7 @@ func (db *DB) commit(b *Batch, opts *WriteOptions) error {
 			errs.ErrValueTooLarge, b.memSize, db.opts.MemtableSize/2)
 	}
 
+	db.pace(len(b.data))
 	db.commitMu.Lock()
 	if err := db.writable(); err != nil {
 		db.commitMu.Unlock()
@@ -562,6 +628,7 @@ func (db *DB) flushLoop() {
 		} else {
 			db.bgErr = nil
 			imm.flushed = true
+			db.scheduleCompactions()
 		}
 		db.bgCond.Broadcast()
 		db.bgMu.Unlock()
@@ -598,7 +665,7 @@ func (db *DB) oldestImm() *memtable {
 
 func (db *DB) flushMemtable(imm *memtable) error {
 	start := time.Now()
-	metas, st, err := compaction.Write(db.compactionEnv(), imm.m.NewIter(),
+	metas, st, err := compaction.Write(db.tableEnv(false, 0), imm.m.NewIter(),
 		compaction.WriteSpec{Snapshots: db.snapshotSeqs()})
 	if err != nil {
 		return fmt.Errorf("pluresdb: flushing memtable: %w", err)
@@ -636,133 +703,10 @@ func (db *DB) flushMemtable(imm *memtable) error {
 	}
 	db.m.flushes.Add(1)
 	db.m.flushBytes.Add(st.BytesWritten)
+	db.m.levelWritten[0].Add(st.BytesWritten)
 	db.log.Debug().Int("tables", len(metas)).Uint64("bytes", st.BytesWritten).
 		Dur("took", time.Since(start)).Msg("flushed memtable")
 	return nil
-}
-
-// compactLoop runs L0 → L1 compactions when L0 is deep enough.
-func (db *DB) compactLoop() {
-	defer db.wg.Done()
-	for {
-		db.bgMu.Lock()
-		for !db.closing && (db.opts.DisableAutoCompaction || db.manualWait > 0 || !db.needsCompaction()) {
-			db.bgCond.Wait()
-		}
-		if db.closing {
-			db.bgMu.Unlock()
-			return
-		}
-		db.bgMu.Unlock()
-
-		err := db.compactOnce(func(v *lsm.Version) *compaction.Compaction {
-			return compaction.PickL0(v, db.opts.L0CompactionThreshold)
-		})
-		db.bgMu.Lock()
-		if err != nil {
-			db.bgErr = err
-			db.log.Error().Err(err).Msg("compaction failed; retrying")
-		}
-		db.bgCond.Broadcast()
-		db.bgMu.Unlock()
-		if err != nil {
-			db.sleep(time.Second)
-		}
-	}
-}
-
-func (db *DB) needsCompaction() bool {
-	db.stateMu.RLock()
-	defer db.stateMu.RUnlock()
-	return db.version.NumFiles(0) >= db.opts.L0CompactionThreshold
-}
-
-// compactOnce picks with pick on the current version and runs the result.
-func (db *DB) compactOnce(pick func(*lsm.Version) *compaction.Compaction) error {
-	db.compactMu.Lock()
-	defer db.compactMu.Unlock()
-	db.stateMu.RLock()
-	v := db.version
-	v.Ref()
-	db.stateMu.RUnlock()
-	defer v.Unref()
-	c := pick(v)
-	if c == nil {
-		return nil
-	}
-	start := time.Now()
-	ve, st, err := compaction.Run(db.compactionEnv(), db.tc, c, db.snapshotSeqs())
-	if err != nil {
-		return fmt.Errorf("pluresdb: compaction: %w", err)
-	}
-	if err := db.vs.LogAndApply(ve); err != nil {
-		for _, f := range ve.NewFiles {
-			_ = db.fs.Remove(layout.Path(db.dir, layout.TypeTable, f.Meta.Num))
-		}
-		return fmt.Errorf("pluresdb: recording compaction: %w", err)
-	}
-	db.installVersion()
-	db.m.compactions.Add(1)
-	db.m.compactBytes.Add(st.BytesWritten)
-	db.log.Debug().Str("reason", c.Reason).Int("in", len(c.Inputs[0])+len(c.Inputs[1])).
-		Int("out", len(ve.NewFiles)).Uint64("bytes", st.BytesWritten).Dur("took", time.Since(start)).
-		Msg("compacted")
-	return nil
-}
-
-// Compact flushes the memtable and merges every table overlapping
-// [lower, upper) (nil: unbounded) into one sorted level, dropping
-// overwritten values and deletions no snapshot needs.
-func (db *DB) Compact(lower, upper []byte) error {
-	if err := db.Flush(); err != nil {
-		return err
-	}
-	db.bgMu.Lock()
-	db.manualWait++
-	db.bgMu.Unlock()
-	defer func() {
-		db.bgMu.Lock()
-		db.manualWait--
-		db.bgCond.Broadcast()
-		db.bgMu.Unlock()
-	}()
-	var lo, hi []byte
-	if lower != nil {
-		lo = append([]byte{nsDocuments}, lower...)
-	}
-	if upper != nil {
-		hi = append([]byte{nsDocuments}, upper...)
-	}
-	return db.compactOnce(func(v *lsm.Version) *compaction.Compaction {
-		return compaction.PickRange(v, lo, hi)
-	})
-}
-
-// WaitForCompactions blocks until no background flush or compaction is
-// due (or one fails).
-func (db *DB) WaitForCompactions() error {
-	db.bgMu.Lock()
-	defer db.bgMu.Unlock()
-	for {
-		if db.closing {
-			return errs.ErrClosed
-		}
-		if db.bgErr != nil {
-			return db.bgErr
-		}
-		if db.oldestImm() == nil && (db.opts.DisableAutoCompaction || !db.needsCompaction()) {
-			// A compaction may still be installing; taking compactMu
-			// waits for it.
-			db.bgMu.Unlock()
-			db.compactMu.Lock()
-			db.compactMu.Unlock()
-			db.bgMu.Lock()
-			if db.oldestImm() == nil && (db.opts.DisableAutoCompaction || !db.needsCompaction()) {
-				return nil
-			}
-		}
-		db.bgCond.Wait()
-	}
 }
 
 // Close stops background work, syncs the log and releases the directory.

@@ -64,27 +64,47 @@ func (h history) check(t *testing.T, db *DB, context string) {
 // every write acknowledged as durable must be there, and nothing that was
 // never written may appear.
 func TestCrashRandomPoints(t *testing.T) {
-	seed := testSeed(t)
-	rng := rand.New(rand.NewPCG(seed, 7))
-	runs := 300
-	if testing.Short() {
-		runs = 60
+	for _, tiered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("tiered=%v", tiered), func(t *testing.T) {
+			seed := testSeed(t)
+			rng := rand.New(rand.NewPCG(seed, 7))
+			runs := 200
+			if testing.Short() {
+				runs = 40
+			}
+			// Count the operations of a fault-free run, to place faults
+			// within it.
+			total := crashWorkload(t, vfs.NewMem(), nil, seed, tiered)
+			t.Logf("a fault-free run makes %d filesystem operations", total)
+			for run := range runs {
+				mem := vfs.NewMem()
+				n := rng.Int64N(total) + 1
+				cd := vfs.FailAfter(n, vfs.ErrInjected)
+				crashWorkload(t, mem, cd, seed+uint64(run), tiered)
+				// crashWorkload checked the recovered state.
+			}
+		})
 	}
-	// Count the operations of a fault-free run, to place faults within it.
-	total := crashWorkload(t, vfs.NewMem(), nil, seed)
-	for run := range runs {
-		mem := vfs.NewMem()
-		n := rng.Int64N(total) + 1
-		cd := vfs.FailAfter(n, vfs.ErrInjected)
-		crashWorkload(t, mem, cd, seed+uint64(run))
-		// crashWorkload checked the recovered state.
+}
+
+// crashOptions are the options of the crash workload: with tiered, level
+// targets are tiny so compactions reach the cold tier, in its own
+// directory, within a few hundred writes.
+func crashOptions(fs vfs.FS, tiered bool) *Options {
+	o := &Options{FS: fs, MemtableSize: 1 << 20, L0CompactionThreshold: 3, TargetFileSize: 128 << 10}
+	if tiered {
+		o.ColdDir = "/cold"
+		o.LBaseMaxBytes = 64 << 10
+		o.TargetFileSize = 16 << 10
+		o.L0CompactionThreshold = 2
 	}
+	return o
 }
 
 // crashWorkload runs the workload on mem (through a fault injector if cd is
 // not nil), crashes, reopens and checks. It returns the number of
 // filesystem operations made.
-func crashWorkload(t *testing.T, mem *vfs.MemFS, cd *vfs.Countdown, seed uint64) int64 {
+func crashWorkload(t *testing.T, mem *vfs.MemFS, cd *vfs.Countdown, seed uint64, tiered bool) int64 {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 11))
 	counter := vfs.FailAfter(1<<62, vfs.ErrInjected)
@@ -93,7 +113,7 @@ func crashWorkload(t *testing.T, mem *vfs.MemFS, cd *vfs.Countdown, seed uint64)
 		inj = cd.Inject
 	}
 	fs := vfs.WithFaults(mem, inj)
-	opts := &Options{FS: fs, MemtableSize: 1 << 20, L0CompactionThreshold: 3, TargetFileSize: 128 << 10}
+	opts := crashOptions(fs, tiered)
 	h := history{}
 	db, err := Open("/db", opts)
 	if err == nil {
@@ -130,7 +150,7 @@ func crashWorkload(t *testing.T, mem *vfs.MemFS, cd *vfs.Countdown, seed uint64)
 		_ = db.Close()
 	}
 	crashed := mem.CrashClone()
-	db2, err := Open("/db", &Options{FS: crashed, MemtableSize: 1 << 20})
+	db2, err := Open("/db", crashOptions(crashed, tiered))
 	if err != nil {
 		t.Fatalf("seed %d: reopen after crash (fault at op %v): %v", seed, faultAt(cd), err)
 	}
@@ -142,7 +162,7 @@ func crashWorkload(t *testing.T, mem *vfs.MemFS, cd *vfs.Countdown, seed uint64)
 	if err := db2.Close(); err != nil {
 		t.Fatalf("close after recovery: %v", err)
 	}
-	db3, err := Open("/db", &Options{FS: crashed})
+	db3, err := Open("/db", crashOptions(crashed, tiered))
 	if err != nil {
 		t.Fatalf("second reopen: %v", err)
 	}

@@ -1,6 +1,8 @@
 package pluresdb
 
 import (
+	"maps"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -8,30 +10,65 @@ import (
 )
 
 type metrics struct {
+	levelRead, levelWritten   [lsm.NumLevels]atomic.Uint64
+	slowdowns, slowdownNanos  atomic.Uint64
+	reasonMu                  sync.Mutex
+	byReason                  map[string]uint64
 	commits, walBytes         atomic.Uint64
 	flushes, flushBytes       atomic.Uint64
 	compactions, compactBytes atomic.Uint64
 	stalls, stallNanos        atomic.Uint64
 }
 
+func (m *metrics) addCompaction(reason string) {
+	m.reasonMu.Lock()
+	defer m.reasonMu.Unlock()
+	if m.byReason == nil {
+		m.byReason = map[string]uint64{}
+	}
+	m.byReason[reason]++
+}
+
 // LevelMetrics describes one level of the tree.
 type LevelMetrics struct {
 	Files int
 	Bytes uint64
+	// Target is the level's size target (0 above the base level).
+	Target int64
+	// Score is how far over its target the level is (>= 1: due for
+	// compaction); for L0 the file count over L0CompactionThreshold.
+	Score float64
+	// BytesRead is what compactions read from the level; BytesWritten
+	// what flushes (L0) and compactions wrote into it.
+	BytesRead, BytesWritten uint64
+	// WriteAmplification is BytesWritten over the bytes that came into
+	// the level from above (for L0, over the log bytes).
+	WriteAmplification float64
+	Cold               bool // the level is in the cold tier
 }
 
 // Metrics is a snapshot of the engine's counters since Open.
 type Metrics struct {
 	Levels [lsm.NumLevels]LevelMetrics
 
-	Commits            uint64 // batches committed
-	WALBytes           uint64 // bytes of batches appended to the log
-	Flushes            uint64
-	FlushBytes         uint64 // bytes of tables written by flushes
-	Compactions        uint64
-	CompactionBytes    uint64 // bytes of tables written by compactions
-	Stalls             uint64 // times a writer waited for a flush or compaction
-	StallTime          time.Duration
+	Commits         uint64 // batches committed
+	WALBytes        uint64 // bytes of batches appended to the log
+	Flushes         uint64
+	FlushBytes      uint64 // bytes of tables written by flushes
+	Compactions     uint64
+	CompactionBytes uint64 // bytes of tables written by compactions
+	Stalls          uint64 // times a writer waited for a flush or compaction
+	StallTime       time.Duration
+	Slowdowns       uint64        // times a commit was paced because compaction was behind
+	SlowdownTime    time.Duration // time commits spent paced
+	// CompactionsByReason counts compactions by what triggered them:
+	// "l0", "size", "intra-l0", "tombstones", "manual", "move".
+	CompactionsByReason map[string]uint64
+	// CompactionDebt estimates the bytes compaction must rewrite to bring
+	// every level under its target.
+	CompactionDebt int64
+	// CacheHitRate is CacheHits over all block lookups.
+	CacheHitRate       float64
 	CacheHits          uint64
 	CacheMisses        uint64
 	CacheBytes         int64
@@ -40,6 +77,9 @@ type Metrics struct {
 
 	// WriteAmplification is (log + flush + compaction bytes) / log bytes.
 	WriteAmplification float64
+	// SpaceAmplification is the bytes of all tables over the bytes of the
+	// bottom non-empty level, which holds (about) one copy of the data.
+	SpaceAmplification float64
 }
 
 // Metrics returns the engine's counters.
@@ -56,12 +96,47 @@ func (db *DB) Metrics() Metrics {
 	}
 	cs := db.cache.Stats()
 	m.CacheHits, m.CacheMisses, m.CacheBytes = cs.Hits, cs.Misses, cs.Bytes
-	db.stateMu.RLock()
-	if db.version != nil {
-		for l := range m.Levels {
-			m.Levels[l] = LevelMetrics{Files: db.version.NumFiles(l), Bytes: db.version.LevelSize(l)}
-		}
+	m.Slowdowns = db.m.slowdowns.Load()
+	m.SlowdownTime = time.Duration(db.m.slowdownNanos.Load())
+	if lookups := cs.Hits + cs.Misses; lookups > 0 {
+		m.CacheHitRate = float64(cs.Hits) / float64(lookups)
 	}
+	db.m.reasonMu.Lock()
+	m.CompactionsByReason = maps.Clone(db.m.byReason)
+	db.m.reasonMu.Unlock()
+	if db.version != nil && db.picker != nil {
+		v := db.currentVersion()
+		_, targets := db.picker.Levels(v)
+		scores := db.picker.Scores(v, nil)
+		var total, bottom uint64
+		in := m.WALBytes
+		for l := range m.Levels {
+			lm := LevelMetrics{
+				Files:        v.NumFiles(l),
+				Bytes:        v.LevelSize(l),
+				Target:       targets[l],
+				Score:        scores[l],
+				BytesRead:    db.m.levelRead[l].Load(),
+				BytesWritten: db.m.levelWritten[l].Load(),
+				Cold:         l >= lsm.NumLevels-db.opts.ColdLevels,
+			}
+			if in > 0 {
+				lm.WriteAmplification = float64(lm.BytesWritten) / float64(in)
+			}
+			in = db.m.levelRead[l].Load() // what leaves l enters l+1
+			total += lm.Bytes
+			if lm.Bytes > 0 {
+				bottom = lm.Bytes
+			}
+			m.Levels[l] = lm
+		}
+		if bottom > 0 {
+			m.SpaceAmplification = float64(total) / float64(bottom)
+		}
+		m.CompactionDebt = db.compactionDebt(v)
+		v.Unref()
+	}
+	db.stateMu.RLock()
 	if db.mem != nil {
 		m.MemtableBytes = db.mem.m.Size()
 	}

@@ -8,6 +8,7 @@ package main
 
 import (
 	"errors"
+	"time"
 
 	"github.com/plures/pluresdb"
 )
@@ -66,3 +67,8 @@ func (e *pluresEngine) settle() error {
 }
 
 func (e *pluresEngine) close() error { return e.db.Close() }
+
+func (e *pluresEngine) writeStalls() (int64, time.Duration) {
+	m := e.db.Metrics()
+	return int64(m.Stalls), m.StallTime
+}

@@ -128,15 +128,25 @@ func init() {
 // ---- Pebble ----
 
 type pebbleEngine struct {
-	db  *pebble.DB
-	wo  *pebble.WriteOptions
-	buf []byte
+	db     *pebble.DB
+	wo     *pebble.WriteOptions
+	buf    []byte
+	stalls *stallClock
 }
 
 // openPebble opens Pebble with its defaults; cache > 0 replaces the default
 // block cache.
 func openPebble(dir string, cfg engineConfig, cache int64) (engine, error) {
-	o := &pebble.Options{Logger: quietPebbleLogger{pebble.DefaultLogger}}
+	// Pebble v2's Metrics has no write-stall counters; its event listener
+	// reports each stall's start and end.
+	stalls := &stallClock{}
+	o := &pebble.Options{
+		Logger: quietPebbleLogger{pebble.DefaultLogger},
+		EventListener: &pebble.EventListener{
+			WriteStallBegin: func(pebble.WriteStallBeginInfo) { stalls.begin() },
+			WriteStallEnd:   stalls.end,
+		},
+	}
 	if cache > 0 {
 		c := pebble.NewCache(cache)
 		defer c.Unref() // the DB holds its own reference
@@ -150,7 +160,7 @@ func openPebble(dir string, cfg engineConfig, cache int64) (engine, error) {
 	if cfg.sync {
 		wo = pebble.Sync
 	}
-	return &pebbleEngine{db: db, wo: wo}, nil
+	return &pebbleEngine{db: db, wo: wo, stalls: stalls}, nil
 }
 
 // quietPebbleLogger drops Pebble's informational lines ("Found 0 WALs" on
@@ -212,6 +222,8 @@ func (e *pebbleEngine) settle() error {
 }
 
 func (e *pebbleEngine) close() error { return e.db.Close() }
+
+func (e *pebbleEngine) writeStalls() (int64, time.Duration) { return e.stalls.read() }
 
 // ---- Badger ----
 
@@ -387,6 +399,16 @@ func (e *levelDBEngine) settle() error {
 
 func (e *levelDBEngine) close() error { return e.db.Close() }
 
+// writeStalls reports goleveldb's write delays: the 1 ms sleeps of its L0
+// slowdown as well as the waits for a memtable flush or L0 compaction.
+func (e *levelDBEngine) writeStalls() (int64, time.Duration) {
+	var st leveldb.DBStats
+	if err := e.db.Stats(&st); err != nil {
+		return -1, 0
+	}
+	return int64(st.WriteDelayCount), st.WriteDelayDuration
+}
+
 // ---- bbolt ----
 
 // boltBatch is how many puts share one Update transaction in the no-sync
@@ -523,6 +545,52 @@ func (e *boltEngine) close() error {
 }
 
 // ---- shared ----
+
+// stallClock counts write stalls from an engine's begin and end events:
+// every begin is one stall, and the time is wall time during which at least
+// one writer was stalled (the same as the sum of the waits with one
+// writer). Safe for concurrent use; mu guards every field.
+type stallClock struct {
+	mu     sync.Mutex
+	active int // writers stalled now
+	since  time.Time
+	n      int64
+	total  time.Duration
+}
+
+func (c *stallClock) begin() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.n++
+	if c.active == 0 {
+		c.since = time.Now()
+	}
+	c.active++
+}
+
+func (c *stallClock) end() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.active == 0 {
+		return
+	}
+	c.active--
+	if c.active == 0 {
+		c.total += time.Since(c.since)
+	}
+}
+
+// read returns the stalls so far and their time, counting a stall still in
+// progress up to now.
+func (c *stallClock) read() (int64, time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := c.total
+	if c.active > 0 {
+		t += time.Since(c.since)
+	}
+	return c.n, t
+}
 
 // settleTimeout bounds every wait for background compactions, so an engine
 // whose compactions never go idle cannot hang the run.

@@ -3,6 +3,7 @@
 // after the other in one process, and prints one comparison table.
 //
 //	cd bench && go run . -keys 1000000 -markdown
+//	cd bench && go run . -workloads fillrandom-sustained -sustained-keys 10000000
 //
 // The workloads and their measurements are in workloads.go, the engine
 // adapters and their settings in engines.go. It is a separate module so the
@@ -46,6 +47,9 @@ type report struct {
 	Seed      uint64            `json:"seed"`
 	Notes     map[string]string `json:"notes"`
 	Results   []result          `json:"results"`
+
+	// SustainedKeys is -sustained-keys when fillrandom-sustained ran, else 0.
+	SustainedKeys int `json:"sustained_keys,omitempty"`
 }
 
 func main() {
@@ -60,10 +64,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	keys := fs.Int("keys", 1_000_000, "keys per database")
 	enginesFlag := fs.String("engines", strings.Join(defaultEngineOrder, ","), "comma-separated engines to run, in order (compiled in: "+knownEngines()+")")
-	workloadsFlag := fs.String("workloads", strings.Join(allWorkloads, ","), "comma-separated workloads to run")
+	workloadsFlag := fs.String("workloads", strings.Join(allWorkloads, ","), "comma-separated workloads to run (known: "+strings.Join(knownWorkloads, ",")+")")
 	dirFlag := fs.String("dir", "", "directory for the databases (default: a temporary directory, removed afterwards)")
 	cache := fs.Int64("cache", defaultCacheSize(), "block cache bytes for pluresdb and pebble-samecache (default: pluresdb.DefaultCacheSize())")
 	syncOps := fs.Int("sync-ops", 0, "puts in fillsync (default: keys/20)")
+	sustainedKeys := fs.Int("sustained-keys", defaultSustainedKeys, "puts in "+workloadSustained+" (run only when named in -workloads; on "+strings.Join(sustainedDefaultEngines, ",")+" unless -engines is given)")
 	seed := fs.Uint64("seed", 1, "PRNG seed for key orders and values")
 	markdown := fs.Bool("markdown", false, "print the table as Markdown")
 	jsonFile := fs.String("json", "", "also write the results as JSON to this file")
@@ -89,19 +94,28 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bench: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	if *keys <= 0 || *cache <= 0 || *syncOps < 0 {
-		fmt.Fprintln(stderr, "bench: -keys and -cache must be positive, -sync-ops not negative")
+	if *keys <= 0 || *cache <= 0 || *syncOps < 0 || *sustainedKeys <= 0 {
+		fmt.Fprintln(stderr, "bench: -keys, -cache and -sustained-keys must be positive, -sync-ops not negative")
 		return 2
 	}
 	if *syncOps == 0 {
 		*syncOps = max(*keys/20, 1)
 	}
-	engines, err := parseEngines(*enginesFlag, stderr)
+	workloads, err := parseWorkloads(*workloadsFlag)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 2
 	}
-	workloads, err := parseWorkloads(*workloadsFlag)
+	// fillrandom-sustained runs on sustainedDefaultEngines unless -engines
+	// names the engines; alone, it picks the engines too.
+	var sustainedEngines []string
+	if !flagSet(fs, "engines") && workloads[workloadSustained] {
+		sustainedEngines = sustainedDefaultEngines
+		if len(workloads) == 1 {
+			*enginesFlag = strings.Join(sustainedDefaultEngines, ",")
+		}
+	}
+	engines, err := parseEngines(*enginesFlag, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 2
@@ -130,6 +144,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Seed:      *seed,
 		Notes:     map[string]string{},
 	}
+	if workloads[workloadSustained] {
+		rep.SustainedKeys = *sustainedKeys
+	}
 	status := 0
 	for _, spec := range engines {
 		rep.Notes[spec.name] = spec.notes
@@ -141,6 +158,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			dir:       filepath.Join(root, spec.name),
 			workloads: workloads,
 			logf:      logf,
+
+			sustainedKeys:    *sustainedKeys,
+			sustainedEngines: sustainedEngines,
 		}
 		rs, err := runEngine(spec, rc)
 		rep.Results = append(rep.Results, rs...)
@@ -212,8 +232,8 @@ func parseWorkloads(list string) (map[string]bool, error) {
 		if name == "" {
 			continue
 		}
-		if !slices.Contains(allWorkloads, name) {
-			return nil, fmt.Errorf("unknown workload %q (known: %s)", name, strings.Join(allWorkloads, ","))
+		if !slices.Contains(knownWorkloads, name) {
+			return nil, fmt.Errorf("unknown workload %q (known: %s)", name, strings.Join(knownWorkloads, ","))
 		}
 		out[name] = true
 	}
@@ -221,6 +241,13 @@ func parseWorkloads(list string) (map[string]bool, error) {
 		return nil, fmt.Errorf("no workload to run")
 	}
 	return out, nil
+}
+
+// flagSet reports whether the command line set flag name.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // setRatios fills RatioToPebble from the "pebble" rows.
@@ -246,7 +273,7 @@ var tableHeader = []string{"workload", "engine", "ops/s", "vs pebble", "disk MiB
 // engine in -engines order.
 func rows(rep report, engines []engineSpec) [][]string {
 	var out [][]string
-	for _, w := range allWorkloads {
+	for _, w := range knownWorkloads {
 		for _, spec := range engines {
 			for _, r := range rep.Results {
 				if r.Workload != w || r.Engine != spec.name {
@@ -303,8 +330,20 @@ func (m machine) String() string {
 }
 
 func summary(rep report) string {
-	return fmt.Sprintf("%s keys of 16+100 bytes (values compress to about half), fillsync %s puts from %d goroutines, -cache %d MiB, seed %d",
-		groupThousands(int64(rep.Keys)), groupThousands(int64(rep.SyncOps)), syncWriters, rep.CacheSize>>20, rep.Seed)
+	var parts []string
+	onlySustained := rep.SustainedKeys > 0
+	for _, r := range rep.Results {
+		onlySustained = onlySustained && r.Workload == workloadSustained
+	}
+	if !onlySustained {
+		parts = append(parts, fmt.Sprintf("%s keys of 16+100 bytes (values compress to about half), fillsync %s puts from %d goroutines",
+			groupThousands(int64(rep.Keys)), groupThousands(int64(rep.SyncOps)), syncWriters))
+	}
+	if rep.SustainedKeys > 0 {
+		parts = append(parts, fmt.Sprintf("%s %s keys of 16+100 bytes", workloadSustained, groupThousands(int64(rep.SustainedKeys))))
+	}
+	parts = append(parts, fmt.Sprintf("-cache %d MiB, seed %d", rep.CacheSize>>20, rep.Seed))
+	return strings.Join(parts, ", ")
 }
 
 var commonNotes = []string{
@@ -351,6 +390,7 @@ func printText(w io.Writer, rep report, engines []engineSpec) {
 			fmt.Fprintf(w, "  - warning %s %s: %s\n", r.Engine, r.Workload, r.Warning)
 		}
 	}
+	printSustained(w, rep, engines, false)
 }
 
 func printMarkdown(w io.Writer, rep report, engines []engineSpec) {
@@ -375,6 +415,7 @@ func printMarkdown(w io.Writer, rep report, engines []engineSpec) {
 			fmt.Fprintf(w, "- warning %s %s: %s\n", r.Engine, r.Workload, r.Warning)
 		}
 	}
+	printSustained(w, rep, engines, true)
 }
 
 // ---- the machine line ----

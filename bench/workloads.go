@@ -19,6 +19,7 @@ package main
 //	readrandom  reopen "random" after it settled
 //	readseq     same handle as readrandom
 //	fillsync    fresh db "sync", 16 goroutines, synced puts
+//	fillrandom-sustained  fresh db "sustained" (only when asked for; see sustained.go)
 //
 // After every write phase the engine settles (flush, wait for compactions)
 // and closes before disk size and bytes written are measured, so background
@@ -33,6 +34,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,6 +80,9 @@ type result struct {
 	// timed out); the row is still reported.
 	Warning string `json:"warning,omitempty"`
 	Err     string `json:"error,omitempty"`
+	// Sustained holds the throughput series and stall figures of
+	// fillrandom-sustained; nil for the other workloads.
+	Sustained *sustainedStats `json:"sustained,omitempty"`
 }
 
 // runConfig is what one engine's run needs from the command line.
@@ -89,6 +94,11 @@ type runConfig struct {
 	dir       string // this engine's directory; its databases go below it
 	workloads map[string]bool
 	logf      func(format string, args ...any)
+	// sustainedKeys is the number of puts in fillrandom-sustained.
+	sustainedKeys int
+	// sustainedEngines limits fillrandom-sustained to these engines; nil
+	// means every engine that runs.
+	sustainedEngines []string
 }
 
 // makeKey writes key i as 16 zero-padded decimal digits.
@@ -142,6 +152,7 @@ const (
 	streamOverwrite
 	streamReadRandom
 	streamFillSync
+	streamSustained
 )
 
 // runEngine runs the selected workloads on one engine and returns their
@@ -209,6 +220,14 @@ func runEngine(spec engineSpec, rc runConfig) ([]result, error) {
 		out = append(out, finish(withErr(r, err)))
 		if err != nil {
 			return out, fmt.Errorf("fillsync: %w", err)
+		}
+	}
+
+	if want[workloadSustained] && (rc.sustainedEngines == nil || slices.Contains(rc.sustainedEngines, spec.name)) {
+		r, err := runSustained(spec, rc)
+		out = append(out, r)
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", workloadSustained, err)
 		}
 	}
 	return out, nil

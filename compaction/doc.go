@@ -3,16 +3,24 @@
 //
 // Two pieces live here:
 //
-//   - Writer: the one routine that turns a merged stream of internal keys
+//   - Write: the one routine that turns a merged stream of internal keys
 //     into output tables. It drops what no reader can see (older versions
 //     shadowed within the same snapshot stripe, tombstones at the bottom of
-//     the tree that every snapshot already sees), splits outputs at
-//     TargetFileSize on user-key boundaries, and syncs every file before it
-//     is reported. Memtable flushes and compactions both use it.
-//   - The picker and runner: the engine's first compaction policy, a plain
-//     L0 → L1 merge triggered by the L0 file count, which keeps point reads
-//     bounded. Leveled, tiered (hot/cold) compaction replaces the picker
-//     without touching the Writer.
+//     the tree that every snapshot and every peer — the GC horizon —
+//     already sees), folds merge operands onto the value beneath them
+//     through a Merger, splits outputs on user-key boundaries, and syncs
+//     every file before it is reported. Flushes and compactions both use
+//     it.
+//   - Picker and Run: leveled compaction with dynamic level sizes. Scores
+//     (L0 by file count, other levels by bytes over their targets) decide
+//     what is due: L0 → base level, intra-L0 when the base level is busy,
+//     Ln → Ln+1 taking the table with the least overlap below (the least
+//     rewriting per byte moved), tombstone-dense tables when nothing else
+//     is due, trivial moves when nothing overlaps. The bottom ColdLevels
+//     levels form the cold tier (written with a stronger codec, possibly
+//     in another directory); moving data between tiers is an ordinary
+//     compaction that rewrites it. Compactions that share no table and no
+//     key range of a level can run at once.
 //
 // Snapshot stripes: with live snapshots s1 < s2 < ... < sn, the sequence
 // space splits into stripes (0, s1], (s1, s2], ..., (sn, ∞). A reader at any

@@ -382,7 +382,8 @@ var (
 	// zstdEncoders recycles encoders between table writers: building one
 	// costs far more than compressing a block.
 	zstdEncoders = sync.Pool{New: func() any {
-		e, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
+		e, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false),
+			zstd.WithEncoderLevel(zstd.SpeedFastest))
 		if err != nil {
 			panic(err) // only for invalid options
 		}

@@ -2,6 +2,7 @@
 //
 //	plures demo [-keys N] [-dir DIR]   a tour of the engine on a temporary directory
 //	plures stats DIR                   levels, files and counters of a database
+//	plures lsm [-html FILE] DIR        every table of the tree, optionally drawn as HTML
 package main
 
 import (
@@ -20,6 +21,8 @@ func main() {
 		err = demo(os.Args[2:])
 	case "stats":
 		err = stats(os.Args[2:])
+	case "lsm":
+		err = lsmCommand(os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		usage()
 		return
@@ -38,5 +41,6 @@ func usage() {
 	fmt.Fprint(os.Stderr, `usage:
   plures demo [-keys N] [-dir DIR]   run the engine end to end on a temporary directory
   plures stats DIR                   print the levels and files of a database
+  plures lsm [-html FILE] DIR        print every table; -html also draws the tree as a web page
 `)
 }
