@@ -104,7 +104,7 @@ func (db *DB) runCompaction(v *lsm.Version, c *compaction.Compaction) error {
 	if err != nil {
 		return fmt.Errorf("pluresdb: %s compaction L%d→L%d: %w", c.Reason, c.Level, c.OutputLevel, err)
 	}
-	if err := db.vs.LogAndApply(ve); err != nil {
+	if err := db.logAndInstall(ve, nil); err != nil {
 		if !c.TrivialMove {
 			for _, f := range ve.NewFiles {
 				db.removeTableFile(f.Meta.Num, f.Meta.Cold)
@@ -112,7 +112,6 @@ func (db *DB) runCompaction(v *lsm.Version, c *compaction.Compaction) error {
 		}
 		return fmt.Errorf("pluresdb: recording compaction: %w", err)
 	}
-	db.installVersion()
 
 	db.m.compactions.Add(1)
 	db.m.addCompaction(c.Reason)

@@ -50,6 +50,8 @@ type DB struct {
 	closed   atomic.Bool   // set under commitMu
 	broken   atomic.Pointer[error]
 
+	installMu sync.Mutex // orders MANIFEST edits with their installation
+
 	stateMu sync.RWMutex
 	mem     *memtable    // the mutable memtable
 	imms    []*memtable  // full memtables waiting for their flush, oldest first
@@ -249,10 +251,9 @@ func (db *DB) replay() error {
 		ve.NewFiles = append(ve.NewFiles, lsm.NewFile{Level: 0, Meta: m})
 	}
 	db.vs.SetLastSeq(lastSeq)
-	if err := db.vs.LogAndApply(ve); err != nil {
+	if err := db.logAndInstall(ve, nil); err != nil {
 		return err
 	}
-	db.installVersion()
 	w, err := wal.Create(db.walOptions(), newLog)
 	if err != nil {
 		return err
@@ -292,16 +293,30 @@ func (db *DB) tableEnv(cold bool, targetFileSize int64) compaction.Env {
 	return env
 }
 
-// installVersion makes the version set's current version the DB's.
-func (db *DB) installVersion() {
+// logAndInstall records ve in the MANIFEST and makes the resulting version
+// the DB's, running also (if not nil) under stateMu in the same step, so
+// readers never see the new version without it (a flush drops its
+// memtable there). installMu keeps recording and installing in one order:
+// two edits installed in the opposite order to the one they were recorded
+// in would leave the DB reading a version that lacks the later one.
+func (db *DB) logAndInstall(ve *lsm.VersionEdit, also func()) error {
+	db.installMu.Lock()
+	defer db.installMu.Unlock()
+	if err := db.vs.LogAndApply(ve); err != nil {
+		return err
+	}
 	v := db.vs.Current()
 	db.stateMu.Lock()
 	old := db.version
 	db.version = v
+	if also != nil {
+		also()
+	}
 	db.stateMu.Unlock()
 	if old != nil {
 		old.Unref()
 	}
+	return nil
 }
 
 // removeTable deletes a table no live version references.
@@ -530,7 +545,9 @@ func (db *DB) rotateMemtable() error {
 			db.bgMu.Unlock()
 			return errs.ErrClosed
 		}
-		if nImm < db.opts.MaxImmutableMemtables && nL0 < db.opts.L0StopWritesThreshold {
+		// Without background compaction nothing would ever lower L0: do
+		// not wait for it.
+		if nImm < db.opts.MaxImmutableMemtables && (nL0 < db.opts.L0StopWritesThreshold || db.opts.DisableAutoCompaction) {
 			break
 		}
 		if db.bgErr != nil {
@@ -681,19 +698,12 @@ func (db *DB) flushMemtable(imm *memtable) error {
 		ve.NewFiles = append(ve.NewFiles, lsm.NewFile{Level: 0, Meta: m})
 	}
 	db.vs.SetLastSeq(imm.maxSeq)
-	if err := db.vs.LogAndApply(ve); err != nil {
+	if err := db.logAndInstall(ve, func() { db.imms = db.imms[1:] }); err != nil {
 		for _, m := range metas {
 			_ = db.fs.Remove(layout.Path(db.dir, layout.TypeTable, m.Num))
 		}
 		return fmt.Errorf("pluresdb: recording flush: %w", err)
 	}
-	v := db.vs.Current()
-	db.stateMu.Lock()
-	old := db.version
-	db.version = v
-	db.imms = db.imms[1:]
-	db.stateMu.Unlock()
-	old.Unref()
 
 	// The flushed segment is sealed and no longer needed for recovery.
 	// (Retaining it as op history comes with the op log.)
