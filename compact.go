@@ -21,6 +21,7 @@ import (
 
 func (db *DB) newPicker() *compaction.Picker {
 	return compaction.NewPicker(compaction.Options{
+		MoveAcrossTiers:       db.opts.ColdDir == "",
 		L0CompactionThreshold: db.opts.L0CompactionThreshold,
 		L0StopWritesThreshold: db.opts.L0StopWritesThreshold,
 		LBaseMaxBytes:         db.opts.LBaseMaxBytes,

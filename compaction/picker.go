@@ -42,6 +42,11 @@ import (
 
 // Options configure a Picker. A zero field takes its default.
 type Options struct {
+	// MoveAcrossTiers lets a table move into (or out of) the cold tier by
+	// a version edit alone, keeping its encoding until its next rewrite.
+	// Right when both tiers share a directory; with a separate cold
+	// directory a tier change must rewrite the table there.
+	MoveAcrossTiers bool
 	// L0CompactionThreshold: the L0 score is the L0 table count divided by
 	// this. Default 4.
 	L0CompactionThreshold int
@@ -655,7 +660,8 @@ func (p *Picker) newCompaction(st *pickState, level, outLevel int, in0 []*lsm.Fi
 	}
 	c.OutputCold = p.cold(outLevel)
 	c.TargetFileSize = p.targetFileSize(outLevel, st.base)
-	if len(in0) == 1 && len(c.Inputs[1]) == 0 && level != outLevel && p.cold(level) == c.OutputCold &&
+	if len(in0) == 1 && len(c.Inputs[1]) == 0 && level != outLevel &&
+		(p.cold(level) == c.OutputCold || p.opts.MoveAcrossTiers) &&
 		totalSize(c.Grandparents) <= uint64(grandparentOverlapFactor*c.TargetFileSize) {
 		c.TrivialMove = true
 		c.Reason = "move"
@@ -759,6 +765,13 @@ func Run(env Env, tc *lsm.TableCache, c *Compaction, spec WriteSpec) (*lsm.Versi
 			return nil, Stats{}, fmt.Errorf("compaction: trivial move %v does not move one table", c)
 		}
 		f := c.Inputs[0][0]
+		if f.Cold != c.OutputCold {
+			// A move across tiers relabels the table; the FileMeta is
+			// shared with live versions, so it is copied, not changed.
+			moved := *f
+			moved.Cold = c.OutputCold
+			f = &moved
+		}
 		return &lsm.VersionEdit{
 			DeletedFiles: []lsm.DeletedFile{{Level: c.Level, Num: f.Num}},
 			NewFiles:     []lsm.NewFile{{Level: c.OutputLevel, Meta: f}},

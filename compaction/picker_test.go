@@ -652,7 +652,7 @@ func TestRunEndToEnd(t *testing.T) {
 
 	// A move produces the edit only, with the same table.
 	f := v.Levels[6][0]
-	mv := &Compaction{Level: 6, OutputLevel: 5, TrivialMove: true, Inputs: [2][]*lsm.FileMeta{{f}}}
+	mv := &Compaction{Level: 6, OutputLevel: 5, TrivialMove: true, OutputCold: f.Cold, Inputs: [2][]*lsm.FileMeta{{f}}}
 	ve, _, err = Run(Env{}, tc, mv, WriteSpec{})
 	if err != nil {
 		t.Fatal(err)
@@ -660,6 +660,16 @@ func TestRunEndToEnd(t *testing.T) {
 	if len(ve.DeletedFiles) != 1 || ve.DeletedFiles[0] != (lsm.DeletedFile{Level: 6, Num: f.Num}) ||
 		len(ve.NewFiles) != 1 || ve.NewFiles[0].Level != 5 || ve.NewFiles[0].Meta != f {
 		t.Fatalf("move edit %+v", ve)
+	}
+	// A move across tiers relabels a copy of the metadata.
+	across := *mv
+	across.OutputCold = !f.Cold
+	ve, _, err = Run(Env{}, tc, &across, WriteSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := ve.NewFiles[0].Meta; m == f || m.Cold == f.Cold || m.Num != f.Num || m.Size != f.Size {
+		t.Fatalf("move across tiers: %+v from %+v", m, f)
 	}
 	mv.Inputs[1] = []*lsm.FileMeta{base}
 	if _, _, err := Run(Env{}, tc, mv, WriteSpec{}); err == nil {
