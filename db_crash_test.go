@@ -150,11 +150,16 @@ func crashWorkload(t *testing.T, mem *vfs.MemFS, cd *vfs.Countdown, seed uint64,
 		_ = db.Close()
 	}
 	crashed := mem.CrashClone()
-	db2, err := Open("/db", crashOptions(crashed, tiered))
+	// No background compactions while the files are checked against the
+	// live tables.
+	reopen := crashOptions(crashed, tiered)
+	reopen.DisableAutoCompaction = true
+	db2, err := Open("/db", reopen)
 	if err != nil {
 		t.Fatalf("seed %d: reopen after crash (fault at op %v): %v", seed, faultAt(cd), err)
 	}
 	h.check(t, db2, fmt.Sprintf("seed %d fault at op %v", seed, faultAt(cd)))
+	checkNoLeakedTables(t, crashed, db2, tiered)
 	// The recovered database takes writes and survives another clean cycle.
 	if err := db2.Put([]byte("after"), []byte("crash")); err != nil {
 		t.Fatalf("write after recovery: %v", err)
@@ -169,6 +174,42 @@ func crashWorkload(t *testing.T, mem *vfs.MemFS, cd *vfs.Countdown, seed uint64,
 	h.check(t, db3, "second reopen")
 	db3.Close()
 	return counter.Count()
+}
+
+// checkNoLeakedTables checks that the table files on disk are exactly the
+// live tables: none missing, none left over from an interrupted flush or
+// compaction.
+func checkNoLeakedTables(t *testing.T, fs vfs.FS, db *DB, tiered bool) {
+	t.Helper()
+	live := map[uint64]bool{}
+	for _, ti := range db.Tables() {
+		live[ti.Num] = true
+	}
+	dirs := []string{"/db"}
+	if tiered {
+		dirs = append(dirs, "/cold")
+	}
+	found := map[uint64]bool{}
+	for _, dir := range dirs {
+		names, err := fs.List(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, name := range names {
+			var n uint64
+			if _, err := fmt.Sscanf(name, "%d.sst", &n); err == nil && strings.HasSuffix(name, ".sst") {
+				if !live[n] {
+					t.Fatalf("%s/%s is not a live table", dir, name)
+				}
+				found[n] = true
+			}
+		}
+	}
+	for n := range live {
+		if !found[n] {
+			t.Fatalf("live table %06d has no file", n)
+		}
+	}
 }
 
 func faultAt(cd *vfs.Countdown) any {
