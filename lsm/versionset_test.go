@@ -31,14 +31,6 @@ func newVersionModel() *versionModel {
 	return &versionModel{level: map[layout.FileNum]int{}, meta: map[layout.FileNum]*FileMeta{}, slot: map[layout.FileNum]int{}}
 }
 
-func (m *versionModel) clone() *versionModel {
-	c := newVersionModel()
-	for k, v := range m.level {
-		c.level[k], c.meta[k], c.slot[k] = v, m.meta[k], m.slot[k]
-	}
-	return c
-}
-
 func (m *versionModel) slotFree(level, slot int) bool {
 	if level == 0 {
 		return true
