@@ -27,11 +27,16 @@ import (
 //   - commitMu serializes writers: sequence numbers, the WAL buffer, memtable
 //     inserts and memtable rotation all happen under it, so the WAL, the
 //     sequence order and the memtable order agree.
+//   - bgMu guards background bookkeeping (running compactions, the last
+//     background error) and its condition variable, which wakes stalled
+//     writers, Flush and Compact callers, and the flusher.
+//   - installMu orders MANIFEST edits with their installation
+//     (logAndInstall).
 //   - stateMu guards the read state (mem, imms, version). Readers hold it
 //     shared for the length of a point read or while building an iterator;
 //     flushes and compactions hold it exclusively to swap state.
-//   - bgMu guards background bookkeeping and its condition variable, which
-//     wakes stalled writers, Flush and Compact callers, and the workers.
+//
+// (bgMu and installMu are never held together.)
 type DB struct {
 	dir  string
 	opts Options
