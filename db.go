@@ -477,7 +477,7 @@ func (db *DB) commit(b *Batch, opts *WriteOptions) error {
 	if err := db.wal.Append(rec, false); err != nil {
 		db.setBroken(err)
 		db.commitMu.Unlock()
-		return fmt.Errorf("%w: %v", errs.ErrReadOnly, err)
+		return fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
 	}
 	r, err := batchrepr.NewReader(rec)
 	if err != nil {
@@ -504,7 +504,7 @@ func (db *DB) commit(b *Batch, opts *WriteOptions) error {
 	if sync {
 		if err := db.wal.Sync(); err != nil {
 			db.setBroken(err)
-			return fmt.Errorf("%w: %v", errs.ErrReadOnly, err)
+			return fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
 		}
 	}
 	// Publish. Batches are in the memtable in sequence order, so raising
@@ -524,7 +524,7 @@ func (db *DB) writable() error {
 		return errs.ErrClosed
 	}
 	if p := db.broken.Load(); p != nil {
-		return fmt.Errorf("%w: %v", errs.ErrReadOnly, *p)
+		return fmt.Errorf("%w: %w", errs.ErrReadOnly, *p)
 	}
 	return nil
 }
@@ -578,7 +578,7 @@ func (db *DB) rotateMemtable() error {
 	next := db.vs.NewFileNum()
 	if err := db.wal.Rotate(next); err != nil {
 		db.setBroken(err)
-		return fmt.Errorf("%w: %v", errs.ErrReadOnly, err)
+		return fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
 	}
 	db.stateMu.Lock()
 	db.imms = append(db.imms, db.mem)
