@@ -141,7 +141,7 @@ func TestLimitsAndClosed(t *testing.T) {
 	if _, err := db.Get([]byte("k")); !errors.Is(err, ErrClosed) {
 		t.Errorf("get after close: %v", err)
 	}
-	if it := db.NewIter(nil, nil); it.First() || !errors.Is(it.Err(), ErrClosed) {
+	if it := db.NewIter(nil, nil); it.First() || !errors.Is(it.Err(), ErrClosed) || it.Key() != nil || it.Value() != nil {
 		t.Errorf("iter after close: %v", it.Err())
 	}
 	if err := db.Flush(); !errors.Is(err, ErrClosed) {

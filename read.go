@@ -144,11 +144,23 @@ func (it *Iter) Next() bool {
 // Valid reports whether the iterator is at a key.
 func (it *Iter) Valid() bool { return it.ui != nil && !it.closed && it.ui.Valid() }
 
-// Key returns the current key; valid until the next move.
-func (it *Iter) Key() []byte { return it.ui.Key()[1:] }
+// Key returns the current key, valid until the next move; nil when the
+// iterator is not at a key.
+func (it *Iter) Key() []byte {
+	if !it.Valid() {
+		return nil
+	}
+	return it.ui.Key()[1:]
+}
 
-// Value returns the current value; valid until the next move.
-func (it *Iter) Value() []byte { return it.ui.Value() }
+// Value returns the current value, valid until the next move; nil when
+// the iterator is not at a key.
+func (it *Iter) Value() []byte {
+	if !it.Valid() {
+		return nil
+	}
+	return it.ui.Value()
+}
 
 // Err returns the error that stopped the iterator, if any.
 func (it *Iter) Err() error {
