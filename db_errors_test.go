@@ -169,3 +169,37 @@ func TestOptionsValidate(t *testing.T) {
 		t.Errorf("zero options: %v", err)
 	}
 }
+
+// TestIteratorOutlivesClose: an iterator closed after its database keeps
+// working until then and releases cleanly; nothing panics.
+func TestIteratorOutlivesClose(t *testing.T) {
+	db, err := Open(t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		db.Put([]byte{byte(i)}, []byte("v"))
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	it := db.NewIter(nil, nil)
+	snap := db.NewSnapshot()
+	if !it.First() {
+		t.Fatal("empty iterator")
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := 1
+	for it.Next() {
+		n++
+	}
+	if err := it.Close(); err != nil || n != 100 {
+		t.Fatalf("iterator after Close: %d keys, %v", n, err)
+	}
+	if _, err := snap.Get([]byte{1}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("snapshot read after Close: %v", err)
+	}
+	snap.Close()
+}
