@@ -1,0 +1,163 @@
+package oplog
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+
+	"github.com/cespare/xxhash/v2"
+
+	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/internal/vfs"
+)
+
+// ReplicaID names one replica (one database directory). It is random, so
+// two replicas never need to coordinate to pick distinct IDs. The zero
+// ReplicaID means "no replica" and is never written to a REPLICA file.
+type ReplicaID [16]byte
+
+// NewReplicaID returns a fresh random ID from crypto/rand.
+func NewReplicaID() ReplicaID {
+	var id ReplicaID
+	for id.IsZero() {
+		// crypto/rand.Read never fails (Go 1.24+): it crashes the program
+		// rather than return predictable bytes.
+		rand.Read(id[:])
+	}
+	return id
+}
+
+// IsZero reports whether id is the zero ID.
+func (id ReplicaID) IsZero() bool { return id == ReplicaID{} }
+
+// Compare orders IDs by their bytes; it breaks HLC ties between replicas.
+func (id ReplicaID) Compare(o ReplicaID) int { return bytes.Compare(id[:], o[:]) }
+
+// String returns the 32 lower-case hex digits of id.
+func (id ReplicaID) String() string { return hex.EncodeToString(id[:]) }
+
+// ParseReplicaID parses the 32 hex digits String returns.
+func ParseReplicaID(s string) (ReplicaID, error) {
+	var id ReplicaID
+	if len(s) != 2*len(id) {
+		return id, fmt.Errorf("oplog: replica ID %q: want %d hex digits", s, 2*len(id))
+	}
+	if _, err := hex.Decode(id[:], []byte(s)); err != nil {
+		return id, fmt.Errorf("oplog: replica ID %q: %w", s, err)
+	}
+	return id, nil
+}
+
+// MarshalText returns String's hex digits, so IDs read well in JSON.
+func (id ReplicaID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText parses what MarshalText returns.
+func (id *ReplicaID) UnmarshalText(b []byte) error {
+	p, err := ParseReplicaID(string(b))
+	if err != nil {
+		return err
+	}
+	*id = p
+	return nil
+}
+
+// REPLICA file format. All numbers are part of the format.
+const (
+	replicaMagic       = "PLRSRPLC"
+	replicaVersion     = 1
+	replicaFileSize    = 8 + 4 + 16 + 8
+	replicaChecksumOff = replicaFileSize - 8
+)
+
+// WriteReplicaFile writes id to path durably and atomically: a temporary
+// file beside it is written and synced, renamed over path, and the
+// directory is synced, so a crash leaves either the old file or the new one.
+func WriteReplicaFile(fs vfs.FS, path string, id ReplicaID) error {
+	if id.IsZero() {
+		return errors.New("oplog: refusing to write the zero replica ID")
+	}
+	buf := make([]byte, 0, replicaFileSize)
+	buf = append(buf, replicaMagic...)
+	buf = binary.LittleEndian.AppendUint32(buf, replicaVersion)
+	buf = append(buf, id[:]...)
+	buf = binary.LittleEndian.AppendUint64(buf, xxhash.Sum64(buf))
+
+	tmp := path + ".tmp"
+	f, err := fs.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("oplog: create %s: %w", tmp, err)
+	}
+	_, err = f.Write(buf)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fs.Rename(tmp, path)
+	}
+	if err != nil {
+		fs.Remove(tmp)
+		return fmt.Errorf("oplog: write %s: %w", path, err)
+	}
+	if err := fs.SyncDir(filepath.Dir(path)); err != nil {
+		return fmt.Errorf("oplog: sync directory of %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadReplicaFile reads the ID stored at path. A missing file gives an
+// error matching os.ErrNotExist (the caller then makes a new ID); damaged
+// contents give an error wrapping errs.ErrCorruption, and a newer format
+// version one wrapping errs.ErrNewerFormat.
+func ReadReplicaFile(fs vfs.FS, path string) (ReplicaID, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return ReplicaID{}, fmt.Errorf("oplog: open %s: %w", path, err)
+	}
+	defer f.Close()
+	// Read one byte more than the format needs to notice trailing garbage
+	// without trusting the file's size.
+	b, err := io.ReadAll(io.LimitReader(f, replicaFileSize+1))
+	if err != nil {
+		return ReplicaID{}, fmt.Errorf("oplog: read %s: %w", path, err)
+	}
+	return DecodeReplicaFile(path, b)
+}
+
+// DecodeReplicaFile decodes the contents b of the REPLICA file named name
+// (used in errors).
+func DecodeReplicaFile(name string, b []byte) (ReplicaID, error) {
+	var id ReplicaID
+	if len(b) < 12 {
+		return id, errs.Corruptf(name, 0, "replica file is %d bytes, want %d", len(b), replicaFileSize)
+	}
+	if string(b[:8]) != replicaMagic {
+		return id, errs.Corruptf(name, 0, "bad magic %q", b[:8])
+	}
+	// A newer version may have another layout, so it is reported before
+	// the length and checksum are judged.
+	switch v := binary.LittleEndian.Uint32(b[8:12]); {
+	case v > replicaVersion:
+		return id, errs.NewerFormatf(name, v, replicaVersion)
+	case v == 0:
+		return id, errs.Corruptf(name, 8, "format version 0")
+	}
+	if len(b) != replicaFileSize {
+		return id, errs.Corruptf(name, 0, "replica file is %d bytes, want %d", len(b), replicaFileSize)
+	}
+	if got, want := binary.LittleEndian.Uint64(b[replicaChecksumOff:]), xxhash.Sum64(b[:replicaChecksumOff]); got != want {
+		return id, errs.Corruptf(name, replicaChecksumOff, "checksum mismatch: stored %#x, computed %#x", got, want)
+	}
+	copy(id[:], b[12:28])
+	if id.IsZero() {
+		return id, errs.Corruptf(name, 12, "zero replica ID")
+	}
+	return id, nil
+}
