@@ -22,8 +22,21 @@ func (s *sliceIter) SeekGE(k []byte) bool {
 	s.i, _ = slices.BinarySearchFunc(s.keys, k, lsm.CompareInternal)
 	return s.Valid()
 }
-func (s *sliceIter) Next() bool    { s.i++; return s.Valid() }
-func (s *sliceIter) Valid() bool   { return s.i < len(s.keys) }
+func (s *sliceIter) Next() bool { s.i++; return s.Valid() }
+func (s *sliceIter) Last() bool { s.i = len(s.keys) - 1; return s.Valid() }
+func (s *sliceIter) SeekLT(k []byte) bool {
+	i, _ := slices.BinarySearchFunc(s.keys, k, lsm.CompareInternal)
+	s.i = i - 1
+	return s.Valid()
+}
+func (s *sliceIter) Prev() bool {
+	if !s.Valid() {
+		return false
+	}
+	s.i--
+	return s.Valid()
+}
+func (s *sliceIter) Valid() bool   { return s.i >= 0 && s.i < len(s.keys) }
 func (s *sliceIter) Key() []byte   { return s.keys[s.i] }
 func (s *sliceIter) Value() []byte { return s.vals[s.i] }
 func (s *sliceIter) Err() error    { return nil }

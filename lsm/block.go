@@ -174,6 +174,7 @@ var errBadEntry = errors.New("malformed block entry")
 type blockIter struct {
 	b         *block
 	minKeyLen int // TrailerLen in data and index blocks: a shorter key is corruption
+	cur       int // offset of the current entry
 	next      int // offset of the entry after the current one
 	key       []byte
 	val       []byte // aliases the block
@@ -184,7 +185,7 @@ type blockIter struct {
 func (it *blockIter) init(b *block, minKeyLen int) {
 	it.b = b
 	it.minKeyLen = minKeyLen
-	it.next = 0
+	it.cur, it.next = 0, 0
 	it.key = it.key[:0]
 	it.val = nil
 	it.valid = false
@@ -246,10 +247,11 @@ func (b *block) restartKey(i, minKeyLen int) ([]byte, bool) {
 }
 
 // seek finds the first entry whose internal key is >= (ukey, trailer),
-// decoding keys into keyBuf's storage. found is false past the last entry;
+// decoding keys into keyBuf's storage; the entry starts at cur and the one
+// after it at next. found is false past the last entry;
 // ok is false if the block is malformed. The block must hold internal keys
 // (minKeyLen >= TrailerLen).
-func (b *block) seek(ukey []byte, trailer uint64, keyBuf []byte, minKeyLen int) (key, val []byte, next int, found, ok bool) {
+func (b *block) seek(ukey []byte, trailer uint64, keyBuf []byte, minKeyLen int) (key, val []byte, cur, next int, found, ok bool) {
 	// Find the first restart point whose key is >= the target; the answer
 	// lies after the restart point before it.
 	lo, hi := 0, b.numRestarts
@@ -257,7 +259,7 @@ func (b *block) seek(ukey []byte, trailer uint64, keyBuf []byte, minKeyLen int) 
 		mid := int(uint(lo+hi) >> 1)
 		k, ok := b.restartKey(mid, minKeyLen)
 		if !ok {
-			return keyBuf, nil, 0, false, false
+			return keyBuf, nil, 0, 0, false, false
 		}
 		if compareIKey(k, ukey, trailer) < 0 {
 			lo = mid + 1
@@ -271,14 +273,15 @@ func (b *block) seek(ukey []byte, trailer uint64, keyBuf []byte, minKeyLen int) 
 	}
 	key = keyBuf[:0]
 	for off < b.restarts {
+		cur = off
 		if key, val, off, ok = b.decodeEntry(off, key, minKeyLen); !ok {
-			return key, nil, 0, false, false
+			return key, nil, 0, 0, false, false
 		}
 		if compareIKey(key, ukey, trailer) >= 0 {
-			return key, val, off, true, true
+			return key, val, cur, off, true, true
 		}
 	}
-	return key, nil, off, false, true
+	return key, nil, off, off, false, true
 }
 
 // decodeAt makes the entry at off current; the current key must be the
@@ -292,8 +295,151 @@ func (it *blockIter) decodeAt(off int) bool {
 	if it.key, it.val, it.next, ok = it.b.decodeEntry(off, it.key, it.minKeyLen); !ok {
 		return it.fail()
 	}
+	it.cur = off
 	it.valid = true
 	return true
+}
+
+// decodeUntil decodes forward from restart point r to the entry that starts
+// at off, making it current. Entries only encode their key against the one
+// before, so a backward step re-decodes from the restart point before it.
+func (it *blockIter) decodeUntil(r, off int) bool {
+	it.key = it.key[:0]
+	p := int(it.b.restartOffset(r))
+	for {
+		if !it.decodeAt(p) {
+			if it.err == nil {
+				return it.fail() // off is not an entry boundary
+			}
+			return false
+		}
+		if p >= off {
+			if p != off {
+				return it.fail()
+			}
+			return true
+		}
+		p = it.next
+	}
+}
+
+// restartBefore returns the last restart point whose offset is < off, or
+// -1 if there is none.
+func (it *blockIter) restartBefore(off int) int {
+	lo, hi := 0, it.b.numRestarts
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if int(it.b.restartOffset(mid)) < off {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo - 1
+}
+
+// Last moves to the last entry.
+func (it *blockIter) Last() bool {
+	if it.b.numRestarts == 0 {
+		it.valid = false
+		return false
+	}
+	r := it.b.numRestarts - 1
+	it.key = it.key[:0]
+	if !it.decodeAt(int(it.b.restartOffset(r))) {
+		return false
+	}
+	for it.next < it.b.restarts {
+		if !it.decodeAt(it.next) {
+			return false
+		}
+	}
+	return true
+}
+
+// Prev moves to the preceding entry, re-decoding from the restart point
+// before it (at most restartInterval entries).
+func (it *blockIter) Prev() bool {
+	if !it.valid {
+		return false
+	}
+	if it.cur == 0 {
+		it.valid = false
+		return false
+	}
+	r := it.restartBefore(it.cur)
+	if r < 0 {
+		return it.fail()
+	}
+	// Decode from restart r up to the entry whose next is it.cur.
+	target := it.cur
+	it.key = it.key[:0]
+	p := int(it.b.restartOffset(r))
+	for {
+		if !it.decodeAt(p) {
+			if it.err == nil {
+				return it.fail()
+			}
+			return false
+		}
+		if it.next >= target {
+			if it.next != target {
+				return it.fail()
+			}
+			return true
+		}
+		p = it.next
+	}
+}
+
+// seekLT moves to the last entry whose internal key is < (ukey, trailer).
+func (it *blockIter) seekLT(ukey []byte, trailer uint64) bool {
+	// Find the first restart point whose key is >= the target; the answer
+	// lies in the interval before it.
+	b := it.b
+	lo, hi := 0, b.numRestarts
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		k, ok := b.restartKey(mid, it.minKeyLen)
+		if !ok {
+			return it.fail()
+		}
+		if compareIKey(k, ukey, trailer) < 0 {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	if lo == 0 {
+		it.valid = false
+		return false
+	}
+	end := b.restarts
+	if lo < b.numRestarts {
+		end = int(b.restartOffset(lo))
+	}
+	// Scan the interval for the last entry < target, then decode up to it
+	// again: the key buffer was overwritten by the entries after it.
+	it.key = it.key[:0]
+	p := int(b.restartOffset(lo - 1))
+	cand := p
+	for p < end {
+		if !it.decodeAt(p) {
+			if it.err == nil {
+				return it.fail()
+			}
+			return false
+		}
+		if compareIKey(it.key, ukey, trailer) >= 0 {
+			break
+		}
+		cand = p
+		p = it.next
+	}
+	if it.valid && it.cur == cand {
+		return true
+	}
+	return it.decodeUntil(lo-1, cand)
 }
 
 func (it *blockIter) fail() bool {
@@ -320,7 +466,7 @@ func (it *blockIter) Next() bool {
 // trailer).
 func (it *blockIter) seekGE(ukey []byte, trailer uint64) bool {
 	var found, ok bool
-	it.key, it.val, it.next, found, ok = it.b.seek(ukey, trailer, it.key, it.minKeyLen)
+	it.key, it.val, it.cur, it.next, found, ok = it.b.seek(ukey, trailer, it.key, it.minKeyLen)
 	if !ok {
 		return it.fail()
 	}
@@ -547,12 +693,27 @@ func fuzzWalkBlock(contents []byte) error {
 		if it.err != nil {
 			return it.err
 		}
+		it.init(b, minKeyLen)
+		m := 0
+		for ok := it.Last(); ok; ok = it.Prev() {
+			m++
+			if m > n {
+				return errors.New("backward block iteration found more entries than forward")
+			}
+		}
+		if it.err != nil {
+			return it.err
+		}
 	}
 	it.init(b, TrailerLen)
 	for _, target := range [][]byte{nil, []byte("a"), []byte("m"), {0xff, 0xff}} {
 		for _, tr := range []uint64{0, MakeTrailer(MaxSeqNum, KindMax)} {
 			it.init(b, TrailerLen)
 			if !it.seekGE(target, tr) && it.err != nil {
+				return it.err
+			}
+			it.init(b, TrailerLen)
+			if !it.seekLT(target, tr) && it.err != nil {
 				return it.err
 			}
 		}

@@ -64,9 +64,30 @@ func TestBlockRoundTrip(t *testing.T) {
 			if it.seekGE([]byte{0xff, 0xff, 0xff}, 0) {
 				t.Fatal("seek past the end found an entry")
 			}
+			var iks, vals [][]byte
+			for _, e := range es {
+				iks, vals = append(iks, e.ikey), append(vals, e.value)
+			}
+			checkRandomWalk(t, blockWalker{&it}, iks, vals, 500, rng.IntN, func() []byte {
+				if n > 0 && rng.IntN(2) == 0 {
+					return es[rng.IntN(n)].ikey
+				}
+				return MakeInternalKey(fmt.Appendf(nil, "k%0*d", rng.IntN(6)+1, rng.IntN(1000000)), MaxSeqNum, KindMax)
+			})
 		}
 	}
 }
+
+// blockWalker adapts a blockIter to InternalIterator for checkRandomWalk.
+type blockWalker struct{ *blockIter }
+
+func (w blockWalker) SeekGE(k []byte) bool { return w.seekGE(splitSeekKey(k)) }
+func (w blockWalker) SeekLT(k []byte) bool { return w.seekLT(splitSeekKey(k)) }
+func (w blockWalker) Valid() bool          { return w.valid }
+func (w blockWalker) Key() []byte          { return w.key }
+func (w blockWalker) Value() []byte        { return w.val }
+func (w blockWalker) Err() error           { return w.err }
+func (w blockWalker) Close() error         { return nil }
 
 func TestParseBlockRejects(t *testing.T) {
 	var w blockWriter

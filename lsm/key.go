@@ -108,7 +108,9 @@ func CompareInternal(a, b []byte) int {
 //
 // Key and Value are valid until the next positioning call; callers that keep
 // them must copy. After a positioning call returns false, Err says whether
-// the iterator is exhausted (nil) or failed.
+// the iterator is exhausted (nil) or failed. Next and Prev may be mixed
+// freely while the iterator is valid; on an exhausted iterator they return
+// false.
 type InternalIterator interface {
 	// First moves to the first entry.
 	First() bool
@@ -116,6 +118,12 @@ type InternalIterator interface {
 	SeekGE(ikey []byte) bool
 	// Next moves to the following entry.
 	Next() bool
+	// Last moves to the last entry.
+	Last() bool
+	// SeekLT moves to the last entry whose internal key is < ikey.
+	SeekLT(ikey []byte) bool
+	// Prev moves to the preceding entry.
+	Prev() bool
 	// Valid reports whether the iterator is at an entry.
 	Valid() bool
 	// Key returns the current internal key.

@@ -71,6 +71,69 @@ func (it *levelIter) skipForward() bool {
 	}
 }
 
+// skipBackward moves to the last entry of the previous tables after the
+// current table ran out going backward, stopping at an error.
+func (it *levelIter) skipBackward() bool {
+	for {
+		if err := it.iter.Err(); err != nil {
+			it.err = err
+			it.closeFile()
+			it.idx = len(it.files)
+			return false
+		}
+		if it.idx == 0 {
+			it.closeFile()
+			it.idx = len(it.files)
+			return false
+		}
+		if !it.openFile(it.idx - 1) {
+			return false
+		}
+		if it.iter.Last() {
+			return true
+		}
+	}
+}
+
+func (it *levelIter) Last() bool {
+	it.err = nil
+	if len(it.files) == 0 || !it.openFile(len(it.files)-1) {
+		return false
+	}
+	return it.iter.Last() || it.skipBackward()
+}
+
+func (it *levelIter) SeekLT(ikey []byte) bool {
+	it.err = nil
+	// The last table whose smallest key is < ikey is the only one that can
+	// hold the answer's start.
+	i, j := 0, len(it.files)
+	for i < j {
+		h := int(uint(i+j) >> 1)
+		if CompareInternal(it.files[h].Smallest, ikey) < 0 {
+			i = h + 1
+		} else {
+			j = h
+		}
+	}
+	if i == 0 {
+		it.closeFile()
+		it.idx = len(it.files)
+		return false
+	}
+	if !it.openFile(i - 1) {
+		return false
+	}
+	return it.iter.SeekLT(ikey) || it.skipBackward()
+}
+
+func (it *levelIter) Prev() bool {
+	if it.iter == nil || it.err != nil {
+		return false
+	}
+	return it.iter.Prev() || it.skipBackward()
+}
+
 func (it *levelIter) First() bool {
 	it.err = nil
 	if !it.openFile(0) {

@@ -80,6 +80,25 @@ func TestLevelIter(t *testing.T) {
 				}
 			}
 		}
+		var keys, vals [][]byte
+		for _, e := range want {
+			keys, vals = append(keys, e.ikey()), append(vals, []byte(e.value))
+		}
+		checkRandomWalk(t, it, keys, vals, 2000, rng.IntN, func() []byte {
+			switch rng.IntN(4) {
+			case 0:
+				return want[rng.IntN(len(want))].ikey()
+			case 1:
+				e := want[rng.IntN(len(want))]
+				return MakeInternalKey([]byte(e.ukey), SeqNum(rng.Uint64N(uint64(e.seq)+5)), KindMax)
+			case 2:
+				return MakeInternalKey([]byte(fmt.Sprintf("key%05dx", rng.IntN(420))), MaxSeqNum, KindMax)
+			}
+			return MakeInternalKey([]byte("a"), MaxSeqNum, KindMax)
+		})
+		if n := fs.openNow(); n > 2 {
+			t.Fatalf("%d tables open after a random walk with room for 2", n)
+		}
 		if err := it.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +107,8 @@ func TestLevelIter(t *testing.T) {
 		t.Fatalf("%d tables open after Close, max 2", n)
 	}
 	empty := NewLevelIter(tc, nil)
-	if empty.First() || empty.SeekGE(MakeInternalKey([]byte("a"), 1, KindSet)) || empty.Valid() || empty.Close() != nil {
+	if empty.First() || empty.SeekGE(MakeInternalKey([]byte("a"), 1, KindSet)) || empty.Last() ||
+		empty.SeekLT(MakeInternalKey([]byte("a"), 1, KindSet)) || empty.Valid() || empty.Close() != nil {
 		t.Fatal("empty level iterator not empty")
 	}
 }

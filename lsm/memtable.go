@@ -131,6 +131,27 @@ func (it *memtableIter) Next() bool {
 	return it.setNode(it.list.next(it.list.node(it.nd), 0))
 }
 
+func (it *memtableIter) Last() bool { return it.setNode(it.list.last()) }
+
+// SeekLT moves to the last entry < ikey. An ikey shorter than a trailer
+// is taken as a bare user key: the answer is the last entry of a smaller
+// user key.
+func (it *memtableIter) SeekLT(ikey []byte) bool {
+	ukey, trailer := ikey, uint64(1<<64-1)
+	if len(ikey) >= TrailerLen {
+		ukey, trailer = UserKey(ikey), Trailer(ikey)
+	}
+	return it.setNode(it.list.seekLT(ukey, trailer))
+}
+
+// Prev searches the list for the node before the current one: O(log n).
+func (it *memtableIter) Prev() bool {
+	if it.nd == 0 {
+		return false
+	}
+	return it.setNode(it.list.prev(it.nd))
+}
+
 func (it *memtableIter) setNode(off uint32) bool {
 	it.nd = off
 	if off == 0 {

@@ -119,6 +119,45 @@ func (it *btreeMemIter) Next() bool {
 	}
 	return it.fill(it.batch[it.pos-1], true)
 }
+
+// Backward moves keep a batch of one item; a Next after them refills
+// forward from it.
+func (it *btreeMemIter) one(item btreeMemItem, ok bool) bool {
+	it.batch, it.pos, it.done = it.batch[:0], 0, false
+	if ok {
+		it.batch = append(it.batch, item)
+	}
+	return it.setKey()
+}
+func (it *btreeMemIter) Last() bool {
+	it.m.mu.RLock()
+	item, ok := it.m.tree.Max()
+	it.m.mu.RUnlock()
+	return it.one(item, ok)
+}
+func (it *btreeMemIter) seekLT(pivot btreeMemItem) bool {
+	var item btreeMemItem
+	ok := false
+	it.m.mu.RLock()
+	it.m.tree.DescendLessOrEqual(pivot, func(i btreeMemItem) bool {
+		if !btreeMemLess(i, pivot) {
+			return true
+		}
+		item, ok = i, true
+		return false
+	})
+	it.m.mu.RUnlock()
+	return it.one(item, ok)
+}
+func (it *btreeMemIter) SeekLT(ikey []byte) bool {
+	return it.seekLT(btreeMemItem{ukey: UserKey(ikey), trailer: Trailer(ikey)})
+}
+func (it *btreeMemIter) Prev() bool {
+	if it.pos >= len(it.batch) {
+		return false
+	}
+	return it.seekLT(it.batch[it.pos])
+}
 func (it *btreeMemIter) Valid() bool   { return it.pos < len(it.batch) }
 func (it *btreeMemIter) Key() []byte   { return it.key }
 func (it *btreeMemIter) Value() []byte { return it.batch[it.pos].value }

@@ -474,3 +474,125 @@ func TestMemtableNoAllocs(t *testing.T) {
 		t.Errorf("iterator Next allocates %.1f times per call", a)
 	}
 }
+
+// checkRandomWalk drives it with a random mix of First, Last, SeekGE,
+// SeekLT, Next and Prev, switching direction at random, and checks every
+// step against keys and vals, the sorted entries it should hold. seekKey
+// draws seek targets; intn draws random numbers.
+func checkRandomWalk(t *testing.T, it InternalIterator, keys, vals [][]byte, steps int, intn func(int) int, seekKey func() []byte) {
+	t.Helper()
+	pos := -1 // the model position; -1: not at an entry
+	var ops []string
+	for step := range steps {
+		var ok bool
+		op := intn(10)
+		if step == 0 {
+			op = intn(2) // start from a known position
+		}
+		switch {
+		case op == 0:
+			ops = append(ops, "First")
+			ok, pos = it.First(), 0
+		case op == 1:
+			ops = append(ops, "Last")
+			ok, pos = it.Last(), len(keys)-1
+		case op == 2 || op == 3:
+			k := seekKey()
+			i := sort.Search(len(keys), func(i int) bool { return CompareInternal(keys[i], k) >= 0 })
+			if op == 2 {
+				ops = append(ops, fmt.Sprintf("SeekGE(%q)", k))
+				ok, pos = it.SeekGE(k), i
+			} else {
+				ops = append(ops, fmt.Sprintf("SeekLT(%q)", k))
+				ok, pos = it.SeekLT(k), i-1
+			}
+		case op < 7:
+			ops = append(ops, "Next")
+			ok = it.Next()
+			if pos >= 0 && pos < len(keys) {
+				pos++
+			}
+		default:
+			ops = append(ops, "Prev")
+			ok = it.Prev()
+			if pos >= 0 && pos < len(keys) {
+				pos--
+			}
+		}
+		if pos < 0 || pos >= len(keys) {
+			pos = -1
+		}
+		if len(ops) > 12 {
+			ops = ops[1:]
+		}
+		if want := pos >= 0; ok != want || it.Valid() != want {
+			t.Fatalf("after %v: ok %v Valid %v, want %v (err %v)", ops, ok, it.Valid(), want, it.Err())
+		}
+		if pos < 0 {
+			if err := it.Err(); err != nil {
+				t.Fatalf("after %v: Err %v", ops, err)
+			}
+			continue
+		}
+		if !bytes.Equal(it.Key(), keys[pos]) || !bytes.Equal(it.Value(), vals[pos]) {
+			t.Fatalf("after %v: at %q=%q, want %q=%q (entry %d)", ops, it.Key(), it.Value(), keys[pos], vals[pos], pos)
+		}
+	}
+}
+
+// memTestKV returns the internal keys and values of es.
+func memTestKV(es []memTestEntry) (keys, vals [][]byte) {
+	for _, e := range es {
+		keys = append(keys, e.ikey())
+		vals = append(vals, e.value)
+	}
+	return keys, vals
+}
+
+func TestMemtableRandomWalk(t *testing.T) {
+	rng := memTestRand(t)
+	for _, keySpace := range []int{10, 300, 100000} {
+		for _, n := range []int{0, 1, 2, 3000} {
+			es := randomMemTestEntries(rng, n, keySpace)
+			m := NewMemtable(1 << 20)
+			for _, e := range es {
+				if err := m.Add(e.seq, e.kind, e.ukey, e.value); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sortMemTestEntries(es)
+			keys, vals := memTestKV(es)
+			seekKey := func() []byte {
+				if len(keys) > 0 && rng.Intn(2) == 0 {
+					return keys[rng.Intn(len(keys))]
+				}
+				return MakeInternalKey([]byte(fmt.Sprintf("key%05d", rng.Intn(keySpace+1))),
+					SeqNum(rng.Intn(4*n+2)), Kind(rng.Intn(3)))
+			}
+			checkRandomWalk(t, m.NewIter(), keys, vals, 3000, rng.Intn, seekKey)
+		}
+	}
+}
+
+// TestMemtableDuplicatePrev: Prev steps over an equal internal key one
+// entry at a time, as Next does.
+func TestMemtableDuplicatePrev(t *testing.T) {
+	m := NewMemtable(64 << 10)
+	for _, v := range []string{"a", "b", "c"} {
+		if err := m.Add(7, KindSet, []byte("k"), []byte(v)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	it := m.NewIter()
+	var got string
+	for ok := it.Last(); ok; ok = it.Prev() {
+		got += string(it.Value())
+	}
+	var fwd string
+	for ok := it.First(); ok; ok = it.Next() {
+		fwd += string(it.Value())
+	}
+	if fwd != "cba" || got != "abc" {
+		t.Fatalf("forward %q backward %q, want cba and abc", fwd, got)
+	}
+}

@@ -14,11 +14,18 @@ package lsm
 // Ties between equal internal keys (which a correct DB never produces) are
 // broken by child index: the lower index, the newer source, comes first.
 //
+// Moving backward (Last, SeekLT, Prev) the same heap is a max-heap: less
+// inverts the order, ties included, so Prev yields exactly the reverse of
+// Next. On a direction switch every child but the current one is
+// re-positioned relative to the current key (as LevelDB and Pebble do),
+// since a child that is not on top stands on the wrong side of it.
+//
 // Like every InternalIterator it is used by one goroutine at a time.
 type mergingIter struct {
 	children []InternalIterator
 	keys     [][]byte // keys[i]: children[i]'s current key, while i is in heap
-	heap     []int    // child indexes; heap[0] is the smallest
+	heap     []int    // child indexes; heap[0] is the smallest (largest backward)
+	reverse  bool     // moving backward: heap is a max-heap
 	err      error
 	closed   bool
 }
@@ -37,22 +44,39 @@ func NewMergingIter(iters ...InternalIterator) InternalIterator {
 	}
 }
 
-func (m *mergingIter) First() bool { return m.position(false, nil) }
+// Positioning calls for position.
+const (
+	posFirst = iota
+	posSeekGE
+	posLast
+	posSeekLT
+)
 
-func (m *mergingIter) SeekGE(ikey []byte) bool { return m.position(true, ikey) }
+func (m *mergingIter) First() bool { return m.position(posFirst, nil) }
 
-// position moves every child to its first entry (or to its first entry >=
-// ikey if seek) and rebuilds the heap. An earlier error is forgotten: a
-// fresh positioning call starts over.
-func (m *mergingIter) position(seek bool, ikey []byte) bool {
+func (m *mergingIter) SeekGE(ikey []byte) bool { return m.position(posSeekGE, ikey) }
+
+func (m *mergingIter) Last() bool { return m.position(posLast, nil) }
+
+func (m *mergingIter) SeekLT(ikey []byte) bool { return m.position(posSeekLT, ikey) }
+
+// position moves every child by op and rebuilds the heap. An earlier error
+// is forgotten: a fresh positioning call starts over.
+func (m *mergingIter) position(op int, ikey []byte) bool {
 	m.err = nil
 	m.heap = m.heap[:0]
+	m.reverse = op == posLast || op == posSeekLT
 	for i, it := range m.children {
 		var ok bool
-		if seek {
-			ok = it.SeekGE(ikey)
-		} else {
+		switch op {
+		case posFirst:
 			ok = it.First()
+		case posSeekGE:
+			ok = it.SeekGE(ikey)
+		case posLast:
+			ok = it.Last()
+		default:
+			ok = it.SeekLT(ikey)
 		}
 		if ok {
 			m.keys[i] = it.Key()
@@ -72,6 +96,9 @@ func (m *mergingIter) position(seek bool, ikey []byte) bool {
 func (m *mergingIter) Next() bool {
 	if m.err != nil || len(m.heap) == 0 {
 		return false
+	}
+	if m.reverse {
+		return m.switchDir(false)
 	}
 	top := m.heap[0]
 	it := m.children[top]
@@ -94,9 +121,114 @@ func (m *mergingIter) Next() bool {
 	return len(m.heap) > 0
 }
 
-// less orders heap entries a and b (child indexes).
+func (m *mergingIter) Prev() bool {
+	if m.err != nil || len(m.heap) == 0 {
+		return false
+	}
+	if !m.reverse {
+		return m.switchDir(true)
+	}
+	top := m.heap[0]
+	it := m.children[top]
+	if it.Prev() {
+		m.keys[top] = it.Key()
+		m.down(0)
+		return true
+	}
+	return m.pop(it)
+}
+
+// pop removes the exhausted top child from the heap, or stops the
+// iteration on its error.
+func (m *mergingIter) pop(it InternalIterator) bool {
+	if err := it.Err(); err != nil {
+		m.err = err
+		m.heap = m.heap[:0]
+		return false
+	}
+	last := len(m.heap) - 1
+	m.heap[0] = m.heap[last]
+	m.heap = m.heap[:last]
+	if last > 0 {
+		m.down(0)
+	}
+	return len(m.heap) > 0
+}
+
+// switchDir turns the iteration around at the current entry (child top at
+// key k) and takes one step in the new direction. Every other child is
+// placed on its nearest entry past (k, top) in the new direction, in the
+// order (key, child index) that less uses; then the top child steps.
+func (m *mergingIter) switchDir(reverse bool) bool {
+	top := m.heap[0]
+	// k aliases the top child's key: that child moves last, so k stays
+	// intact while the others seek to it.
+	k := m.keys[top]
+	m.heap = m.heap[:0]
+	for i, it := range m.children {
+		if i == top {
+			continue
+		}
+		var ok bool
+		if reverse {
+			// Entries before (k, top): keys < k, and k itself if i < top.
+			ok = it.SeekGE(k)
+			if ok && i < top && CompareInternal(it.Key(), k) == 0 {
+				// stays on k
+			} else if ok {
+				ok = it.Prev()
+			} else if it.Err() == nil {
+				ok = it.Last()
+			}
+		} else {
+			// Entries after (k, top): keys > k, and k itself if i > top.
+			ok = it.SeekGE(k)
+			for ok && i < top && CompareInternal(it.Key(), k) == 0 {
+				ok = it.Next()
+			}
+		}
+		if ok {
+			m.keys[i] = it.Key()
+			m.heap = append(m.heap, i)
+		} else if err := it.Err(); err != nil {
+			m.err = err
+			m.heap = m.heap[:0]
+			return false
+		}
+	}
+	it := m.children[top]
+	var ok bool
+	if reverse {
+		ok = it.Prev()
+	} else {
+		ok = it.Next()
+	}
+	if ok {
+		m.keys[top] = it.Key()
+		m.heap = append(m.heap, top)
+	} else if err := it.Err(); err != nil {
+		m.err = err
+		m.heap = m.heap[:0]
+		return false
+	}
+	m.reverse = reverse
+	for i := len(m.heap)/2 - 1; i >= 0; i-- {
+		m.down(i)
+	}
+	return len(m.heap) > 0
+}
+
+// less orders heap entries a and b (child indexes): the entry to yield
+// first is less.
 func (m *mergingIter) less(a, b int) bool {
-	if c := CompareInternal(m.keys[a], m.keys[b]); c != 0 {
+	c := CompareInternal(m.keys[a], m.keys[b])
+	if m.reverse {
+		if c != 0 {
+			return c > 0
+		}
+		return a > b
+	}
+	if c != 0 {
 		return c < 0
 	}
 	return a < b

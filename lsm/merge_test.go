@@ -40,6 +40,9 @@ func (it *memTestSliceIter) move(pos int) bool {
 		it.pos = len(it.entries)
 		return false
 	}
+	if pos < 0 {
+		pos = len(it.entries)
+	}
 	it.pos = pos
 	return it.Valid()
 }
@@ -59,7 +62,23 @@ func (it *memTestSliceIter) Next() bool {
 	return it.move(it.pos + 1)
 }
 
-func (it *memTestSliceIter) Valid() bool { return it.pos < len(it.entries) }
+func (it *memTestSliceIter) Last() bool { return it.move(len(it.entries) - 1) }
+
+func (it *memTestSliceIter) SeekLT(ikey []byte) bool {
+	it.seeks++
+	return it.move(sort.Search(len(it.keys), func(i int) bool { return CompareInternal(it.keys[i], ikey) >= 0 }) - 1)
+}
+
+func (it *memTestSliceIter) Prev() bool {
+	it.nexts++
+	if !it.Valid() {
+		return false
+	}
+	return it.move(it.pos - 1)
+}
+
+// Valid: pos is len(entries) when exhausted, -1 when exhausted backward.
+func (it *memTestSliceIter) Valid() bool { return it.pos >= 0 && it.pos < len(it.entries) }
 func (it *memTestSliceIter) Key() []byte { return it.keys[it.pos] }
 func (it *memTestSliceIter) Value() []byte {
 	return it.entries[it.pos].value
@@ -122,6 +141,13 @@ func TestMergingIterRandom(t *testing.T) {
 			i := sort.Search(len(es), func(i int) bool { return CompareInternal(es[i].ikey(), target) >= 0 })
 			checkIterPrefix(t, mi, mi.SeekGE(target), es[i:], 50)
 		}
+		keys, vals := memTestKV(es)
+		checkRandomWalk(t, mi, keys, vals, 2000, rng.Intn, func() []byte {
+			if len(es) > 0 && rng.Intn(2) == 0 {
+				return es[rng.Intn(len(es))].ikey()
+			}
+			return MakeInternalKey([]byte(fmt.Sprintf("key%05d", rng.Intn(301))), SeqNum(rng.Intn(8002)), KindSet)
+		})
 		if err := mi.Close(); err != nil {
 			t.Fatal(err)
 		}
@@ -142,6 +168,20 @@ func TestMergingIterTiesByChildIndex(t *testing.T) {
 	}
 	if string(got) != "01234" {
 		t.Fatalf("equal keys came out in child order %q, want 01234", got)
+	}
+	got = got[:0]
+	for ok := mi.Last(); ok; ok = mi.Prev() {
+		got = append(got, mi.Value()...)
+	}
+	if string(got) != "43210" {
+		t.Fatalf("backward, equal keys came out in child order %q, want 43210", got)
+	}
+	// Direction switches among the ties keep the (key, child) order.
+	mi.First()
+	mi.Next()
+	mi.Next() // at child 2
+	if !mi.Prev() || mi.Value()[0] != '1' || !mi.Next() || mi.Value()[0] != '2' || !mi.Next() || mi.Value()[0] != '3' {
+		t.Fatalf("switching direction among ties lost the child order")
 	}
 }
 
@@ -206,6 +246,17 @@ func TestMergingIterNoAllocs(t *testing.T) {
 	}
 	if !bytes.Equal(mi.Key(), key) {
 		t.Fatalf("SeekGE landed on %q", mi.Key())
+	}
+	mi.Last()
+	if a := testing.AllocsPerRun(2000, func() {
+		if !mi.Prev() {
+			mi.Last()
+		}
+	}); a != 0 {
+		t.Fatalf("Prev allocates %.1f times per call", a)
+	}
+	if a := testing.AllocsPerRun(100, func() { mi.SeekLT(key); mi.Next() }); a != 0 {
+		t.Fatalf("SeekLT and a direction switch allocate %.1f times per call", a)
 	}
 }
 

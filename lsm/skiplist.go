@@ -207,6 +207,66 @@ func (s *skiplist) seekGE(ukey []byte, trailer uint64) uint32 {
 	return stop
 }
 
+// seekLT returns the offset of the last node < (ukey, trailer), or 0.
+func (s *skiplist) seekLT(ukey []byte, trailer uint64) uint32 {
+	x := s.head
+	for level := int(s.height.Load()) - 1; level >= 0; level-- {
+		for {
+			nx := s.next(s.node(x), level)
+			if nx == 0 || s.compare(ukey, trailer, s.node(nx)) <= 0 {
+				break
+			}
+			x = nx
+		}
+	}
+	if x == s.head {
+		return 0
+	}
+	return x
+}
+
+// last returns the offset of the last node, or 0 if the list is empty.
+func (s *skiplist) last() uint32 {
+	x := s.head
+	for level := int(s.height.Load()) - 1; level >= 0; level-- {
+		for {
+			nx := s.next(s.node(x), level)
+			if nx == 0 {
+				break
+			}
+			x = nx
+		}
+	}
+	if x == s.head {
+		return 0
+	}
+	return x
+}
+
+// prev returns the offset of the node linked just before off at level 0,
+// or 0 if off is the first. The skiplist has no back links: it searches for
+// the last node < off's key, then walks over entries equal to it (Add
+// allows duplicates) up to off. Nodes linked meanwhile before off may be
+// returned; that is the same view a forward walk would have had.
+func (s *skiplist) prev(off uint32) uint32 {
+	n := s.node(off)
+	x := s.seekLT(s.userKey(n), n.trailer)
+	if x == 0 {
+		x = s.head
+	}
+	for {
+		nx := s.next(s.node(x), 0)
+		if nx == off || nx == 0 || s.compare(s.userKey(n), n.trailer, s.node(nx)) != 0 {
+			break
+		}
+		x = nx
+	}
+	if x == s.head {
+		return 0
+	}
+	return x
+}
+
 // add inserts an entry. Only one goroutine may call add at a time. An entry
 // equal to an existing one (same user key and trailer) is placed before it.
 func (s *skiplist) add(ukey []byte, trailer uint64, value []byte) bool {

@@ -281,7 +281,7 @@ func (t *Table) Get(ukey []byte, snap SeqNum) (value []byte, kind Kind, seq SeqN
 	// The separators guarantee that an entry for ukey visible at snap, if
 	// any, is in block i: running off its end means there is none.
 	var keyBuf [128]byte
-	key, val, _, found, ok := b.seek(ukey, trailer, keyBuf[:0], TrailerLen)
+	key, val, _, _, found, ok := b.seek(ukey, trailer, keyBuf[:0], TrailerLen)
 	if !ok {
 		return nil, 0, 0, false, errs.Corruptf(t.name, int64(t.index[i].h.offset), "data block: %v", errBadEntry)
 	}
@@ -363,6 +363,26 @@ func (it *tableIter) settle(ok bool) bool {
 	return true
 }
 
+// settleBack skips back over exhausted blocks to the previous entry.
+func (it *tableIter) settleBack(ok bool) bool {
+	for !ok {
+		if it.bi.err != nil {
+			it.err = errs.Corruptf(it.t.name, int64(it.t.index[it.idx].h.offset), "data block: %v", it.bi.err)
+			return it.stop()
+		}
+		if it.idx == 0 {
+			return it.stop()
+		}
+		it.idx--
+		if !it.loadBlock() {
+			return it.stop()
+		}
+		ok = it.bi.Last()
+	}
+	it.valid = true
+	return true
+}
+
 func (it *tableIter) stop() bool {
 	it.valid = false
 	it.bi.b, it.bi.val = nil, nil
@@ -400,6 +420,45 @@ func (it *tableIter) Next() bool {
 		return false
 	}
 	return it.settle(it.bi.Next())
+}
+
+// Last moves to the last entry.
+func (it *tableIter) Last() bool {
+	if it.closed || it.err != nil || len(it.t.index) == 0 {
+		return it.stop()
+	}
+	it.idx = len(it.t.index) - 1
+	if !it.loadBlock() {
+		return it.stop()
+	}
+	return it.settleBack(it.bi.Last())
+}
+
+// SeekLT moves to the last entry whose internal key is < ikey.
+func (it *tableIter) SeekLT(ikey []byte) bool {
+	if it.closed || it.err != nil {
+		return it.stop()
+	}
+	ukey, trailer := splitSeekKey(ikey)
+	// Block i is the first whose separator is >= ikey: every entry of the
+	// blocks after it is >= ikey, so the answer is in block i or before.
+	i := it.t.searchIndex(ukey, trailer)
+	if i >= len(it.t.index) {
+		return it.Last()
+	}
+	it.idx = i
+	if !it.loadBlock() {
+		return it.stop()
+	}
+	return it.settleBack(it.bi.seekLT(ukey, trailer))
+}
+
+// Prev moves to the preceding entry.
+func (it *tableIter) Prev() bool {
+	if !it.valid {
+		return false
+	}
+	return it.settleBack(it.bi.Prev())
 }
 
 func (it *tableIter) Valid() bool   { return it.valid }

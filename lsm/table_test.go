@@ -236,6 +236,37 @@ func sstCheckTable(t *testing.T, rng *rand.Rand, tbl *Table, es []sstEntry, wp T
 			sstCheckIter(t, it, it.SeekGE(e.ikey), es[i:])
 		}
 	}
+
+	// Backward, and random mixes of both directions.
+	n := 0
+	for ok := it.Last(); ok; ok = it.Prev() {
+		n++
+		if j := len(es) - n; j < 0 || !bytes.Equal(it.Key(), es[j].ikey) || !bytes.Equal(it.Value(), es[j].value) {
+			t.Fatalf("Last..Prev: entry %d is %x", n, it.Key())
+		}
+	}
+	if n != len(es) || it.Err() != nil {
+		t.Fatalf("Last..Prev gave %d of %d entries, err %v", n, len(es), it.Err())
+	}
+	var keys, vals [][]byte
+	for _, e := range es {
+		keys, vals = append(keys, e.ikey), append(vals, e.value)
+	}
+	checkRandomWalk(t, it, keys, vals, 2000, rng.IntN, func() []byte {
+		if len(es) == 0 || rng.IntN(4) == 0 {
+			return MakeInternalKey(fmt.Appendf(nil, "key%08d", rng.IntN(1<<20)), MaxSeqNum, KindMax)
+		}
+		uk, seq, _, _ := SplitInternalKey(es[rng.IntN(len(es))].ikey)
+		switch rng.IntN(4) {
+		case 0:
+			return MakeInternalKey(uk, seq, KindSet)
+		case 1:
+			return MakeInternalKey(uk, seq+1, KindSet)
+		case 2:
+			return MakeInternalKey(append(append([]byte(nil), uk...), 0), MaxSeqNum, KindMax)
+		}
+		return MakeInternalKey(uk, 0, KindDelete)
+	})
 	if err := it.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -423,11 +454,23 @@ func sstReadEverything(t *testing.T, tbl *Table, es []sstEntry) error {
 		}
 		i++
 	}
+	if i != len(es) {
+		if err := it.Close(); err != nil {
+			return err
+		}
+		t.Fatalf("iterator stopped after %d of %d entries without an error", i, len(es))
+	}
+	for ok := it.Last(); ok; ok = it.Prev() {
+		i--
+		if i < 0 || !bytes.Equal(it.Key(), es[i].ikey) || !bytes.Equal(it.Value(), es[i].value) {
+			t.Fatalf("backward iterator returned wrong data at entry %d: %x", i, it.Key())
+		}
+	}
 	if err := it.Close(); err != nil {
 		return err
 	}
-	if i != len(es) {
-		t.Fatalf("iterator stopped after %d of %d entries without an error", i, len(es))
+	if i != 0 {
+		t.Fatalf("backward iterator stopped %d entries before the start without an error", i)
 	}
 	for _, e := range es {
 		uk, _, _, _ := SplitInternalKey(e.ikey)
