@@ -37,6 +37,10 @@ const userIterNextsBeforeSeek = 8
 //     supplies one) a KindMerge entry reads exactly like a KindSet: its
 //     operand is the value and older entries are hidden.
 //
+// Moving backward (Last, SeekLT, Prev) reads every version of a key, oldest
+// first, and copies the value it settles on; Next and Prev may be mixed at
+// any point while the iterator is at a key.
+//
 // Key and Value are valid until the next positioning call. A UserIter is
 // used by one goroutine at a time; it owns its InternalIterator and closes
 // it on Close.
@@ -53,6 +57,9 @@ type UserIter struct {
 	// advanced: it already stands past every entry of key (after a merge
 	// read ahead to find the base), so Next must not skip again.
 	advanced bool
+	// backward: the last move was Last, SeekLT or Prev; it stands before
+	// every entry of key (on an older user key's entry, or exhausted).
+	backward bool
 	closed   bool
 	err      error
 
@@ -61,8 +68,9 @@ type UserIter struct {
 	seekBuf []byte
 	valBuf  []byte
 	opBuf   []byte   // merge operands, copied end to end
-	opEnds  []int    // end offset in opBuf of each operand, newest first
+	opEnds  []int    // end offset in opBuf of each operand: newest first forward, oldest first backward
 	ops     [][]byte // operands handed to Merger, oldest first
+	baseBuf []byte   // backward: the base value of a merge, copied
 }
 
 // NewUserIter returns a UserIter over it at snapshot snap, bounded to user
@@ -78,7 +86,7 @@ func NewUserIter(it InternalIterator, snap SeqNum, lower, upper []byte) *UserIte
 
 // First moves to the first visible key >= lower.
 func (u *UserIter) First() bool {
-	u.err = nil
+	u.err, u.backward = nil, false
 	if u.lower != nil {
 		u.seek(u.lower, MakeTrailer(u.snap, KindMax))
 	} else {
@@ -89,7 +97,7 @@ func (u *UserIter) First() bool {
 
 // SeekGE moves to the first visible key >= ukey (and >= lower).
 func (u *UserIter) SeekGE(ukey []byte) bool {
-	u.err = nil
+	u.err, u.backward = nil, false
 	if u.lower != nil && bytes.Compare(ukey, u.lower) < 0 {
 		ukey = u.lower
 	}
@@ -104,10 +112,58 @@ func (u *UserIter) Next() bool {
 	if !u.valid {
 		return false
 	}
+	if u.backward {
+		return u.turnForward()
+	}
 	if !u.advanced {
 		u.skipPast(u.key)
 	}
 	return u.findNext()
+}
+
+// turnForward is Next after a backward move, which left it before key:
+// it goes to key's oldest possible entry, past which the next key starts.
+// Kept out of Next so the forward path stays small.
+func (u *UserIter) turnForward() bool {
+	u.backward = false
+	u.seek(u.key, MakeTrailer(0, KindDelete))
+	for u.it.Valid() && internalKeyHasUserKey(u.it.Key(), u.key) {
+		u.it.Next()
+	}
+	return u.findNext()
+}
+
+// Last moves to the last visible key < upper.
+func (u *UserIter) Last() bool {
+	u.err, u.backward = nil, true
+	if u.upper != nil {
+		u.seekLT(u.upper)
+	} else {
+		u.it.Last()
+	}
+	return u.findPrev()
+}
+
+// SeekLT moves to the last visible key < ukey (and < upper).
+func (u *UserIter) SeekLT(ukey []byte) bool {
+	u.err, u.backward = nil, true
+	if u.upper != nil && bytes.Compare(ukey, u.upper) > 0 {
+		ukey = u.upper
+	}
+	u.seekLT(ukey)
+	return u.findPrev()
+}
+
+// Prev moves to the previous visible key.
+func (u *UserIter) Prev() bool {
+	if !u.valid {
+		return false
+	}
+	if !u.backward {
+		u.backward = true
+		u.seekLT(u.key)
+	}
+	return u.findPrev()
 }
 
 // Valid reports whether the iterator is at a key.
@@ -150,6 +206,103 @@ func (u *UserIter) seek(ukey []byte, trailer uint64) {
 	u.seekBuf = append(u.seekBuf[:0], ukey...)
 	u.seekBuf = binary.LittleEndian.AppendUint64(u.seekBuf, trailer)
 	u.it.SeekGE(u.seekBuf)
+}
+
+// seekLT positions it at the last entry of a user key < ukey.
+func (u *UserIter) seekLT(ukey []byte) {
+	// (ukey, MaxSeqNum, KindMax) is ukey's smallest internal key.
+	u.seekBuf = append(u.seekBuf[:0], ukey...)
+	u.seekBuf = binary.LittleEndian.AppendUint64(u.seekBuf, MakeTrailer(MaxSeqNum, KindMax))
+	u.it.SeekLT(u.seekBuf)
+}
+
+// findPrev settles on the last visible, live key at or before it's
+// position, or invalidates the iterator. Backward, a key's versions come
+// oldest first, so it reads all of them (a later one overrides, or with a
+// Merger stacks an operand on, the state of the earlier ones) and leaves
+// it on the entry before the key. Values are copied: it moves on.
+func (u *UserIter) findPrev() bool {
+	u.valid, u.advanced = false, false
+	it := u.it
+	for {
+		if !it.Valid() {
+			u.err = it.Err()
+			return false
+		}
+		ukey, _, _, ok := SplitInternalKey(it.Key())
+		if !ok {
+			u.err = fmt.Errorf("%w: internal key of %d bytes", errs.ErrCorruption, len(it.Key()))
+			return false
+		}
+		if u.lower != nil && bytes.Compare(ukey, u.lower) < 0 {
+			return false
+		}
+		u.key = append(u.key[:0], ukey...)
+		// State of the key as of the versions read so far.
+		exists, hasBase := false, false
+		u.opBuf, u.opEnds = u.opBuf[:0], u.opEnds[:0]
+		for {
+			_, seq, kind, ok := SplitInternalKey(it.Key())
+			if !ok {
+				u.err = fmt.Errorf("%w: internal key of %d bytes", errs.ErrCorruption, len(it.Key()))
+				return false
+			}
+			if seq <= u.snap {
+				switch {
+				case kind == KindDelete:
+					exists, hasBase = false, false
+					u.opBuf, u.opEnds = u.opBuf[:0], u.opEnds[:0]
+				case kind == KindSet || (kind == KindMerge && u.Merger == nil):
+					exists, hasBase = true, true
+					u.baseBuf = append(u.baseBuf[:0], it.Value()...)
+					u.opBuf, u.opEnds = u.opBuf[:0], u.opEnds[:0]
+				case kind == KindMerge:
+					exists = true
+					u.opBuf = append(u.opBuf, it.Value()...)
+					u.opEnds = append(u.opEnds, len(u.opBuf))
+				default:
+					u.err = fmt.Errorf("%w: key %q has unknown kind %d", errs.ErrCorruption, u.key, kind)
+					return false
+				}
+			}
+			if !it.Prev() {
+				if err := it.Err(); err != nil {
+					u.err = err
+					return false
+				}
+				break
+			}
+			if !internalKeyHasUserKey(it.Key(), u.key) {
+				break
+			}
+		}
+		if !exists {
+			continue
+		}
+		if len(u.opEnds) == 0 {
+			u.value, u.valid = u.baseBuf, true
+			return true
+		}
+		// opEnds here is oldest first, the order Merger wants.
+		u.ops = u.ops[:0]
+		start := 0
+		for _, end := range u.opEnds {
+			u.ops = append(u.ops, u.opBuf[start:end:end])
+			start = end
+		}
+		var base []byte
+		if hasBase {
+			base = u.baseBuf
+		}
+		merged, err := u.Merger.Merge(u.key, u.ops, base, hasBase)
+		if err != nil {
+			u.err = fmt.Errorf("lsm: merge of key %q: %w", u.key, err)
+			return false
+		}
+		u.valBuf = append(u.valBuf[:0], merged...)
+		u.value, u.valid = u.valBuf, true
+		return true
+	}
 }
 
 // findNext settles on the first visible, live key at or after it's

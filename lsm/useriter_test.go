@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -188,11 +189,81 @@ func TestUserIterVsModel(t *testing.T) {
 			compareUser(t, fmt.Sprintf("%s SeekGE(%q)", what, seek), collectUser(t, u, u.SeekGE(seek), n),
 				want[i:min(len(want), i+n)])
 		}
+		// Backward from the end, then a random walk in both directions.
+		var back []userKV
+		for ok := u.Last(); ok; ok = u.Prev() {
+			back = append(back, userKV{string(u.Key()), string(u.Value())})
+		}
+		if err := u.Err(); err != nil {
+			t.Fatalf("%s Last..Prev: %v", what, err)
+		}
+		slices.Reverse(back)
+		compareUser(t, what+" Last..Prev", back, want)
+		walkUser(t, what, u, want, 200, rng.Intn, randKey)
 		if err := u.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if u.Valid() || u.Next() {
+		if u.Valid() || u.Next() || u.Prev() {
 			t.Fatal("closed iterator is valid")
+		}
+	}
+}
+
+// walkUser drives u with a random mix of First, Last, SeekGE, SeekLT, Next
+// and Prev and checks every step against want.
+func walkUser(t *testing.T, what string, u *UserIter, want []userKV, steps int, intn func(int) int, seekKey func() []byte) {
+	t.Helper()
+	pos := -1
+	var ops []string
+	for range steps {
+		var ok bool
+		switch op := intn(10); {
+		case op == 0:
+			ops = append(ops, "First")
+			ok, pos = u.First(), 0
+		case op == 1:
+			ops = append(ops, "Last")
+			ok, pos = u.Last(), len(want)-1
+		case op == 2 || op == 3:
+			k := seekKey()
+			if k == nil {
+				k = []byte{}
+			}
+			i := sort.Search(len(want), func(i int) bool { return want[i].key >= string(k) })
+			if op == 2 {
+				ops = append(ops, fmt.Sprintf("SeekGE(%q)", k))
+				ok, pos = u.SeekGE(k), i
+			} else {
+				ops = append(ops, fmt.Sprintf("SeekLT(%q)", k))
+				ok, pos = u.SeekLT(k), i-1
+			}
+		case op < 7:
+			ops = append(ops, "Next")
+			ok = u.Next()
+			if pos >= 0 {
+				pos++
+			}
+		default:
+			ops = append(ops, "Prev")
+			ok = u.Prev()
+			if pos >= 0 {
+				pos--
+			}
+		}
+		if pos >= len(want) {
+			pos = -1
+		}
+		if len(ops) > 12 {
+			ops = ops[1:]
+		}
+		if err := u.Err(); err != nil {
+			t.Fatalf("%s after %v: %v", what, ops, err)
+		}
+		if ok != (pos >= 0) || u.Valid() != ok {
+			t.Fatalf("%s after %v: ok %v Valid %v, want %v", what, ops, ok, u.Valid(), pos >= 0)
+		}
+		if pos >= 0 && (string(u.Key()) != want[pos].key || string(u.Value()) != want[pos].value) {
+			t.Fatalf("%s after %v: at %q=%q, want %q=%q", what, ops, u.Key(), u.Value(), want[pos].key, want[pos].value)
 		}
 	}
 }
@@ -277,12 +348,35 @@ func TestUserIterErrors(t *testing.T) {
 		t.Fatalf("child failure: %d keys, Err %v, closed %d", n, u.Err(), child.closed)
 	}
 
+	// Backward, too.
+	u = NewUserIter(newMemTestSliceIter(es), MaxSeqNum, nil, nil)
+	u.Merger = concatMerger{}
+	if !u.Last() || string(u.Key()) != "c" {
+		t.Fatal("Last")
+	}
+	if u.Prev() || u.Valid() || u.Err() == nil || !strings.Contains(u.Err().Error(), "merge refused") {
+		t.Fatalf("backward merge failure: valid %v err %v", u.Valid(), u.Err())
+	}
+	for failAfter := range 4 {
+		child = newMemTestSliceIter(es)
+		child.failAfter = failAfter
+		u = NewUserIter(child, MaxSeqNum, nil, nil)
+		for ok := u.Last(); ok; ok = u.Prev() {
+		}
+		if u.Err() == nil {
+			t.Fatalf("backward child failure after %d moves: no error", failAfter)
+		}
+	}
+
 	// A malformed internal key is corruption, not a panic.
 	child = newMemTestSliceIter(es[:1])
 	child.keys[0] = []byte("short")
 	u = NewUserIter(child, MaxSeqNum, nil, nil)
 	if u.First() || !errors.Is(u.Err(), errs.ErrCorruption) {
 		t.Fatalf("malformed key: Err %v", u.Err())
+	}
+	if u.Last() || !errors.Is(u.Err(), errs.ErrCorruption) {
+		t.Fatalf("malformed key backward: Err %v", u.Err())
 	}
 }
 
@@ -326,6 +420,14 @@ func TestUserIterNoAllocs(t *testing.T) {
 		}
 	}); a != 0 {
 		t.Fatalf("Next allocates %.2f times per call", a)
+	}
+	u.Last()
+	if a := testing.AllocsPerRun(5000, func() {
+		if !u.Prev() {
+			u.Last()
+		}
+	}); a != 0 {
+		t.Fatalf("Prev allocates %.2f times per call", a)
 	}
 }
 
