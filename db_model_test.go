@@ -222,6 +222,14 @@ func checkIter(t *testing.T, rng *rand.Rand, op int, newIter func(lo, hi []byte)
 	it := newIter(lo, hi)
 	defer it.Close()
 	want := m.rangeKeys(lo, hi)
+	switch rng.IntN(3) {
+	case 0:
+		walkIter(t, rng, op, it, lo, hi, m, want, key)
+		return
+	case 1:
+		checkIterBackward(t, rng, op, it, lo, hi, m, want, key)
+		return
+	}
 	var ok bool
 	start := 0
 	if rng.IntN(2) == 0 {
@@ -249,5 +257,95 @@ func checkIter(t *testing.T, rng *rand.Rand, op int, newIter func(lo, hi []byte)
 	}
 	if i != len(want) {
 		t.Fatalf("op %d iter [%q,%q): stopped at %d of %d keys", op, lo, hi, i, len(want))
+	}
+}
+
+// checkIterBackward walks the range from Last or SeekLT down with Prev.
+func checkIterBackward(t *testing.T, rng *rand.Rand, op int, it *Iter, lo, hi []byte, m model, want []string, key func() []byte) {
+	t.Helper()
+	var ok bool
+	i := len(want) - 1
+	if rng.IntN(2) == 0 {
+		ok = it.Last()
+	} else {
+		sk := key()
+		ok = it.SeekLT(sk)
+		j, _ := slices.BinarySearch(want, string(sk))
+		i = j - 1
+	}
+	start := i
+	for ; ok; ok = it.Prev() {
+		if i < 0 {
+			t.Fatalf("op %d backward iter [%q,%q): extra key %q", op, lo, hi, it.Key())
+		}
+		if string(it.Key()) != want[i] || string(it.Value()) != m[want[i]] {
+			t.Fatalf("op %d backward iter [%q,%q): at %d got %q=%q, want %q=%q", op, lo, hi, i, it.Key(), it.Value(), want[i], m[want[i]])
+		}
+		i--
+		if start-i > 200 && rng.IntN(2) == 0 {
+			return
+		}
+	}
+	if err := it.Err(); err != nil {
+		t.Fatalf("op %d backward iter: %v", op, err)
+	}
+	if i != -1 {
+		t.Fatalf("op %d backward iter [%q,%q): stopped at %d of %d keys", op, lo, hi, i, len(want))
+	}
+}
+
+// walkIter drives it with a random mix of First, Last, SeekGE, SeekLT, Next
+// and Prev, switching direction at random, against want.
+func walkIter(t *testing.T, rng *rand.Rand, op int, it *Iter, lo, hi []byte, m model, want []string, key func() []byte) {
+	t.Helper()
+	pos := -1
+	var ops []string
+	for range 100 {
+		var ok bool
+		switch r := rng.IntN(10); {
+		case r == 0:
+			ops = append(ops, "First")
+			ok, pos = it.First(), 0
+		case r == 1:
+			ops = append(ops, "Last")
+			ok, pos = it.Last(), len(want)-1
+		case r == 2 || r == 3:
+			sk := key()
+			i, _ := slices.BinarySearch(want, string(sk))
+			if r == 2 {
+				ops = append(ops, fmt.Sprintf("SeekGE(%q)", sk))
+				ok, pos = it.SeekGE(sk), i
+			} else {
+				ops = append(ops, fmt.Sprintf("SeekLT(%q)", sk))
+				ok, pos = it.SeekLT(sk), i-1
+			}
+		case r < 7:
+			ops = append(ops, "Next")
+			ok = it.Next()
+			if pos >= 0 {
+				pos++
+			}
+		default:
+			ops = append(ops, "Prev")
+			ok = it.Prev()
+			if pos >= 0 {
+				pos--
+			}
+		}
+		if pos >= len(want) {
+			pos = -1
+		}
+		if len(ops) > 10 {
+			ops = ops[1:]
+		}
+		if err := it.Err(); err != nil {
+			t.Fatalf("op %d walk [%q,%q) after %v: %v", op, lo, hi, ops, err)
+		}
+		if ok != (pos >= 0) || it.Valid() != ok {
+			t.Fatalf("op %d walk [%q,%q) after %v: ok %v Valid %v, want %v", op, lo, hi, ops, ok, it.Valid(), pos >= 0)
+		}
+		if pos >= 0 && (string(it.Key()) != want[pos] || string(it.Value()) != m[want[pos]]) {
+			t.Fatalf("op %d walk [%q,%q) after %v: at %q=%q, want %q=%q", op, lo, hi, ops, it.Key(), it.Value(), want[pos], m[want[pos]])
+		}
 	}
 }

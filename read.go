@@ -63,8 +63,9 @@ func found(v []byte, kind lsm.Kind) ([]byte, error) {
 	return out, nil
 }
 
-// Iter walks the keys of a range in ascending order, over a consistent view
-// of the database taken when it was created. An Iter is not safe for
+// Iter walks the keys of a range in ascending or descending order (Next and
+// Prev may be mixed freely while it is at a key), over a consistent view of
+// the database taken when it was created. An Iter is not safe for
 // concurrent use; close it when done.
 type Iter struct {
 	ui      *lsm.UserIter
@@ -139,6 +140,32 @@ func (it *Iter) Next() bool {
 		return false
 	}
 	return it.ui.Next()
+}
+
+// Last moves to the last key of the range and reports whether there is one.
+func (it *Iter) Last() bool {
+	if it.ui == nil || it.closed {
+		return false
+	}
+	return it.ui.Last()
+}
+
+// SeekLT moves to the last key < key (within the range).
+func (it *Iter) SeekLT(key []byte) bool {
+	if it.ui == nil || it.closed {
+		return false
+	}
+	it.seekBuf = append(append(it.seekBuf[:0], nsDocuments), key...)
+	return it.ui.SeekLT(it.seekBuf)
+}
+
+// Prev moves to the previous key. Like Next, it returns false once the
+// iterator is off the range; a fresh First, Last or seek starts over.
+func (it *Iter) Prev() bool {
+	if it.ui == nil || it.closed {
+		return false
+	}
+	return it.ui.Prev()
 }
 
 // Valid reports whether the iterator is at a key.
