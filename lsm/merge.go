@@ -88,7 +88,7 @@ func (m *mergingIter) position(op int, ikey []byte) bool {
 		}
 	}
 	for i := len(m.heap)/2 - 1; i >= 0; i-- {
-		m.down(i)
+		m.sift(i)
 	}
 	return len(m.heap) > 0
 }
@@ -132,13 +132,13 @@ func (m *mergingIter) Prev() bool {
 	it := m.children[top]
 	if it.Prev() {
 		m.keys[top] = it.Key()
-		m.down(0)
+		m.downRev(0)
 		return true
 	}
 	return m.pop(it)
 }
 
-// pop removes the exhausted top child from the heap, or stops the
+// pop removes the exhausted top child from the (backward) heap, or stops the
 // iteration on its error.
 func (m *mergingIter) pop(it InternalIterator) bool {
 	if err := it.Err(); err != nil {
@@ -150,7 +150,7 @@ func (m *mergingIter) pop(it InternalIterator) bool {
 	m.heap[0] = m.heap[last]
 	m.heap = m.heap[:last]
 	if last > 0 {
-		m.down(0)
+		m.downRev(0)
 	}
 	return len(m.heap) > 0
 }
@@ -213,25 +213,36 @@ func (m *mergingIter) switchDir(reverse bool) bool {
 	}
 	m.reverse = reverse
 	for i := len(m.heap)/2 - 1; i >= 0; i-- {
-		m.down(i)
+		m.sift(i)
 	}
 	return len(m.heap) > 0
 }
 
-// less orders heap entries a and b (child indexes): the entry to yield
-// first is less.
+// less orders heap entries a and b (child indexes) moving forward.
 func (m *mergingIter) less(a, b int) bool {
-	c := CompareInternal(m.keys[a], m.keys[b])
-	if m.reverse {
-		if c != 0 {
-			return c > 0
-		}
-		return a > b
-	}
-	if c != 0 {
+	if c := CompareInternal(m.keys[a], m.keys[b]); c != 0 {
 		return c < 0
 	}
 	return a < b
+}
+
+// lessRev is less moving backward: the exact reverse order, ties included.
+func (m *mergingIter) lessRev(a, b int) bool {
+	if c := CompareInternal(m.keys[a], m.keys[b]); c != 0 {
+		return c > 0
+	}
+	return a > b
+}
+
+// sift restores the heap property below position i in the current
+// direction. Forward Next calls down directly: its comparisons stay free of
+// a direction test.
+func (m *mergingIter) sift(i int) {
+	if m.reverse {
+		m.downRev(i)
+	} else {
+		m.down(i)
+	}
 }
 
 // down restores the heap property below position i.
@@ -248,6 +259,27 @@ func (m *mergingIter) down(i int) {
 			j = r
 		}
 		if !m.less(h[j], h[i]) {
+			return
+		}
+		h[i], h[j] = h[j], h[i]
+		i = j
+	}
+}
+
+// downRev is down for the max-heap of backward iteration.
+func (m *mergingIter) downRev(i int) {
+	h := m.heap
+	n := len(h)
+	for {
+		l := 2*i + 1
+		if l >= n {
+			return
+		}
+		j := l
+		if r := l + 1; r < n && m.lessRev(h[r], h[l]) {
+			j = r
+		}
+		if !m.lessRev(h[j], h[i]) {
 			return
 		}
 		h[i], h[j] = h[j], h[i]
