@@ -13,6 +13,7 @@
 //	v, err := db.Get([]byte("k"))          // errors.Is(err, pluresdb.ErrNotFound)
 //	it := db.NewIter(nil, nil)
 //	for ok := it.First(); ok; ok = it.Next() { use(it.Key(), it.Value()) }
+//	for ok := it.Last(); ok; ok = it.Prev() { ... }   // and SeekGE, SeekLT
 //	err = it.Close()
 //
 // Durability: by default a write returns once its log record is fsynced;
