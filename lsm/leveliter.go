@@ -1,5 +1,7 @@
 package lsm
 
+import "sort"
+
 // levelIter concatenates the tables of one sorted level (1 and up). It
 // opens a table only when the walk reaches it and releases each table when
 // it moves past, so a scan of a large level holds one table at a time. Used
@@ -107,15 +109,7 @@ func (it *levelIter) SeekLT(ikey []byte) bool {
 	it.err = nil
 	// The last table whose smallest key is < ikey is the only one that can
 	// hold the answer's start.
-	i, j := 0, len(it.files)
-	for i < j {
-		h := int(uint(i+j) >> 1)
-		if CompareInternal(it.files[h].Smallest, ikey) < 0 {
-			i = h + 1
-		} else {
-			j = h
-		}
-	}
+	i := sort.Search(len(it.files), func(h int) bool { return CompareInternal(it.files[h].Smallest, ikey) >= 0 })
 	if i == 0 {
 		it.closeFile()
 		it.idx = len(it.files)
@@ -146,15 +140,7 @@ func (it *levelIter) SeekGE(ikey []byte) bool {
 	it.err = nil
 	// The first table whose largest key is >= ikey is the only one that can
 	// hold the answer's start.
-	i, j := 0, len(it.files)
-	for i < j {
-		h := int(uint(i+j) >> 1)
-		if CompareInternal(it.files[h].Largest, ikey) < 0 {
-			i = h + 1
-		} else {
-			j = h
-		}
-	}
+	i := sort.Search(len(it.files), func(h int) bool { return CompareInternal(it.files[h].Largest, ikey) >= 0 })
 	if !it.openFile(i) {
 		return false
 	}
