@@ -78,10 +78,12 @@ type Iter struct {
 // NewIter returns an iterator over [lower, upper); nil bounds are open.
 // The iterator starts unpositioned: call First or SeekGE.
 func (db *DB) NewIter(lower, upper []byte) *Iter {
-	return db.newIter(lower, upper, lsm.SeqNum(db.visible.Load()))
+	return db.newIter(nsDocuments, lower, upper, lsm.SeqNum(db.visible.Load()))
 }
 
-func (db *DB) newIter(lower, upper []byte, snap lsm.SeqNum) *Iter {
+// newIter iterates [lower, upper) within namespace ns as of snap; Key
+// returns keys without the namespace byte.
+func (db *DB) newIter(ns byte, lower, upper []byte, snap lsm.SeqNum) *Iter {
 	if db.closed.Load() {
 		return &Iter{err: errs.ErrClosed}
 	}
@@ -104,12 +106,12 @@ func (db *DB) newIter(lower, upper []byte, snap lsm.SeqNum) *Iter {
 		return &Iter{err: err}
 	}
 	iters = append(iters, tableIters...)
-	lo := append([]byte{nsDocuments}, lower...)
+	lo := append([]byte{ns}, lower...)
 	var hi []byte
 	if upper != nil {
-		hi = append([]byte{nsDocuments}, upper...)
+		hi = append([]byte{ns}, upper...)
 	} else {
-		hi = []byte{nsDocuments + 1}
+		hi = []byte{ns + 1}
 	}
 	return &Iter{
 		ui:      lsm.NewUserIter(lsm.NewMergingIter(iters...), snap, lo, hi),

@@ -36,7 +36,7 @@ func (s *Snapshot) NewIter(lower, upper []byte) *Iter {
 	if !s.live() {
 		return &Iter{err: errs.ErrClosed}
 	}
-	return s.db.newIter(lower, upper, s.seq)
+	return s.db.newIter(nsDocuments, lower, upper, s.seq)
 }
 
 // Close releases the snapshot.
