@@ -75,6 +75,8 @@ type DB struct {
 	snapMu sync.Mutex
 	snaps  map[*Snapshot]struct{}
 
+	vectors vectorSet // open vector indexes (vector.go)
+
 	wg sync.WaitGroup
 	m  metrics
 	// releasing is set while Close drops the DB's own references: tables
@@ -731,6 +733,9 @@ func (db *DB) flushMemtable(imm *memtable) error {
 func (db *DB) Close() error {
 	if db.closed.Load() {
 		return errs.ErrClosed
+	}
+	if err := db.vectors.close(db); err != nil {
+		db.log.Error().Err(err).Msg("closing vector indexes")
 	}
 	// Wake writers stalled on a flush first: they hold commitMu.
 	db.bgMu.Lock()
