@@ -227,6 +227,13 @@ type SegmentReader struct {
 
 // OpenSegment opens segment num of dir and checks its header.
 func OpenSegment(fs vfs.FS, dir string, num layout.FileNum) (*SegmentReader, error) {
+	return OpenSegmentPrefix(fs, dir, num, -1)
+}
+
+// OpenSegmentPrefix is OpenSegment reading only the first size bytes of
+// the file (size < 0: all of it). It reads the segment being written up to
+// the size Writer.WriteBuffered returned.
+func OpenSegmentPrefix(fs vfs.FS, dir string, num layout.FileNum, limit int64) (*SegmentReader, error) {
 	if fs == nil {
 		fs = vfs.Default
 	}
@@ -239,6 +246,9 @@ func OpenSegment(fs vfs.FS, dir string, num layout.FileNum) (*SegmentReader, err
 	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("wal: segment %s: %w", path, err)
+	}
+	if limit >= 0 && limit < size {
+		size = limit
 	}
 	if size < headerSize {
 		f.Close()

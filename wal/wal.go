@@ -225,14 +225,14 @@ func (w *Writer) Append(rec []byte, sync bool) error {
 	before := len(w.buf)
 	w.buf = w.framer.Append(w.buf, rec)
 	w.size += int64(len(w.buf) - before)
-	end := w.size
+	end, seg := w.size, w.num
 	full := len(w.buf) >= w.opts.BufferSize
 	w.mu.Unlock()
 	w.appends.Add(1)
 
 	switch {
 	case sync && !w.opts.NoSync:
-		return w.syncTo(end)
+		return w.syncTo(end, seg)
 	case sync || full:
 		return w.writeTo(end)
 	}
@@ -244,12 +244,18 @@ func (w *Writer) Append(rec []byte, sync bool) error {
 // own record and those of everyone who appended meanwhile) and fsyncs once.
 // Everyone else waits for the leader's broadcast, and either finds its
 // record covered or elects the next leader among themselves.
-func (w *Writer) syncTo(end int64) error {
+//
+// end is an offset in segment seg. If seg was sealed meanwhile, Rotate
+// fsynced all of it and there is nothing left to do.
+func (w *Writer) syncTo(end int64, seg layout.FileNum) error {
 	w.syncMu.Lock()
 	defer w.syncMu.Unlock()
 	for w.synced.Load() < end {
 		if err := w.stickyErr(); err != nil {
 			return err
+		}
+		if w.Num() != seg {
+			return nil
 		}
 		if w.syncing {
 			w.syncCond.Wait()
@@ -284,6 +290,19 @@ func (w *Writer) writeTo(end int64) error {
 		return w.stickyErr()
 	}
 	return w.flushLocked()
+}
+
+// WriteBuffered writes every record appended so far to the segment file
+// (without fsync) and returns the segment's size: a reader of the segment
+// may read up to that offset while writing goes on.
+func (w *Writer) WriteBuffered() (int64, error) {
+	w.mu.Lock()
+	end := w.size
+	w.mu.Unlock()
+	if err := w.writeTo(end); err != nil {
+		return 0, err
+	}
+	return end, nil
 }
 
 func (w *Writer) stickyErr() error {
@@ -409,12 +428,12 @@ func (w *Writer) Rotate(next layout.FileNum) error {
 // outside it" is a group commit too.
 func (w *Writer) Sync() error {
 	w.mu.Lock()
-	end, err := w.size, w.err
+	end, seg, err := w.size, w.num, w.err
 	w.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	return w.syncTo(end)
+	return w.syncTo(end, seg)
 }
 
 // Close syncs and closes the live segment. Later calls return

@@ -846,3 +846,36 @@ func BenchmarkAppendNoSync(b *testing.B) {
 	}
 	w.Close()
 }
+
+// A Sync that races with a Rotate must return once the sealed segment is
+// synced, not wait for the new segment to reach the old one's size.
+func TestSyncDuringRotate(t *testing.T) {
+	fs, dir := vfs.NewMem(), "/wal"
+	if err := fs.MkdirAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Create(Options{FS: fs, Dir: dir}, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	rec := bytes.Repeat([]byte("x"), 5000)
+	for i := range 200 {
+		if err := w.Append(rec, false); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- w.Sync() }()
+		if err := w.Rotate(layout.FileNum(i + 2)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("iteration %d: Sync did not return after Rotate", i)
+		}
+	}
+}
