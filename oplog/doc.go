@@ -93,6 +93,97 @@
 // off damaged input never causes an allocation, and every count is checked
 // against the bytes present before anything is allocated for it.
 //
+// # Document state (LSM value, KindSet)
+//
+// A key holds a document: a whole register (a value or a tombstone),
+// field registers (a value or a field tombstone) and per-replica counter
+// shares; see merge.go for the rules. The first byte is the format version
+// (1; a higher one is errs.ErrNewerFormat), the second the flags:
+//
+//	bit 0 W  whole register present (its timestamp follows)
+//	bit 1 T  the whole register is a tombstone (only with W)
+//	bit 2 X  extended form (below); clear: the compact form
+//	bit 3 E  the document exists (only with X)
+//	bits 4-7 zero
+//
+// Compact form: only a whole register of this replica, or nothing. A
+// local Put (AppendPutState) costs 10 bytes beyond its value, and Get
+// finds the value at offset 10 without parsing anything:
+//
+//	+-------------+-----------+-------------------+------------------------+
+//	| version (1) | flags (1) | [hlc, 8 bytes LE] | [value: the rest]      |
+//	+-------------+-----------+-------------------+------------------------+
+//	  W=0: nothing follows the flags; W=1,T=1: nothing follows the hlc
+//
+// Extended form: any field or counter, or a whole register of another
+// replica. The whole value comes early so DocumentValue reads it (and E)
+// without walking the fields:
+//
+//	+---------+-------+-------+------------------------------------------+----------------+---------+
+//	| version | flags | [hlc] | replica table: count varint, IDs (16 ea) | [origin varint]| [value] |
+//	+---------+-------+-------+------------------------------------------+----------------+---------+
+//	+---------------------+-------+-----+-----------------------+---------+-----+
+//	| field count varint  | field | ... | counter count varint  | counter | ... |
+//	+---------------------+-------+-----+-----------------------+---------+-----+
+//
+//	field:   name bytes | tag varint (origin<<1 | tombstone) | hlc (8 LE) | [value bytes, if live]
+//	counter: name bytes | entry count varint (>= 1) | entries: origin varint, sum zz, seq varint
+//
+// An origin is 0 for this replica (resolved to Merger.Self or ApplyOp's
+// self) or 1+i for entry i of the replica table, so a remote replica costs
+// 16 bytes once per state and a byte per register. The table is sorted and
+// holds the referenced replicas; fields and counters are sorted by name,
+// a counter's entries by origin. The encoding is canonical: the decoder
+// refuses anything else (a compact document in the extended form, a wrong
+// E flag, disorder, trailing bytes), so merging is deterministic to the
+// byte.
+//
+// # Merge operand (LSM value, KindMerge)
+//
+// One local SetField, DeleteField or Incr, written without reading:
+//
+//	+-------------+----------+--------------+-------------+----------------------------------+
+//	| version (1) | kind (1) | hlc (8 LE)   | field bytes | setfield: value (the rest)       |
+//	|             | 3, 4, 5  |              |             | deletefield: nothing; incr: zz   |
+//	+-------------+----------+--------------+-------------+----------------------------------+
+//
+// # Change stream
+//
+// What ExportChanges writes and ImportChanges reads: a header, chunks of
+// op batches, a trailer. Little endian; every section is checksummed with
+// xxhash64, and the trailer's checksum covers every byte before it.
+//
+//	+--------------------+-------------+----------------------+--------+----------------------+
+//	| magic "PLRSCHNG" 8 | version (1) | header length varint | header | xxhash64 of all      |
+//	|                    | = 1         |                      |        | bytes before it (8)  |
+//	+--------------------+-------------+----------------------+--------+----------------------+
+//	header: flags (1: bit 0 prefix, bit 1 compress) | source (16) | [prefix bytes] |
+//	        range count varint | ranges: replica (16), from varint, to varint (sorted by replica)
+//
+//	chunk:
+//	+---------+-----------+-----------------+-------------------------+---------------+
+//	| tag = 1 | codec (1) | raw size varint | stored bytes            | xxhash64 (8)  |
+//	|         |           |                 | (length varint + bytes) | of tag..bytes |
+//	+---------+-----------+-----------------+-------------------------+---------------+
+//	codec: 0 none, 1 S2, 2 zstd. Raw: one or more batches (see Batch), each a run
+//	of consecutive ops of one replica, never empty. The writer keeps a chunk's raw
+//	size under 64 KiB (an op larger than that gets its own); the reader refuses raw
+//	sizes above 16 MiB + 128 KiB, and chunks whose raw sizes add up to more than
+//	1024 times the stream's size (the writer stores a chunk raw rather than do so).
+//
+//	trailer:
+//	+---------+------------------+-----------------------------------------+
+//	| tag = 2 | op count varint  | xxhash64 (8) of every byte before this   |
+//	+---------+------------------+-----------------------------------------+
+//	and nothing after it.
+//
+// The reader validates everything before it returns an op: every op
+// belongs to a range of the header (From < Seq <= To), in ascending
+// sequence per replica, and its key has the prefix.
+//
+// Merger is safe for concurrent use; a StreamWriter belongs to one
+// goroutine.
+//
 // # Concurrency
 //
 // Clock is safe for concurrent use. VersionVector is a map with the usual

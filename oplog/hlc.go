@@ -118,6 +118,22 @@ func (c *Clock) Now() Timestamp {
 	return c.last
 }
 
+// NowN reserves n consecutive Timestamps (n >= 1) greater than every
+// Timestamp the clock has returned or observed and returns the first: the
+// i-th of them is first+i. One reading of the wall clock stamps a whole
+// batch.
+func (c *Clock) NowN(n int) Timestamp {
+	pt := c.wallMillis()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first := c.last + 1
+	if ts := MakeTimestamp(pt, 0); ts > c.last {
+		first = ts
+	}
+	c.last = first + Timestamp(n-1)
+	return first
+}
+
 // Observe advances the clock past ts, a timestamp received from another
 // replica. A ts more than MaxDrift ahead of the wall clock is refused with
 // an error wrapping ErrClockDrift, and the clock is left unchanged.

@@ -182,3 +182,40 @@ func BenchmarkClockNow(b *testing.B) {
 		c.Now()
 	}
 }
+
+func TestClockNowN(t *testing.T) {
+	wall := time.UnixMilli(1_700_000_000_000)
+	c := NewClock(&ClockOptions{Wall: func() time.Time { return wall }})
+	a := c.Now()
+	first := c.NowN(5)
+	if first <= a {
+		t.Fatalf("NowN %v not after Now %v", first, a)
+	}
+	if b := c.Now(); b != first+5 {
+		t.Fatalf("Now after NowN(5) from %v = %v, want %v", first, b, first+5)
+	}
+	wall = wall.Add(time.Second)
+	if f := c.NowN(1); f != MakeTimestamp(uint64(wall.UnixMilli()), 0) {
+		t.Fatalf("NowN after the wall clock moved = %v", f)
+	}
+}
+
+func TestStampLocal(t *testing.T) {
+	ts := MakeTimestamp(1_700_000_000_000, 7)
+	for i, v := range [][]byte{
+		AppendPutState(nil, 0, []byte("v")),
+		AppendDeleteState(nil, 0),
+		AppendFieldOperand(nil, 0, []byte("f"), []byte("x"), false),
+		AppendFieldOperand(nil, 0, []byte("f"), nil, true),
+		AppendIncrOperand(nil, 0, []byte("n"), 3),
+	} {
+		StampLocal(v, ts)
+		op, err := LocalOp([]byte("k"), v, i >= 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if op.HLC != ts {
+			t.Fatalf("stamped %v, read back %v", ts, op.HLC)
+		}
+	}
+}

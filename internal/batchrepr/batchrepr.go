@@ -25,6 +25,12 @@ import (
 	"github.com/plures/pluresdb/lsm"
 )
 
+// KindLogData marks an entry that is only history: the log keeps it, the
+// memtable never sees it. The op log stores the operations an import
+// applied this way (their projections are ordinary entries of the same
+// batch). Its key is a namespace byte alone, its value is opaque here.
+const KindLogData lsm.Kind = 0x7f
+
 // HeaderLen is the space reserved for the header in front of a batch's
 // entries: the longest uvarint of a 56-bit sequence number (8 bytes) and of
 // a uint32 count (5 bytes).
@@ -102,7 +108,7 @@ func (r *Reader) Next() (e Entry, ok bool, err error) {
 	}
 	e.Kind = lsm.Kind(r.data[r.pos])
 	r.pos++
-	if e.Kind > lsm.KindMax {
+	if e.Kind > lsm.KindMax && e.Kind != KindLogData {
 		return e, false, fmt.Errorf("batch entry %d has unknown kind %d", r.read, e.Kind)
 	}
 	if e.Key, err = r.bytes(); err != nil {

@@ -1,0 +1,629 @@
+package oplog
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/plures/pluresdb/internal/errs"
+)
+
+// Change streams: the self-describing, checksummed byte stream of ops
+// that serves sync, incremental backup, debug dumps and the cold archive
+// (see "Change stream" in the package doc for the format).
+
+// Change stream constants. All are part of the format but for
+// streamChunkTarget, which only the writer uses.
+const (
+	streamMagic   = "PLRSCHNG"
+	streamVersion = 1
+	whatStream    = "change stream"
+
+	streamFlagPrefix   = 0x01
+	streamFlagCompress = 0x02
+	streamFlagReserved = 0xfc
+
+	tagChunk   = 1
+	tagTrailer = 2
+
+	codecNone = 0
+	codecS2   = 1
+	codecZstd = 2
+
+	// streamChunkTarget is the raw size a writer keeps a chunk under when
+	// it can (an op larger than that gets a chunk of its own).
+	streamChunkTarget = 64 << 10
+	// maxStreamChunk bounds the raw size of a chunk a reader accepts:
+	// 16 MiB, plus room for the key and field that go with a value of the
+	// largest size the engine accepts (16 MiB).
+	maxStreamChunk = 16<<20 + 128<<10
+	// maxExpansion bounds how much larger than the whole stream its
+	// chunks may decompress to, so memory stays proportional to the input.
+	// The writer stores a chunk raw rather than exceed it.
+	maxExpansion = 1024
+)
+
+// Range is a span of one replica's ops: those with From < Seq <= To
+// (matching the stream's Prefix).
+type Range struct {
+	Replica  ReplicaID
+	From, To uint64
+}
+
+// StreamHeader describes a change stream.
+type StreamHeader struct {
+	Source ReplicaID // the replica that wrote the stream
+	// Prefix, if non-nil, restricts the stream to ops whose Key has it
+	// (selective sync).
+	Prefix []byte
+	// Ranges say which ops of which replica the stream holds; one range
+	// per replica. The writer sorts them by replica.
+	Ranges []Range
+	// Compress selects zstd chunks (the cold archive: about half the size
+	// of S2, slower to write). Otherwise chunks are S2, which compresses
+	// and decompresses at several GB/s, so sync and backup pay nothing
+	// noticeable for it and save on typical (JSON-like) values. Either
+	// way a chunk that does not shrink is stored raw.
+	Compress bool
+}
+
+// validateHeader checks what a writer is given and a reader decodes: a
+// non-zero source, ranges sorted by distinct non-zero replicas, From <= To.
+func validateHeader(h *StreamHeader) error {
+	if h.Source.IsZero() {
+		return errors.New("zero source replica")
+	}
+	for i, r := range h.Ranges {
+		switch {
+		case r.Replica.IsZero():
+			return fmt.Errorf("range %d: zero replica", i)
+		case r.From > r.To:
+			return fmt.Errorf("range %d: from %d above to %d", i, r.From, r.To)
+		case i > 0 && r.Replica.Compare(h.Ranges[i-1].Replica) <= 0:
+			return fmt.Errorf("range %d: replicas repeated or out of order", i)
+		}
+	}
+	return nil
+}
+
+// rangeChecker enforces what the header promises about ops: each belongs
+// to a range, in ascending sequence within its replica, and matches the
+// prefix.
+type rangeChecker struct {
+	h    *StreamHeader
+	last []uint64 // per range: the last sequence number seen (From at first)
+}
+
+func newRangeChecker(h *StreamHeader) rangeChecker {
+	c := rangeChecker{h: h, last: make([]uint64, len(h.Ranges))}
+	for i, r := range h.Ranges {
+		c.last[i] = r.From
+	}
+	return c
+}
+
+func (c *rangeChecker) check(op *Op) error {
+	if err := op.Validate(); err != nil {
+		return err
+	}
+	i, ok := slices.BinarySearchFunc(c.h.Ranges, op.Replica, func(r Range, id ReplicaID) int { return r.Replica.Compare(id) })
+	if !ok {
+		return fmt.Errorf("op %s/%d: replica has no range in the header", op.Replica, op.Seq)
+	}
+	if op.Seq <= c.last[i] || op.Seq > c.h.Ranges[i].To {
+		return fmt.Errorf("op %s/%d: sequence number not above %d or above the range's %d",
+			op.Replica, op.Seq, c.last[i], c.h.Ranges[i].To)
+	}
+	if c.h.Prefix != nil && !bytes.HasPrefix(op.Key, c.h.Prefix) {
+		return fmt.Errorf("op %s/%d: key %q lacks the prefix %q", op.Replica, op.Seq, op.Key, c.h.Prefix)
+	}
+	c.last[i] = op.Seq
+	return nil
+}
+
+var (
+	zstdEncoder = sync.OnceValue(func() *zstd.Encoder {
+		// EncodeAll is safe for concurrent use; one encoder serves all.
+		e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedBetterCompression),
+			zstd.WithEncoderConcurrency(1), zstd.WithWindowSize(streamChunkTarget*2))
+		if err != nil {
+			panic(err) // options are constant
+		}
+		return e
+	})
+	zstdDecoder = sync.OnceValue(func() *zstd.Decoder {
+		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
+			zstd.WithDecoderMaxMemory(maxStreamChunk), zstd.WithDecodeAllCapLimit(true))
+		if err != nil {
+			panic(err)
+		}
+		return d
+	})
+)
+
+// opSpan locates a pending op's key, field and value in the writer's
+// arena, which may move as it grows.
+type opSpan struct{ key, field, value int }
+
+// StreamWriter writes a change stream: the header when created, ops as
+// they come (batched into checksummed chunks), the trailer on Close.
+//
+// A StreamWriter is used by one goroutine at a time.
+type StreamWriter struct {
+	w      io.Writer
+	h      StreamHeader
+	check  rangeChecker
+	digest *xxhash.Digest // every byte written so far
+	err    error          // sticky
+	closed bool
+	ops    int
+
+	chunk   []byte // raw chunk: whole batches
+	run     []Op   // pending run of one replica; slices filled at flush
+	spans   []opSpan
+	arena   []byte // the run's keys, fields and values
+	runSize int    // upper bound of the run's encoded size
+	out     []byte // compression scratch
+
+	written  int64 // bytes written so far
+	rawTotal int64 // raw bytes of the chunks written so far
+	raw      bool  // tests: store every chunk raw
+}
+
+// Upper bounds of encoded sizes, for chunk planning.
+const (
+	batchHeaderBound = 16 + 3*binary.MaxVarintLen64
+	batchOpBound     = 1 + 8*binary.MaxVarintLen64 // header, seq, hlc (2), 3 lengths, delta
+)
+
+// NewStreamWriter writes the stream header for h to w and returns a
+// writer for the ops. h.Ranges is copied and sorted by replica.
+func NewStreamWriter(w io.Writer, h StreamHeader) (*StreamWriter, error) {
+	h.Ranges = slices.Clone(h.Ranges)
+	slices.SortFunc(h.Ranges, func(a, b Range) int { return a.Replica.Compare(b.Replica) })
+	if h.Prefix != nil {
+		h.Prefix = append([]byte{}, h.Prefix...)
+	}
+	if err := validateHeader(&h); err != nil {
+		return nil, fmt.Errorf("oplog: stream header: %w", err)
+	}
+	sw := &StreamWriter{w: w, h: h, digest: xxhash.New()}
+	sw.check = newRangeChecker(&sw.h)
+
+	var hdr []byte
+	flags := byte(0)
+	if h.Prefix != nil {
+		flags |= streamFlagPrefix
+	}
+	if h.Compress {
+		flags |= streamFlagCompress
+	}
+	hdr = append(hdr, flags)
+	hdr = append(hdr, h.Source[:]...)
+	if h.Prefix != nil {
+		hdr = appendBytes(hdr, h.Prefix)
+	}
+	hdr = binary.AppendUvarint(hdr, uint64(len(h.Ranges)))
+	for _, r := range h.Ranges {
+		hdr = append(hdr, r.Replica[:]...)
+		hdr = binary.AppendUvarint(hdr, r.From)
+		hdr = binary.AppendUvarint(hdr, r.To)
+	}
+	b := append([]byte(streamMagic), streamVersion)
+	b = binary.AppendUvarint(b, uint64(len(hdr)))
+	b = append(b, hdr...)
+	b = binary.LittleEndian.AppendUint64(b, xxhash.Sum64(b))
+	if err := sw.write(b); err != nil {
+		return nil, err
+	}
+	return sw, nil
+}
+
+func (sw *StreamWriter) write(b []byte) error {
+	sw.digest.Write(b)
+	sw.written += int64(len(b))
+	if _, err := sw.w.Write(b); err != nil {
+		sw.err = fmt.Errorf("oplog: writing change stream: %w", err)
+		return sw.err
+	}
+	return nil
+}
+
+// Add appends op. Ops of one replica come in ascending Seq within its
+// Range, with keys matching the Prefix; consecutive ops of one replica are
+// encoded as one batch. op is copied; the caller may reuse it.
+func (sw *StreamWriter) Add(op *Op) error {
+	if sw.err != nil {
+		return sw.err
+	}
+	if sw.closed {
+		return errors.New("oplog: Add on a closed StreamWriter")
+	}
+	opSize := batchOpBound + len(op.Key) + len(op.Field) + len(op.Value)
+	if batchHeaderBound+opSize > maxStreamChunk {
+		return fmt.Errorf("oplog: stream add: op %s/%d of %d bytes is too large", op.Replica, op.Seq, opSize)
+	}
+	if err := sw.check.check(op); err != nil {
+		return fmt.Errorf("oplog: stream add: %w", err)
+	}
+	if len(sw.run) > 0 && sw.run[0].Replica != op.Replica {
+		sw.flushRun()
+	}
+	if n := len(sw.run); n > 0 {
+		// Most ops of a run take the short forms: size them as such.
+		prev := &sw.run[n-1]
+		if op.Seq == prev.Seq+1 {
+			opSize -= 2 * binary.MaxVarintLen64
+		}
+		if op.HLC == prev.HLC+1 {
+			opSize -= 2 * binary.MaxVarintLen64
+		}
+	}
+	if len(sw.chunk)+batchHeaderBound+sw.runSize+opSize > streamChunkTarget && len(sw.chunk)+len(sw.run) > 0 {
+		sw.flushRun()
+		if err := sw.flushChunk(); err != nil {
+			return err
+		}
+	}
+	if len(sw.run) == 0 {
+		sw.runSize = 0
+	}
+	sp := opSpan{key: len(sw.arena)}
+	sw.arena = append(sw.arena, op.Key...)
+	sp.field = len(sw.arena)
+	sw.arena = append(sw.arena, op.Field...)
+	sp.value = len(sw.arena)
+	sw.arena = append(sw.arena, op.Value...)
+	sw.run = append(sw.run, Op{Replica: op.Replica, Seq: op.Seq, HLC: op.HLC, Kind: op.Kind, Delta: op.Delta})
+	sw.spans = append(sw.spans, sp)
+	sw.runSize += opSize
+	sw.ops++
+	return nil
+}
+
+// flushRun encodes the pending run into the chunk.
+func (sw *StreamWriter) flushRun() {
+	if len(sw.run) == 0 {
+		return
+	}
+	for i := range sw.run {
+		sp := sw.spans[i]
+		end := len(sw.arena)
+		if i+1 < len(sw.spans) {
+			end = sw.spans[i+1].key
+		}
+		op := &sw.run[i]
+		op.Key = sw.arena[sp.key:sp.field]
+		op.Field = sw.arena[sp.field:sp.value]
+		op.Value = sw.arena[sp.value:end]
+	}
+	sw.chunk = AppendBatch(sw.chunk, sw.run[0].Replica, sw.run)
+	clear(sw.run)
+	sw.run, sw.spans, sw.arena, sw.runSize = sw.run[:0], sw.spans[:0], sw.arena[:0], 0
+}
+
+// flushChunk compresses and writes the chunk.
+func (sw *StreamWriter) flushChunk() error {
+	if len(sw.chunk) == 0 {
+		return nil
+	}
+	var stored []byte
+	codec := byte(codecS2)
+	if sw.h.Compress {
+		codec = codecZstd
+		stored = zstdEncoder().EncodeAll(sw.chunk, sw.out[:0])
+	} else {
+		stored = s2.Encode(sw.out[:cap(sw.out)], sw.chunk)
+	}
+	sw.rawTotal += int64(len(sw.chunk))
+	frameOverhead := int64(2 + 2*binary.MaxVarintLen64 + 8)
+	if len(stored) >= len(sw.chunk) || sw.raw ||
+		sw.rawTotal > maxExpansion*(sw.written+int64(len(stored))+frameOverhead) {
+		// Incompressible, or so compressible that the reader's bound on
+		// expansion would refuse the stream.
+		codec, stored = codecNone, sw.chunk
+	} else {
+		sw.out = stored[:0]
+	}
+	frame := make([]byte, 0, frameOverhead+int64(len(stored)))
+	frame = append(frame, tagChunk, codec)
+	frame = binary.AppendUvarint(frame, uint64(len(sw.chunk)))
+	frame = binary.AppendUvarint(frame, uint64(len(stored)))
+	frame = append(frame, stored...)
+	frame = binary.LittleEndian.AppendUint64(frame, xxhash.Sum64(frame))
+	sw.chunk = sw.chunk[:0]
+	return sw.write(frame)
+}
+
+// Close writes the last chunk and the trailer (op count and a checksum of
+// the whole stream) and returns the number of ops written. It does not
+// close the underlying writer.
+func (sw *StreamWriter) Close() (int, error) {
+	if sw.err != nil {
+		return 0, sw.err
+	}
+	if sw.closed {
+		return 0, errors.New("oplog: StreamWriter closed twice")
+	}
+	sw.closed = true
+	sw.flushRun()
+	if err := sw.flushChunk(); err != nil {
+		return 0, err
+	}
+	t := binary.AppendUvarint([]byte{tagTrailer}, uint64(sw.ops))
+	sw.digest.Write(t)
+	t = binary.LittleEndian.AppendUint64(t, sw.digest.Sum64())
+	if _, err := sw.w.Write(t); err != nil {
+		sw.err = fmt.Errorf("oplog: writing change stream: %w", err)
+		return 0, sw.err
+	}
+	return sw.ops, nil
+}
+
+// Stream is a decoded change stream.
+type Stream struct {
+	Header StreamHeader
+	Ops    []Op // in stream order; Key, Field and Value alias buffers of the stream
+}
+
+// ReadStream reads and validates a whole stream before returning anything:
+// magic, version, every checksum, that every op belongs to a range of the
+// header in ascending sequence and matches the prefix, the trailer's op
+// count and checksum, and that nothing follows the trailer. Damage returns
+// an error wrapping errs.ErrCorruption that names the byte offset; a newer
+// version one wrapping errs.ErrNewerFormat; a failed read the reader's
+// error. Memory is bounded by a multiple of the input size: chunks may not
+// decompress to more than 1024 times the stream's size in all, nor to more
+// than 16 MiB (and a little) each.
+func ReadStream(r io.Reader) (*Stream, error) {
+	var buf bytes.Buffer
+	if l, ok := r.(interface{ Len() int }); ok {
+		buf.Grow(l.Len() + bytes.MinRead) // bytes.Reader, bytes.Buffer: read once
+	}
+	_, err := buf.ReadFrom(r)
+	data := buf.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("oplog: reading change stream: %w", err)
+	}
+	return decodeStream(data)
+}
+
+func decodeStream(data []byte) (*Stream, error) {
+	d := decoder{what: whatStream, b: data}
+	if len(data) < len(streamMagic)+1 {
+		return nil, d.corrupt(0, "truncated: %d bytes", len(data))
+	}
+	if string(data[:len(streamMagic)]) != streamMagic {
+		return nil, d.corrupt(0, "bad magic %q", data[:len(streamMagic)])
+	}
+	switch v := data[len(streamMagic)]; {
+	case v > streamVersion:
+		return nil, errs.NewerFormatf(whatStream, uint32(v), streamVersion)
+	case v == 0:
+		return nil, d.corrupt(len(streamMagic), "format version 0")
+	}
+	d.off = len(streamMagic) + 1
+	hdr, err := d.bytes("header")
+	if err != nil {
+		return nil, err
+	}
+	if len(data)-d.off < 8 {
+		return nil, d.corrupt(d.off, "header checksum truncated")
+	}
+	if got, want := binary.LittleEndian.Uint64(data[d.off:]), xxhash.Sum64(data[:d.off]); got != want {
+		return nil, d.corrupt(d.off, "header checksum mismatch: stored %#x, computed %#x", got, want)
+	}
+	s := &Stream{}
+	if err := decodeStreamHeader(&s.Header, hdr); err != nil {
+		return nil, err
+	}
+	d.off += 8
+	// Pass 1: the framing, every checksum and the trailer, so the op count
+	// is known (and trusted) before anything is decompressed or allocated.
+	var chunks []chunkRef
+	budget := maxExpansion * int64(len(data)) // raw chunk bytes allowed
+	var count uint64
+	for done := false; !done; {
+		start := d.off
+		if d.off >= len(data) {
+			return nil, d.corrupt(start, "truncated: no trailer")
+		}
+		tag := data[d.off]
+		d.off++
+		switch tag {
+		case tagChunk:
+			c, err := readChunkFrame(&d, start)
+			if err != nil {
+				return nil, err
+			}
+			if int64(c.raw) > budget {
+				return nil, d.corrupt(start, "chunks decompress to more than %d times the stream's size", maxExpansion)
+			}
+			budget -= int64(c.raw)
+			chunks = append(chunks, c)
+		case tagTrailer:
+			if count, err = d.uvarint("op count"); err != nil {
+				return nil, err
+			}
+			if len(data)-d.off < 8 {
+				return nil, d.corrupt(d.off, "trailer checksum truncated")
+			}
+			if got, want := binary.LittleEndian.Uint64(data[d.off:]), xxhash.Sum64(data[:d.off]); got != want {
+				return nil, d.corrupt(d.off, "stream checksum mismatch: stored %#x, computed %#x", got, want)
+			}
+			if d.off+8 != len(data) {
+				return nil, d.corrupt(d.off+8, "%d bytes after the trailer", len(data)-d.off-8)
+			}
+			if count > uint64(maxExpansion*int64(len(data))-budget)/minBatchOpSize {
+				return nil, d.corrupt(start, "trailer counts %d ops, more than the chunks can hold", count)
+			}
+			done = true
+		default:
+			return nil, d.corrupt(start, "unknown section tag %d", tag)
+		}
+	}
+	// Pass 2: decompress and decode.
+	s.Ops = make([]Op, 0, count)
+	check := newRangeChecker(&s.Header)
+	for _, c := range chunks {
+		if s.Ops, err = decodeChunk(&d, c, s.Ops, &check); err != nil {
+			return nil, err
+		}
+	}
+	if count != uint64(len(s.Ops)) {
+		return nil, d.corrupt(len(data)-8, "trailer counts %d ops, the stream holds %d", count, len(s.Ops))
+	}
+	return s, nil
+}
+
+func decodeStreamHeader(h *StreamHeader, b []byte) error {
+	// Offsets are reported relative to the stream: the header follows the
+	// magic, the version and its length (at most a few bytes).
+	base := len(streamMagic) + 1
+	base += len(binary.AppendUvarint(nil, uint64(len(b))))
+	d := decoder{what: whatStream, b: b}
+	corrupt := func(off int, format string, args ...any) error {
+		return errs.Corruptf(whatStream, int64(base+off), "header: "+format, args...)
+	}
+	if len(b) < 1+16 {
+		return corrupt(0, "truncated")
+	}
+	flags := b[0]
+	if flags&streamFlagReserved != 0 {
+		return corrupt(0, "reserved flag bits in %#x", flags)
+	}
+	h.Compress = flags&streamFlagCompress != 0
+	copy(h.Source[:], b[1:])
+	d.off = 17
+	var err error
+	if flags&streamFlagPrefix != 0 {
+		if h.Prefix, err = d.bytes("prefix"); err != nil {
+			return corrupt(d.off, "%v", err)
+		}
+		if h.Prefix == nil {
+			h.Prefix = []byte{}
+		}
+	}
+	n, err := d.uvarint("range count")
+	if err != nil {
+		return corrupt(d.off, "%v", err)
+	}
+	if n > uint64(len(b)-d.off)/(16+2) {
+		return corrupt(d.off, "%d ranges do not fit", n)
+	}
+	h.Ranges = make([]Range, n)
+	for i := range h.Ranges {
+		if len(b)-d.off < 16 {
+			return corrupt(d.off, "range %d truncated", i)
+		}
+		copy(h.Ranges[i].Replica[:], b[d.off:])
+		d.off += 16
+		if h.Ranges[i].From, err = d.uvarint("range start"); err != nil {
+			return corrupt(d.off, "%v", err)
+		}
+		if h.Ranges[i].To, err = d.uvarint("range end"); err != nil {
+			return corrupt(d.off, "%v", err)
+		}
+	}
+	if d.off != len(b) {
+		return corrupt(d.off, "%d bytes after the ranges", len(b)-d.off)
+	}
+	if err := validateHeader(h); err != nil {
+		return corrupt(0, "%v", err)
+	}
+	return nil
+}
+
+// chunkRef is a chunk whose framing and checksum were checked.
+type chunkRef struct {
+	start  int // offset of the tag
+	codec  byte
+	raw    uint64
+	stored []byte
+}
+
+// readChunkFrame reads the frame of the chunk whose tag was at start (d
+// stands after the tag) and checks its checksum.
+func readChunkFrame(d *decoder, start int) (chunkRef, error) {
+	c := chunkRef{start: start}
+	if d.off >= len(d.b) {
+		return c, d.corrupt(start, "chunk truncated")
+	}
+	c.codec = d.b[d.off]
+	d.off++
+	var err error
+	if c.raw, err = d.uvarint("chunk size"); err != nil {
+		return c, err
+	}
+	if c.stored, err = d.bytes("chunk"); err != nil {
+		return c, err
+	}
+	if len(d.b)-d.off < 8 {
+		return c, d.corrupt(d.off, "chunk checksum truncated")
+	}
+	if got, want := binary.LittleEndian.Uint64(d.b[d.off:]), xxhash.Sum64(d.b[start:d.off]); got != want {
+		return c, d.corrupt(start, "chunk checksum mismatch: stored %#x, computed %#x", got, want)
+	}
+	d.off += 8
+	if c.raw == 0 || c.raw > maxStreamChunk {
+		return c, d.corrupt(start, "chunk of %d bytes", c.raw)
+	}
+	return c, nil
+}
+
+// decodeChunk decompresses a checked chunk and appends its ops to ops.
+func decodeChunk(d *decoder, c chunkRef, ops []Op, check *rangeChecker) ([]Op, error) {
+	n0, start, raw, stored := len(ops), c.start, c.raw, c.stored
+	var err error
+	var payload []byte
+	switch c.codec {
+	case codecNone:
+		if raw != uint64(len(stored)) {
+			return ops, d.corrupt(start, "raw chunk of %d bytes claims %d", len(stored), raw)
+		}
+		payload = stored
+	case codecS2:
+		if n, err := s2.DecodedLen(stored); err != nil || uint64(n) != raw {
+			return ops, d.corrupt(start, "S2 chunk does not hold %d bytes (%v)", raw, err)
+		}
+		if payload, err = s2.Decode(make([]byte, raw), stored); err != nil {
+			return ops, d.corrupt(start, "S2 chunk: %v", err)
+		}
+	case codecZstd:
+		payload, err = zstdDecoder().DecodeAll(stored, make([]byte, 0, raw))
+		if err != nil || uint64(len(payload)) != raw {
+			return ops, d.corrupt(start, "zstd chunk does not hold %d bytes (%v)", raw, err)
+		}
+	default:
+		return ops, d.corrupt(start, "unknown chunk codec %d", c.codec)
+	}
+	for p := 0; p < len(payload); {
+		_, got, n, err := DecodeBatch(ops, payload[p:])
+		if err != nil {
+			return ops[:n0], d.corrupt(start, "chunk offset %d: %v", p, err)
+		}
+		if len(got) == len(ops) {
+			return ops[:n0], d.corrupt(start, "chunk offset %d: empty batch", p)
+		}
+		if cap(got) != cap(ops) {
+			// ops was sized by the trailer's count.
+			return ops[:n0], d.corrupt(start, "chunk offset %d: more ops than the trailer counts", p)
+		}
+		for i := len(ops); i < len(got); i++ {
+			if err := check.check(&got[i]); err != nil {
+				return ops[:n0], d.corrupt(start, "chunk offset %d: %v", p, err)
+			}
+		}
+		ops = got
+		p += n
+	}
+	return ops, nil
+}
