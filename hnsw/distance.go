@@ -2,13 +2,21 @@ package hnsw
 
 import "math"
 
-// Distance kernels. Pure Go, unrolled by 4 so the compiler keeps four
-// independent accumulators in registers; SIMD assembly is a later step.
-// Every kernel expects len(b) >= len(a) (the index only ever passes
-// vectors of its own Dim).
+// Distance kernels. l2 and dot are the AVX2+FMA assembly of
+// distance_amd64.s when the CPU has it (chosen once, at init, so a call
+// costs one indirect jump and no feature test), else the pure-Go kernels
+// below, unrolled by 4 so the compiler keeps four independent accumulators
+// in registers. Every kernel expects len(b) >= len(a) (the index only ever
+// passes vectors of its own Dim).
+var (
+	l2  = l2Go
+	dot = dotGo
+	// useSIMD reports that l2 and dot are the assembly kernels.
+	useSIMD = false
+)
 
-// dot returns the inner product of a and b.
-func dot(a, b []float32) float32 {
+// dotGo returns the inner product of a and b.
+func dotGo(a, b []float32) float32 {
 	b = b[:len(a)]
 	var s0, s1, s2, s3 float32
 	i := 0
@@ -24,8 +32,8 @@ func dot(a, b []float32) float32 {
 	return (s0 + s1) + (s2 + s3)
 }
 
-// l2 returns the squared Euclidean distance between a and b.
-func l2(a, b []float32) float32 {
+// l2Go returns the squared Euclidean distance between a and b.
+func l2Go(a, b []float32) float32 {
 	b = b[:len(a)]
 	var s0, s1, s2, s3 float32
 	i := 0

@@ -18,7 +18,25 @@
 // Storage is flat, as in hnswlib: one []float32 for all vectors, one
 // []uint32 of fixed-size layer-0 link arrays (count, then 2*M IDs), a
 // small link array only for the few nodes above layer 0, and a visited
-// set of epoch stamps reused across searches through a pool.
+// set of 16-bit epoch stamps reused across searches through a pool. A
+// beam step first collects a node's unvisited neighbours, prefetching
+// each one's vector, then measures them, so the cache misses overlap.
+// Heaps are hand-rolled over (distance, ID) pairs (no interface boxing);
+// a search allocates only its result (the hits and one buffer for their
+// keys).
+//
+// Distance kernels: squared L2 and dot product in AVX2+FMA assembly on
+// amd64 (distance_amd64.s; four 8-lane accumulators, 32 floats per
+// iteration), chosen once at init by CPUID/XGETBV; pure Go elsewhere and
+// on older CPUs. The two agree within 1e-4 relative (TestKernelsAgree).
+// At dim 128 the assembly takes 7.5 ns against 44 ns, at 768 26-32 ns
+// against 210-230 ns (BenchmarkKernels).
+//
+// Measured by TestSpeed (-hnsw.speed 100000: 100k clustered vectors of
+// 128 dimensions, M 16, EfConstruction 200, on a shared 2-core Xeon, per
+// CPU second of the measuring thread): building went from 3,010 to 7,230
+// vectors/s on one goroutine, and search at the first ef reaching
+// recall@10 0.95 (ef 32) from 8,030 to 24,400 queries/s, p99 95 µs.
 //
 // Metrics: L2 is squared Euclidean; Cosine normalizes vectors (and
 // queries) once and uses 1 - dot; Dot uses -dot. Smaller is nearer. For
@@ -34,28 +52,49 @@
 // Updates: Add on an existing key inserts a new node and tombstones the old
 // one, so a search never sees a vector change under it; the key's internal
 // ID changes. Delete tombstones a node: searches walk through tombstones
-// (the graph stays connected) but never return them. Tombstones are kept
-// until a rebuild.
+// (the graph stays connected) but never return them.
+//
+// Repair: once tombstones pass Config.TombstoneRatio of the nodes (default
+// 10%, at least 32 of them), Add and Delete start a background Repair (or
+// call Index.Repair). Every live node that links to a tombstone gets its
+// list rebuilt by the selection heuristic from its live links plus the
+// live nodes reached through tombstones (a walk through tombstones only,
+// at most 2*maxLinks of them per list, so a mostly dead graph still
+// reconnects); a dead entry point is replaced by the highest live node.
+// Then, once the searches that may still hold the old lists are done, the
+// tombstones' IDs go on a free list that Add uses first. Live keys keep
+// their IDs, so filter bitmaps stay valid; there is no full rebuild.
+// Writers wait during a repair; searches do not.
 //
 // Filters: SearchOptions.Filter is a roaring bitmap of allowed internal
-// IDs. A beam search only puts allowed, live nodes into its result heap but
+// IDs, SearchOptions.Allow a predicate on keys; a search honours both. A
+// beam search only puts allowed, live nodes into its result heap but
 // walks through every node. When the allowed set is small (at most
-// max(2048, 16*ef) IDs) or under a tenth of the nodes, the search instead
-// computes the distance to every allowed ID: exact, and cheaper than a
-// beam that must wade through ef/selectivity nodes to fill up.
+// max(2048, 16*ef) nodes) or under a tenth of the live nodes, the search
+// instead measures every allowed node: exact, and cheaper than a beam that
+// must wade through ef/selectivity nodes to fill up. A bitmap's size is
+// its cardinality; a predicate's is estimated from up to 512 sampled
+// nodes. The beam is bounded (64*ef/selectivity nodes measured, at least
+// 8192), and a filtered beam that ends with fewer than k results falls
+// back to the exact scan, so a wrong estimate costs time, not results.
 //
 // # Concurrency
 //
-// See Index: one writer at a time (Add, Delete, MarshalBinary), any number
-// of searches alongside it, link lists under striped RWMutexes.
+// See Index. Adds from several goroutines run in parallel, as in hnswlib:
+// a short lock for ID allocation (and array growth), one for entry-point
+// changes, and per-node link locks (striped) for writers; searches read
+// link lists with atomic loads and no locks, alongside the inserts.
+// AddBatch spreads a batch over goroutines. Repair and MarshalBinary wait
+// for the running writers and hold off new ones.
 //
 // # Encoding
 //
 // MarshalBinary writes, all integers little-endian:
 //
-//	+------------------+-------------+-----+--------+-----+-----+-------+-------+-------+
-//	| magic "PLRHNSW\0"| version u32 | dim | metric |  M  | efC | count | entry | top+1 |   header, 40 bytes
-//	+------------------+-------------+-----+--------+-----+-----+-------+-------+-------+   (all u32; top+1 = 0: empty)
+//	+------------------+-------------+-----+--------+-----+-----+-------------+-------+-------+-------+
+//	| magic "PLRHNSW\0"| version u32 | dim | metric |  M  | efC | ratio (f64) | count | entry | top+1 |   header, 48 bytes
+//	+------------------+-------------+-----+--------+-----+-----+-------------+-------+-------+-------+
+//	(u32 but ratio, Config.TombstoneRatio as float64 bits; top+1 = 0: empty)
 //	| node 0 | node 1 | ... | node count-1 |
 //	+--------+--------+-----+--------------+
 //	| xxhash64 of everything before, u64    |
@@ -66,11 +105,18 @@
 //	| flags u8 | level u8 | keyLen u32  | key | dim × f32 vector | layer 0..level: n u16, n × u32 IDs |
 //	+----------+----------+-------------+-----+------------------+-----------------------------+
 //	flags bit 0: deleted. Vectors are stored as indexed (normalized for Cosine).
+//	flags = 2: a free slot (an ID freed by Repair), written as level 0, key
+//	length 0, a zero vector and no links, so node IDs stay put.
+//
+// Version 1 (written before repair existed) has no ratio field (it loads
+// with the default) and no free slots; Unmarshal reads both versions and
+// MarshalBinary writes version 2.
 //
 // Unmarshal checks the checksum and every invariant a search depends on
 // (link counts within capacity, link targets exist and reach the linked
-// layer, entry point at the top layer, finite vectors, one live node per
-// key), and loads the graph without recomputing it. It allocates only
+// layer and are not free, entry point at the top layer, finite vectors,
+// one live node per key, free slots exactly as written), and loads the
+// graph without recomputing it. It allocates only
 // after bounding the node count by the input length; link arrays are sized
 // for later inserts (2*M+1 words per node, plus M+1 per upper layer), so a
 // hostile input can make it allocate up to a few hundred times its length,

@@ -4,10 +4,12 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"sync/atomic"
 
 	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/cespare/xxhash/v2"
 	"github.com/plures/pluresdb/internal/errs"
 )
 
@@ -50,6 +52,9 @@ const (
 const (
 	DefaultM              = 16
 	DefaultEfConstruction = 200
+	// DefaultTombstoneRatio is the share of tombstones among all nodes
+	// above which a background repair starts.
+	DefaultTombstoneRatio = 0.1
 	// defaultEf is the search beam when SearchOptions.Ef is 0 (raised to k).
 	defaultEf = 64
 )
@@ -65,6 +70,12 @@ type Config struct {
 	// EfConstruction is the beam width used while inserting; 0:
 	// DefaultEfConstruction. Larger: better graph, slower inserts.
 	EfConstruction int
+	// TombstoneRatio: once tombstones (deleted and replaced vectors) exceed
+	// this fraction of all nodes, Delete and Add start a background Repair;
+	// 0: DefaultTombstoneRatio; negative: only explicit Repair calls.
+	// Lower: less memory and search time spent on the dead, more repairs
+	// (each pauses writers, not searches). At most 1.
+	TombstoneRatio float64
 }
 
 // withDefaults fills zero fields and validates the result.
@@ -75,6 +86,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.EfConstruction == 0 {
 		c.EfConstruction = DefaultEfConstruction
 	}
+	if c.TombstoneRatio == 0 {
+		c.TombstoneRatio = DefaultTombstoneRatio
+	}
 	switch {
 	case c.Dim <= 0 || c.Dim > MaxDim:
 		return c, fmt.Errorf("hnsw: Dim %d out of range 1..%d", c.Dim, MaxDim)
@@ -84,6 +98,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("hnsw: M %d out of range 2..%d", c.M, MaxM)
 	case c.EfConstruction < 1 || c.EfConstruction > MaxEfConstruction:
 		return c, fmt.Errorf("hnsw: EfConstruction %d out of range 1..%d", c.EfConstruction, MaxEfConstruction)
+	case !(c.TombstoneRatio <= 1) || math.IsInf(c.TombstoneRatio, 0): // also NaN
+		return c, fmt.Errorf("hnsw: TombstoneRatio %v above 1", c.TombstoneRatio)
 	}
 	return c, nil
 }
@@ -98,6 +114,11 @@ type SearchOptions struct {
 	// Index.ID). The bitmap is only read; it must not change during the
 	// search. Small allowed sets are searched exactly (see doc.go).
 	Filter *roaring.Bitmap
+	// Allow, when not nil, restricts results to keys it returns true for
+	// (and, with Filter, to IDs in Filter too). It is called from the
+	// searching goroutine, possibly many times per search, and must not
+	// modify or keep key. Very selective predicates are searched exactly.
+	Allow func(key []byte) bool
 }
 
 // Hit is one search result.
@@ -113,17 +134,39 @@ var ErrNotFound = fmt.Errorf("hnsw: key %w", errs.ErrNotFound)
 // noEntry marks the empty graph in Index.entry.
 const noEntry = 0
 
+// Node states, in Index.state.
+const (
+	// stateFree: a slot on the free list, or one being filled by Add. No
+	// link points at it, so only an exact filtered scan can meet it.
+	stateFree uint32 = iota
+	stateLive
+	// stateDead: a tombstone, walked through but never returned, until a
+	// Repair unlinks it and frees the slot.
+	stateDead
+)
+
 // Index is an in-memory HNSW graph.
 //
-// Concurrency: all methods are safe from several goroutines. Writers (Add,
-// Delete) are serialized by writeMu; searches run in parallel with each
-// other and with the one writer. A node's vector, level and key are written
-// before the node is linked, so a search reaches only complete nodes; link
-// lists are read and written under a striped RWMutex (linkLocks, by node
-// ID; nobody holds two stripes at once). grow replaces the flat arrays
-// under mu, which every search holds for reading; only the writer writes
-// those slice headers, so the writer reads them without mu. Tombstones are
-// atomic, and (entry point, top level) is one atomic word.
+// Concurrency: all methods are safe from several goroutines, and Adds from
+// several goroutines run in parallel (hnswlib's scheme):
+//
+//   - writeMu: Add and Delete hold it shared; Repair and MarshalBinary
+//     hold it exclusively, so they see no half-inserted node.
+//   - keyLocks (striped by key hash) serialize Add and Delete of one key.
+//   - allocMu guards ID allocation (count, free, rng); it is held for a
+//     few instructions, plus grow.
+//   - mu guards the slice headers of the per-node arrays: grow and the
+//     end of Repair (freeing IDs) hold it exclusively; searches and
+//     inserts hold it shared for their whole run.
+//   - entryMu serializes entry point changes. An insert whose level tops
+//     the graph holds it for its whole run (rare: log_M(n) times).
+//   - A node's link lists are written under its linkLocks stripe (nobody
+//     holds two stripes) with atomic stores, and read with atomic loads
+//     and no lock: a reader may see a list half rewritten, which is a
+//     mix of valid IDs, as in hnswlib. A node's vector, key and level are
+//     written before its ID is first stored in a list, so whoever loads
+//     that ID sees them.
+//   - state, entry, live, dead and maxSqNorm are atomics.
 type Index struct {
 	cfg Config
 	m0  int // layer-0 link capacity, 2*M
@@ -136,35 +179,47 @@ type Index struct {
 	// to nearest neighbour search (Bachrach et al., 2014); searching that
 	// space from an augmented query is exactly searching by -dot.
 	graphMetric Metric
-	sqNorms     []float32 // Dot only: |v|² per node; writer only
-	maxSqNorm   float32   // Dot only: the largest sqNorms; writer only
-	mult        float64   // level multiplier, 1/ln(M)
+	sqNorms     []float32     // Dot only: |v|² per node
+	maxSqNorm   atomic.Uint32 // Dot only: float32 bits of the largest sqNorms; only grows
+	mult        float64       // level multiplier, 1/ln(M)
 
-	writeMu sync.Mutex
+	writeMu sync.RWMutex
+	allocMu sync.Mutex
 	mu      sync.RWMutex
+	entryMu sync.Mutex
 
 	// Per node, indexed by internal ID, grown by doubling.
-	vecs    []float32  // Dim floats per node
-	levels  []uint8    // top layer of the node
-	links0  []uint32   // (1+m0) words per node: count, then IDs
-	upper   [][]uint32 // level*(1+M) words: layers 1..level, count then IDs; nil at level 0
-	deleted []uint32   // 1: tombstone; accessed atomically
-	keys    [][]byte
+	vecs   []float32  // Dim floats per node
+	levels []uint8    // top layer of the node
+	links0 []uint32   // (1+m0) words per node: count, then IDs
+	upper  [][]uint32 // level*(1+M) words: layers 1..level, count then IDs; nil at level 0
+	state  []uint32   // stateFree, stateLive or stateDead; atomic
+	keys   [][]byte   // never written in place: a new node gets a new slice
 
-	count     uint32        // node slots in use; writer only
-	published atomic.Uint32 // nodes below it are fully inserted
-	live      atomic.Int64  // nodes not deleted
-	entry     atomic.Uint64 // (top level + 1) << 32 | entry ID; 0: empty
+	count uint32     // slots handed out; allocMu
+	free  []uint32   // IDs freed by Repair, reused first; allocMu
+	rng   *rand.Rand // allocMu
+	live  atomic.Int64
+	dead  atomic.Int64  // tombstones not yet freed
+	entry atomic.Uint64 // (top level + 1) << 32 | entry ID; 0: empty
 
-	keyMu sync.RWMutex
-	ids   map[string]uint32 // live key -> ID
+	keyMu    sync.RWMutex
+	ids      map[string]uint32 // live key -> ID
+	keyLocks [keyStripes]sync.Mutex
 
-	rng       *rand.Rand // writer only
-	linkLocks [linkStripes]sync.RWMutex
+	linkLocks [linkStripes]sync.Mutex
 	scratch   sync.Pool // *searcher
+
+	repairing atomic.Bool // a background repair is running or starting
+	bgMu      sync.Mutex  // orders closed and bg.Add against Close
+	closed    bool        // bgMu
+	bg        sync.WaitGroup
 }
 
-const linkStripes = 1024
+const (
+	linkStripes = 4096
+	keyStripes  = 256
+)
 
 // New returns an empty index.
 func New(cfg Config) (*Index, error) {
@@ -182,7 +237,7 @@ func newIndex(cfg Config) *Index {
 		graphMetric: cfg.Metric,
 		mult:        1 / math.Log(float64(cfg.M)),
 		ids:         make(map[string]uint32),
-		// A fixed seed keeps builds reproducible.
+		// A fixed seed keeps serial builds reproducible.
 		rng: rand.New(rand.NewPCG(0x9e3779b97f4a7c15, uint64(cfg.M))),
 	}
 	if cfg.Metric == Dot {
@@ -198,8 +253,13 @@ func (x *Index) Config() Config { return x.cfg }
 // Len returns the number of live (not deleted) vectors.
 func (x *Index) Len() int { return int(x.live.Load()) }
 
+// Tombstones returns the number of deleted or replaced vectors still in
+// the graph, waiting for a Repair.
+func (x *Index) Tombstones() int { return int(x.dead.Load()) }
+
 // ID returns the internal ID of a live key, for building search filters.
-// Replacing a key's vector gives it a new ID.
+// Replacing a key's vector gives it a new ID; Repair may hand the IDs of
+// deleted keys to new ones.
 func (x *Index) ID(key []byte) (uint32, bool) {
 	x.keyMu.RLock()
 	id, ok := x.ids[string(key)]
@@ -207,9 +267,20 @@ func (x *Index) ID(key []byte) (uint32, bool) {
 	return id, ok
 }
 
+// Close waits for a running background repair and starts no more; the
+// index stays usable, with Repair called explicitly.
+func (x *Index) Close() error {
+	x.bgMu.Lock()
+	x.closed = true
+	x.bgMu.Unlock()
+	x.bg.Wait()
+	return nil
+}
+
 // Add inserts key with vector vec, or replaces the vector of an existing
 // key. vec is copied. A replaced key gets a new internal ID; its old node
-// stays in the graph as a tombstone (until a rebuild).
+// stays in the graph as a tombstone until a Repair. Adds from several
+// goroutines run in parallel.
 func (x *Index) Add(key []byte, vec []float32) error {
 	if len(key) == 0 {
 		return fmt.Errorf("hnsw: %w: empty key", errs.ErrInvalidKey)
@@ -227,44 +298,99 @@ func (x *Index) Add(key []byte, vec []float32) error {
 	case sq == 0 && x.cfg.Metric == Cosine:
 		return fmt.Errorf("hnsw: zero vector has no cosine direction")
 	}
+	x.writeMu.RLock()
+	err := x.add(key, vec, x.cfg.Metric == Cosine)
+	x.writeMu.RUnlock()
+	x.maybeRepair()
+	return err
+}
 
-	x.writeMu.Lock()
-	defer x.writeMu.Unlock()
-	if x.count == math.MaxUint32 {
-		return fmt.Errorf("hnsw: index full")
+// AddBatch adds keys[i] with vecs[i] from workers goroutines (<= 0:
+// GOMAXPROCS), and returns the first error. It is Add in parallel; the
+// insertion order, and so the graph, varies from run to run.
+func (x *Index) AddBatch(keys [][]byte, vecs [][]float32, workers int) error {
+	if len(keys) != len(vecs) {
+		return fmt.Errorf("hnsw: AddBatch of %d keys and %d vectors", len(keys), len(vecs))
 	}
-	if x.count == uint32(len(x.levels)) {
-		x.grow()
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
 	}
-	id := x.count
+	workers = min(workers, len(keys))
+	var next atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				// Small chunks keep the workers' inserts close in order.
+				const chunk = 16
+				i := int(next.Add(chunk)) - chunk
+				if i >= len(keys) {
+					return
+				}
+				for j := i; j < min(i+chunk, len(keys)); j++ {
+					if err := x.Add(keys[j], vecs[j]); err != nil {
+						errOnce.Do(func() { firstErr = fmt.Errorf("hnsw: AddBatch item %d: %w", j, err) })
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// add inserts a validated vector; the caller holds writeMu shared.
+func (x *Index) add(key []byte, vec []float32, normalizeVec bool) error {
+	kl := &x.keyLocks[xxhash.Sum64(key)%keyStripes]
+	kl.Lock()
+	defer kl.Unlock()
+	id, level, err := x.alloc()
+	if err != nil {
+		return err
+	}
+	x.mu.RLock()
 	v := x.vec(id)
 	copy(v, vec)
-	if x.cfg.Metric == Cosine && !normalize(v) {
+	if normalizeVec && !normalize(v) {
+		// Not reached after Add's checks. Release after RUnlock: alloc
+		// may hold allocMu while it waits for mu.
+		x.mu.RUnlock()
+		x.release(id)
 		return fmt.Errorf("hnsw: vector cannot be normalized")
 	}
+	defer x.mu.RUnlock()
 	if x.cfg.Metric == Dot {
-		x.sqNorms[id] = dot(v, v)
-		x.maxSqNorm = max(x.maxSqNorm, x.sqNorms[id])
+		sq := dot(v, v)
+		x.sqNorms[id] = sq
+		for {
+			old := x.maxSqNorm.Load()
+			if sq <= math.Float32frombits(old) || x.maxSqNorm.CompareAndSwap(old, math.Float32bits(sq)) {
+				break
+			}
+		}
 	}
-	level := x.randomLevel()
 	x.levels[id] = uint8(level)
 	x.keys[id] = append([]byte(nil), key...)
-	x.links0[int(id)*(1+x.m0)] = 0
 	if level > 0 {
 		x.upper[id] = make([]uint32, level*(1+x.cfg.M))
 	}
-	x.count++
 
-	// A replaced node is buried before its successor is linked, so no
+	// A replaced node is buried before its successor goes live, so no
 	// search returns the key twice (one may briefly miss it instead).
 	x.keyMu.RLock()
 	old, replaced := x.ids[string(key)]
 	x.keyMu.RUnlock()
 	if replaced {
-		atomic.StoreUint32(&x.deleted[old], 1)
+		atomic.StoreUint32(&x.state[old], stateDead)
+		x.dead.Add(1)
 	}
+	atomic.StoreUint32(&x.state[id], stateLive)
 	x.insert(id, level)
-	x.published.Store(x.count)
 	x.keyMu.Lock()
 	x.ids[string(key)] = id
 	x.keyMu.Unlock()
@@ -274,11 +400,48 @@ func (x *Index) Add(key []byte, vec []float32) error {
 	return nil
 }
 
+// alloc hands out a node ID (a freed one first) and draws its level.
+func (x *Index) alloc() (uint32, int, error) {
+	x.allocMu.Lock()
+	defer x.allocMu.Unlock()
+	level := min(int(-math.Log(1-x.rng.Float64())*x.mult), maxLevel)
+	if n := len(x.free); n > 0 {
+		id := x.free[n-1]
+		x.free = x.free[:n-1]
+		return id, level, nil
+	}
+	if x.count == math.MaxUint32 {
+		return 0, 0, fmt.Errorf("hnsw: index full")
+	}
+	if x.count == uint32(len(x.levels)) {
+		x.grow()
+	}
+	x.count++
+	return x.count - 1, level, nil
+}
+
+// release returns an allocated ID that was never linked (nor given a key
+// or upper layers). The caller must not hold mu.
+func (x *Index) release(id uint32) {
+	x.allocMu.Lock()
+	x.free = append(x.free, id)
+	x.allocMu.Unlock()
+}
+
 // Delete removes key: its node becomes a tombstone that searches walk
-// through but never return.
+// through but never return, until a Repair.
 func (x *Index) Delete(key []byte) error {
-	x.writeMu.Lock()
-	defer x.writeMu.Unlock()
+	x.writeMu.RLock()
+	err := x.delete(key)
+	x.writeMu.RUnlock()
+	x.maybeRepair()
+	return err
+}
+
+func (x *Index) delete(key []byte) error {
+	kl := &x.keyLocks[xxhash.Sum64(key)%keyStripes]
+	kl.Lock()
+	defer kl.Unlock()
 	x.keyMu.Lock()
 	id, ok := x.ids[string(key)]
 	if ok {
@@ -288,12 +451,15 @@ func (x *Index) Delete(key []byte) error {
 	if !ok {
 		return fmt.Errorf("%w: %q", ErrNotFound, key)
 	}
-	atomic.StoreUint32(&x.deleted[id], 1)
+	x.mu.RLock()
+	atomic.StoreUint32(&x.state[id], stateDead)
+	x.mu.RUnlock()
+	x.dead.Add(1)
 	x.live.Add(-1)
 	return nil
 }
 
-// grow doubles the per-node arrays. Writer only.
+// grow doubles the per-node arrays. Caller holds allocMu.
 func (x *Index) grow() {
 	n := max(2*len(x.levels), 1024)
 	x.mu.Lock()
@@ -302,16 +468,12 @@ func (x *Index) grow() {
 	x.levels = append(make([]uint8, 0, n), x.levels...)[:n]
 	x.links0 = append(make([]uint32, 0, n*(1+x.m0)), x.links0...)[:n*(1+x.m0)]
 	x.upper = append(make([][]uint32, 0, n), x.upper...)[:n]
-	x.deleted = append(make([]uint32, 0, n), x.deleted...)[:n]
+	// Every state access holds mu shared, so a plain copy is safe.
+	x.state = append(make([]uint32, 0, n), x.state...)[:n]
 	x.keys = append(make([][]byte, 0, n), x.keys...)[:n]
 	if x.cfg.Metric == Dot {
 		x.sqNorms = append(make([]float32, 0, n), x.sqNorms...)[:n]
 	}
-}
-
-func (x *Index) randomLevel() int {
-	l := int(-math.Log(1-x.rng.Float64()) * x.mult)
-	return min(l, maxLevel)
 }
 
 func (x *Index) vec(id uint32) []float32 {
@@ -319,15 +481,29 @@ func (x *Index) vec(id uint32) []float32 {
 	return x.vecs[int(id)*d : int(id)*d+d : int(id)*d+d]
 }
 
-// linkList returns the link words (count, then capacity IDs) of id at layer.
-// Callers hold id's stripe, or are the writer reading.
+// linkList returns the link words (count, then capacity IDs) of id at
+// layer. Read them with loadLinks or under id's stripe.
 func (x *Index) linkList(id uint32, layer int) []uint32 {
 	if layer == 0 {
 		o := int(id) * (1 + x.m0)
-		return x.links0[o : o+1+x.m0]
+		return x.links0[o : o+1+x.m0 : o+1+x.m0]
 	}
 	o := (layer - 1) * (1 + x.cfg.M)
-	return x.upper[id][o : o+1+x.cfg.M]
+	return x.upper[id][o : o+1+x.cfg.M : o+1+x.cfg.M]
+}
+
+// linkCount loads the count word of a list, clamped to its capacity (a
+// torn read never indexes out of it).
+func linkCount(l []uint32) int {
+	return min(int(atomic.LoadUint32(&l[0])), len(l)-1)
+}
+
+// storeLinks writes ids into list l. Caller holds the owner's stripe.
+func storeLinks(l []uint32, ids []uint32) {
+	for i, id := range ids {
+		atomic.StoreUint32(&l[1+i], id)
+	}
+	atomic.StoreUint32(&l[0], uint32(len(ids)))
 }
 
 func (x *Index) maxLinks(layer int) int {
@@ -337,7 +513,7 @@ func (x *Index) maxLinks(layer int) int {
 	return x.cfg.M
 }
 
-func (x *Index) stripe(id uint32) *sync.RWMutex { return &x.linkLocks[id%linkStripes] }
+func (x *Index) stripe(id uint32) *sync.Mutex { return &x.linkLocks[id%linkStripes] }
 
 // loadEntry returns the entry point and the top layer; ok is false for an
 // empty graph.
@@ -353,4 +529,4 @@ func (x *Index) storeEntry(id uint32, top int) {
 	x.entry.Store(uint64(top+1)<<32 | uint64(id))
 }
 
-func (x *Index) isDeleted(id uint32) bool { return atomic.LoadUint32(&x.deleted[id]) != 0 }
+func (x *Index) isLive(id uint32) bool { return atomic.LoadUint32(&x.state[id]) == stateLive }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync/atomic"
 
 	"github.com/RoaringBitmap/roaring/v2"
 )
@@ -100,14 +101,16 @@ func (h *maxHeap) pop() item {
 	return top
 }
 
-// searcher is the scratch space of one search, pooled on the index so a
-// search allocates only its result.
+// searcher is the scratch space of one search or insert, pooled on the
+// index so a search allocates only its result.
 type searcher struct {
-	visited []uint32 // visited[id] == epoch: seen in this layer walk
-	epoch   uint32
+	// visited[id] == epoch: seen in this layer walk. 16-bit marks halve
+	// the array's cache footprint; a wrap clears it every 65535 walks.
+	visited []uint16
+	epoch   uint16
 	cand    minHeap
 	top     maxHeap
-	links   []uint32 // copy of one link list, read under its stripe
+	batch   []uint32 // a node's unvisited neighbours, prefetched
 	query   []float32
 	sorted  []item
 	chosen  []item
@@ -117,7 +120,7 @@ type searcher struct {
 // reset starts a new layer walk over n nodes.
 func (s *searcher) reset(n int) {
 	if len(s.visited) < n {
-		s.visited = make([]uint32, max(n, 2*len(s.visited)))
+		s.visited = make([]uint16, max(n, 2*len(s.visited)))
 		s.epoch = 0
 	}
 	s.epoch++
@@ -129,74 +132,112 @@ func (s *searcher) reset(n int) {
 	s.top = s.top[:0]
 }
 
+// popSorted empties s.top into s.sorted, nearest first.
+func (s *searcher) popSorted() []item {
+	n := len(s.top)
+	s.sorted = slices.Grow(s.sorted[:0], n)[:n]
+	for i := n - 1; i >= 0; i-- {
+		s.sorted[i] = s.top.pop()
+	}
+	return s.sorted
+}
+
+// probeKind is how a probe measures distance; one switch per distance,
+// on a value that never changes during a walk, so it predicts perfectly.
+type probeKind uint8
+
+const (
+	probeL2     probeKind = iota // squared Euclidean
+	probeCosine                  // 1 - dot, on normalized vectors
+	probeDot                     // -dot: a Dot query
+	probeAug                     // L2 plus the MIPS coordinate: the Dot graph
+)
+
 // probe is what a layer walk measures distances from: a query, or a stored
 // node while building the graph.
 type probe struct {
-	vec    []float32
-	metric Metric
-	// aug: add the squared difference of the MIPS augmentation coordinate
-	// (see Index.graphMetric); extra is the probe's own coordinate.
-	aug   bool
-	extra float32
+	vec   []float32
+	kind  probeKind
+	extra float32 // probeAug: the probe's own augmentation coordinate
 }
 
 func (x *Index) dist(p *probe, id uint32) float32 {
-	d := p.metric.distance(p.vec, x.vec(id))
-	if p.aug {
-		e := p.extra - x.augCoord(id)
-		d += e * e
+	v := x.vec(id)
+	switch p.kind {
+	case probeL2:
+		return l2(p.vec, v)
+	case probeCosine:
+		return 1 - dot(p.vec, v)
+	case probeDot:
+		return -dot(p.vec, v)
 	}
-	return d
+	e := p.extra - x.augCoord(id)
+	return l2(p.vec, v) + e*e
 }
 
-// nodeProbe measures graph distances from a stored node. Writer only.
-func (x *Index) nodeProbe(id uint32) probe {
-	p := probe{vec: x.vec(id), metric: x.graphMetric}
-	if x.cfg.Metric == Dot {
-		p.aug, p.extra = true, x.augCoord(id)
+// queryProbe measures the index metric from a prepared query.
+func (x *Index) queryProbe(q []float32) probe {
+	switch x.cfg.Metric {
+	case Cosine:
+		return probe{vec: q, kind: probeCosine}
+	case Dot:
+		return probe{vec: q, kind: probeDot}
 	}
-	return p
+	return probe{vec: q, kind: probeL2}
+}
+
+// nodeProbe measures graph distances from a stored node.
+func (x *Index) nodeProbe(id uint32) probe {
+	switch x.graphMetric {
+	case Cosine:
+		return probe{vec: x.vec(id), kind: probeCosine}
+	case L2:
+		if x.cfg.Metric == Dot {
+			return probe{vec: x.vec(id), kind: probeAug, extra: x.augCoord(id)}
+		}
+	}
+	return probe{vec: x.vec(id), kind: probeL2}
 }
 
 // augCoord is sqrt(maxSqNorm - |v|²), the coordinate that turns maximum
 // inner product into nearest neighbour: with it appended to stored vectors
-// and 0 to the query, |q - v'|² = |q|² + maxSqNorm - 2 q·v. Writer only.
+// and 0 to the query, |q - v'|² = |q|² + maxSqNorm - 2 q·v.
 func (x *Index) augCoord(id uint32) float32 {
-	return float32(math.Sqrt(float64(max(0, x.maxSqNorm-x.sqNorms[id]))))
+	m := math.Float32frombits(x.maxSqNorm.Load())
+	return float32(math.Sqrt(float64(max(0, m-x.sqNorms[id]))))
 }
 
 // resultFilter says which nodes a layer walk may return; every node may be
 // walked through.
 type resultFilter struct {
-	skipDeleted bool
-	allow       *roaring.Bitmap // nil: all
+	any   bool            // building: tombstones may be linked too
+	allow *roaring.Bitmap // nil: all
+	pred  func(key []byte) bool
 }
 
-func (f resultFilter) ok(x *Index, id uint32) bool {
-	if f.skipDeleted && x.isDeleted(id) {
+func (f *resultFilter) ok(x *Index, id uint32) bool {
+	if f.any {
+		return true
+	}
+	if !x.isLive(id) {
 		return false
 	}
-	return f.allow == nil || f.allow.Contains(id)
-}
-
-// readLinks copies id's links at layer into s.links under id's stripe.
-func (x *Index) readLinks(s *searcher, id uint32, layer int) []uint32 {
-	mu := x.stripe(id)
-	mu.RLock()
-	l := x.linkList(id, layer)
-	s.links = append(s.links[:0], l[1:1+l[0]]...)
-	mu.RUnlock()
-	return s.links
+	if f.allow != nil && !f.allow.Contains(id) {
+		return false
+	}
+	return f.pred == nil || f.pred(x.keys[id])
 }
 
 // greedy walks layer from ep towards q, one nearest neighbour at a time
 // (the ef = 1 search of the upper layers).
-func (x *Index) greedy(s *searcher, p *probe, ep item, layer int) item {
+func (x *Index) greedy(p *probe, ep item, layer int) item {
 	for changed := true; changed; {
 		changed = false
-		for _, n := range x.readLinks(s, ep.id, layer) {
-			if d := x.dist(p, n); d < ep.dist {
-				ep = item{d, n}
+		l := x.linkList(ep.id, layer)
+		for i, n := 1, linkCount(l); i <= n; i++ {
+			nb := atomic.LoadUint32(&l[i])
+			if d := x.dist(p, nb); d < ep.dist {
+				ep = item{d, nb}
 				changed = true
 			}
 		}
@@ -205,25 +246,40 @@ func (x *Index) greedy(s *searcher, p *probe, ep item, layer int) item {
 }
 
 // searchLayer is the ef-bounded beam search of one layer from ep; on return
-// s.top holds up to ef nearest nodes that pass f (a max-heap).
-func (x *Index) searchLayer(s *searcher, p *probe, ep item, ef, layer int, f resultFilter, n int) {
+// s.top holds up to ef nearest nodes that pass f (a max-heap). It stops
+// early once it has measured more than budget nodes (0: no bound), which
+// only a filtered search sets. n bounds every node ID.
+func (x *Index) searchLayer(s *searcher, p *probe, ep item, ef, layer int, f *resultFilter, n, budget int) {
 	s.reset(n)
-	s.visited[ep.id] = s.epoch
+	visited, epoch := s.visited[:n], s.epoch
+	visited[ep.id] = epoch
 	s.cand.push(ep)
 	if f.ok(x, ep.id) {
 		s.top.push(ep)
 	}
+	dim := x.cfg.Dim
+	measured := 0
 	for len(s.cand) > 0 {
 		c := s.cand[0]
 		if len(s.top) >= ef && c.dist > s.top[0].dist {
 			break
 		}
 		s.cand.pop()
-		for _, nb := range x.readLinks(s, c.id, layer) {
-			if s.visited[nb] == s.epoch {
+		// First collect the unvisited neighbours and prefetch their
+		// vectors, so the memory loads overlap; then measure them.
+		l := x.linkList(c.id, layer)
+		batch := s.batch[:0]
+		for i, cnt := 1, linkCount(l); i <= cnt; i++ {
+			nb := atomic.LoadUint32(&l[i])
+			if visited[nb] == epoch {
 				continue
 			}
-			s.visited[nb] = s.epoch
+			visited[nb] = epoch
+			prefetch(&x.vecs[int(nb)*dim])
+			batch = append(batch, nb)
+		}
+		s.batch = batch
+		for _, nb := range batch {
 			d := x.dist(p, nb)
 			if len(s.top) < ef || d < s.top[0].dist {
 				s.cand.push(item{d, nb})
@@ -234,6 +290,9 @@ func (x *Index) searchLayer(s *searcher, p *probe, ep item, ef, layer int, f res
 					}
 				}
 			}
+		}
+		if measured += len(batch); budget > 0 && measured > budget {
+			break
 		}
 	}
 }
@@ -267,64 +326,74 @@ func (x *Index) selectNeighbors(s *searcher, cands []item, m int) []item {
 	return s.chosen
 }
 
-// insert links the new node id (vector, level and key already set) into
-// the graph. Writer only.
+// insert links the new node id (vector, level, key and state already set)
+// into the graph. The caller holds mu shared.
 func (x *Index) insert(id uint32, level int) {
+	x.entryMu.Lock()
 	ep, top, ok := x.loadEntry()
 	if !ok {
 		x.storeEntry(id, level)
+		x.entryMu.Unlock()
 		return
+	}
+	if level > top {
+		// Keep other inserts out of the entry point until this node's
+		// upper layers are linked; rare, as in hnswlib.
+		defer func() {
+			x.storeEntry(id, level)
+			x.entryMu.Unlock()
+		}()
+	} else {
+		x.entryMu.Unlock()
 	}
 	s := x.scratch.Get().(*searcher)
 	defer x.scratch.Put(s)
 	p := x.nodeProbe(id)
-	n := int(x.count)
+	n := len(x.levels)
 	cur := item{x.dist(&p, ep), ep}
 	for l := top; l > level; l-- {
-		cur = x.greedy(s, &p, cur, l)
+		cur = x.greedy(&p, cur, l)
 	}
+	build := resultFilter{any: true}
 	for l := min(level, top); l >= 0; l-- {
-		x.searchLayer(s, &p, cur, x.cfg.EfConstruction, l, resultFilter{}, n)
-		s.sorted = append(s.sorted[:0], s.top...)
-		slices.SortFunc(s.sorted, func(a, b item) int { return cmpDist(a.dist, b.dist) })
-		cur = s.sorted[0]
-		chosen := x.selectNeighbors(s, s.sorted, x.cfg.M)
-
-		mu := x.stripe(id)
-		mu.Lock()
-		own := x.linkList(id, l)
-		own[0] = uint32(len(chosen))
-		for i, c := range chosen {
-			own[1+i] = c.id
+		x.searchLayer(s, &p, cur, x.cfg.EfConstruction, l, &build, n, 0)
+		// A concurrent insert may already have linked back to this node.
+		sorted := slices.DeleteFunc(s.popSorted(), func(it item) bool { return it.id == id })
+		if len(sorted) == 0 {
+			continue
 		}
-		mu.Unlock()
-
+		cur = sorted[0]
+		chosen := x.selectNeighbors(s, sorted, x.cfg.M)
 		// Copy: connect reuses s.sorted and s.chosen.
 		s.nbs = s.nbs[:0]
 		for _, c := range chosen {
 			s.nbs = append(s.nbs, c.id)
 		}
+		mu := x.stripe(id)
+		mu.Lock()
+		storeLinks(x.linkList(id, l), s.nbs)
+		mu.Unlock()
 		for _, nb := range s.nbs {
 			x.connect(s, nb, id, l)
 		}
 	}
-	if level > top {
-		x.storeEntry(id, level)
-	}
 }
 
 // connect adds a link nb -> id at layer, shrinking nb's list with the
-// heuristic when it is full. Writer only.
+// heuristic when it is full, all under nb's stripe.
 func (x *Index) connect(s *searcher, nb, id uint32, layer int) {
 	maxL := x.maxLinks(layer)
-	l := x.linkList(nb, layer) // writer reads without the stripe
-	cnt := int(l[0])
 	mu := x.stripe(nb)
+	mu.Lock()
+	defer mu.Unlock()
+	l := x.linkList(nb, layer)
+	cnt := int(l[0])
+	if slices.Contains(l[1:1+cnt], id) {
+		return
+	}
 	if cnt < maxL {
-		mu.Lock()
-		l[1+cnt] = id
-		l[0] = uint32(cnt + 1)
-		mu.Unlock()
+		atomic.StoreUint32(&l[1+cnt], id)
+		atomic.StoreUint32(&l[0], uint32(cnt+1))
 		return
 	}
 	base := x.nodeProbe(nb)
@@ -334,12 +403,11 @@ func (x *Index) connect(s *searcher, nb, id uint32, layer int) {
 	}
 	slices.SortFunc(s.sorted, func(a, b item) int { return cmpDist(a.dist, b.dist) })
 	chosen := x.selectNeighbors(s, s.sorted, maxL)
-	mu.Lock()
-	l[0] = uint32(len(chosen))
-	for i, c := range chosen {
-		l[1+i] = c.id
+	s.batch = s.batch[:0]
+	for _, c := range chosen {
+		s.batch = append(s.batch, c.id)
 	}
-	mu.Unlock()
+	storeLinks(l, s.batch)
 }
 
 func cmpDist(a, b float32) int {
@@ -353,7 +421,8 @@ func cmpDist(a, b float32) int {
 }
 
 // Search returns the k nearest live vectors to q, nearest first. With
-// opts.Filter, only those internal IDs are returned.
+// opts.Filter or opts.Allow, only vectors they allow are returned. It
+// allocates only the result.
 func (x *Index) Search(q []float32, k int, opts *SearchOptions) ([]Hit, error) {
 	if len(q) != x.cfg.Dim {
 		return nil, fmt.Errorf("hnsw: query has %d dimensions, index has %d", len(q), x.cfg.Dim)
@@ -388,33 +457,35 @@ func (x *Index) Search(q []float32, k int, opts *SearchOptions) ([]Hit, error) {
 	if !ok {
 		return nil, nil
 	}
-	// Nodes below n are complete: an ID read from a link list is always
-	// below the count the writer had when it wrote that link, and count
-	// only grows while we hold mu.
+	// Every ID in a link list, the entry point and every slot an exact
+	// scan meets is below n while we hold mu.
 	n := len(x.levels)
-	f := resultFilter{skipDeleted: true, allow: o.Filter}
-	if o.Filter != nil && x.exactFilter(o.Filter, ef) {
-		x.exactSearch(s, q, k, o.Filter)
-	} else {
-		p := probe{vec: q, metric: x.cfg.Metric}
+	f := resultFilter{allow: o.Filter, pred: o.Allow}
+	filtered := o.Filter != nil || o.Allow != nil
+	exact, budget := false, 0
+	if filtered {
+		exact, budget = x.planFiltered(&f, ef, n)
+	}
+	if !exact {
+		p := x.queryProbe(q)
 		cur := item{x.dist(&p, ep), ep}
 		for l := top; l > 0; l-- {
-			cur = x.greedy(s, &p, cur, l)
+			cur = x.greedy(&p, cur, l)
 		}
-		x.searchLayer(s, &p, cur, ef, 0, f, n)
+		x.searchLayer(s, &p, cur, ef, 0, &f, n, budget)
+		// A filtered beam that could not fill k either ran out of budget
+		// or walked the whole component: the scan is the sure answer.
+		exact = filtered && len(s.top) < k
+	}
+	if exact {
+		x.exactSearch(s, q, k, &f, n)
 	}
 	// Re-check tombstones: when a key is replaced during the walk, its old
 	// node may have passed before its tombstone was set and its new node
-	// been found after; the tombstone is set before the new node is
-	// linked, so it is visible now and the key is returned once.
-	s.sorted = s.sorted[:0]
-	for _, it := range s.top {
-		if !x.isDeleted(it.id) {
-			s.sorted = append(s.sorted, it)
-		}
-	}
-	slices.SortFunc(s.sorted, func(a, b item) int { return cmpDist(a.dist, b.dist) })
-	res := s.sorted[:min(k, len(s.sorted))]
+	// been found after; the tombstone is set before the new node goes
+	// live, so it is visible now and the key is returned once.
+	res := slices.DeleteFunc(s.popSorted(), func(it item) bool { return !x.isLive(it.id) })
+	res = res[:min(k, len(res))]
 	size := 0
 	for _, it := range res {
 		size += len(x.keys[it.id])
@@ -429,35 +500,69 @@ func (x *Index) Search(q []float32, k int, opts *SearchOptions) ([]Hit, error) {
 	return hits, nil
 }
 
-// exactFilter decides between the graph and a scan of the allowed set. A
-// graph walk restricted to a fraction p of the nodes has to visit about
-// ef/p nodes to fill its beam, and loses recall when the allowed nodes
-// stop being connected among themselves; a scan costs one distance per
-// allowed node. So scan when the allowed set is small in absolute terms
-// (at most exactMinScan or 16*ef nodes, about what a beam search computes
-// anyway) or small relative to the index (under 1/exactFraction of it).
-func (x *Index) exactFilter(f *roaring.Bitmap, ef int) bool {
-	card := f.GetCardinality()
-	return card <= uint64(max(exactMinScan, 16*ef)) || card*exactFraction < uint64(x.published.Load())
+// planFiltered decides between the graph and a scan of the allowed set,
+// and bounds the graph walk. A walk restricted to a fraction p of the
+// nodes has to measure about ef/p nodes to fill its beam, and loses recall
+// when the allowed nodes stop being connected among themselves; a scan
+// costs one distance per allowed node (plus, for a predicate, one call per
+// node). So scan when the allowed set is small in absolute terms (at most
+// exactMinScan or 16*ef nodes, about what a beam search measures anyway)
+// or small relative to the index (under 1/exactFraction of it). The size
+// of a bitmap is known; a predicate's is estimated from a sample.
+func (x *Index) planFiltered(f *resultFilter, ef, n int) (exact bool, budget int) {
+	live := float64(x.live.Load())
+	allowed := live
+	if f.allow != nil {
+		allowed = min(allowed, float64(f.allow.GetCardinality()))
+	}
+	if f.pred != nil {
+		allowed = live * x.sampleFilter(f, n)
+	}
+	if allowed <= float64(max(exactMinScan, 16*ef)) || allowed*exactFraction < live {
+		return true, 0
+	}
+	// Several times the walk's expected cost; past it the scan is cheaper.
+	return false, max(4*exactMinScan, int(budgetFactor*float64(ef)*live/allowed))
 }
 
 const (
 	exactMinScan  = 2048
 	exactFraction = 10
+	budgetFactor  = 64
+	filterSamples = 512
 )
 
-// exactSearch leaves in s.top the k nearest live allowed nodes.
-func (x *Index) exactSearch(s *searcher, q []float32, k int, allow *roaring.Bitmap) {
-	s.top = s.top[:0]
-	limit := x.published.Load()
-	it := allow.Iterator()
-	for it.HasNext() {
-		id := it.Next()
-		if id >= limit {
-			break // ascending
-		}
-		if x.isDeleted(id) {
+// sampleFilter estimates the fraction of live nodes that f allows from
+// up to filterSamples slots spread over [0, n) by the golden ratio (no
+// state, no aliasing with ID strides).
+func (x *Index) sampleFilter(f *resultFilter, n int) float64 {
+	const phi = 0.6180339887498949
+	live, ok := 0, 0
+	pos := 0.0
+	for i := 0; i < min(n, filterSamples); i++ {
+		pos += phi
+		pos -= math.Floor(pos)
+		id := uint32(pos * float64(n))
+		if !x.isLive(id) {
 			continue
+		}
+		live++
+		if f.ok(x, id) {
+			ok++
+		}
+	}
+	if live == 0 {
+		return 0
+	}
+	return float64(ok) / float64(live)
+}
+
+// exactSearch leaves in s.top the k nearest nodes below n that f allows.
+func (x *Index) exactSearch(s *searcher, q []float32, k int, f *resultFilter, n int) {
+	s.top = s.top[:0]
+	consider := func(id uint32) {
+		if !f.ok(x, id) {
+			return
 		}
 		d := x.cfg.Metric.distance(q, x.vec(id))
 		if len(s.top) < k || d < s.top[0].dist {
@@ -466,5 +571,19 @@ func (x *Index) exactSearch(s *searcher, q []float32, k int, allow *roaring.Bitm
 				s.top.pop()
 			}
 		}
+	}
+	if f.allow != nil {
+		it := f.allow.Iterator()
+		for it.HasNext() {
+			id := it.Next()
+			if int64(id) >= int64(n) {
+				break // ascending
+			}
+			consider(id)
+		}
+		return
+	}
+	for id := 0; id < n; id++ {
+		consider(uint32(id))
 	}
 }
