@@ -18,6 +18,7 @@ import (
 	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/lsm"
+	"github.com/plures/pluresdb/oplog"
 	"github.com/plures/pluresdb/wal"
 )
 
@@ -76,6 +77,11 @@ type DB struct {
 	snaps  map[*Snapshot]struct{}
 
 	vectors vectorSet // open vector indexes (vector.go)
+	ol      opLog     // the op log (oplog.go)
+	// pendingMeta are metadata writes the next commit makes first; guarded
+	// by commitMu.
+	pendingMeta []metaKV
+	retentionC  chan struct{} // wakes the retention goroutine
 
 	wg sync.WaitGroup
 	m  metrics
@@ -103,6 +109,7 @@ func Open(dir string, opts *Options) (*DB, error) {
 	o := opts.withDefaults()
 	db := &DB{dir: filepath.Clean(dir), opts: o, fs: o.FS, log: *o.Logger, snaps: map[*Snapshot]struct{}{}}
 	db.bgCond = sync.NewCond(&db.bgMu)
+	db.ol.subs.init()
 	if err := db.open(); err != nil {
 		db.closeResources()
 		return nil, err
@@ -112,6 +119,11 @@ func Open(dir string, opts *Options) (*DB, error) {
 	db.bgMu.Lock()
 	db.scheduleCompactions()
 	db.bgMu.Unlock()
+	db.startRetention()
+	if err := db.upgradeDocuments(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return db, nil
 }
 
@@ -142,7 +154,7 @@ func (db *DB) open() error {
 			foreign = append(foreign, name)
 		case t == layout.TypeCurrent:
 			hasCurrent = true
-		case t == layout.TypeLog, t == layout.TypeTable, t == layout.TypeManifest:
+		case t == layout.TypeLog, t == layout.TypeTable, t == layout.TypeManifest, t == layout.TypeReplica:
 			hasEngineFiles = true
 		}
 	}
@@ -176,10 +188,17 @@ func (db *DB) open() error {
 	db.tc.SetColdDir(db.opts.ColdDir)
 	db.version = db.vs.Current()
 
+	if err := db.openReplica(hasCurrent); err != nil {
+		return err
+	}
 	if err := db.replay(); err != nil {
 		return err
 	}
+	if err := db.openOpLog(); err != nil {
+		return err
+	}
 	db.removeObsoleteFiles()
+	db.removeUnreferencedVectorGraphs()
 	return nil
 }
 
@@ -212,11 +231,21 @@ func (db *DB) replay() error {
 		mem = lsm.NewMemtable(db.opts.MemtableSize)
 		return nil
 	}
+	var idx *segIndex
 	res, err := wal.Replay(wal.RecoverOptions{FS: db.fs, Dir: db.dir, Salvage: db.opts.Salvage}, live,
 		func(seg layout.FileNum, rec []byte) error {
 			r, err := batchrepr.NewReader(rec)
 			if err != nil {
 				return errs.Corruptf(layout.Path(db.dir, layout.TypeLog, seg), -1, "%v", err)
+			}
+			if !db.ol.legacy {
+				if idx == nil || idx.num != seg {
+					idx = newSegIndex(seg)
+					db.ol.segs = append(db.ol.segs, idx)
+				}
+				if err := indexRecord(idx, rec, db.ol.self); err != nil {
+					return errs.Corruptf(layout.Path(db.dir, layout.TypeLog, seg), -1, "%v", err)
+				}
 			}
 			if len(rec)+int(r.Count)*lsm.MemtableEntryOverhead > mem.Room() {
 				if err := flushMem(); err != nil {
@@ -230,6 +259,9 @@ func (db *DB) replay() error {
 				}
 				if !ok {
 					break
+				}
+				if e.Kind == batchrepr.KindLogData {
+					continue
 				}
 				if err := mem.Add(r.Seq+i, e.Kind, e.Key, e.Value); err != nil {
 					return err
@@ -266,6 +298,7 @@ func (db *DB) replay() error {
 		return err
 	}
 	db.wal = w
+	db.ol.cur = newSegIndex(newLog)
 	db.mem = &memtable{m: lsm.NewMemtable(db.opts.MemtableSize), logNum: newLog}
 	db.lastSeq = lastSeq
 	db.visible.Store(uint64(lastSeq))
@@ -392,7 +425,7 @@ func (db *DB) removeObsoleteFiles() {
 	if err != nil {
 		return
 	}
-	logNum := db.vs.LogNum()
+
 	for _, name := range names {
 		t, n, ok := layout.Parse(name)
 		if !ok {
@@ -404,7 +437,7 @@ func (db *DB) removeObsoleteFiles() {
 			_, live := liveTables[n]
 			remove = !live
 		case layout.TypeLog:
-			remove = n < logNum
+			// Sealed segments are op history; retention drops them.
 		case layout.TypeTemp:
 			remove = true
 		case layout.TypeManifest:
@@ -448,6 +481,22 @@ var batchPool = sync.Pool{New: func() any { return &Batch{} }}
 
 // commit writes b to the WAL and the memtable and makes it visible.
 func (db *DB) commit(b *Batch, opts *WriteOptions) error {
+	sync := db.syncWanted(opts)
+	if b.memSize > db.opts.MemtableSize/2 {
+		return fmt.Errorf("%w: batch needs %d bytes, limit is half the memtable (%d)",
+			errs.ErrValueTooLarge, b.memSize, db.opts.MemtableSize/2)
+	}
+	db.pace(len(b.data))
+	db.commitMu.Lock()
+	last, err := db.appendLocked(b)
+	db.commitMu.Unlock()
+	if err != nil {
+		return err
+	}
+	return db.publish(last, sync)
+}
+
+func (db *DB) syncWanted(opts *WriteOptions) bool {
 	sync := !db.opts.NoSync
 	if opts != nil {
 		if opts.NoSync {
@@ -457,30 +506,44 @@ func (db *DB) commit(b *Batch, opts *WriteOptions) error {
 			sync = true
 		}
 	}
-	if b.memSize > db.opts.MemtableSize/2 {
-		return fmt.Errorf("%w: batch needs %d bytes, limit is half the memtable (%d)",
-			errs.ErrValueTooLarge, b.memSize, db.opts.MemtableSize/2)
-	}
+	return sync
+}
 
-	db.pace(len(b.data))
-	db.commitMu.Lock()
+// appendLocked gives b its sequence numbers and timestamps, appends it to
+// the WAL and inserts it into the memtable, and returns its last sequence
+// number. It does not sync or publish. Called with commitMu held.
+func (db *DB) appendLocked(b *Batch) (lsm.SeqNum, error) {
 	if err := db.writable(); err != nil {
-		db.commitMu.Unlock()
-		return err
+		return 0, err
 	}
-	if db.mem.m.Room() < b.memSize {
+	if db.mem.m.Room() < b.memSize+db.pendingMetaSize() {
 		if err := db.rotateMemtable(); err != nil {
-			db.commitMu.Unlock()
-			return err
+			return 0, err
+		}
+	}
+	if len(db.pendingMeta) > 0 {
+		if err := db.appendPendingMeta(); err != nil {
+			return 0, err
 		}
 	}
 	seq := db.lastSeq + 1
+	last := seq + lsm.SeqNum(b.count) - 1
+	if n := len(b.stamps); n > 0 {
+		// Local operations: timestamps in sequence order, so a local
+		// write sorts after everything this replica has written or seen.
+		ts := db.ol.clock.NowN(n)
+		for i, off := range b.stamps {
+			oplog.StampLocal(b.data[off:], ts+oplog.Timestamp(i))
+		}
+		db.ol.cur.noteOps(db.ol.self, uint64(seq), uint64(last), ts, ts+oplog.Timestamp(n-1))
+		db.ol.localSeq = uint64(last)
+	}
 	rec := batchrepr.SetHeader(b.data, seq, b.count)
 	if err := db.wal.Append(rec, false); err != nil {
 		db.setBroken(err)
-		db.commitMu.Unlock()
-		return fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
+		return 0, fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
 	}
+	db.ol.cur.noteRecord(seq, last)
 	r, err := batchrepr.NewReader(rec)
 	if err != nil {
 		panic("pluresdb: own batch encoding is invalid: " + err.Error())
@@ -491,32 +554,39 @@ func (db *DB) commit(b *Batch, opts *WriteOptions) error {
 		if !ok {
 			break
 		}
+		if e.Kind == batchrepr.KindLogData {
+			continue
+		}
 		if err := mem.m.Add(seq+i, e.Kind, e.Key, e.Value); err != nil {
 			// Room was checked above; running out here is a bug.
 			panic("pluresdb: memtable overflow after reservation: " + err.Error())
 		}
 	}
-	last := seq + lsm.SeqNum(b.count) - 1
 	db.lastSeq = last
 	mem.maxSeq = last
-	db.commitMu.Unlock()
-
+	db.ol.subs.notify(rec, last)
 	db.m.commits.Add(1)
 	db.m.walBytes.Add(uint64(len(rec)))
+	return last, nil
+}
+
+// publish syncs the WAL if asked and makes everything up to last readable.
+func (db *DB) publish(last lsm.SeqNum, sync bool) error {
 	if sync {
 		if err := db.wal.Sync(); err != nil {
 			db.setBroken(err)
 			return fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
 		}
 	}
-	// Publish. Batches are in the memtable in sequence order, so raising
-	// visible to last exposes exactly the batches committed so far.
+	// Batches are in the memtable in sequence order, so raising visible to
+	// last exposes exactly the batches committed so far.
 	for {
 		cur := db.visible.Load()
 		if cur >= uint64(last) || db.visible.CompareAndSwap(cur, uint64(last)) {
 			break
 		}
 	}
+	db.ol.subs.published()
 	return nil
 }
 
@@ -582,6 +652,7 @@ func (db *DB) rotateMemtable() error {
 		db.setBroken(err)
 		return fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
 	}
+	db.sealSegment(next)
 	db.stateMu.Lock()
 	db.imms = append(db.imms, db.mem)
 	db.mem = &memtable{m: lsm.NewMemtable(db.opts.MemtableSize), logNum: next, maxSeq: db.lastSeq}
@@ -664,6 +735,9 @@ func (db *DB) flushLoop() {
 
 // sleep waits d or until Close begins.
 func (db *DB) sleep(d time.Duration) {
+	// The deadline is taken before the timer starts: the timer's
+	// broadcast must find the deadline passed, or this would wait on.
+	deadline := time.Now().Add(d)
 	t := time.AfterFunc(d, func() {
 		db.bgMu.Lock()
 		db.bgCond.Broadcast()
@@ -671,7 +745,6 @@ func (db *DB) sleep(d time.Duration) {
 	})
 	defer t.Stop()
 	db.bgMu.Lock()
-	deadline := time.Now().Add(d)
 	for !db.closing && time.Now().Before(deadline) {
 		db.bgCond.Wait()
 	}
@@ -712,12 +785,9 @@ func (db *DB) flushMemtable(imm *memtable) error {
 		return fmt.Errorf("pluresdb: recording flush: %w", err)
 	}
 
-	// The flushed segment is sealed and no longer needed for recovery.
-	// (Retaining it as op history comes with the op log.)
-	path := layout.Path(db.dir, layout.TypeLog, imm.logNum)
-	if err := db.fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		db.log.Error().Err(err).Str("file", path).Msg("removing flushed log segment")
-	}
+	// The flushed segment is no longer needed for recovery: it is op
+	// history now, kept until retention drops it.
+	db.retentionKick()
 	db.m.flushes.Add(1)
 	db.m.flushBytes.Add(st.BytesWritten)
 	db.m.levelWritten[0].Add(st.BytesWritten)
@@ -748,6 +818,7 @@ func (db *DB) Close() error {
 		return errs.ErrClosed
 	}
 	db.commitMu.Unlock()
+	db.ol.subs.close()
 	db.wg.Wait()
 	return db.closeResources()
 }

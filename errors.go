@@ -1,6 +1,10 @@
 package pluresdb
 
-import "github.com/plures/pluresdb/internal/errs"
+import (
+	"errors"
+
+	"github.com/plures/pluresdb/internal/errs"
+)
 
 // Errors returned by the engine. Test for them with errors.Is: the engine
 // wraps them with the file, offset or key involved.
@@ -34,4 +38,12 @@ var (
 	ErrReadOnly = errs.ErrReadOnly
 	// ErrInvalidOptions: Options.Validate rejected a field.
 	ErrInvalidOptions = errs.ErrInvalidOptions
+	// ErrHistoryUnavailable: the operations asked for (changes since a
+	// version vector, a change-feed position, an as-of read) are older than
+	// the history the log still retains.
+	ErrHistoryUnavailable = errors.New("pluresdb: history no longer retained")
+	// ErrCausalGap: a change stream starts after what this replica has of
+	// some replica's operations; applying it would leave a hole. Ask the
+	// peer for the changes since VersionVector() instead.
+	ErrCausalGap = errors.New("pluresdb: change stream does not follow this replica's history")
 )

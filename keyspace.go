@@ -9,4 +9,5 @@ const (
 	nsIndex     byte = 0x02 // secondary index postings
 	nsVector    byte = 0x03 // vector index graphs
 	nsSeries    byte = 0x04 // time-series chunks
+	nsCounters  byte = 0x05 // the counter fields of documents (see Batch.Incr)
 )

@@ -15,6 +15,7 @@ type metrics struct {
 	reasonMu                  sync.Mutex
 	byReason                  map[string]uint64
 	commits, walBytes         atomic.Uint64
+	opSegmentsDropped         atomic.Uint64
 	flushes, flushBytes       atomic.Uint64
 	compactions, compactBytes atomic.Uint64
 	stalls, stallNanos        atomic.Uint64

@@ -1,10 +1,13 @@
 package pluresdb
 
 import (
+	"bytes"
+	"fmt"
 	"sync"
 
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/lsm"
+	"github.com/plures/pluresdb/oplog"
 )
 
 // keyBufPool holds buffers for namespaced lookup keys, so Get does not
@@ -26,41 +29,75 @@ func (db *DB) getAt(key []byte, snap lsm.SeqNum) ([]byte, error) {
 	}
 	bp := keyBufPool.Get().(*[]byte)
 	ukey := append(append((*bp)[:0], nsDocuments), key...)
-	v, err := db.get(ukey, snap)
+	state, _, err := db.getRaw(ukey, snap)
 	*bp = ukey
 	keyBufPool.Put(bp)
-	return v, err
-}
-
-// get looks ukey up in the memtables, then the tables, newest first.
-func (db *DB) get(ukey []byte, snap lsm.SeqNum) ([]byte, error) {
-	db.stateMu.RLock()
-	defer db.stateMu.RUnlock()
-	if v, kind, _, ok := db.mem.m.Get(ukey, snap); ok {
-		return found(v, kind)
-	}
-	for i := len(db.imms) - 1; i >= 0; i-- {
-		if v, kind, _, ok := db.imms[i].m.Get(ukey, snap); ok {
-			return found(v, kind)
-		}
-	}
-	v, kind, _, ok, err := db.version.Get(db.tc, ukey, snap)
 	if err != nil {
 		return nil, err
 	}
-	if ok {
-		return found(v, kind)
+	v, exists, err := oplog.DocumentValue(state)
+	if err != nil {
+		return nil, fmt.Errorf("%w: document %q: %v", errs.ErrCorruption, key, err)
 	}
-	return nil, errs.ErrNotFound
-}
-
-func found(v []byte, kind lsm.Kind) ([]byte, error) {
-	if kind == lsm.KindDelete {
+	if !exists {
 		return nil, errs.ErrNotFound
 	}
-	out := make([]byte, len(v))
-	copy(out, v)
-	return out, nil
+	return v, nil
+}
+
+// getRaw returns a copy of the value stored under ukey as of snap, with
+// merge operands folded in (merged says there were some). A tombstone or
+// no entry gives ErrNotFound.
+func (db *DB) getRaw(ukey []byte, snap lsm.SeqNum) (v []byte, merged bool, err error) {
+	db.stateMu.RLock()
+	v, kind, ok, err := db.getLocked(ukey, snap)
+	db.stateMu.RUnlock()
+	switch {
+	case err != nil:
+		return nil, false, err
+	case !ok || kind == lsm.KindDelete:
+		return nil, false, errs.ErrNotFound
+	case kind == lsm.KindMerge:
+		v, err := db.getMerged(ukey, snap)
+		return v, true, err
+	}
+	return v, false, nil
+}
+
+// getLocked finds the newest entry of ukey: memtables, then tables, newest
+// first. It returns a copy of the value. Called with stateMu read-held.
+func (db *DB) getLocked(ukey []byte, snap lsm.SeqNum) ([]byte, lsm.Kind, bool, error) {
+	if v, kind, _, ok := db.mem.m.Get(ukey, snap); ok {
+		return bytes.Clone(v), kind, true, nil
+	}
+	for i := len(db.imms) - 1; i >= 0; i-- {
+		if v, kind, _, ok := db.imms[i].m.Get(ukey, snap); ok {
+			return bytes.Clone(v), kind, true, nil
+		}
+	}
+	v, kind, _, ok, err := db.version.Get(db.tc, ukey, snap)
+	if err != nil || !ok {
+		return nil, 0, false, err
+	}
+	return bytes.Clone(v), kind, true, nil
+}
+
+// getMerged reads a key whose newest entry is a merge operand: an
+// iterator over the key alone folds the operands onto what lies beneath.
+func (db *DB) getMerged(ukey []byte, snap lsm.SeqNum) ([]byte, error) {
+	ui, v, err := db.newUserIter(ukey, append(bytes.Clone(ukey), 0), snap)
+	if err != nil {
+		return nil, err
+	}
+	defer v.Unref()
+	defer ui.Close()
+	if !ui.First() {
+		if err := ui.Err(); err != nil {
+			return nil, err
+		}
+		return nil, errs.ErrNotFound
+	}
+	return bytes.Clone(ui.Value()), nil
 }
 
 // Iter walks the keys of a range in ascending or descending order (Next and
@@ -70,7 +107,9 @@ func found(v []byte, kind lsm.Kind) ([]byte, error) {
 type Iter struct {
 	ui      *lsm.UserIter
 	version *lsm.Version
+	ns      byte
 	seekBuf []byte
+	val     []byte // the current document's value
 	err     error
 	closed  bool
 }
@@ -87,6 +126,24 @@ func (db *DB) newIter(ns byte, lower, upper []byte, snap lsm.SeqNum) *Iter {
 	if db.closed.Load() {
 		return &Iter{err: errs.ErrClosed}
 	}
+	lo := append([]byte{ns}, lower...)
+	var hi []byte
+	if upper != nil {
+		hi = append([]byte{ns}, upper...)
+	} else {
+		hi = []byte{ns + 1}
+	}
+	ui, v, err := db.newUserIter(lo, hi, snap)
+	if err != nil {
+		return &Iter{err: err}
+	}
+	return &Iter{ui: ui, version: v, ns: ns}
+}
+
+// newUserIter returns an iterator over the stored keys [lo, hi) as of snap,
+// with merge operands folded, and the version it reads (ref'd: Unref it
+// after closing the iterator).
+func (db *DB) newUserIter(lo, hi []byte, snap lsm.SeqNum) (*lsm.UserIter, *lsm.Version, error) {
 	db.stateMu.RLock()
 	iters := make([]lsm.InternalIterator, 0, 2+len(db.imms)+8)
 	iters = append(iters, db.mem.m.NewIter())
@@ -103,20 +160,37 @@ func (db *DB) newIter(ns byte, lower, upper []byte, snap lsm.SeqNum) *Iter {
 		for _, it := range iters {
 			_ = it.Close()
 		}
-		return &Iter{err: err}
+		return nil, nil, err
 	}
 	iters = append(iters, tableIters...)
-	lo := append([]byte{ns}, lower...)
-	var hi []byte
-	if upper != nil {
-		hi = append([]byte{ns}, upper...)
-	} else {
-		hi = []byte{ns + 1}
+	ui := lsm.NewUserIter(lsm.NewMergingIter(iters...), snap, lo, hi)
+	ui.Merger = db.ol.merger
+	return ui, v, nil
+}
+
+// settle moves past documents that do not exist (tombstones), forward or
+// backward, and decodes the value of the one it stops at.
+func (it *Iter) settle(ok, forward bool) bool {
+	if it.ns != nsDocuments {
+		return ok
 	}
-	return &Iter{
-		ui:      lsm.NewUserIter(lsm.NewMergingIter(iters...), snap, lo, hi),
-		version: v,
+	for ok {
+		v, exists, err := oplog.DocumentValue(it.ui.Value())
+		if err != nil {
+			it.err = fmt.Errorf("%w: document %q: %v", errs.ErrCorruption, it.ui.Key()[1:], err)
+			return false
+		}
+		if exists {
+			it.val = v
+			return true
+		}
+		if forward {
+			ok = it.ui.Next()
+		} else {
+			ok = it.ui.Prev()
+		}
 	}
+	return false
 }
 
 // First moves to the first key of the range and reports whether there is one.
@@ -124,7 +198,7 @@ func (it *Iter) First() bool {
 	if it.ui == nil || it.closed {
 		return false
 	}
-	return it.ui.First()
+	return it.settle(it.ui.First(), true)
 }
 
 // SeekGE moves to the first key >= key (within the range).
@@ -132,8 +206,8 @@ func (it *Iter) SeekGE(key []byte) bool {
 	if it.ui == nil || it.closed {
 		return false
 	}
-	it.seekBuf = append(append(it.seekBuf[:0], nsDocuments), key...)
-	return it.ui.SeekGE(it.seekBuf)
+	it.seekBuf = append(append(it.seekBuf[:0], it.ns), key...)
+	return it.settle(it.ui.SeekGE(it.seekBuf), true)
 }
 
 // Next moves to the next key.
@@ -141,7 +215,7 @@ func (it *Iter) Next() bool {
 	if it.ui == nil || it.closed {
 		return false
 	}
-	return it.ui.Next()
+	return it.settle(it.ui.Next(), true)
 }
 
 // Last moves to the last key of the range and reports whether there is one.
@@ -149,7 +223,7 @@ func (it *Iter) Last() bool {
 	if it.ui == nil || it.closed {
 		return false
 	}
-	return it.ui.Last()
+	return it.settle(it.ui.Last(), false)
 }
 
 // SeekLT moves to the last key < key (within the range).
@@ -157,8 +231,8 @@ func (it *Iter) SeekLT(key []byte) bool {
 	if it.ui == nil || it.closed {
 		return false
 	}
-	it.seekBuf = append(append(it.seekBuf[:0], nsDocuments), key...)
-	return it.ui.SeekLT(it.seekBuf)
+	it.seekBuf = append(append(it.seekBuf[:0], it.ns), key...)
+	return it.settle(it.ui.SeekLT(it.seekBuf), false)
 }
 
 // Prev moves to the previous key. Like Next, it returns false once the
@@ -167,11 +241,11 @@ func (it *Iter) Prev() bool {
 	if it.ui == nil || it.closed {
 		return false
 	}
-	return it.ui.Prev()
+	return it.settle(it.ui.Prev(), false)
 }
 
 // Valid reports whether the iterator is at a key.
-func (it *Iter) Valid() bool { return it.ui != nil && !it.closed && it.ui.Valid() }
+func (it *Iter) Valid() bool { return it.ui != nil && !it.closed && it.err == nil && it.ui.Valid() }
 
 // Key returns the current key, valid until the next move; nil when the
 // iterator is not at a key.
@@ -187,6 +261,9 @@ func (it *Iter) Key() []byte {
 func (it *Iter) Value() []byte {
 	if !it.Valid() {
 		return nil
+	}
+	if it.ns == nsDocuments {
+		return it.val
 	}
 	return it.ui.Value()
 }

@@ -7,6 +7,7 @@
 //	000012.log       WAL / op-log segment
 //	000013.sst       sorted table
 //	000014.tmp       a file being written; removed on open
+//	000015.hnsw      a vector index graph checkpoint (see the root package's vector.go)
 //
 // File numbers come from one counter kept in the MANIFEST, so a number names
 // exactly one file of one kind for the life of the database.
@@ -36,6 +37,7 @@ const (
 	TypeLock
 	TypeReplica
 	TypeTemp
+	TypeVectorGraph
 )
 
 // Name returns the base name of a file of type t with number n (n is
@@ -56,6 +58,8 @@ func Name(t FileType, n FileNum) string {
 		return "REPLICA"
 	case TypeTemp:
 		return n.String() + ".tmp"
+	case TypeVectorGraph:
+		return n.String() + ".hnsw"
 	}
 	panic("layout: unknown file type")
 }
@@ -96,6 +100,8 @@ func Parse(name string) (t FileType, n FileNum, ok bool) {
 		return TypeTable, FileNum(v), true
 	case "tmp":
 		return TypeTemp, FileNum(v), true
+	case "hnsw":
+		return TypeVectorGraph, FileNum(v), true
 	}
 	return TypeUnknown, 0, false
 }

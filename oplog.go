@@ -1,0 +1,540 @@
+package pluresdb
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/plures/pluresdb/internal/batchrepr"
+	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/internal/layout"
+	"github.com/plures/pluresdb/lsm"
+	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/wal"
+)
+
+// The op log (DESIGN.md §1, §4–§6). The WAL is the log: a local write is
+// encoded once, as the CRDT state or operand the memtable stores, and the
+// operation is read back from that encoding; an import's batch carries the
+// remote operations themselves in a KindLogData entry, beside the states
+// they produced. Sealed segments are kept as history until retention drops
+// them. Every segment has an index (segIndex) that says which operations it
+// holds, so "changes since a version vector" reads only the segments that
+// can have some.
+
+// Keys of the op log's metadata in the meta namespace.
+var (
+	metaVV       = []byte("oplog/vv")     // remote replicas' highest applied seq
+	metaFloor    = []byte("oplog/floor")  // per replica, the highest seq no longer retained
+	metaPeers    = []byte("oplog/peers/") // + replica ID: a peer's acknowledged version vector
+	metaSegIndex = []byte("oplog/seg/")   // + segment number (8 bytes BE): its segIndex
+	metaDocFmt   = []byte("oplog/docfmt") // document value format; absent in format-1 databases
+)
+
+// seqRange is the lowest and highest sequence number of one replica's
+// operations in a segment.
+type seqRange struct{ min, max uint64 }
+
+// segIndex summarizes one log segment.
+type segIndex struct {
+	num               layout.FileNum
+	firstSeq, lastSeq lsm.SeqNum // sequence numbers of its records (0, 0: none)
+	minHLC, maxHLC    oplog.Timestamp
+	ranges            map[oplog.ReplicaID]seqRange
+}
+
+func newSegIndex(num layout.FileNum) *segIndex {
+	return &segIndex{num: num, ranges: map[oplog.ReplicaID]seqRange{}}
+}
+
+func (s *segIndex) noteRecord(first, last lsm.SeqNum) {
+	if s.firstSeq == 0 {
+		s.firstSeq = first
+	}
+	s.lastSeq = last
+}
+
+func (s *segIndex) noteOps(r oplog.ReplicaID, minSeq, maxSeq uint64, minTS, maxTS oplog.Timestamp) {
+	if rg, ok := s.ranges[r]; ok {
+		s.ranges[r] = seqRange{min(rg.min, minSeq), max(rg.max, maxSeq)}
+	} else {
+		s.ranges[r] = seqRange{minSeq, maxSeq}
+	}
+	if s.minHLC == 0 || minTS < s.minHLC {
+		s.minHLC = minTS
+	}
+	s.maxHLC = max(s.maxHLC, maxTS)
+}
+
+// has reports whether the segment can hold an operation of some replica
+// above since and at most upTo.
+func (s *segIndex) has(since, upTo oplog.VersionVector) bool {
+	for r, rg := range s.ranges {
+		if rg.max > since[r] && rg.min <= upTo[r] {
+			return true
+		}
+	}
+	return false
+}
+
+const segIndexVersion = 1
+
+func (s *segIndex) encode() []byte {
+	b := []byte{segIndexVersion}
+	b = binary.AppendUvarint(b, uint64(s.num))
+	b = binary.AppendUvarint(b, uint64(s.firstSeq))
+	b = binary.AppendUvarint(b, uint64(s.lastSeq))
+	b = binary.AppendUvarint(b, uint64(s.minHLC))
+	b = binary.AppendUvarint(b, uint64(s.maxHLC))
+	ids := make([]oplog.ReplicaID, 0, len(s.ranges))
+	for r := range s.ranges {
+		ids = append(ids, r)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i].Compare(ids[j]) < 0 })
+	b = binary.AppendUvarint(b, uint64(len(ids)))
+	for _, r := range ids {
+		b = append(b, r[:]...)
+		b = binary.AppendUvarint(b, s.ranges[r].min)
+		b = binary.AppendUvarint(b, s.ranges[r].max)
+	}
+	return b
+}
+
+func decodeSegIndex(b []byte) (*segIndex, error) {
+	if len(b) == 0 || b[0] != segIndexVersion {
+		return nil, fmt.Errorf("segment index: unknown version")
+	}
+	p := b[1:]
+	var vals [6]uint64
+	for i := range vals {
+		v, n := binary.Uvarint(p)
+		if n <= 0 {
+			return nil, fmt.Errorf("segment index: truncated")
+		}
+		vals[i] = v
+		p = p[n:]
+	}
+	s := newSegIndex(layout.FileNum(vals[0]))
+	s.firstSeq, s.lastSeq = lsm.SeqNum(vals[1]), lsm.SeqNum(vals[2])
+	s.minHLC, s.maxHLC = oplog.Timestamp(vals[3]), oplog.Timestamp(vals[4])
+	if vals[5] > uint64(len(p))/18 {
+		return nil, fmt.Errorf("segment index: %d replicas in %d bytes", vals[5], len(p))
+	}
+	for i := uint64(0); i < vals[5]; i++ {
+		if len(p) < 16 {
+			return nil, fmt.Errorf("segment index: truncated")
+		}
+		var r oplog.ReplicaID
+		copy(r[:], p)
+		p = p[16:]
+		lo, n1 := binary.Uvarint(p)
+		if n1 <= 0 {
+			return nil, fmt.Errorf("segment index: truncated")
+		}
+		hi, n2 := binary.Uvarint(p[n1:])
+		if n2 <= 0 || lo > hi {
+			return nil, fmt.Errorf("segment index: bad range")
+		}
+		p = p[n1+n2:]
+		s.ranges[r] = seqRange{lo, hi}
+	}
+	return s, nil
+}
+
+// opLog is the DB's op-log state.
+type opLog struct {
+	self   oplog.ReplicaID
+	clock  *oplog.Clock
+	merger *oplog.Merger
+
+	// Guarded by commitMu.
+	remote   oplog.VersionVector // highest applied seq of each other replica
+	localSeq uint64              // sequence number of the last local operation
+	cur      *segIndex           // index of the segment being written
+
+	mu    sync.Mutex
+	segs  []*segIndex         // sealed segments still retained, oldest first
+	floor oplog.VersionVector // per replica: operations at or below are no longer retained
+	peers map[oplog.ReplicaID]oplog.VersionVector
+
+	subs subscribers
+
+	// legacy: the database was written before the op log; its old log
+	// segments are not history (set at open only).
+	legacy bool
+}
+
+// logOp is one operation read back from the log with its position.
+type logOp struct {
+	pos Position
+	op  oplog.Op
+}
+
+// decodeRecord calls fn for every document operation in a WAL record, in
+// order. self is this replica's ID. The Op's byte slices alias rec.
+func decodeRecord(rec []byte, self oplog.ReplicaID, fn func(pos Position, op *oplog.Op) error) error {
+	r, err := batchrepr.NewReader(rec)
+	if err != nil {
+		return err
+	}
+	var ops []oplog.Op
+	for i := lsm.SeqNum(0); ; i++ {
+		e, ok, err := r.Next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return nil
+		}
+		seq := r.Seq + i
+		if e.Kind == batchrepr.KindLogData {
+			// An import: its operations are here, and the document
+			// entries of this record are their projections.
+			p := e.Value
+			idx := uint32(0)
+			for len(p) > 0 {
+				_, batch, n, err := oplog.DecodeBatch(ops[:0], p)
+				if err != nil {
+					return err
+				}
+				ops = batch
+				p = p[n:]
+				for j := range batch {
+					if err := fn(Position{Seq: uint64(seq), Index: idx}, &batch[j]); err != nil {
+						return err
+					}
+					idx++
+				}
+			}
+			// Skip the projections.
+			for {
+				_, ok, err := r.Next()
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return nil
+				}
+			}
+		}
+		if len(e.Key) == 0 || (e.Key[0] != nsDocuments && e.Key[0] != nsCounters) || e.Kind == lsm.KindDelete {
+			continue
+		}
+		op, err := oplog.LocalOp(e.Key[1:], e.Value, e.Kind == lsm.KindMerge)
+		if err != nil {
+			return err
+		}
+		op.Replica = self
+		op.Seq = uint64(seq)
+		if err := fn(Position{Seq: uint64(seq)}, &op); err != nil {
+			return err
+		}
+	}
+}
+
+// indexRecord adds a record's operations to a segment index.
+func indexRecord(s *segIndex, rec []byte, self oplog.ReplicaID) error {
+	r, err := batchrepr.NewReader(rec)
+	if err != nil {
+		return err
+	}
+	s.noteRecord(r.Seq, r.Seq+lsm.SeqNum(r.Count)-1)
+	return decodeRecord(rec, self, func(_ Position, op *oplog.Op) error {
+		s.noteOps(op.Replica, op.Seq, op.Seq, op.HLC, op.HLC)
+		return nil
+	})
+}
+
+// indexSegment reads a whole segment to build its index.
+func (db *DB) indexSegment(num layout.FileNum) (*segIndex, error) {
+	sr, err := wal.OpenSegment(db.fs, db.dir, num)
+	if err != nil {
+		return nil, err
+	}
+	defer sr.Close()
+	s := newSegIndex(num)
+	for {
+		rec, err := sr.Next()
+		if err != nil {
+			if isEOF(err) {
+				return s, nil
+			}
+			return nil, err
+		}
+		if err := indexRecord(s, rec, db.ol.self); err != nil {
+			return nil, errs.Corruptf(layout.Path(db.dir, layout.TypeLog, num), -1, "%v", err)
+		}
+	}
+}
+
+// metaKV is an engine metadata write waiting for the next commit.
+type metaKV struct{ key, value []byte }
+
+// queueMeta has the next commit write value under the meta key key (nil
+// value: delete). Called with commitMu held. Such writes are bookkeeping
+// that can be recomputed (segment indexes): losing them in a crash costs a
+// rescan at open, nothing else.
+func (db *DB) queueMeta(key, value []byte) {
+	db.pendingMeta = append(db.pendingMeta, metaKV{key, value})
+}
+
+func (db *DB) pendingMetaSize() int {
+	n := 0
+	for _, kv := range db.pendingMeta {
+		n += len(kv.key) + 1 + len(kv.value) + lsm.MemtableEntryOverhead
+	}
+	return n
+}
+
+// appendPendingMeta writes the queued metadata as a record of its own.
+// Called with commitMu held and room in the memtable.
+func (db *DB) appendPendingMeta() error {
+	b := &Batch{db: db}
+	b.Reset()
+	for _, kv := range db.pendingMeta {
+		if kv.value == nil {
+			b.add(lsm.KindDelete, nsMeta, kv.key, nil)
+		} else {
+			b.add(lsm.KindSet, nsMeta, kv.key, kv.value)
+		}
+	}
+	db.pendingMeta = db.pendingMeta[:0]
+	seq := db.lastSeq + 1
+	rec := batchrepr.SetHeader(b.data, seq, b.count)
+	if err := db.wal.Append(rec, false); err != nil {
+		db.setBroken(err)
+		return fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
+	}
+	r, _ := batchrepr.NewReader(rec)
+	for i := lsm.SeqNum(0); ; i++ {
+		e, ok, _ := r.Next()
+		if !ok {
+			break
+		}
+		if err := db.mem.m.Add(seq+i, e.Kind, e.Key, e.Value); err != nil {
+			panic("pluresdb: memtable overflow after reservation: " + err.Error())
+		}
+	}
+	db.ol.cur.noteRecord(seq, seq+lsm.SeqNum(b.count)-1)
+	db.lastSeq = seq + lsm.SeqNum(b.count) - 1
+	db.mem.maxSeq = db.lastSeq
+	return nil
+}
+
+// sealSegment moves the index of the segment just sealed to the retained
+// history and starts the index of next. Called with commitMu held.
+func (db *DB) sealSegment(next layout.FileNum) {
+	sealed := db.ol.cur
+	db.ol.cur = newSegIndex(next)
+	db.ol.mu.Lock()
+	db.ol.segs = append(db.ol.segs, sealed)
+	db.ol.mu.Unlock()
+	db.queueMeta(segIndexKey(sealed.num), sealed.encode())
+}
+
+func segIndexKey(num layout.FileNum) []byte {
+	return binary.BigEndian.AppendUint64(append([]byte(nil), metaSegIndex...), uint64(num))
+}
+
+// getMeta reads a metadata value; ok is false if there is none.
+func (db *DB) getMeta(key []byte) ([]byte, bool, error) {
+	v, _, err := db.getRaw(append([]byte{nsMeta}, key...), lsm.SeqNum(db.visible.Load()))
+	if err != nil {
+		if errors.Is(err, errs.ErrNotFound) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	return v, true, nil
+}
+
+// openOpLog loads the op log's state after the WAL replay: the replica ID
+// is already known and the replayed segments indexed (db.ol.segs).
+func (db *DB) openOpLog() error {
+	ol := &db.ol
+	// Version vector of remote replicas, history floor, peers.
+	ol.remote = oplog.VersionVector{}
+	if v, ok, err := db.getMeta(metaVV); err != nil {
+		return err
+	} else if ok {
+		vv, _, err := oplog.DecodeVersionVector(v)
+		if err != nil {
+			return errs.Corruptf(db.dir, -1, "op log version vector: %v", err)
+		}
+		ol.remote = vv
+	}
+	ol.floor = oplog.VersionVector{}
+	if v, ok, err := db.getMeta(metaFloor); err != nil {
+		return err
+	} else if ok {
+		vv, _, err := oplog.DecodeVersionVector(v)
+		if err != nil {
+			return errs.Corruptf(db.dir, -1, "op log floor: %v", err)
+		}
+		ol.floor = vv
+	}
+	ol.peers = map[oplog.ReplicaID]oplog.VersionVector{}
+	known := map[layout.FileNum]*segIndex{}
+	it := db.newIter(nsMeta, []byte("oplog/"), []byte("oplog0"), lsm.SeqNum(db.visible.Load()))
+	for ok := it.First(); ok; ok = it.Next() {
+		k := it.Key()
+		switch {
+		case bytes.HasPrefix(k, metaPeers) && len(k) == len(metaPeers)+16:
+			var id oplog.ReplicaID
+			copy(id[:], k[len(metaPeers):])
+			vv, _, err := oplog.DecodeVersionVector(it.Value())
+			if err != nil {
+				it.Close()
+				return errs.Corruptf(db.dir, -1, "op log peer %s: %v", id, err)
+			}
+			ol.peers[id] = vv
+		case bytes.HasPrefix(k, metaSegIndex):
+			s, err := decodeSegIndex(it.Value())
+			if err != nil {
+				it.Close()
+				return errs.Corruptf(db.dir, -1, "op log %v", err)
+			}
+			known[s.num] = s
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+
+	// Every retained segment gets an index: the replayed ones have theirs
+	// already, older ones have one in the meta namespace or are scanned.
+	segs, err := wal.List(db.fs, db.dir)
+	if err != nil {
+		return err
+	}
+	replayed := map[layout.FileNum]*segIndex{}
+	for _, s := range ol.segs {
+		replayed[s.num] = s
+	}
+	var all []*segIndex
+	for _, num := range segs {
+		if num == db.wal.Num() {
+			continue
+		}
+		if db.ol.legacy {
+			// Replayed and flushed; raw values, not operations.
+			if err := db.fs.Remove(layout.Path(db.dir, layout.TypeLog, num)); err != nil {
+				return err
+			}
+			continue
+		}
+		if s, ok := replayed[num]; ok {
+			all = append(all, s)
+			if _, ok := known[num]; !ok {
+				db.queueMeta(segIndexKey(num), s.encode())
+			}
+			continue
+		}
+		if s, ok := known[num]; ok {
+			all = append(all, s)
+			continue
+		}
+		s, err := db.indexSegment(num)
+		if err != nil {
+			return err
+		}
+		all = append(all, s)
+		db.queueMeta(segIndexKey(num), s.encode())
+	}
+	// Index entries of segments that are gone.
+	for num := range known {
+		if !slices.Contains(segs, num) {
+			db.queueMeta(segIndexKey(num), nil)
+		}
+	}
+	ol.segs = all
+	ol.localSeq = ol.floor[ol.self]
+	for _, s := range all {
+		ol.clock.Restore(s.maxHLC)
+		ol.localSeq = max(ol.localSeq, s.ranges[ol.self].max)
+	}
+	return nil
+}
+
+// openReplica reads this replica's ID, or makes one for a new database.
+// A database written before the op log has no REPLICA file and gets one.
+func (db *DB) openReplica(existing bool) error {
+	path := layout.Path(db.dir, layout.TypeReplica, 0)
+	id, err := oplog.ReadReplicaFile(db.fs, path)
+	switch {
+	case err == nil:
+	case errors.Is(err, os.ErrNotExist):
+		id = oplog.NewReplicaID()
+		if err := oplog.WriteReplicaFile(db.fs, path, id); err != nil {
+			return err
+		}
+		if existing {
+			// Written before the op log: its log segments hold raw
+			// values, not operations. They are replayed, then dropped.
+			db.ol.legacy = true
+			db.log.Info().Str("replica", id.String()).Msg("database had no replica ID; made one")
+		}
+	default:
+		return err
+	}
+	db.ol.self = id
+	db.ol.clock = oplog.NewClock(nil)
+	db.ol.merger = &oplog.Merger{Self: id}
+	return nil
+}
+
+// upgradeDocuments rewrites the documents of a database written before the
+// op log (format 1: raw values) as CRDT states, as local Puts. It runs once;
+// the meta key docfmt says it is done.
+func (db *DB) upgradeDocuments() error {
+	if _, ok, err := db.getMeta(metaDocFmt); err != nil || ok {
+		return err
+	}
+	// Raw values can be read only by an iterator that does not decode
+	// them: iterate the namespace as if it were internal.
+	snap := lsm.SeqNum(db.visible.Load())
+	it := db.newIter(nsDocuments, nil, nil, snap)
+	it.ns = 0xff // no document decoding
+	b := db.NewBatch()
+	n := 0
+	flush := func() error {
+		if b.Len() == 0 {
+			return nil
+		}
+		err := b.Commit(&WriteOptions{NoSync: true})
+		b.Reset()
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := b.Put(it.ui.Key()[1:], it.ui.Value()); err != nil {
+			it.Close()
+			return err
+		}
+		n++
+		if b.memSize > db.opts.MemtableSize/4 {
+			if err := flush(); err != nil {
+				it.Close()
+				return err
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	b.add(lsm.KindSet, nsMeta, metaDocFmt, []byte{1})
+	if err := b.Commit(&WriteOptions{Sync: true}); err != nil {
+		return err
+	}
+	if n > 0 {
+		db.log.Info().Int("documents", n).Msg("upgraded documents to CRDT states")
+	}
+	return nil
+}

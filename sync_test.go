@@ -1,0 +1,295 @@
+package pluresdb
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/plures/pluresdb/internal/vfs"
+	"github.com/plures/pluresdb/oplog"
+)
+
+func openReplica(t *testing.T, fs vfs.FS, dir string) *DB {
+	t.Helper()
+	db, err := Open(dir, &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// syncPair sends src's changes that dst lacks to dst.
+func syncPair(t *testing.T, src, dst *DB) int {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := src.ExportChanges(&buf, dst.VersionVector()); err != nil {
+		t.Fatalf("export: %v", err)
+	}
+	n, err := dst.ImportChanges(&buf)
+	if err != nil {
+		t.Fatalf("import: %v", err)
+	}
+	return n
+}
+
+// dump is a full scan: every document with its fields and counters.
+func dump(t *testing.T, db *DB) string {
+	t.Helper()
+	var out bytes.Buffer
+	it := db.NewIter(nil, nil)
+	for ok := it.First(); ok; ok = it.Next() {
+		d, err := db.GetFields(it.Key())
+		if err != nil {
+			t.Fatalf("GetFields(%q): %v", it.Key(), err)
+		}
+		fmt.Fprintf(&out, "%q=%q fields=%v counters=%v\n", it.Key(), it.Value(), d.Fields, d.Counters)
+	}
+	if err := it.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
+}
+
+func TestSyncTwoReplicas(t *testing.T) {
+	fs := vfs.NewMem()
+	a, b := openReplica(t, fs, "/a"), openReplica(t, fs, "/b")
+	defer a.Close()
+	defer b.Close()
+	if a.ReplicaID() == b.ReplicaID() {
+		t.Fatal("two databases share a replica ID")
+	}
+	must(t, a.Put([]byte("k1"), []byte("a1")))
+	must(t, a.SetField([]byte("doc"), []byte("title"), []byte("hello")))
+	must(t, a.Incr([]byte("doc"), []byte("views"), 3))
+	must(t, b.Put([]byte("k2"), []byte("b2")))
+	must(t, b.Incr([]byte("doc"), []byte("views"), 4))
+	must(t, b.Delete([]byte("k1"))) // concurrent with a's Put, later HLC
+
+	if n := syncPair(t, a, b); n != 3 {
+		t.Fatalf("b applied %d operations, want 3", n)
+	}
+	syncPair(t, b, a)
+	if da, db := dump(t, a), dump(t, b); da != db {
+		t.Fatalf("replicas differ:\n%s---\n%s", da, db)
+	}
+	d, err := a.GetFields([]byte("doc"))
+	must(t, err)
+	if d.Counters["views"] != 7 || string(d.Fields["title"]) != "hello" {
+		t.Fatalf("doc = %+v", d)
+	}
+	// Importing the same changes again applies nothing.
+	if n := syncPair(t, a, b); n != 0 {
+		t.Fatalf("second sync applied %d", n)
+	}
+	var buf bytes.Buffer
+	if _, err := a.ExportChanges(&buf, oplog.VersionVector{}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.ImportChanges(&buf); err != nil || n != 0 {
+		t.Fatalf("re-import of everything: %d, %v", n, err)
+	}
+}
+
+func TestSyncCausality(t *testing.T) {
+	fs := vfs.NewMem()
+	a, b := openReplica(t, fs, "/a"), openReplica(t, fs, "/b")
+	defer a.Close()
+	defer b.Close()
+	// a's clock runs 30 s ahead of b's: b's write, made after seeing a's,
+	// must still win, because b's clock moved past what it saw.
+	ahead := time.Now().Add(30 * time.Second)
+	a.ol.clock = oplog.NewClock(&oplog.ClockOptions{Wall: func() time.Time { return ahead }})
+	must(t, a.Put([]byte("k"), []byte("from a")))
+	syncPair(t, a, b)
+	must(t, b.Put([]byte("k"), []byte("from b, after a")))
+	syncPair(t, b, a)
+	for _, db := range []*DB{a, b} {
+		v, err := db.Get([]byte("k"))
+		must(t, err)
+		if string(v) != "from b, after a" {
+			t.Fatalf("k = %q", v)
+		}
+	}
+}
+
+func TestImportRefusesDamage(t *testing.T) {
+	fs := vfs.NewMem()
+	a, b := openReplica(t, fs, "/a"), openReplica(t, fs, "/b")
+	defer a.Close()
+	defer b.Close()
+	for i := range 50 {
+		must(t, a.Put(fmt.Appendf(nil, "k%03d", i), bytes.Repeat([]byte{byte(i)}, 40)))
+	}
+	var buf bytes.Buffer
+	if _, err := a.ExportChanges(&buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	stream := buf.Bytes()
+	before := dump(t, b)
+	vvBefore := b.VersionVector()
+	for _, bad := range [][]byte{
+		stream[:len(stream)/2],
+		stream[:len(stream)-1],
+		append(append([]byte(nil), stream[:100]...), append([]byte{stream[100] ^ 0x40}, stream[101:]...)...),
+		append(append([]byte(nil), stream...), 0),
+	} {
+		if _, err := b.ImportChanges(bytes.NewReader(bad)); !errors.Is(err, ErrCorruption) {
+			t.Fatalf("damaged stream of %d bytes: %v", len(bad), err)
+		}
+	}
+	if dump(t, b) != before || !b.VersionVector().Equal(vvBefore) {
+		t.Fatal("a refused stream changed the state")
+	}
+	if n, err := b.ImportChanges(bytes.NewReader(stream)); err != nil || n != 50 {
+		t.Fatalf("intact stream: %d, %v", n, err)
+	}
+}
+
+func TestImportRefusesGap(t *testing.T) {
+	fs := vfs.NewMem()
+	a, b := openReplica(t, fs, "/a"), openReplica(t, fs, "/b")
+	defer a.Close()
+	defer b.Close()
+	must(t, a.Put([]byte("x"), []byte("1")))
+	since := a.VersionVector()
+	must(t, a.Put([]byte("y"), []byte("2")))
+	var buf bytes.Buffer
+	if _, err := a.ExportChanges(&buf, since); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ImportChanges(&buf); !errors.Is(err, ErrCausalGap) {
+		t.Fatalf("stream with a gap: %v", err)
+	}
+	if _, err := b.Get([]byte("y")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("refused stream applied: %v", err)
+	}
+}
+
+func TestSyncSurvivesRestartAndFlush(t *testing.T) {
+	fs := vfs.NewMem()
+	a, b := openReplica(t, fs, "/a"), openReplica(t, fs, "/b")
+	for i := range 3000 {
+		must(t, a.Put(fmt.Appendf(nil, "k%05d", i), bytes.Repeat([]byte{'a'}, 300)))
+	}
+	syncPair(t, a, b)
+	must(t, a.Close())
+	must(t, b.Close())
+	a, b = openReplica(t, fs, "/a"), openReplica(t, fs, "/b")
+	defer a.Close()
+	defer b.Close()
+	for i := range 100 {
+		must(t, b.Incr([]byte("counter"), []byte("n"), int64(i)))
+	}
+	if n := syncPair(t, a, b); n != 0 {
+		t.Fatalf("after restart b re-applied %d operations", n)
+	}
+	syncPair(t, b, a)
+	if da, db := dump(t, a), dump(t, b); da != db {
+		t.Fatal("replicas differ after restart")
+	}
+	d, err := a.GetFields([]byte("counter"))
+	must(t, err)
+	if d.Counters["n"] != 4950 {
+		t.Fatalf("counter = %d", d.Counters["n"])
+	}
+}
+
+func TestSelectiveSync(t *testing.T) {
+	fs := vfs.NewMem()
+	a, b := openReplica(t, fs, "/a"), openReplica(t, fs, "/b")
+	defer a.Close()
+	defer b.Close()
+	must(t, a.Put([]byte("users/1"), []byte("ann")))
+	must(t, a.Put([]byte("orders/1"), []byte("o1")))
+	must(t, a.Incr([]byte("users/1"), []byte("logins"), 1))
+	for range 2 { // twice: a filtered import is idempotent too
+		var buf bytes.Buffer
+		if _, err := a.ExportChangesPrefix(&buf, b.VersionVector(), []byte("users/")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.ImportChanges(&buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.Get([]byte("orders/1")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("filtered sync brought orders/1: %v", err)
+	}
+	// The full sync that follows brings the rest and counts nothing twice.
+	syncPair(t, a, b)
+	if da, db := dump(t, a), dump(t, b); da != db {
+		t.Fatalf("replicas differ:\n%s---\n%s", da, db)
+	}
+}
+
+func TestSubscribeExactlyOnceAcrossRestart(t *testing.T) {
+	fs := vfs.NewMem()
+	a := openReplica(t, fs, "/a")
+	peer := openReplica(t, fs, "/p")
+	defer peer.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	sub, err := a.Subscribe(ctx, Position{})
+	must(t, err)
+	seen := map[string]int{}
+	var last Position
+	next := func(s *Subscription) Change {
+		c, err := s.Next()
+		if err != nil {
+			t.Fatalf("Next: %v", err)
+		}
+		if !last.Less(c.Pos) {
+			t.Fatalf("position %v after %v", c.Pos, last)
+		}
+		last = c.Pos
+		seen[fmt.Sprintf("%s/%d", c.Op.Replica, c.Op.Seq)]++
+		return c
+	}
+	for i := range 2000 { // more than the live queue holds: the feed falls back to the log
+		must(t, a.Put(fmt.Appendf(nil, "k%d", i), []byte("v")))
+	}
+	for range 1500 {
+		next(sub)
+	}
+	sub.Close()
+	must(t, a.Close())
+
+	a = openReplica(t, fs, "/a")
+	defer a.Close()
+	must(t, peer.Put([]byte("remote"), []byte("r")))
+	must(t, peer.Incr([]byte("remote"), []byte("n"), 2))
+	syncPair(t, peer, a)
+	sub, err = a.Subscribe(ctx, last)
+	must(t, err)
+	defer sub.Close()
+	must(t, a.SetField([]byte("k1"), []byte("f"), []byte("x")))
+	for range 500 + 2 + 1 {
+		next(sub)
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Fatalf("%s seen %d times", k, n)
+		}
+	}
+	if len(seen) != 2003 {
+		t.Fatalf("saw %d operations, want 2003", len(seen))
+	}
+	// Nothing more is pending.
+	ctx2, cancel2 := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel2()
+	sub2, err := a.Subscribe(ctx2, last)
+	must(t, err)
+	if c, err := sub2.Next(); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("extra change %+v, %v", c, err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
