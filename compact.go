@@ -98,10 +98,15 @@ func (db *DB) runCompaction(v *lsm.Version, c *compaction.Compaction) error {
 		}
 	}
 	env := db.tableEnv(c.OutputCold, c.TargetFileSize)
-	ve, st, err := compaction.Run(env, db.tc, c, compaction.WriteSpec{
+	spec := compaction.WriteSpec{
 		Snapshots:  db.snapshotSeqs(),
 		Bottommost: c.Bottommost,
-	})
+		Merger:     db.ol.merger,
+	}
+	if c.Bottommost {
+		spec.Collect = db.tombstoneCollector()
+	}
+	ve, st, err := compaction.Run(env, db.tc, c, spec)
 	if err != nil {
 		return fmt.Errorf("pluresdb: %s compaction L%d→L%d: %w", c.Reason, c.Level, c.OutputLevel, err)
 	}

@@ -3,6 +3,9 @@ package pluresdb
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 
@@ -153,7 +156,7 @@ func (s *Subscription) startCatchUp(first bool) error {
 		return err
 	}
 	s.upTo = db.lastSeq
-	cur := db.ol.cur
+	curNum := db.ol.cur.num
 	ss.mu.Lock()
 	s.q = make(chan []byte, liveQueueLen)
 	s.lagging.Store(false)
@@ -164,7 +167,7 @@ func (s *Subscription) startCatchUp(first bool) error {
 		s.reg = true
 	}
 	db.ol.mu.Lock()
-	segs := append([]*segIndex(nil), db.ol.segs...)
+	segs := db.ol.snapshotSegs()
 	floorSet := len(db.ol.floor) > 0
 	db.ol.mu.Unlock()
 	db.commitMu.Unlock()
@@ -178,9 +181,14 @@ func (s *Subscription) startCatchUp(first bool) error {
 		if g.lastSeq != 0 && uint64(g.lastSeq) < s.pos.Seq {
 			continue
 		}
+		if g.archived {
+			// Positions are not kept in the archive.
+			s.Close()
+			return fmt.Errorf("%w: position %d is in archived history (segment %s)", ErrHistoryUnavailable, s.pos.Seq, g.num)
+		}
 		s.segs = append(s.segs, segRef{g.num, -1})
 	}
-	s.segs = append(s.segs, segRef{cur.num, size})
+	s.segs = append(s.segs, segRef{curNum, size})
 	s.live = false
 	return nil
 }
@@ -262,6 +270,9 @@ func (s *Subscription) catchUpStep() error {
 		if err != nil {
 			if s.db.closed.Load() {
 				return errs.ErrClosed
+			}
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("%w: segment %s was archived or dropped while the feed caught up", ErrHistoryUnavailable, g.num)
 			}
 			return err
 		}

@@ -10,15 +10,16 @@ import (
 )
 
 type metrics struct {
-	levelRead, levelWritten   [lsm.NumLevels]atomic.Uint64
-	slowdowns, slowdownNanos  atomic.Uint64
-	reasonMu                  sync.Mutex
-	byReason                  map[string]uint64
-	commits, walBytes         atomic.Uint64
-	opSegmentsDropped         atomic.Uint64
-	flushes, flushBytes       atomic.Uint64
-	compactions, compactBytes atomic.Uint64
-	stalls, stallNanos        atomic.Uint64
+	levelRead, levelWritten        [lsm.NumLevels]atomic.Uint64
+	slowdowns, slowdownNanos       atomic.Uint64
+	reasonMu                       sync.Mutex
+	byReason                       map[string]uint64
+	commits, walBytes              atomic.Uint64
+	opSegmentsDropped              atomic.Uint64
+	opArchivedBytes, opArchivedOps atomic.Uint64
+	flushes, flushBytes            atomic.Uint64
+	compactions, compactBytes      atomic.Uint64
+	stalls, stallNanos             atomic.Uint64
 }
 
 func (m *metrics) addCompaction(reason string) {
@@ -81,6 +82,18 @@ type Metrics struct {
 	// SpaceAmplification is the bytes of all tables over the bytes of the
 	// bottom non-empty level, which holds (about) one copy of the data.
 	SpaceAmplification float64
+
+	OpLog OpLogMetrics
+}
+
+// OpLogMetrics describes the op history.
+type OpLogMetrics struct {
+	HotSegments      int    // log segments kept as written (the live one included)
+	HotBytes         int64  // their size
+	ArchivedSegments int    // segments in the cold archive
+	ArchivedBytes    uint64 // bytes written to the archive since open
+	ArchivedOps      uint64 // operations written to the archive since open
+	SegmentsDropped  uint64 // segments dropped by retention since open
 }
 
 // Metrics returns the engine's counters.
@@ -95,6 +108,7 @@ func (db *DB) Metrics() Metrics {
 		Stalls:          db.m.stalls.Load(),
 		StallTime:       time.Duration(db.m.stallNanos.Load()),
 	}
+	m.OpLog = db.opLogMetrics()
 	cs := db.cache.Stats()
 	m.CacheHits, m.CacheMisses, m.CacheBytes = cs.Hits, cs.Misses, cs.Bytes
 	m.Slowdowns = db.m.slowdowns.Load()

@@ -36,9 +36,12 @@ var (
 	metaDocFmt   = []byte("oplog/docfmt") // document value format; absent in format-1 databases
 )
 
-// seqRange is the lowest and highest sequence number of one replica's
-// operations in a segment.
-type seqRange struct{ min, max uint64 }
+// seqRange is what a segment holds of one replica's operations: the
+// lowest and highest sequence number and timestamp.
+type seqRange struct {
+	min, max       uint64
+	minHLC, maxHLC oplog.Timestamp
+}
 
 // segIndex summarizes one log segment.
 type segIndex struct {
@@ -46,10 +49,34 @@ type segIndex struct {
 	firstSeq, lastSeq lsm.SeqNum // sequence numbers of its records (0, 0: none)
 	minHLC, maxHLC    oplog.Timestamp
 	ranges            map[oplog.ReplicaID]seqRange
+	// archived: the segment was moved to the cold archive (its .oparc
+	// file holds its operations, without their log positions).
+	archived bool
 }
 
 func newSegIndex(num layout.FileNum) *segIndex {
 	return &segIndex{num: num, ranges: map[oplog.ReplicaID]seqRange{}}
+}
+
+// clone copies s, ranges included.
+func (s *segIndex) clone() *segIndex {
+	c := *s
+	c.ranges = make(map[oplog.ReplicaID]seqRange, len(s.ranges))
+	for r, rg := range s.ranges {
+		c.ranges[r] = rg
+	}
+	return &c
+}
+
+// snapshotSegs copies the retained segments' indexes. Called with ol.mu
+// held.
+func (ol *opLog) snapshotSegs() []*segIndex {
+	out := make([]*segIndex, len(ol.segs))
+	for i, s := range ol.segs {
+		c := *s // sealed: only archived changes, under ol.mu
+		out[i] = &c
+	}
+	return out
 }
 
 func (s *segIndex) noteRecord(first, last lsm.SeqNum) {
@@ -61,9 +88,9 @@ func (s *segIndex) noteRecord(first, last lsm.SeqNum) {
 
 func (s *segIndex) noteOps(r oplog.ReplicaID, minSeq, maxSeq uint64, minTS, maxTS oplog.Timestamp) {
 	if rg, ok := s.ranges[r]; ok {
-		s.ranges[r] = seqRange{min(rg.min, minSeq), max(rg.max, maxSeq)}
+		s.ranges[r] = seqRange{min(rg.min, minSeq), max(rg.max, maxSeq), min(rg.minHLC, minTS), max(rg.maxHLC, maxTS)}
 	} else {
-		s.ranges[r] = seqRange{minSeq, maxSeq}
+		s.ranges[r] = seqRange{minSeq, maxSeq, minTS, maxTS}
 	}
 	if s.minHLC == 0 || minTS < s.minHLC {
 		s.minHLC = minTS
@@ -84,6 +111,12 @@ func (s *segIndex) has(since, upTo oplog.VersionVector) bool {
 
 const segIndexVersion = 1
 
+// encode is the segment index as the meta namespace keeps it:
+//
+//	version u8 | num | firstSeq | lastSeq | minHLC | maxHLC | archived | n |
+//	n × (replica 16 bytes | min | max | minHLC | maxHLC)
+//
+// every number a uvarint. (The LSM checksums it.)
 func (s *segIndex) encode() []byte {
 	b := []byte{segIndexVersion}
 	b = binary.AppendUvarint(b, uint64(s.num))
@@ -91,6 +124,11 @@ func (s *segIndex) encode() []byte {
 	b = binary.AppendUvarint(b, uint64(s.lastSeq))
 	b = binary.AppendUvarint(b, uint64(s.minHLC))
 	b = binary.AppendUvarint(b, uint64(s.maxHLC))
+	arch := uint64(0)
+	if s.archived {
+		arch = 1
+	}
+	b = binary.AppendUvarint(b, arch)
 	ids := make([]oplog.ReplicaID, 0, len(s.ranges))
 	for r := range s.ranges {
 		ids = append(ids, r)
@@ -98,9 +136,12 @@ func (s *segIndex) encode() []byte {
 	sort.Slice(ids, func(i, j int) bool { return ids[i].Compare(ids[j]) < 0 })
 	b = binary.AppendUvarint(b, uint64(len(ids)))
 	for _, r := range ids {
+		rg := s.ranges[r]
 		b = append(b, r[:]...)
-		b = binary.AppendUvarint(b, s.ranges[r].min)
-		b = binary.AppendUvarint(b, s.ranges[r].max)
+		b = binary.AppendUvarint(b, rg.min)
+		b = binary.AppendUvarint(b, rg.max)
+		b = binary.AppendUvarint(b, uint64(rg.minHLC))
+		b = binary.AppendUvarint(b, uint64(rg.maxHLC))
 	}
 	return b
 }
@@ -110,38 +151,48 @@ func decodeSegIndex(b []byte) (*segIndex, error) {
 		return nil, fmt.Errorf("segment index: unknown version")
 	}
 	p := b[1:]
-	var vals [6]uint64
-	for i := range vals {
+	next := func() (uint64, error) {
 		v, n := binary.Uvarint(p)
 		if n <= 0 {
-			return nil, fmt.Errorf("segment index: truncated")
+			return 0, fmt.Errorf("segment index: truncated")
+		}
+		p = p[n:]
+		return v, nil
+	}
+	var vals [7]uint64
+	for i := range vals {
+		v, err := next()
+		if err != nil {
+			return nil, err
 		}
 		vals[i] = v
-		p = p[n:]
 	}
 	s := newSegIndex(layout.FileNum(vals[0]))
 	s.firstSeq, s.lastSeq = lsm.SeqNum(vals[1]), lsm.SeqNum(vals[2])
 	s.minHLC, s.maxHLC = oplog.Timestamp(vals[3]), oplog.Timestamp(vals[4])
-	if vals[5] > uint64(len(p))/18 {
-		return nil, fmt.Errorf("segment index: %d replicas in %d bytes", vals[5], len(p))
+	s.archived = vals[5] == 1
+	if vals[6] > uint64(len(p))/20 {
+		return nil, fmt.Errorf("segment index: %d replicas in %d bytes", vals[6], len(p))
 	}
-	for i := uint64(0); i < vals[5]; i++ {
+	for i := uint64(0); i < vals[6]; i++ {
 		if len(p) < 16 {
 			return nil, fmt.Errorf("segment index: truncated")
 		}
 		var r oplog.ReplicaID
 		copy(r[:], p)
 		p = p[16:]
-		lo, n1 := binary.Uvarint(p)
-		if n1 <= 0 {
-			return nil, fmt.Errorf("segment index: truncated")
+		var rg [4]uint64
+		for j := range rg {
+			v, err := next()
+			if err != nil {
+				return nil, err
+			}
+			rg[j] = v
 		}
-		hi, n2 := binary.Uvarint(p[n1:])
-		if n2 <= 0 || lo > hi {
+		if rg[0] > rg[1] || rg[2] > rg[3] {
 			return nil, fmt.Errorf("segment index: bad range")
 		}
-		p = p[n1+n2:]
-		s.ranges[r] = seqRange{lo, hi}
+		s.ranges[r] = seqRange{rg[0], rg[1], oplog.Timestamp(rg[2]), oplog.Timestamp(rg[3])}
 	}
 	return s, nil
 }
@@ -446,12 +497,20 @@ func (db *DB) openOpLog() error {
 		all = append(all, s)
 		db.queueMeta(segIndexKey(num), s.encode())
 	}
-	// Index entries of segments that are gone.
-	for num := range known {
-		if !slices.Contains(segs, num) {
-			db.queueMeta(segIndexKey(num), nil)
+	// Archived segments, and index entries of segments that are gone.
+	for num, s := range known {
+		if slices.Contains(segs, num) {
+			continue
 		}
+		if s.archived {
+			if _, err := db.fs.Stat(layout.Path(db.dir, layout.TypeArchive, num)); err == nil {
+				all = append(all, s)
+				continue
+			}
+		}
+		db.queueMeta(segIndexKey(num), nil)
 	}
+	sort.Slice(all, func(i, j int) bool { return all[i].num < all[j].num })
 	ol.segs = all
 	ol.localSeq = ol.floor[ol.self]
 	for _, s := range all {

@@ -43,10 +43,19 @@ type Options struct {
 	NoSync bool
 
 	// Retention is how long operation history is kept beyond what sync and
-	// recovery need. 0 means 7 days; negative keeps none. The op log that
-	// uses it arrives with the CRDT layer; until then log segments are
-	// removed as soon as their data is flushed to tables.
+	// recovery need: sealed log segments serve ExportChanges, Subscribe and
+	// GetAsOf, first as they are, then (after HotHistory) from the zstd
+	// cold archive, until they are older than Retention. History a peer
+	// registered with AcknowledgePeer lacks is kept regardless. 0 means 7
+	// days; negative keeps none. Tombstones older than Retention (and seen
+	// by every acknowledged peer) are dropped by compaction.
 	Retention time.Duration
+
+	// HotHistory is how long sealed log segments stay as written before
+	// they are compacted into the cold archive (about a fifth of the size;
+	// the change feed cannot resume inside archived history). 0 means one
+	// hour; negative archives a segment as soon as its data is flushed.
+	HotHistory time.Duration
 
 	// CacheSize is the block cache capacity in bytes. 0 means
 	// DefaultCacheSize(): a sixteenth of the machine's memory, between
@@ -261,6 +270,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if c.Retention == 0 {
 		c.Retention = 7 * 24 * time.Hour
+	}
+	if c.HotHistory == 0 {
+		c.HotHistory = time.Hour
 	}
 	if c.CacheSize == 0 {
 		c.CacheSize = DefaultCacheSize()

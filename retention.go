@@ -57,25 +57,36 @@ func (db *DB) retentionKick() {
 
 // retention returns how long history is kept; negative: not at all beyond
 // what sync and recovery need.
-func (db *DB) retention() time.Duration {
-	if db.opts.Retention == 0 {
-		return 7 * 24 * time.Hour
+func (db *DB) retention() time.Duration { return db.opts.Retention }
+
+// applyRetention archives the segments older than HotHistory and drops
+// those older than Retention.
+func (db *DB) applyRetention(now time.Time) error {
+	if err := db.dropHistory(now); err != nil {
+		return err
 	}
-	return db.opts.Retention
+	return db.archiveHistory(now)
 }
 
-// applyRetention drops the segments that retention no longer keeps.
-func (db *DB) applyRetention(now time.Time) error {
-	keepAfter := oplog.Timestamp(0)
-	if r := db.retention(); r > 0 {
-		keepAfter = oplog.MakeTimestamp(uint64(now.Add(-r).UnixMilli()), 0)
+// horizonTS is the timestamp of the wall clock d ago; 0 for d <= 0
+// (everything is older).
+func horizonTS(now time.Time, d time.Duration) oplog.Timestamp {
+	if d <= 0 {
+		return oplog.Timestamp(1<<64 - 1)
 	}
+	return oplog.MakeTimestamp(uint64(now.Add(-d).UnixMilli()), 0)
+}
+
+// dropHistory drops, oldest first, the flushed segments (or their
+// archives) that retention no longer keeps.
+func (db *DB) dropHistory(now time.Time) error {
+	before := horizonTS(now, db.retention())
 	flushedBelow := db.vs.LogNum()
 
 	db.ol.mu.Lock()
 	var drop []*segIndex
 	for _, s := range db.ol.segs {
-		if s.num >= flushedBelow || (keepAfter != 0 && s.maxHLC > keepAfter) || db.peerNeedsLocked(s) {
+		if s.num >= flushedBelow || s.maxHLC > before || db.peerNeedsLocked(s) {
 			break
 		}
 		drop = append(drop, s)
@@ -87,7 +98,7 @@ func (db *DB) applyRetention(now time.Time) error {
 	floor := db.ol.floor.Clone()
 	for _, s := range drop {
 		for r, rg := range s.ranges {
-			floor.Advance(r, rg.max)
+			floor[r] = max(floor[r], rg.max)
 		}
 	}
 	db.ol.mu.Unlock()
@@ -106,12 +117,43 @@ func (db *DB) applyRetention(now time.Time) error {
 	db.ol.segs = db.ol.segs[len(drop):]
 	db.ol.mu.Unlock()
 	for _, s := range drop {
-		path := layout.Path(db.dir, layout.TypeLog, s.num)
+		t := layout.TypeLog
+		if s.archived {
+			t = layout.TypeArchive
+		}
+		path := layout.Path(db.dir, t, s.num)
 		if err := db.fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			db.log.Error().Err(err).Str("file", path).Msg("removing op log segment")
+			db.log.Error().Err(err).Str("file", path).Msg("removing op history")
 		}
 	}
 	db.m.opSegmentsDropped.Add(uint64(len(drop)))
+	return nil
+}
+
+// archiveHistory moves flushed segments older than HotHistory to the cold
+// archive.
+func (db *DB) archiveHistory(now time.Time) error {
+	before := horizonTS(now, db.opts.HotHistory)
+	flushedBelow := db.vs.LogNum()
+	db.ol.mu.Lock()
+	var todo []*segIndex
+	for _, s := range db.ol.segs {
+		if s.num >= flushedBelow || s.maxHLC > before {
+			break
+		}
+		if !s.archived {
+			todo = append(todo, s)
+		}
+	}
+	db.ol.mu.Unlock()
+	for _, s := range todo {
+		if db.closed.Load() {
+			return nil
+		}
+		if err := db.archiveSegment(s); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -165,4 +207,77 @@ func (db *DB) ForgetPeer(peer oplog.ReplicaID) error {
 	db.ol.mu.Unlock()
 	db.retentionKick()
 	return nil
+}
+
+// tombstoneCollector returns the compaction hook that drops CRDT
+// tombstones below the causal GC horizon: for every replica, the
+// timestamp up to which every acknowledged peer has its operations, and
+// never later than the retention horizon (a peer away for longer than
+// Retention cannot get a delta anyway and must resync in full).
+func (db *DB) tombstoneCollector() func(ukey, value []byte) bool {
+	limit := horizonTS(time.Now(), db.retention())
+	db.ol.mu.Lock()
+	segs := db.ol.snapshotSegs()
+	peers := make([]oplog.VersionVector, 0, len(db.ol.peers))
+	for _, vv := range db.ol.peers {
+		peers = append(peers, vv.Clone())
+	}
+	db.ol.mu.Unlock()
+	cache := map[oplog.ReplicaID]oplog.Timestamp{}
+	horizon := func(r oplog.ReplicaID) oplog.Timestamp {
+		if h, ok := cache[r]; ok {
+			return h
+		}
+		h := limit
+		for _, vv := range peers {
+			// The newest of r's timestamps in segments the peer has all
+			// of r's operations of. r's timestamps rise with its
+			// sequence numbers, so every earlier one is covered too.
+			var covered oplog.Timestamp
+			for _, s := range segs {
+				if rg, ok := s.ranges[r]; ok && rg.max <= vv[r] {
+					covered = max(covered, rg.maxHLC)
+				}
+			}
+			h = min(h, covered)
+		}
+		cache[r] = h
+		return h
+	}
+	self := db.ol.self
+	return func(ukey, value []byte) bool {
+		if len(ukey) == 0 || ukey[0] != nsDocuments {
+			return false
+		}
+		ok, err := oplog.Collectible(value, self, horizon)
+		return err == nil && ok
+	}
+}
+
+func (db *DB) opLogMetrics() OpLogMetrics {
+	m := OpLogMetrics{
+		ArchivedBytes:   db.m.opArchivedBytes.Load(),
+		ArchivedOps:     db.m.opArchivedOps.Load(),
+		SegmentsDropped: db.m.opSegmentsDropped.Load(),
+	}
+	db.ol.mu.Lock()
+	var nums []layout.FileNum
+	for _, s := range db.ol.segs {
+		if s.archived {
+			m.ArchivedSegments++
+		} else {
+			nums = append(nums, s.num)
+		}
+	}
+	db.ol.mu.Unlock()
+	if db.wal != nil {
+		nums = append(nums, db.wal.Num())
+	}
+	for _, n := range nums {
+		if fi, err := db.fs.Stat(layout.Path(db.dir, layout.TypeLog, n)); err == nil {
+			m.HotSegments++
+			m.HotBytes += fi.Size()
+		}
+	}
+	return m
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
-	"github.com/plures/pluresdb/wal"
 )
 
 // ReplicaID returns this database's replica ID.
@@ -64,9 +63,9 @@ func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix
 		db.commitMu.Unlock()
 		return 0, err
 	}
-	live := *db.ol.cur
+	live := db.ol.cur.clone()
 	db.ol.mu.Lock()
-	segs := append([]*segIndex(nil), db.ol.segs...)
+	segs := db.ol.snapshotSegs()
 	floor := db.ol.floor.Clone()
 	db.ol.mu.Unlock()
 	db.commitMu.Unlock()
@@ -99,7 +98,7 @@ func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix
 		for _, s := range segs {
 			refs = append(refs, ref{s, -1})
 		}
-		refs = append(refs, ref{&live, size})
+		refs = append(refs, ref{live, size})
 		for _, rf := range refs {
 			if !rf.idx.has(from, upTo) {
 				continue
@@ -113,32 +112,15 @@ func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix
 }
 
 func (db *DB) exportSegment(sw *oplog.StreamWriter, idx *segIndex, limit int64, from, upTo oplog.VersionVector, prefix []byte) error {
-	sr, err := wal.OpenSegmentPrefix(db.fs, db.dir, idx.num, limit)
-	if err != nil {
-		return err
-	}
-	defer sr.Close()
-	for {
-		rec, err := sr.Next()
-		if err != nil {
-			if isEOF(err) {
-				return nil
-			}
-			return err
+	// A segment and an archive both hold each replica's operations in
+	// ascending order, as a stream wants them.
+	return db.scanHistory(idx, limit, func(op *oplog.Op) error {
+		if op.Seq <= from[op.Replica] || op.Seq > upTo[op.Replica] ||
+			(prefix != nil && !bytes.HasPrefix(op.Key, prefix)) {
+			return nil
 		}
-		err = decodeRecord(rec, db.ol.self, func(_ Position, op *oplog.Op) error {
-			if op.Seq <= from[op.Replica] || op.Seq > upTo[op.Replica] {
-				return nil
-			}
-			if prefix != nil && !bytes.HasPrefix(op.Key, prefix) {
-				return nil
-			}
-			return sw.Add(op)
-		})
-		if err != nil {
-			return err
-		}
-	}
+		return sw.Add(op)
+	})
 }
 
 // ImportChanges applies a change stream written by a peer's ExportChanges

@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/plures/pluresdb/internal/vfs"
+	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
 )
 
@@ -291,5 +293,144 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestArchiveServesExport(t *testing.T) {
+	fs := vfs.NewMem()
+	a, err := Open("/a", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, HotHistory: -1})
+	must(t, err)
+	defer a.Close()
+	b := openReplica(t, fs, "/b")
+	defer b.Close()
+	for i := range 5000 {
+		must(t, a.Put(fmt.Appendf(nil, "user/%08d", i), fmt.Appendf(nil, `{"name":"user %d","age":%d}`, i, i%90)))
+	}
+	must(t, a.Flush())
+	must(t, a.applyRetention(time.Now()))
+	names, _ := fs.List("/a")
+	archives, logs := 0, 0
+	for _, n := range names {
+		switch {
+		case strings.HasSuffix(n, ".oparc"):
+			archives++
+		case strings.HasSuffix(n, ".log"):
+			logs++
+		}
+	}
+	if archives == 0 || logs != 1 {
+		t.Fatalf("after archiving: %d archives, %d logs (%v)", archives, logs, names)
+	}
+	m := a.Metrics()
+	t.Logf("archive: %d ops in %d bytes", m.OpLog.ArchivedOps, m.OpLog.ArchivedBytes)
+	if n := syncPair(t, a, b); n != 5000 {
+		t.Fatalf("synced %d from the archive", n)
+	}
+	if dump(t, a) != dump(t, b) {
+		t.Fatal("replicas differ after a sync from the archive")
+	}
+	// A reopen finds the archive through its index.
+	must(t, a.Close())
+	a, err = Open("/a", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20})
+	must(t, err)
+	c := openReplica(t, fs, "/c")
+	defer c.Close()
+	if n := syncPair(t, a, c); n != 5000 {
+		t.Fatalf("synced %d after reopen", n)
+	}
+}
+
+func TestRetentionDropsHistory(t *testing.T) {
+	fs := vfs.NewMem()
+	a, err := Open("/a", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, Retention: -1})
+	must(t, err)
+	defer a.Close()
+	b := openReplica(t, fs, "/b")
+	defer b.Close()
+	must(t, a.AcknowledgePeer(b.ReplicaID(), b.VersionVector()))
+	for i := range 100 {
+		must(t, a.Put(fmt.Appendf(nil, "k%d", i), []byte("v")))
+	}
+	must(t, a.Flush())
+	must(t, a.applyRetention(time.Now()))
+	// b has not acknowledged these: they stay.
+	if n := syncPair(t, a, b); n != 100 {
+		t.Fatalf("synced %d", n)
+	}
+	must(t, a.AcknowledgePeer(b.ReplicaID(), b.VersionVector()))
+	must(t, a.Put([]byte("later"), []byte("v")))
+	must(t, a.Flush())
+	must(t, a.applyRetention(time.Now()))
+	if a.Metrics().OpLog.SegmentsDropped == 0 {
+		t.Fatal("no history dropped")
+	}
+	var buf bytes.Buffer
+	if _, err := a.ExportChanges(&buf, nil); !errors.Is(err, ErrHistoryUnavailable) {
+		t.Fatalf("export of dropped history: %v", err)
+	}
+	if n := syncPair(t, a, b); n != 1 {
+		t.Fatalf("delta after the drop: %d", n)
+	}
+}
+
+func TestGetAsOf(t *testing.T) {
+	db := openReplica(t, vfs.NewMem(), "/a")
+	defer db.Close()
+	k := []byte("doc")
+	must(t, db.Put(k, []byte("v1")))
+	must(t, db.Incr(k, []byte("n"), 5))
+	t1 := db.Now()
+	must(t, db.Put(k, []byte("v2")))
+	must(t, db.SetField(k, []byte("f"), []byte("x")))
+	must(t, db.Flush())
+	t2 := db.Now()
+	must(t, db.Delete(k))
+	must(t, db.Incr(k, []byte("n"), 1))
+
+	d, err := db.GetAsOf(k, t1)
+	must(t, err)
+	if string(d.Value) != "v1" || len(d.Fields) != 0 || d.Counters["n"] != 5 {
+		t.Fatalf("as of t1: %+v", d)
+	}
+	d, err = db.GetAsOf(k, t2)
+	must(t, err)
+	if string(d.Value) != "v2" || string(d.Fields["f"]) != "x" {
+		t.Fatalf("as of t2: %+v", d)
+	}
+	d, err = db.GetAsOf(k, db.Now())
+	must(t, err)
+	if d.Exists || d.Counters["n"] != 6 {
+		t.Fatalf("now: %+v", d)
+	}
+	if _, err := db.GetAsOf(k, 1); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("before any write: %v", err)
+	}
+}
+
+func TestTombstoneCollection(t *testing.T) {
+	for _, peerLags := range []bool{false, true} {
+		fs := vfs.NewMem()
+		a, err := Open("/a", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, Retention: -1})
+		must(t, err)
+		if peerLags {
+			var peer oplog.ReplicaID
+			peer[0] = 9
+			must(t, a.AcknowledgePeer(peer, oplog.VersionVector{}))
+		}
+		must(t, a.Put([]byte("gone"), []byte("v")))
+		must(t, a.Put([]byte("stays"), []byte("v")))
+		must(t, a.Flush())
+		must(t, a.Delete([]byte("gone")))
+		must(t, a.Flush())
+		must(t, a.Compact(nil, nil))
+		_, _, err = a.getRaw([]byte("\x01gone"), lsm.SeqNum(a.visible.Load()))
+		collected := errors.Is(err, ErrNotFound)
+		if collected == peerLags {
+			t.Fatalf("peer lagging %v: tombstone collected %v (%v)", peerLags, collected, err)
+		}
+		if _, err := a.Get([]byte("gone")); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("deleted key reads %v", err)
+		}
+		must(t, a.Close())
 	}
 }

@@ -37,6 +37,11 @@ type WriteSpec struct {
 	// bottom: peers that have not yet seen a deletion must still receive
 	// it. 0 means no horizon.
 	GCHorizon lsm.SeqNum
+	// Collect, if set, is asked about every full value that reaches the
+	// bottom (Bottommost, oldest snapshot stripe): true drops the value and
+	// everything older of its key, as for a tombstone. The op log uses it
+	// for CRDT tombstones every peer has seen.
+	Collect func(ukey, value []byte) bool
 	// Merger folds merge operands into the value beneath them. With a
 	// Merger, the operands of a key within one snapshot stripe that sit on
 	// a full value (or on a tombstone, or at the bottom of the tree) become
@@ -161,6 +166,10 @@ func (w *writer) add(ikey, value []byte) error {
 		w.fullInStr = true
 		if len(w.opKeys) > 0 {
 			return w.fold(value, true, true)
+		}
+		if w.spec.Collect != nil && w.spec.Bottommost && w.curStripe == 0 && w.spec.Collect(ukey, value) {
+			w.st.Dropped++
+			return nil
 		}
 	case lsm.KindDelete:
 		w.fullInStr = true

@@ -8,6 +8,7 @@
 //	000013.sst       sorted table
 //	000014.tmp       a file being written; removed on open
 //	000015.hnsw      a vector index graph checkpoint (see the root package's vector.go)
+//	000016.oparc     the cold archive of op-log segment 000016.log (a zstd change stream)
 //
 // File numbers come from one counter kept in the MANIFEST, so a number names
 // exactly one file of one kind for the life of the database.
@@ -38,6 +39,7 @@ const (
 	TypeReplica
 	TypeTemp
 	TypeVectorGraph
+	TypeArchive
 )
 
 // Name returns the base name of a file of type t with number n (n is
@@ -60,6 +62,8 @@ func Name(t FileType, n FileNum) string {
 		return n.String() + ".tmp"
 	case TypeVectorGraph:
 		return n.String() + ".hnsw"
+	case TypeArchive:
+		return n.String() + ".oparc"
 	}
 	panic("layout: unknown file type")
 }
@@ -102,6 +106,8 @@ func Parse(name string) (t FileType, n FileNum, ok bool) {
 		return TypeTemp, FileNum(v), true
 	case "hnsw":
 		return TypeVectorGraph, FileNum(v), true
+	case "oparc":
+		return TypeArchive, FileNum(v), true
 	}
 	return TypeUnknown, 0, false
 }

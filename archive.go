@@ -1,0 +1,139 @@
+package pluresdb
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+
+	"github.com/plures/pluresdb/internal/layout"
+	"github.com/plures/pluresdb/internal/vfs"
+	"github.com/plures/pluresdb/lsm"
+	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/wal"
+)
+
+// The cold archive. A sealed, flushed log segment older than
+// Options.HotHistory is rewritten as a change stream (oplog's format, zstd
+// chunks) holding only its operations, grouped by replica so that each
+// replica's run is delta-encoded, in a file NNNNNN.oparc named after the
+// segment; then the segment is removed. The projections and the records'
+// log positions are not kept: tables hold the state, and the change feed
+// resumes only within hot history. ExportChanges and GetAsOf read archives
+// as they read segments.
+
+// archiveSegment moves segment s to the cold archive.
+func (db *DB) archiveSegment(s *segIndex) error {
+	var ops []oplog.Op
+	sr, err := wal.OpenSegment(db.fs, db.dir, s.num)
+	if err != nil {
+		return err
+	}
+	for {
+		rec, err := sr.Next()
+		if err != nil {
+			sr.Close()
+			if isEOF(err) {
+				break
+			}
+			return err
+		}
+		err = decodeRecord(rec, db.ol.self, func(_ Position, op *oplog.Op) error {
+			c := *op
+			c.Key, c.Field, c.Value = bytes.Clone(op.Key), bytes.Clone(op.Field), bytes.Clone(op.Value)
+			ops = append(ops, c)
+			return nil
+		})
+		if err != nil {
+			sr.Close()
+			return err
+		}
+	}
+	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Replica.Compare(ops[j].Replica) < 0 })
+
+	h := oplog.StreamHeader{Source: db.ol.self, Compress: true}
+	for r, rg := range s.ranges {
+		h.Ranges = append(h.Ranges, oplog.Range{Replica: r, From: rg.min - 1, To: rg.max})
+	}
+	sort.Slice(h.Ranges, func(i, j int) bool { return h.Ranges[i].Replica.Compare(h.Ranges[j].Replica) < 0 })
+	var buf bytes.Buffer
+	sw, err := oplog.NewStreamWriter(&buf, h)
+	if err != nil {
+		return err
+	}
+	for i := range ops {
+		if err := sw.Add(&ops[i]); err != nil {
+			return fmt.Errorf("pluresdb: archiving segment %s: %w", s.num, err)
+		}
+	}
+	if _, err := sw.Close(); err != nil {
+		return err
+	}
+	path := layout.Path(db.dir, layout.TypeArchive, s.num)
+	tmp := layout.Path(db.dir, layout.TypeTemp, db.vs.NewFileNum())
+	if err := writeFileAtomic(db.fs, db.dir, tmp, path, buf.Bytes()); err != nil {
+		return err
+	}
+	arch := *s
+	arch.archived = true
+	b := db.NewBatch()
+	b.add(lsm.KindSet, nsMeta, segIndexKey(s.num), arch.encode())
+	if err := b.Commit(&WriteOptions{Sync: true}); err != nil {
+		return err
+	}
+	db.ol.mu.Lock()
+	s.archived = true
+	db.ol.mu.Unlock()
+	db.m.opArchivedBytes.Add(uint64(buf.Len()))
+	db.m.opArchivedOps.Add(uint64(len(ops)))
+	logPath := layout.Path(db.dir, layout.TypeLog, s.num)
+	if err := db.fs.Remove(logPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		db.log.Error().Err(err).Str("file", logPath).Msg("removing archived log segment")
+	}
+	return nil
+}
+
+// readArchive reads and verifies the archive of segment num.
+func (db *DB) readArchive(num layout.FileNum) (*oplog.Stream, error) {
+	path := layout.Path(db.dir, layout.TypeArchive, num)
+	f, err := db.fs.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := oplog.ReadStream(f)
+	if err != nil {
+		return nil, fmt.Errorf("pluresdb: archive %s: %w", path, err)
+	}
+	return st, nil
+}
+
+// writeFileAtomic writes data to path through the temporary file tmp
+// (removed at open if a crash leaves it), synced, renamed, and with the
+// directory synced.
+func writeFileAtomic(fs vfs.FS, dir, tmp, path string, data []byte) error {
+	f, err := fs.Create(tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		fs.Remove(tmp)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		fs.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		fs.Remove(tmp)
+		return err
+	}
+	if err := fs.Rename(tmp, path); err != nil {
+		fs.Remove(tmp)
+		return err
+	}
+	return fs.SyncDir(dir)
+}

@@ -1,0 +1,134 @@
+package pluresdb
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/wal"
+)
+
+// Now returns a timestamp of this replica's hybrid logical clock: every
+// operation committed before the call has a smaller one, so GetAsOf(key,
+// db.Now()) sees them all.
+func (db *DB) Now() oplog.Timestamp { return db.ol.clock.Now() }
+
+// GetAsOf returns the document under key as it was at ts: every retained
+// operation on it with a timestamp at or before ts, folded. It reads the
+// op history (hot segments and the cold archive), so it costs a pass over
+// the retained log segments that may hold operations at or before ts.
+//
+// Once retention has dropped history, the answer needs an operation that
+// wrote the whole document (Put or Delete) at or before ts within what is
+// retained; without one GetAsOf returns ErrHistoryUnavailable. Counters
+// are exact only while no history has been dropped.
+func (db *DB) GetAsOf(key []byte, ts oplog.Timestamp) (Document, error) {
+	if err := checkKV(key, nil); err != nil {
+		return Document{}, err
+	}
+	db.commitMu.Lock()
+	if db.closed.Load() {
+		db.commitMu.Unlock()
+		return Document{}, errs.ErrClosed
+	}
+	size, err := db.wal.WriteBuffered()
+	if err != nil {
+		db.commitMu.Unlock()
+		return Document{}, err
+	}
+	live := db.ol.cur.clone()
+	db.ol.mu.Lock()
+	segs := append(db.ol.snapshotSegs(), live)
+	truncated := len(db.ol.floor) > 0
+	db.ol.mu.Unlock()
+	db.commitMu.Unlock()
+
+	var doc, counters []byte
+	sawWhole := false
+	apply := func(op *oplog.Op) error {
+		if op.HLC > ts || !bytes.Equal(op.Key, key) {
+			return nil
+		}
+		var err error
+		if op.Kind == oplog.KindIncr {
+			counters, _, err = oplog.ApplyOp(counters, counters != nil, op, db.ol.self)
+		} else {
+			doc, _, err = oplog.ApplyOp(doc, doc != nil, op, db.ol.self)
+			sawWhole = sawWhole || op.Kind == oplog.KindPut || op.Kind == oplog.KindDelete
+		}
+		return err
+	}
+	for _, s := range segs {
+		if s.minHLC == 0 || s.minHLC > ts {
+			continue // no operations, or none old enough
+		}
+		limit := int64(-1)
+		if s == live {
+			limit = size
+		}
+		if err := db.scanHistory(s, limit, apply); err != nil {
+			return Document{}, err
+		}
+	}
+	if truncated && !sawWhole {
+		return Document{}, fmt.Errorf("%w: no write of the whole document %q at or before %s in the retained history",
+			ErrHistoryUnavailable, key, ts)
+	}
+	var d Document
+	if doc != nil {
+		if d, err = oplog.DecodeDocument(doc); err != nil {
+			return Document{}, err
+		}
+	}
+	if counters != nil {
+		c, err := oplog.DecodeDocument(counters)
+		if err != nil {
+			return Document{}, err
+		}
+		d.Counters = c.Counters
+	}
+	if !d.Exists && len(d.Counters) == 0 {
+		return Document{}, errs.ErrNotFound
+	}
+	return d, nil
+}
+
+// scanHistory calls fn for every operation of segment s (read up to limit
+// bytes; -1: all), from the segment or its archive.
+func (db *DB) scanHistory(s *segIndex, limit int64, fn func(op *oplog.Op) error) error {
+	if !s.archived {
+		sr, err := wal.OpenSegmentPrefix(db.fs, db.dir, s.num, limit)
+		if err == nil {
+			defer sr.Close()
+			for {
+				rec, err := sr.Next()
+				if err != nil {
+					if isEOF(err) {
+						return nil
+					}
+					return err
+				}
+				if err := decodeRecord(rec, db.ol.self, func(_ Position, op *oplog.Op) error { return fn(op) }); err != nil {
+					return err
+				}
+			}
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		// Archived since the snapshot.
+	}
+	st, err := db.readArchive(s.num)
+	if err != nil {
+		return err
+	}
+	for i := range st.Ops {
+		if err := fn(&st.Ops[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
