@@ -10,9 +10,11 @@ import (
 )
 
 // VersionVector says, per replica, the highest sequence number up to which
-// all of that replica's operations are held: {r: 7} means ops 1..7 of r.
-// A missing entry and an entry of 0 both mean "none". Sequence numbers
-// start at 1.
+// all of that replica's operations are held: {r: 7} means every op of r
+// numbered 7 or less. A replica's sequence numbers rise but need not be
+// consecutive (the engine numbers a replica's operations with its log
+// sequence numbers, which other records use too). A missing entry and an
+// entry of 0 both mean "none". Sequence numbers start at 1.
 //
 // A VersionVector is a plain map: it is not safe for concurrent mutation.
 // Merge and Min return new vectors and never modify their operands.
@@ -45,8 +47,9 @@ func (o Ordering) String() string {
 // Covers reports whether op seq of replica is among those v holds.
 func (v VersionVector) Covers(replica ReplicaID, seq uint64) bool { return seq <= v[replica] }
 
-// Advance records that op seq of replica is held. The vector only grows
-// contiguously: seq must be the next one (v[replica]+1) to advance it. It
+// Advance records that op seq of replica is held, for replicas that number
+// their ops consecutively: seq must be the next one (v[replica]+1) to
+// advance it. It
 // reports whether v covers seq afterwards, so a duplicate returns true and a
 // gap (a missing earlier op) returns false and leaves v unchanged.
 // v must not be nil.
