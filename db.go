@@ -173,6 +173,14 @@ func (db *DB) open() error {
 		return err
 	}
 
+	// Every numbered file in the directory (segments, archives, graph
+	// checkpoints, temp files a crash left) keeps its number: the MANIFEST's
+	// counter may lag behind files made after its last edit.
+	for _, name := range names {
+		if _, n, ok := layout.Parse(name); ok && n > 0 {
+			db.vs.MarkFileNumUsed(n)
+		}
+	}
 	db.picker = db.newPicker()
 	if db.opts.ColdDir != "" {
 		if err := db.checkColdDir(); err != nil {

@@ -220,12 +220,6 @@ type opLog struct {
 	legacy bool
 }
 
-// logOp is one operation read back from the log with its position.
-type logOp struct {
-	pos Position
-	op  oplog.Op
-}
-
 // decodeRecord calls fn for every document operation in a WAL record, in
 // order. self is this replica's ID. The Op's byte slices alias rec.
 func decodeRecord(rec []byte, self oplog.ReplicaID, fn func(pos Position, op *oplog.Op) error) error {

@@ -18,7 +18,7 @@ package pluresdb
 //
 // Values, integers little-endian:
 //
-//	config     (28 bytes): version u32 | dim u32 | metric u32 | M u32 | efC u32 | xxhash64 of the 20 bytes before
+//	config     (36 bytes): version u32 | dim u32 | metric u32 | M u32 | efC u32 | tombstone ratio f64 | xxhash64 of the 28 bytes before
 //	checkpoint (52 bytes): version u32 | file u64 | change u64 | trimmed u64 | size u64 | file xxhash64 | xxhash64 of the 44 bytes before
 //
 // The 'v' records are the truth; the graph is a projection of them. Every
@@ -76,7 +76,7 @@ const (
 	vecLogDelete byte = 2
 
 	vecConfigVersion     = 1
-	vecConfigLen         = 5*4 + 8
+	vecConfigLen         = 5*4 + 8 + 8
 	vecCheckpointVersion = 1
 	vecCheckpointLen     = 4 + 6*8
 
@@ -120,6 +120,9 @@ func (vs *vectorSet) close(db *DB) error {
 	vs.wg.Wait()
 	var first error
 	for _, vi := range list {
+		// Stop the graph's background repairs first; the checkpoint would
+		// wait for a running one anyway.
+		_ = vi.g.Close()
 		if err := vi.checkpoint(); err != nil && first == nil {
 			first = fmt.Errorf("pluresdb: checkpointing vector index %q: %w", vi.name, err)
 		}
@@ -417,9 +420,9 @@ func (vi *VectorIndex) tagRange(tag byte) (lo, hi []byte) {
 // field of want must match.
 func (vi *VectorIndex) mergeConfig(stored, want hnsw.Config) (hnsw.Config, error) {
 	if (want.Dim != 0 && want.Dim != stored.Dim) || (want.Metric != 0 && want.Metric != stored.Metric) ||
-		(want.M != 0 && want.M != stored.M) || (want.EfConstruction != 0 && want.EfConstruction != stored.EfConstruction) {
-		return stored, fmt.Errorf("pluresdb: vector index %q has Dim %d, Metric %v, M %d, EfConstruction %d; asked for Dim %d, Metric %v, M %d, EfConstruction %d (0: as stored)",
-			vi.name, stored.Dim, stored.Metric, stored.M, stored.EfConstruction, want.Dim, want.Metric, want.M, want.EfConstruction)
+		(want.M != 0 && want.M != stored.M) || (want.EfConstruction != 0 && want.EfConstruction != stored.EfConstruction) ||
+		(want.TombstoneRatio != 0 && want.TombstoneRatio != stored.TombstoneRatio) {
+		return stored, fmt.Errorf("pluresdb: vector index %q has config %+v; asked for %+v (0: as stored)", vi.name, stored, want)
 	}
 	return stored, nil
 }
@@ -526,6 +529,7 @@ func encodeVecConfig(c hnsw.Config) []byte {
 	for _, v := range []uint32{vecConfigVersion, uint32(c.Dim), uint32(c.Metric), uint32(c.M), uint32(c.EfConstruction)} {
 		b = le.AppendUint32(b, v)
 	}
+	b = le.AppendUint64(b, math.Float64bits(c.TombstoneRatio))
 	return le.AppendUint64(b, xxhash.Sum64(b))
 }
 
@@ -538,15 +542,16 @@ func decodeVecConfig(b []byte, name string) (hnsw.Config, error) {
 	if len(b) != vecConfigLen {
 		return hnsw.Config{}, errs.Corruptf(where, 0, "%d bytes, want %d", len(b), vecConfigLen)
 	}
-	if got, want := xxhash.Sum64(b[:20]), le.Uint64(b[20:]); got != want {
-		return hnsw.Config{}, errs.Corruptf(where, 20, "checksum mismatch: computed %#x, stored %#x", got, want)
+	if got, want := xxhash.Sum64(b[:28]), le.Uint64(b[28:]); got != want {
+		return hnsw.Config{}, errs.Corruptf(where, 28, "checksum mismatch: computed %#x, stored %#x", got, want)
 	}
 	if v := le.Uint32(b); v == 0 {
 		return hnsw.Config{}, errs.Corruptf(where, 0, "version 0")
 	}
 	c := hnsw.Config{Dim: int(le.Uint32(b[4:])), Metric: hnsw.Metric(le.Uint32(b[8:])),
-		M: int(le.Uint32(b[12:])), EfConstruction: int(le.Uint32(b[16:]))}
-	if c.Dim == 0 || c.M == 0 || c.EfConstruction == 0 {
+		M: int(le.Uint32(b[12:])), EfConstruction: int(le.Uint32(b[16:])),
+		TombstoneRatio: math.Float64frombits(le.Uint64(b[20:]))}
+	if c.Dim == 0 || c.M == 0 || c.EfConstruction == 0 || c.TombstoneRatio == 0 {
 		return hnsw.Config{}, errs.Corruptf(where, 4, "zero field in %+v", c)
 	}
 	if _, err := hnsw.New(c); err != nil {

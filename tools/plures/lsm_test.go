@@ -39,6 +39,10 @@ func buildDB(t *testing.T) (string, []pluresdb.TableInfo) {
 		}
 	}
 	put(0, 4000)
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	put(0, 100) // overlaps the first table: the compaction rewrites, not moves
 	if err := db.Delete([]byte("user:000007")); err != nil {
 		t.Fatal(err)
 	}
