@@ -7,6 +7,8 @@ import (
 	"os"
 	"sort"
 
+	"github.com/RoaringBitmap/roaring/v2"
+
 	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/lsm"
@@ -85,6 +87,15 @@ func (db *DB) archiveSegment(s *segIndex) error {
 	db.ol.mu.Lock()
 	s.archived = true
 	db.ol.mu.Unlock()
+	if s.keys == nil {
+		bm := roaring.New()
+		for i := range ops {
+			bm.Add(keyHash(ops[i].Key))
+		}
+		if err := db.saveKeyFilter(s, bm); err != nil {
+			return err
+		}
+	}
 	db.m.opArchivedBytes.Add(uint64(buf.Len()))
 	db.m.opArchivedOps.Add(uint64(len(ops)))
 	logPath := layout.Path(db.dir, layout.TypeLog, s.num)

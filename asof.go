@@ -18,8 +18,9 @@ func (db *DB) Now() oplog.Timestamp { return db.ol.clock.Now() }
 
 // GetAsOf returns the document under key as it was at ts: every retained
 // operation on it with a timestamp at or before ts, folded. It reads the
-// op history (hot segments and the cold archive), so it costs a pass over
-// the retained log segments that may hold operations at or before ts.
+// op history (hot segments and the cold archive): the segments whose key
+// filter says they may hold an operation on key at or before ts, and the
+// few recent ones not yet filtered.
 //
 // Once retention has dropped history, the answer needs an operation that
 // wrote the whole document (Put or Delete) at or before ts within what is
@@ -61,9 +62,13 @@ func (db *DB) GetAsOf(key []byte, ts oplog.Timestamp) (Document, error) {
 		}
 		return err
 	}
+	h := keyHash(key)
 	for _, s := range segs {
 		if s.minHLC == 0 || s.minHLC > ts {
 			continue // no operations, or none old enough
+		}
+		if s.keys != nil && !s.keys.Contains(h) {
+			continue // none on this key
 		}
 		limit := int64(-1)
 		if s == live {

@@ -65,7 +65,10 @@ func (db *DB) applyRetention(now time.Time) error {
 	if err := db.dropHistory(now); err != nil {
 		return err
 	}
-	return db.archiveHistory(now)
+	if err := db.archiveHistory(now); err != nil {
+		return err
+	}
+	return db.buildKeyFilters()
 }
 
 // horizonTS is the timestamp of the wall clock d ago; 0 for d <= 0
@@ -108,6 +111,7 @@ func (db *DB) dropHistory(now time.Time) error {
 	b.add(lsm.KindSet, nsMeta, metaFloor, floor.Append(nil))
 	for _, s := range drop {
 		b.add(lsm.KindDelete, nsMeta, segIndexKey(s.num), nil)
+		b.add(lsm.KindDelete, nsMeta, segKeysKey(s.num), nil)
 	}
 	if err := b.Commit(&WriteOptions{Sync: true}); err != nil {
 		return err

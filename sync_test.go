@@ -406,6 +406,28 @@ func TestGetAsOf(t *testing.T) {
 	if _, err := db.GetAsOf(k, 1); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("before any write: %v", err)
 	}
+	// With key filters on the sealed segments (and other keys in them),
+	// the answers stay the same.
+	for i := range 100 {
+		must(t, db.Put(fmt.Appendf(nil, "other%d", i), []byte("x")))
+	}
+	must(t, db.Flush())
+	must(t, db.applyRetention(time.Now()))
+	db.ol.mu.Lock()
+	for _, s := range db.ol.segs {
+		if s.keys == nil {
+			t.Errorf("segment %s has no key filter", s.num)
+		}
+	}
+	db.ol.mu.Unlock()
+	d, err = db.GetAsOf(k, t1)
+	must(t, err)
+	if string(d.Value) != "v1" || d.Counters["n"] != 5 {
+		t.Fatalf("as of t1 with filters: %+v", d)
+	}
+	if _, err := db.GetAsOf([]byte("never written"), db.Now()); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("absent key: %v", err)
+	}
 }
 
 func TestTombstoneCollection(t *testing.T) {
