@@ -7,8 +7,6 @@ import (
 	"os"
 	"sort"
 
-	"github.com/RoaringBitmap/roaring/v2"
-
 	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/lsm"
@@ -88,11 +86,11 @@ func (db *DB) archiveSegment(s *segIndex) error {
 	s.archived = true
 	db.ol.mu.Unlock()
 	if s.keys == nil {
-		bm := roaring.New()
+		hashes := make([]uint32, len(ops))
 		for i := range ops {
-			bm.Add(keyHash(ops[i].Key))
+			hashes[i] = keyHash(ops[i].Key)
 		}
-		if err := db.saveKeyFilter(s, bm); err != nil {
+		if err := db.saveKeyFilter(s, keyFilterOf(hashes)); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,7 @@ package pluresdb
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cespare/xxhash/v2"
@@ -70,19 +71,29 @@ func (db *DB) buildKeyFilters() error {
 		if db.closed.Load() {
 			return nil
 		}
-		bm := roaring.New()
+		var hashes []uint32
 		err := db.scanHistory(s, -1, func(op *oplog.Op) error {
-			bm.Add(keyHash(op.Key))
+			hashes = append(hashes, keyHash(op.Key))
 			return nil
 		})
 		if err != nil {
 			return err
 		}
-		if err := db.saveKeyFilter(s, bm); err != nil {
+		if err := db.saveKeyFilter(s, keyFilterOf(hashes)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// keyFilterOf builds a filter from key hashes (reordering them): adding
+// them sorted is several times faster than one by one.
+func keyFilterOf(hashes []uint32) *roaring.Bitmap {
+	slices.Sort(hashes)
+	hashes = slices.Compact(hashes)
+	bm := roaring.New()
+	bm.AddMany(hashes)
+	return bm
 }
 
 func (db *DB) saveKeyFilter(s *segIndex, bm *roaring.Bitmap) error {

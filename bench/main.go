@@ -50,6 +50,23 @@ type report struct {
 
 	// SustainedKeys is -sustained-keys when fillrandom-sustained ran, else 0.
 	SustainedKeys int `json:"sustained_keys,omitempty"`
+
+	// OpLog is what the op-log workloads measured, when one ran.
+	OpLog opLogSection `json:"oplog,omitempty"`
+}
+
+// opLogBench is the op-log benchmark (oplog.go). That file fills it in and
+// adds its workloads to knownWorkloads from its init, behind the nopluresdb
+// tag like the PluresDB adapter, so the harness builds without the engine.
+// Its workloads run once, on PluresDB alone, after the engines.
+var opLogBench struct {
+	workloads []string
+	run       func(rc runConfig) (opLogSection, error)
+}
+
+// opLogSection holds the op-log workloads' results and prints their tables.
+type opLogSection interface {
+	print(w io.Writer, markdown bool)
 }
 
 func main() {
@@ -64,7 +81,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	keys := fs.Int("keys", 1_000_000, "keys per database")
 	enginesFlag := fs.String("engines", strings.Join(defaultEngineOrder, ","), "comma-separated engines to run, in order (compiled in: "+knownEngines()+")")
-	workloadsFlag := fs.String("workloads", strings.Join(allWorkloads, ","), "comma-separated workloads to run (known: "+strings.Join(knownWorkloads, ",")+")")
+	workloadsFlag := fs.String("workloads", strings.Join(append(slices.Clone(allWorkloads), opLogBench.workloads...), ","), "comma-separated workloads to run (known: "+strings.Join(knownWorkloads, ",")+")")
 	dirFlag := fs.String("dir", "", "directory for the databases (default: a temporary directory, removed afterwards)")
 	cache := fs.Int64("cache", defaultCacheSize(), "block cache bytes for pluresdb and pebble-samecache (default: pluresdb.DefaultCacheSize())")
 	syncOps := fs.Int("sync-ops", 0, "puts in fillsync (default: keys/20)")
@@ -106,6 +123,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 2
 	}
+	opLogWorkloads := map[string]bool{}
+	for _, w := range opLogBench.workloads {
+		if workloads[w] {
+			opLogWorkloads[w] = true
+			delete(workloads, w)
+		}
+	}
 	// fillrandom-sustained runs on sustainedDefaultEngines unless -engines
 	// names the engines; alone, it picks the engines too.
 	var sustainedEngines []string
@@ -119,6 +143,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 2
+	}
+	// By default the op-log workloads run only with PluresDB among the
+	// engines.
+	if !flagSet(fs, "workloads") && !slices.ContainsFunc(engines, func(s engineSpec) bool { return s.name == "pluresdb" }) {
+		clear(opLogWorkloads)
 	}
 
 	root := *dirFlag
@@ -149,6 +178,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	status := 0
 	for _, spec := range engines {
+		if len(workloads) == 0 {
+			break // only op-log workloads asked for
+		}
 		rep.Notes[spec.name] = spec.notes
 		rc := runConfig{
 			keys:      *keys,
@@ -178,11 +210,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 		debug.FreeOSMemory()
 	}
 	setRatios(rep.Results)
+	if len(opLogWorkloads) > 0 {
+		sec, err := opLogBench.run(runConfig{
+			keys:      *keys,
+			cache:     *cache,
+			seed:      *seed,
+			dir:       filepath.Join(root, "oplog"),
+			workloads: opLogWorkloads,
+			logf:      logf,
+		})
+		rep.OpLog = sec
+		if err != nil {
+			fmt.Fprintln(stderr, "bench: op log:", err)
+			status = 1
+		}
+	}
 
-	if *markdown {
+	switch {
+	case len(workloads) == 0 && *markdown:
+		fmt.Fprintf(stdout, "Machine: %s.\n", rep.Machine)
+	case len(workloads) == 0:
+		fmt.Fprintln(stdout, "machine:", rep.Machine)
+	case *markdown:
 		printMarkdown(stdout, rep, engines)
-	} else {
+	default:
 		printText(stdout, rep, engines)
+	}
+	if rep.OpLog != nil {
+		rep.OpLog.print(stdout, *markdown)
 	}
 	if *jsonFile != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
