@@ -93,12 +93,11 @@ func TestBadFlags(t *testing.T) {
 			t.Errorf("%q: rc %d, want 2", args, rc)
 		}
 	}
-	// -engine db is accepted by the flags and fails cleanly until the
-	// root package has a vector index.
+	// -engine db runs the index through the database.
 	var stdout, stderr bytes.Buffer
 	args := []string{"-engine", "db", "-n", "100", "-dim", "4", "-nq", "5", "-cache", t.TempDir(), "-anchors=false", "-q"}
-	if rc := run(args, &stdout, &stderr); rc != 1 || !strings.Contains(stderr.String(), "VectorIndex") {
-		t.Errorf("-engine db: rc %d, stderr %q", rc, stderr.String())
+	if rc := run(args, &stdout, &stderr); rc != 0 || !strings.Contains(stdout.String(), "pluresdb-db") {
+		t.Errorf("-engine db: rc %d, stdout %q, stderr %q", rc, stdout.String(), stderr.String())
 	}
 }
 
