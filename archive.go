@@ -90,9 +90,7 @@ func (db *DB) archiveSegment(s *segIndex) error {
 		for i := range ops {
 			hashes[i] = keyHash(ops[i].Key)
 		}
-		if err := db.saveKeyFilter(s, keyFilterOf(hashes)); err != nil {
-			return err
-		}
+		db.setKeyFilter(uint64(s.num), keyFilterOf(hashes))
 	}
 	db.m.opArchivedBytes.Add(uint64(buf.Len()))
 	db.m.opArchivedOps.Add(uint64(len(ops)))

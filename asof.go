@@ -71,11 +71,22 @@ func (db *DB) GetAsOf(key []byte, ts oplog.Timestamp) (Document, error) {
 			continue // none on this key
 		}
 		limit := int64(-1)
+		var hashes []uint32
+		fn := apply
 		if s == live {
 			limit = size
+		} else if s.keys == nil {
+			// Build the segment's filter on the way.
+			fn = func(op *oplog.Op) error {
+				hashes = append(hashes, keyHash(op.Key))
+				return apply(op)
+			}
 		}
-		if err := db.scanHistory(s, limit, apply); err != nil {
+		if err := db.scanHistory(s, limit, fn); err != nil {
 			return Document{}, err
+		}
+		if hashes != nil {
+			db.setKeyFilter(uint64(s.num), keyFilterOf(hashes))
 		}
 	}
 	if truncated && !sawWhole {

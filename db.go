@@ -82,6 +82,7 @@ type DB struct {
 	// by commitMu.
 	pendingMeta []metaKV
 	retentionC  chan struct{} // wakes the retention goroutine
+	retentionMu sync.Mutex    // one retention pass at a time
 
 	wg sync.WaitGroup
 	m  metrics

@@ -55,7 +55,7 @@ type segIndex struct {
 	// file holds its operations, without their log positions).
 	archived bool
 	// keys filters the keys of its operations (keyfilter.go); nil: none
-	// built yet. Set once, under ol.mu; read-only after.
+	// built yet. Set once, under ol.mu; read-only after. Not persisted.
 	keys *roaring.Bitmap
 }
 
@@ -430,7 +430,6 @@ func (db *DB) openOpLog() error {
 	}
 	ol.peers = map[oplog.ReplicaID]oplog.VersionVector{}
 	known := map[layout.FileNum]*segIndex{}
-	filters := map[layout.FileNum]*roaring.Bitmap{}
 	it := db.newIter(nsMeta, []byte("oplog/"), []byte("oplog0"), lsm.SeqNum(db.visible.Load()))
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
@@ -451,14 +450,6 @@ func (db *DB) openOpLog() error {
 				return errs.Corruptf(db.dir, -1, "op log %v", err)
 			}
 			known[s.num] = s
-		case bytes.HasPrefix(k, metaSegKeys) && len(k) == len(metaSegKeys)+8:
-			num := layout.FileNum(binary.BigEndian.Uint64(k[len(metaSegKeys):]))
-			if bm, err := decodeKeyFilter(it.Value()); err == nil {
-				filters[num] = bm
-			} else {
-				// Only an optimization: rebuilt later.
-				db.log.Warn().Err(err).Str("segment", num.String()).Msg("dropping a damaged key filter")
-			}
 		}
 	}
 	if err := it.Close(); err != nil {
@@ -519,14 +510,6 @@ func (db *DB) openOpLog() error {
 		db.queueMeta(segIndexKey(num), nil)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].num < all[j].num })
-	for _, s := range all {
-		s.keys = filters[s.num]
-	}
-	for num := range filters {
-		if !slices.ContainsFunc(all, func(s *segIndex) bool { return s.num == num }) {
-			db.queueMeta(segKeysKey(num), nil)
-		}
-	}
 	ol.segs = all
 	ol.localSeq = ol.floor[ol.self]
 	for _, s := range all {

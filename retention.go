@@ -62,13 +62,12 @@ func (db *DB) retention() time.Duration { return db.opts.Retention }
 // applyRetention archives the segments older than HotHistory and drops
 // those older than Retention.
 func (db *DB) applyRetention(now time.Time) error {
+	db.retentionMu.Lock()
+	defer db.retentionMu.Unlock()
 	if err := db.dropHistory(now); err != nil {
 		return err
 	}
-	if err := db.archiveHistory(now); err != nil {
-		return err
-	}
-	return db.buildKeyFilters()
+	return db.archiveHistory(now)
 }
 
 // horizonTS is the timestamp of the wall clock d ago; 0 for d <= 0
@@ -80,7 +79,7 @@ func horizonTS(now time.Time, d time.Duration) oplog.Timestamp {
 	return oplog.MakeTimestamp(uint64(now.Add(-d).UnixMilli()), 0)
 }
 
-// dropHistory drops, oldest first, the flushed segments (or their
+// dropHistory (called with retentionMu held) drops, oldest first, the flushed segments (or their
 // archives) that retention no longer keeps.
 func (db *DB) dropHistory(now time.Time) error {
 	before := horizonTS(now, db.retention())
@@ -111,7 +110,6 @@ func (db *DB) dropHistory(now time.Time) error {
 	b.add(lsm.KindSet, nsMeta, metaFloor, floor.Append(nil))
 	for _, s := range drop {
 		b.add(lsm.KindDelete, nsMeta, segIndexKey(s.num), nil)
-		b.add(lsm.KindDelete, nsMeta, segKeysKey(s.num), nil)
 	}
 	if err := b.Commit(&WriteOptions{Sync: true}); err != nil {
 		return err
