@@ -56,15 +56,22 @@
 //
 // Repair: once tombstones pass Config.TombstoneRatio of the nodes (default
 // 10%, at least 32 of them), Add and Delete start a background Repair (or
-// call Index.Repair). Every live node that links to a tombstone gets its
-// list rebuilt by the selection heuristic from its live links plus the
-// live nodes reached through tombstones (a walk through tombstones only,
-// at most 2*maxLinks of them per list, so a mostly dead graph still
-// reconnects); a dead entry point is replaced by the highest live node.
-// Then, once the searches that may still hold the old lists are done, the
-// tombstones' IDs go on a free list that Add uses first. Live keys keep
-// their IDs, so filter bitmaps stay valid; there is no full rebuild.
-// Writers wait during a repair; searches do not.
+// call Index.Repair). Every live node that links to a tombstone keeps its
+// live links and fills the freed slots by the selection heuristic from the
+// live nodes nearest to it: those behind its tombstones (a walk through at
+// most 2*maxLinks tombstones), or, when that walk is cut short or finds
+// fewer than it replaces, those a beam search from the node finds walking
+// through the dead (bounded like a filtered search). A dead entry point is
+// replaced by the highest live node. Links are one-way, so that alone can
+// strand live nodes (their in-links all came from the dead) or whole
+// groups (their way out did): a last pass finds, on every layer, the live
+// nodes outside the entry point's strongly connected component and links
+// each to its nearest nodes inside, both ways as needed. After a repair
+// every live node is reached from the entry point and reaches it back, on
+// every layer. Then, once the searches that may still hold the old lists
+// are done, the tombstones' IDs go on a free list that Add uses first.
+// Live keys keep their IDs, so filter bitmaps stay valid; there is no full
+// rebuild. Writers wait during a repair; searches do not.
 //
 // Filters: SearchOptions.Filter is a roaring bitmap of allowed internal
 // IDs, SearchOptions.Allow a predicate on keys; a search honours both. A

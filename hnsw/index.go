@@ -267,7 +267,8 @@ func (x *Index) ID(key []byte) (uint32, bool) {
 	return id, ok
 }
 
-// Close waits for a running background repair and starts no more; the
+// Close waits for a running background repair (and the one it owes to
+// writers that passed the threshold while it ran) and starts no more; the
 // index stays usable, with Repair called explicitly.
 func (x *Index) Close() error {
 	x.bgMu.Lock()

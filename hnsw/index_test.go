@@ -652,6 +652,15 @@ func TestUnmarshalValidates(t *testing.T) {
 				if err := y.Add([]byte("new"), q); err != nil {
 					t.Fatalf("byte %d ^ %#x: add: %v", i, mask, err)
 				}
+				// Repair relinks whatever graph it was given (the
+				// deleted key is a tombstone) into a connected one.
+				y.Repair()
+				if f := graphFaults(y, true); len(f) > 0 {
+					t.Fatalf("byte %d ^ %#x: after Repair: %v", i, mask, f)
+				}
+				if _, err := y.Search(q, 5, &SearchOptions{Ef: 10}); err != nil {
+					t.Fatalf("byte %d ^ %#x: search after Repair: %v", i, mask, err)
+				}
 			}
 		}
 		t.Logf("%v: %d of %d mutations decoded (vector bits, links within bounds)", metric, accepted, 4*(len(b)-trailerSize))

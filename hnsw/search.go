@@ -304,10 +304,21 @@ func (x *Index) searchLayer(s *searcher, p *probe, ep item, ef, layer int, f *re
 // s.chosen.
 func (x *Index) selectNeighbors(s *searcher, cands []item, m int) []item {
 	s.chosen = s.chosen[:0]
-	if len(cands) <= m {
-		return append(s.chosen, cands...)
+	return x.fillNeighbors(s, cands, m)
+}
+
+// fillNeighbors is selectNeighbors for a base that already keeps the
+// neighbours in s.chosen (which cands must not repeat): it adds candidates
+// by the heuristic until s.chosen holds m.
+func (x *Index) fillNeighbors(s *searcher, cands []item, m int) []item {
+	if len(s.chosen)+len(cands) <= m {
+		s.chosen = append(s.chosen, cands...)
+		return s.chosen
 	}
 	for _, c := range cands {
+		if len(s.chosen) >= m {
+			break
+		}
 		good := true
 		cp := x.nodeProbe(c.id)
 		for _, r := range s.chosen {
@@ -318,9 +329,6 @@ func (x *Index) selectNeighbors(s *searcher, cands []item, m int) []item {
 		}
 		if good {
 			s.chosen = append(s.chosen, c)
-			if len(s.chosen) == m {
-				break
-			}
 		}
 	}
 	return s.chosen
@@ -380,8 +388,9 @@ func (x *Index) insert(id uint32, level int) {
 }
 
 // connect adds a link nb -> id at layer, shrinking nb's list with the
-// heuristic when it is full, all under nb's stripe.
-func (x *Index) connect(s *searcher, nb, id uint32, layer int) {
+// heuristic when it is full, all under nb's stripe. It reports whether
+// nb links to id afterwards (the heuristic may prefer nb's old links).
+func (x *Index) connect(s *searcher, nb, id uint32, layer int) bool {
 	maxL := x.maxLinks(layer)
 	mu := x.stripe(nb)
 	mu.Lock()
@@ -389,12 +398,12 @@ func (x *Index) connect(s *searcher, nb, id uint32, layer int) {
 	l := x.linkList(nb, layer)
 	cnt := int(l[0])
 	if slices.Contains(l[1:1+cnt], id) {
-		return
+		return true
 	}
 	if cnt < maxL {
 		atomic.StoreUint32(&l[1+cnt], id)
 		atomic.StoreUint32(&l[0], uint32(cnt+1))
-		return
+		return true
 	}
 	base := x.nodeProbe(nb)
 	s.sorted = append(s.sorted[:0], item{x.dist(&base, id), id})
@@ -404,10 +413,13 @@ func (x *Index) connect(s *searcher, nb, id uint32, layer int) {
 	slices.SortFunc(s.sorted, func(a, b item) int { return cmpDist(a.dist, b.dist) })
 	chosen := x.selectNeighbors(s, s.sorted, maxL)
 	s.batch = s.batch[:0]
+	kept := false
 	for _, c := range chosen {
 		s.batch = append(s.batch, c.id)
+		kept = kept || c.id == id
 	}
 	storeLinks(l, s.batch)
+	return kept
 }
 
 func cmpDist(a, b float32) int {
