@@ -24,7 +24,8 @@ package pluresdb
 // The 'v' records are the truth; the graph is a projection of them. Every
 // write gets the next change number of its index (no gaps) and commits, in
 // one batch, its 'v' record (or its deletion) and its 'l' entry; only then
-// is it applied to the graph, in change-number order.
+// is it applied to the graph. Writes of one key apply in change-number
+// order; writes of different keys apply concurrently.
 //
 // A checkpoint is the graph encoded by hnsw.MarshalBinary (it has its own
 // magic, version and checksum) in a file NNNNNN.hnsw of the database
@@ -135,12 +136,15 @@ func (vs *vectorSet) close(db *DB) error {
 // write that has returned.
 //
 // Concurrency: all methods are safe from several goroutines. Searches run
-// in parallel with each other and with writes. Writes to one index
-// serialize on mu for numbering and committing (the commit includes its
-// fsync, unless Options.NoSync); each is then applied to the graph in
-// change-number order under applyMu, while the next write commits. A
-// checkpoint (ckMu) holds applyMu only while it encodes the graph: writers
-// wait that long (a memory copy), searches not at all.
+// in parallel with each other and with writes. A write holds its key's
+// stripe lock from numbering to graph insert, so writes of one key apply
+// in order; it holds mu only to number and append its batch (the fsync
+// comes after, shared with concurrent writers), then inserts into the
+// graph alongside writes of other keys (hnsw inserts in parallel). Every
+// write holds applyRW shared; a checkpoint (ckMu) takes it exclusively
+// while it encodes the graph, so the graph then holds exactly the changes
+// numbered so far: writers wait that long (a memory copy), searches not
+// at all.
 type VectorIndex struct {
 	db   *DB
 	name string
@@ -155,9 +159,8 @@ type VectorIndex struct {
 	lbuf  []byte // guarded by mu
 	vbuf  []byte // guarded by mu
 
-	applyMu   sync.Mutex
-	applyCond *sync.Cond
-	applied   uint64 // last change applied to g; guarded by applyMu
+	applyRW sync.RWMutex              // writes shared, a checkpoint's encoding exclusive
+	keyMu   [vecKeyStripes]sync.Mutex // per-key order of writes
 
 	ckMu    sync.Mutex
 	ck      vecCheckpoint // the current checkpoint (change 0: none usable); guarded by ckMu
@@ -261,6 +264,10 @@ func (vi *VectorIndex) Add(key []byte, vec []float32) error {
 	if err := vi.checkVector(vec); err != nil {
 		return err
 	}
+	km := vi.keyLock(key)
+	km.Lock()
+	defer km.Unlock()
+	vi.applyRW.RLock()
 	vi.mu.Lock()
 	c := vi.last + 1
 	vi.vbuf = binary.LittleEndian.AppendUint64(vi.vbuf[:0], c)
@@ -272,12 +279,45 @@ func (vi *VectorIndex) Add(key []byte, vec []float32) error {
 	b.Reset()
 	b.add(lsm.KindSet, nsVector, vi.vectorKey(key), vi.vbuf)
 	b.add(lsm.KindSet, nsVector, vi.logKey(c), vi.lbuf)
-	if err := b.Commit(nil); err != nil {
-		vi.mu.Unlock()
+	err := vi.commitLocked(b, c)
+	vi.mu.Unlock()
+	if err == nil {
+		err = vi.syncAndApply(c, key, vec)
+	}
+	vi.applyRW.RUnlock()
+	if err == nil {
+		vi.maybeCheckpoint(c)
+	}
+	return err
+}
+
+// vecKeyStripes is the number of per-key write locks of an index.
+const vecKeyStripes = 64
+
+func (vi *VectorIndex) keyLock(key []byte) *sync.Mutex {
+	return &vi.keyMu[xxhash.Sum64(key)%vecKeyStripes]
+}
+
+// commitLocked appends b (change c) without waiting for its fsync: the
+// writer syncs after releasing mu, so concurrent writers share one fsync.
+// Called with mu held.
+func (vi *VectorIndex) commitLocked(b *Batch, c uint64) error {
+	if err := b.Commit(&WriteOptions{NoSync: true}); err != nil {
 		return err
 	}
 	vi.last = c
-	vi.mu.Unlock()
+	return nil
+}
+
+// syncAndApply makes change c durable (unless Options.NoSync) and applies
+// it to the graph: vec nil is a deletion.
+func (vi *VectorIndex) syncAndApply(c uint64, key []byte, vec []float32) error {
+	if !vi.db.opts.NoSync {
+		if err := vi.db.wal.Sync(); err != nil {
+			vi.db.setBroken(err)
+			return fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
+		}
+	}
 	return vi.apply(c, key, vec)
 }
 
@@ -286,12 +326,17 @@ func (vi *VectorIndex) Delete(key []byte) error {
 	if err := vi.checkKey(key); err != nil {
 		return err
 	}
+	km := vi.keyLock(key)
+	km.Lock()
+	defer km.Unlock()
+	vi.applyRW.RLock()
+	defer vi.applyRW.RUnlock()
 	vi.mu.Lock()
 	if vi.db.closed.Load() {
 		vi.mu.Unlock()
 		return errs.ErrClosed
 	}
-	// Under mu every earlier write of this index has committed, so the
+	// Under the key's lock every earlier write of it has committed, so the
 	// record says whether key is there.
 	ukey := append([]byte{nsVector}, vi.vectorKey(key)...)
 	if _, err := vi.db.vectorGet(ukey, lsm.SeqNum(vi.db.visible.Load())); err != nil {
@@ -307,13 +352,16 @@ func (vi *VectorIndex) Delete(key []byte) error {
 	b.Reset()
 	b.add(lsm.KindDelete, nsVector, ukey[1:], nil)
 	b.add(lsm.KindSet, nsVector, vi.logKey(c), vi.lbuf)
-	if err := b.Commit(nil); err != nil {
-		vi.mu.Unlock()
+	err := vi.commitLocked(b, c)
+	vi.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	vi.last = c
-	vi.mu.Unlock()
-	return vi.apply(c, key, nil)
+	if err := vi.syncAndApply(c, key, nil); err != nil {
+		return err
+	}
+	vi.maybeCheckpoint(c)
+	return nil
 }
 
 // Search returns the k nearest vectors to q, nearest first.
@@ -331,26 +379,18 @@ func (vi *VectorIndex) Search(q []float32, k int, opts *hnsw.SearchOptions) ([]h
 // apply makes committed change c (an add, or a delete when vec is nil) in
 // the graph, after every earlier change.
 func (vi *VectorIndex) apply(c uint64, key []byte, vec []float32) error {
-	vi.applyMu.Lock()
-	for vi.applied+1 != c {
-		vi.applyCond.Wait()
-	}
 	var err error
 	if vec != nil {
 		err = vi.g.Add(key, vec)
 	} else if err = vi.g.Delete(key); errors.Is(err, hnsw.ErrNotFound) {
 		err = nil
 	}
-	vi.applied = c
-	vi.applyCond.Broadcast()
-	vi.applyMu.Unlock()
 	if err != nil {
 		// checkVector mirrors hnsw's checks, so this is a bug; the record
 		// is durable and the next open retries it.
-		vi.db.log.Error().Err(err).Str("index", vi.name).Msg("vector committed but not indexed")
+		vi.db.log.Error().Err(err).Str("index", vi.name).Uint64("change", c).Msg("vector committed but not indexed")
 		return fmt.Errorf("pluresdb: vector index %q: %w", vi.name, err)
 	}
-	vi.maybeCheckpoint(c)
 	return nil
 }
 
@@ -431,7 +471,6 @@ func (vi *VectorIndex) mergeConfig(stored, want hnsw.Config) (hnsw.Config, error
 // change log.
 func (db *DB) openVectorIndex(name string, want hnsw.Config) (*VectorIndex, error) {
 	vi := &VectorIndex{db: db, name: name, pfx: append([]byte{byte(len(name))}, name...)}
-	vi.applyCond = sync.NewCond(&vi.applyMu)
 	vi.ckEvery.Store(defaultCheckpointEvery)
 	vi.batch = db.NewBatch()
 	start := time.Now()
@@ -485,7 +524,7 @@ func (db *DB) openVectorIndex(name string, want hnsw.Config) (*VectorIndex, erro
 			return nil, err
 		}
 	}
-	vi.g, vi.last, vi.applied = g, last, last
+	vi.g, vi.last = g, last
 	vi.ckChange.Store(vi.ck.change)
 	db.log.Debug().Str("index", name).Int("vectors", g.Len()).Bool("checkpoint", vi.loadedCheckpoint).
 		Int("replayed", vi.replayed).Int("rebuilt", vi.rebuilt).Dur("took", time.Since(start)).Msg("opened vector index")
@@ -767,14 +806,18 @@ func (vi *VectorIndex) checkpoint() error {
 	defer vi.ckMu.Unlock()
 	db := vi.db
 	start := time.Now()
-	vi.applyMu.Lock()
-	upto := vi.applied
+	// Exclusive: every write numbered so far is in the graph, none is
+	// half-way.
+	vi.applyRW.Lock()
+	vi.mu.Lock()
+	upto := vi.last
+	vi.mu.Unlock()
 	if upto == vi.ck.change {
-		vi.applyMu.Unlock()
+		vi.applyRW.Unlock()
 		return nil
 	}
 	data, err := vi.g.MarshalBinary()
-	vi.applyMu.Unlock()
+	vi.applyRW.Unlock()
 	if err != nil {
 		return err
 	}
