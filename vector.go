@@ -342,7 +342,10 @@ func (vi *VectorIndex) Delete(key []byte) error {
 	if _, err := vi.db.vectorGet(ukey, lsm.SeqNum(vi.db.visible.Load())); err != nil {
 		vi.mu.Unlock()
 		if errors.Is(err, errs.ErrNotFound) {
-			return nil
+			// Absent, as far as what is visible goes; but a write whose
+			// sync failed is visible too, and then the database is
+			// read-only: nothing may be acknowledged.
+			return vi.db.writable()
 		}
 		return err
 	}
