@@ -2,8 +2,9 @@
 // "Efficient and robust approximate nearest neighbor search using
 // Hierarchical Navigable Small World graphs"): insert, replace, delete and
 // k-nearest-neighbour search with filters, and the binary encoding of the
-// graph that the engine persists. Persisting through the storage interface
-// comes later; this package knows nothing of the engine.
+// graph that the engine persists. This package knows nothing of the
+// engine: the root package's VectorIndex logs vectors through the LSM and
+// checkpoints the graph with MarshalBinary.
 //
 // # Algorithm
 //

@@ -33,9 +33,9 @@ const userIterNextsBeforeSeek = 8
 //   - only the newest visible entry of each user key counts;
 //   - a key whose newest visible entry is a KindDelete is skipped;
 //   - a KindMerge entry is folded with the older visible entries of its key
-//     by Merger. If Merger is nil (the default until the op-log package
-//     supplies one) a KindMerge entry reads exactly like a KindSet: its
-//     operand is the value and older entries are hidden.
+//     by Merger (the engine sets the op log's). If Merger is nil a
+//     KindMerge entry reads exactly like a KindSet: its operand is the
+//     value and older entries are hidden.
 //
 // Moving backward (Last, SeekLT, Prev) reads every version of a key, oldest
 // first, and copies the value it settles on; Next and Prev may be mixed at

@@ -1,9 +1,12 @@
 // Package oplog owns the CRDT operation log's primitives: replica IDs and
-// the REPLICA file, the hybrid logical clock, version vectors, and the
-// encoding of operations, alone and in per-replica runs (batches).
+// the REPLICA file, the hybrid logical clock, version vectors, the
+// encoding of operations, alone and in per-replica runs (batches), document
+// states and their merge rules, and the change-stream format. The root
+// package keeps the log itself (its WAL segments) and wires these in.
 //
 // Every change to a database is an Op stamped with this replica's ID, a
-// per-replica sequence number (1, 2, 3, ...) and an HLC timestamp. (Replica,
+// per-replica sequence number (rising; the engine uses its log sequence
+// numbers, so not consecutive) and an HLC timestamp. (Replica,
 // Seq) names an op; (HLC, Replica) orders ops for last-writer-wins. A
 // VersionVector summarises which ops a replica holds, so two replicas can
 // tell each other what they lack.
