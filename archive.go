@@ -72,8 +72,8 @@ func (db *DB) archiveSegment(s *segIndex) error {
 	}
 	path := layout.Path(db.dir, layout.TypeArchive, s.num)
 	tmp := layout.Path(db.dir, layout.TypeTemp, db.vs.NewFileNum())
-	if err := writeFileAtomic(db.fs, db.dir, tmp, path, buf.Bytes()); err != nil {
-		return err
+	if err := vfs.WriteFileAtomic(db.fs, tmp, path, buf.Bytes()); err != nil {
+		return fmt.Errorf("pluresdb: writing archive %s: %w", path, err)
 	}
 	arch := *s
 	arch.archived = true
@@ -114,33 +114,4 @@ func (db *DB) readArchive(num layout.FileNum) (*oplog.Stream, error) {
 		return nil, fmt.Errorf("pluresdb: archive %s: %w", path, err)
 	}
 	return st, nil
-}
-
-// writeFileAtomic writes data to path through the temporary file tmp
-// (removed at open if a crash leaves it), synced, renamed, and with the
-// directory synced.
-func writeFileAtomic(fs vfs.FS, dir, tmp, path string, data []byte) error {
-	f, err := fs.Create(tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		fs.Remove(tmp)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		fs.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		fs.Remove(tmp)
-		return err
-	}
-	if err := fs.Rename(tmp, path); err != nil {
-		fs.Remove(tmp)
-		return err
-	}
-	return fs.SyncDir(dir)
 }

@@ -341,8 +341,9 @@ func (db *DB) pendingMetaSize() int {
 	return n
 }
 
-// appendPendingMeta writes the queued metadata as a record of its own.
-// Called with commitMu held and room in the memtable.
+// appendPendingMeta writes the queued metadata as a record of its own,
+// through appendLocked (which finds the queue empty then). Called with
+// commitMu held and room in the memtable.
 func (db *DB) appendPendingMeta() error {
 	b := &Batch{db: db}
 	b.Reset()
@@ -354,26 +355,8 @@ func (db *DB) appendPendingMeta() error {
 		}
 	}
 	db.pendingMeta = db.pendingMeta[:0]
-	seq := db.lastSeq + 1
-	rec := batchrepr.SetHeader(b.data, seq, b.count)
-	if err := db.wal.Append(rec, false); err != nil {
-		db.setBroken(err)
-		return fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
-	}
-	r, _ := batchrepr.NewReader(rec)
-	for i := lsm.SeqNum(0); ; i++ {
-		e, ok, _ := r.Next()
-		if !ok {
-			break
-		}
-		if err := db.mem.m.Add(seq+i, e.Kind, e.Key, e.Value); err != nil {
-			panic("pluresdb: memtable overflow after reservation: " + err.Error())
-		}
-	}
-	db.ol.cur.noteRecord(seq, seq+lsm.SeqNum(b.count)-1)
-	db.lastSeq = seq + lsm.SeqNum(b.count) - 1
-	db.mem.maxSeq = db.lastSeq
-	return nil
+	_, err := db.appendLocked(b)
+	return err
 }
 
 // sealSegment moves the index of the segment just sealed to the retained

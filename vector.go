@@ -63,6 +63,7 @@ import (
 	"github.com/plures/pluresdb/hnsw"
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/internal/layout"
+	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/lsm"
 )
 
@@ -868,26 +869,9 @@ func (vi *VectorIndex) checkpoint() error {
 
 // writeVectorGraph writes data durably to the checkpoint file num.
 func (db *DB) writeVectorGraph(num layout.FileNum, data []byte) error {
-	tmp := layout.Path(db.dir, layout.TypeTemp, num)
-	f, err := db.fs.Create(tmp)
+	err := vfs.WriteFileAtomic(db.fs, layout.Path(db.dir, layout.TypeTemp, num),
+		layout.Path(db.dir, layout.TypeVectorGraph, num), data)
 	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = db.fs.Rename(tmp, layout.Path(db.dir, layout.TypeVectorGraph, num))
-	}
-	if err != nil {
-		_ = db.fs.Remove(tmp)
-		return fmt.Errorf("pluresdb: writing vector index checkpoint %s: %w", num, err)
-	}
-	if err := db.fs.SyncDir(db.dir); err != nil {
 		return fmt.Errorf("pluresdb: writing vector index checkpoint %s: %w", num, err)
 	}
 	return nil

@@ -396,27 +396,10 @@ func (m *manifestWriter) close() error { return m.f.Close() }
 // setCurrent points CURRENT at MANIFEST-num atomically and durably. The
 // temporary file is named after the manifest's number.
 func setCurrent(fs vfs.FS, dir string, num layout.FileNum) error {
-	tmp := layout.Path(dir, layout.TypeTemp, num)
-	f, err := fs.Create(tmp)
+	err := vfs.WriteFileAtomic(fs, layout.Path(dir, layout.TypeTemp, num), layout.Path(dir, layout.TypeCurrent, 0),
+		[]byte(layout.Name(layout.TypeManifest, num)+"\n"))
 	if err != nil {
-		return err
-	}
-	_, err = f.Write([]byte(layout.Name(layout.TypeManifest, num) + "\n"))
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = fs.Rename(tmp, layout.Path(dir, layout.TypeCurrent, 0))
-	}
-	if err != nil {
-		fs.Remove(tmp)
 		return fmt.Errorf("lsm: set CURRENT to manifest %s: %w", num, err)
-	}
-	if err := fs.SyncDir(dir); err != nil {
-		return fmt.Errorf("lsm: sync directory %s: %w", dir, err)
 	}
 	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"path/filepath"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -87,27 +86,8 @@ func WriteReplicaFile(fs vfs.FS, path string, id ReplicaID) error {
 	buf = append(buf, id[:]...)
 	buf = binary.LittleEndian.AppendUint64(buf, xxhash.Sum64(buf))
 
-	tmp := path + ".tmp"
-	f, err := fs.Create(tmp)
-	if err != nil {
-		return fmt.Errorf("oplog: create %s: %w", tmp, err)
-	}
-	_, err = f.Write(buf)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = fs.Rename(tmp, path)
-	}
-	if err != nil {
-		fs.Remove(tmp)
+	if err := vfs.WriteFileAtomic(fs, path+".tmp", path, buf); err != nil {
 		return fmt.Errorf("oplog: write %s: %w", path, err)
-	}
-	if err := fs.SyncDir(filepath.Dir(path)); err != nil {
-		return fmt.Errorf("oplog: sync directory of %s: %w", path, err)
 	}
 	return nil
 }

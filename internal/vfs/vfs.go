@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 )
 
 // ErrLocked: a lock on the file is held, by another process or through
@@ -63,4 +64,31 @@ type FS interface {
 	Lock(name string) (io.Closer, error)
 	// SyncDir makes the directory's entries durable.
 	SyncDir(dir string) error
+}
+
+// WriteFileAtomic makes path hold data, durably and all at once: data goes
+// to tmp, which is synced, renamed over path, and the directory synced.
+// After a crash path holds either its old contents or data; tmp may be
+// left behind (callers name it so that open removes it). On an error tmp
+// is removed.
+func WriteFileAtomic(fs FS, tmp, path string, data []byte) error {
+	f, err := fs.Create(tmp)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = fs.Rename(tmp, path)
+	}
+	if err != nil {
+		fs.Remove(tmp)
+		return err
+	}
+	return fs.SyncDir(filepath.Dir(path))
 }

@@ -390,3 +390,33 @@ func TestOpString(t *testing.T) {
 		t.Fatal(OpSyncDir, OpCreate, Op(99))
 	}
 }
+
+func TestWriteFileAtomic(t *testing.T) {
+	mem := NewMem()
+	if err := mem.MkdirAll("/d"); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileAtomic(mem, "/d/f.tmp", "/d/f", []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	// Durable without any further sync: it survives a power cut.
+	if got, err := readAll(t, mem.CrashClone(), "/d/f"); err != nil || got != "one" {
+		t.Fatalf("after a crash: %q, %v", got, err)
+	}
+	// A failed rewrite leaves the old contents and no temp file.
+	failing := WithFaults(mem, func(op Op, path string) error {
+		if op == OpRename {
+			return ErrInjected
+		}
+		return nil
+	})
+	if err := WriteFileAtomic(failing, "/d/f.tmp", "/d/f", []byte("two")); !errors.Is(err, ErrInjected) {
+		t.Fatalf("rename failure: %v", err)
+	}
+	if got, err := readAll(t, mem, "/d/f"); err != nil || got != "one" {
+		t.Fatalf("after a failed rewrite: %q, %v", got, err)
+	}
+	if _, err := mem.Stat("/d/f.tmp"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("temp file left behind: %v", err)
+	}
+}
