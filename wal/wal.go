@@ -223,6 +223,11 @@ func (w *Writer) Append(rec []byte, sync bool) error {
 		return err
 	}
 	before := len(w.buf)
+	if n := before + w.framer.FramedSize(len(rec)); n > cap(w.buf) {
+		// Grow once to what the record needs: a big record (an import
+		// batch) would otherwise be copied again at every doubling.
+		w.buf = append(make([]byte, 0, max(n, 2*cap(w.buf))), w.buf...)
+	}
 	w.buf = w.framer.Append(w.buf, rec)
 	w.size += int64(len(w.buf) - before)
 	end, seg := w.size, w.num
@@ -341,8 +346,10 @@ func (w *Writer) flushLocked() error {
 		return nil
 	}
 	_, err := w.file.Write(buf)
-	// Keep the buffer for reuse, unless one huge record blew it up.
-	if cap(buf) <= 4*w.opts.BufferSize {
+	// Keep the buffer for reuse, unless one huge record blew it up and
+	// this write did not fill it (big records keep their big buffer while
+	// they come, as an import's batches do).
+	if cap(buf) <= 4*w.opts.BufferSize || len(buf) > cap(buf)/2 {
 		w.spare = buf[:0]
 	} else {
 		w.spare = nil
