@@ -58,6 +58,52 @@ func (m *Memtable) Add(seq SeqNum, kind Kind, ukey, value []byte) error {
 	return nil
 }
 
+// Inserter adds entries to a Memtable in groups: the searches of a group
+// overlap their cache misses, which makes a run of random inserts into a
+// large memtable about twice as fast as Add one at a time. Entries are
+// added in the order given, exactly as Add would add them; keys and values
+// are copied when Flush (or a full group) inserts them, so they must stay
+// unchanged until then. Only one goroutine may use an Inserter, or Add, on
+// a memtable at a time.
+type Inserter struct {
+	m  *Memtable
+	es [groupSize]groupEntry
+	n  int
+}
+
+// NewInserter returns an Inserter for m.
+func (m *Memtable) NewInserter() *Inserter { return &Inserter{m: m} }
+
+// Add queues the entry (ukey, seq, kind) → value and inserts the queue
+// once a group is full. It returns ErrMemtableFull, having inserted none
+// of the group, if the group does not fit.
+func (in *Inserter) Add(seq SeqNum, kind Kind, ukey, value []byte) error {
+	if seq > MaxSeqNum || kind > KindMax {
+		return fmt.Errorf("lsm: memtable add: invalid seq %d or kind %v", seq, kind)
+	}
+	in.es[in.n] = groupEntry{ukey: ukey, trailer: MakeTrailer(seq, kind), value: value}
+	in.n++
+	if in.n == groupSize {
+		return in.Flush()
+	}
+	return nil
+}
+
+// Flush inserts the queued entries.
+func (in *Inserter) Flush() error {
+	n := in.n
+	in.n = 0
+	if n == 0 {
+		return nil
+	}
+	ok := in.m.list.addGroup(in.es[:n])
+	clear(in.es[:n])
+	if !ok {
+		return ErrMemtableFull
+	}
+	return nil
+}
+
 // Get returns the newest entry for ukey whose seq is <= snap. A KindDelete
 // entry is returned as found (kind tells the caller it is a tombstone); a
 // KindMerge entry is returned as is, its older operands are not folded.

@@ -239,6 +239,33 @@ func BenchmarkMemtableSkiplistInsert(b *testing.B) {
 	}
 }
 
+// Insert through an Inserter, in groups.
+func BenchmarkMemtableSkiplistInsertGroups(b *testing.B) {
+	keys, value := memBenchKeys()
+	var m *Memtable
+	var in *Inserter
+	b.ReportAllocs()
+	b.SetBytes(16 + 100)
+	b.ResetTimer()
+	for i := range b.N {
+		if i%memBenchEntries == 0 {
+			b.StopTimer()
+			if in != nil {
+				if err := in.Flush(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			m = nil
+			m = NewMemtable(memBenchArena)
+			in = m.NewInserter()
+			b.StartTimer()
+		}
+		if err := in.Add(SeqNum(i+1), KindSet, keys[i%memBenchEntries], value); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkMemtableBTreeInsert(b *testing.B) {
 	keys, value := memBenchKeys()
 	var m *btreeMemtable

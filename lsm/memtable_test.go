@@ -596,3 +596,64 @@ func TestMemtableDuplicatePrev(t *testing.T) {
 		t.Fatalf("forward %q backward %q, want cba and abc", fwd, got)
 	}
 }
+
+// An Inserter builds, byte for byte, the arena that Add one at a time
+// builds: same towers, same links, same offsets. Random keys with many
+// duplicates and repeated internal keys, in groups cut at random.
+func TestInserterMatchesAdd(t *testing.T) {
+	rng := memTestRand(t)
+	for iter := range 20 {
+		a, g := NewMemtable(1<<20), NewMemtable(1<<20)
+		in := g.NewInserter()
+		nkeys := 1 + rng.Intn(2000)
+		for i := range 3000 {
+			k := fmt.Appendf(nil, "k%05d", rng.Intn(nkeys))
+			seq := SeqNum(1 + i)
+			if rng.Intn(20) == 0 {
+				seq = SeqNum(1 + rng.Intn(i+1)) // an internal key seen before
+			}
+			v := bytes.Repeat([]byte{byte(i)}, rng.Intn(40))
+			if err := a.Add(seq, KindSet, k, v); err != nil {
+				t.Fatal(err)
+			}
+			if err := in.Add(seq, KindSet, k, v); err != nil {
+				t.Fatal(err)
+			}
+			if rng.Intn(10) == 0 {
+				if err := in.Flush(); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := in.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if a.Len() != g.Len() || a.Size() != g.Size() || !bytes.Equal(a.list.buf, g.list.buf) || a.list.height.Load() != g.list.height.Load() {
+			t.Fatalf("iter %d: the arenas differ (len %d vs %d, size %d vs %d)", iter, a.Len(), g.Len(), a.Size(), g.Size())
+		}
+	}
+}
+
+// A group that does not fit inserts nothing, and the memtable stays usable.
+func TestInserterFull(t *testing.T) {
+	m := NewMemtable(4096)
+	in := m.NewInserter()
+	v := make([]byte, 600)
+	var err error
+	added := 0
+	for i := 0; err == nil; i++ {
+		err = in.Add(SeqNum(i+1), KindSet, fmt.Appendf(nil, "k%03d", i), v)
+		if err == nil && (i+1)%groupSize == 0 {
+			added = i + 1
+		}
+	}
+	if !errors.Is(err, ErrMemtableFull) {
+		t.Fatalf("err %v, want ErrMemtableFull", err)
+	}
+	if m.Len() != added {
+		t.Fatalf("%d entries after a refused group, want %d", m.Len(), added)
+	}
+	if err := m.Add(SeqNum(1000), KindSet, []byte("small"), nil); err != nil {
+		t.Fatalf("Add after a refused group: %v", err)
+	}
+}

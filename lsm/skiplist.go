@@ -111,6 +111,9 @@ func newSkiplist(arenaSize int) *skiplist {
 		limit: uint32(arenaSize),
 		rng:   0x9e3779b97f4a7c15,
 	}
+	if total >= 8<<20 {
+		adviseHugePages(s.buf)
+	}
 	s.used.Store(arenaAlign) // offset 0 stays unused: it is the nil link
 	head, ok := s.alloc(arenaNodeMax)
 	if !ok {
@@ -322,5 +325,140 @@ func (s *skiplist) add(ukey []byte, trailer uint64, value []byte) bool {
 		s.height.Store(uint32(h))
 	}
 	s.count.Add(1)
+	return true
+}
+
+// groupSize is how many entries addGroup searches for at once: about as
+// many cache misses as a core keeps in flight.
+const groupSize = 16
+
+// groupEntry is one entry for addGroup.
+type groupEntry struct {
+	ukey    []byte
+	trailer uint64
+	value   []byte
+}
+
+// addGroup inserts up to groupSize entries, in order, exactly as add would
+// one after the other. It first walks down the list for all of them at
+// once, a step of each in turn, so the cache misses of their searches
+// overlap instead of following one another; then it links each entry,
+// walking forward on every level from the predecessor found (nodes are
+// only ever added, so that node is still on its level and still before
+// the key). It returns false, having inserted nothing, if the entries do
+// not all fit. Only one goroutine may call add or addGroup at a time.
+func (s *skiplist) addGroup(es []groupEntry) bool {
+	if len(es) > groupSize {
+		panic("lsm: skiplist group too large")
+	}
+	var (
+		heights [groupSize]int
+		prev    [groupSize][skiplistMaxHeight]uint32
+		x       [groupSize]uint32
+		stop    [groupSize]uint32
+		level   [groupSize]int
+	)
+	// Draw the towers first, as add would in turn, and check the room
+	// they take (aligned as alloc aligns).
+	rng := s.rng
+	end := uint64(s.used.Load())
+	for i := range es {
+		e := &es[i]
+		if len(e.ukey) > int(s.limit) || len(e.value) > int(s.limit) {
+			s.rng = rng
+			return false
+		}
+		heights[i] = s.randomHeight()
+		end += uint64(arenaNodeHeader + heights[i]*4 + len(e.ukey) + len(e.value))
+		end = (end + arenaAlign - 1) &^ (arenaAlign - 1)
+	}
+	if end > uint64(s.limit) {
+		s.rng = rng
+		return false
+	}
+
+	// Walk down for every entry at once, a step of each in turn. The next
+	// node of a search is prefetched as soon as it is known, and compared
+	// only once the other searches have taken their step: the searches'
+	// cache misses overlap instead of following one another.
+	listHeight := int(s.height.Load())
+	var next [groupSize]uint32
+	for i := range es {
+		x[i], level[i] = s.head, listHeight-1
+		next[i] = s.next(s.node(s.head), listHeight-1)
+		if next[i] != 0 {
+			prefetch(&s.buf[next[i]])
+		}
+	}
+	for active := len(es); active > 0; {
+		for i := range es {
+			l := level[i]
+			if l < 0 {
+				continue
+			}
+			nx := next[i]
+			if nx != stop[i] && s.compare(es[i].ukey, es[i].trailer, s.node(nx)) > 0 {
+				x[i] = nx
+			} else {
+				stop[i] = nx
+				prev[i][l] = x[i]
+				l--
+				level[i] = l
+				if l < 0 {
+					active--
+					continue
+				}
+			}
+			nx = s.next(s.node(x[i]), l)
+			next[i] = nx
+			if nx != stop[i] {
+				prefetch(&s.buf[nx])
+			}
+		}
+	}
+
+	// Link them one by one.
+	for i := range es {
+		e := &es[i]
+		h := heights[i]
+		towerEnd := arenaNodeHeader + h*4
+		off, ok := s.alloc(towerEnd + len(e.ukey) + len(e.value))
+		if !ok {
+			panic("lsm: skiplist arena ran out after its check")
+		}
+		n := s.node(off)
+		n.trailer = e.trailer
+		n.keyOffset = off + uint32(towerEnd)
+		n.keyLen = uint32(len(e.ukey))
+		n.valueLen = uint32(len(e.value))
+		copy(s.buf[n.keyOffset:], e.ukey)
+		copy(s.buf[n.keyOffset+n.keyLen:], e.value)
+		var pv [skiplistMaxHeight]uint32
+		for l := range h {
+			p := s.head
+			if l < listHeight {
+				p = prev[i][l]
+			}
+			for {
+				nx := s.next(s.node(p), l)
+				if nx == 0 || s.compare(e.ukey, e.trailer, s.node(nx)) <= 0 {
+					break
+				}
+				p = nx
+			}
+			pv[l] = p
+		}
+		for l := range h {
+			atomic.StoreUint32(&n.tower[l], s.next(s.node(pv[l]), l))
+		}
+		// Publish bottom-up, as add does.
+		for l := range h {
+			atomic.StoreUint32(&s.node(pv[l]).tower[l], off)
+		}
+		if h > int(s.height.Load()) {
+			s.height.Store(uint32(h))
+		}
+		s.count.Add(1)
+	}
 	return true
 }
