@@ -522,21 +522,35 @@ func (db *DB) syncWanted(opts *WriteOptions) bool {
 // the WAL and inserts it into the memtable, and returns its last sequence
 // number. It does not sync or publish. Called with commitMu held.
 func (db *DB) appendLocked(b *Batch) (lsm.SeqNum, error) {
-	if err := db.writable(); err != nil {
+	rec, seq, last, err := db.logLocked(b)
+	if err != nil {
 		return 0, err
+	}
+	db.insertLocked(db.mem, rec, seq, last)
+	return last, nil
+}
+
+// logLocked is the first half of appendLocked: room in the memtable (a
+// rotation if need be), sequence numbers, timestamps and the WAL append.
+// It advances db.lastSeq; the record's entries are not in the memtable
+// until insertLocked puts them there, which must happen before anything
+// else is inserted or the memtable rotates. Called with commitMu held.
+func (db *DB) logLocked(b *Batch) (rec []byte, seq, last lsm.SeqNum, err error) {
+	if err := db.writable(); err != nil {
+		return nil, 0, 0, err
 	}
 	if db.mem.m.Room() < b.memSize+db.pendingMetaSize() {
 		if err := db.rotateMemtable(); err != nil {
-			return 0, err
+			return nil, 0, 0, err
 		}
 	}
 	if len(db.pendingMeta) > 0 {
 		if err := db.appendPendingMeta(); err != nil {
-			return 0, err
+			return nil, 0, 0, err
 		}
 	}
-	seq := db.lastSeq + 1
-	last := seq + lsm.SeqNum(b.count) - 1
+	seq = db.lastSeq + 1
+	last = seq + lsm.SeqNum(b.count) - 1
 	if n := len(b.stamps); n > 0 {
 		// Local operations: timestamps in sequence order, so a local
 		// write sorts after everything this replica has written or seen.
@@ -547,36 +561,53 @@ func (db *DB) appendLocked(b *Batch) (lsm.SeqNum, error) {
 		db.ol.cur.noteOps(db.ol.self, uint64(seq), uint64(last), ts, ts+oplog.Timestamp(n-1))
 		db.ol.localSeq = uint64(last)
 	}
-	rec := batchrepr.SetHeader(b.data, seq, b.count)
+	rec = batchrepr.SetHeader(b.data, seq, b.count)
 	if err := db.wal.Append(rec, false); err != nil {
 		db.setBroken(err)
-		return 0, fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
+		return nil, 0, 0, fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
 	}
 	db.ol.cur.noteRecord(seq, last)
+	db.lastSeq = last
+	db.m.commits.Add(1)
+	db.m.walBytes.Add(uint64(len(rec)))
+	return rec, seq, last, nil
+}
+
+// insertLocked is the second half of appendLocked: it inserts the entries
+// of rec, logged by logLocked as seq..last, into mem and hands rec to the
+// change feed. Called with commitMu held, by one goroutine at a time (an
+// import runs it beside the logging of its next batch).
+func (db *DB) insertLocked(mem *memtable, rec []byte, seq, last lsm.SeqNum) {
 	r, err := batchrepr.NewReader(rec)
 	if err != nil {
 		panic("pluresdb: own batch encoding is invalid: " + err.Error())
 	}
-	mem := db.mem
-	for i := lsm.SeqNum(0); ; i++ {
-		e, ok, _ := r.Next()
-		if !ok {
-			break
+	if r.Count == 1 {
+		e, _, _ := r.Next()
+		if e.Kind != batchrepr.KindLogData {
+			err = mem.m.Add(seq, e.Kind, e.Key, e.Value)
 		}
-		if e.Kind == batchrepr.KindLogData {
-			continue
+	} else {
+		in := mem.m.NewInserter()
+		for i := lsm.SeqNum(0); err == nil; i++ {
+			e, ok, _ := r.Next()
+			if !ok {
+				break
+			}
+			if e.Kind != batchrepr.KindLogData {
+				err = in.Add(seq+i, e.Kind, e.Key, e.Value)
+			}
 		}
-		if err := mem.m.Add(seq+i, e.Kind, e.Key, e.Value); err != nil {
-			// Room was checked above; running out here is a bug.
-			panic("pluresdb: memtable overflow after reservation: " + err.Error())
+		if err == nil {
+			err = in.Flush()
 		}
 	}
-	db.lastSeq = last
+	if err != nil {
+		// Room was checked before logging; running out here is a bug.
+		panic("pluresdb: memtable overflow after reservation: " + err.Error())
+	}
 	mem.maxSeq = last
 	db.ol.subs.notify(rec, last)
-	db.m.commits.Add(1)
-	db.m.walBytes.Add(uint64(len(rec)))
-	return last, nil
 }
 
 // publish syncs the WAL if asked and makes everything up to last readable.
