@@ -140,38 +140,63 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 	if db.closed.Load() {
 		return 0, errs.ErrClosed
 	}
-	st, err := oplog.ReadStream(r)
+	vs, err := oplog.VerifyStream(r)
 	if err != nil {
 		return 0, err
 	}
-	var maxTS oplog.Timestamp
-	for i := range st.Ops {
-		maxTS = max(maxTS, st.Ops[i].HLC)
-	}
-	filtered := st.Header.Prefix != nil
+	filtered := vs.Header.Prefix != nil
+
+	// Decode the chunks ahead of the apply, on another goroutine.
+	stop := make(chan struct{})
+	defer close(stop)
+	chunks := make(chan []oplog.Op, importDecodeAhead)
+	go func() {
+		defer close(chunks)
+		for i := range vs.NumChunks() {
+			ops, err := vs.Chunk(i, nil)
+			if err != nil {
+				// Verified already: only a bug gets here. The apply
+				// sees the channel close early and reports it.
+				return
+			}
+			select {
+			case chunks <- ops:
+			case <-stop:
+				return
+			}
+		}
+	}()
 
 	db.commitMu.Lock()
 	if err := db.writable(); err != nil {
 		db.commitMu.Unlock()
 		return 0, err
 	}
-	for _, rg := range st.Header.Ranges {
+	for _, rg := range vs.Header.Ranges {
 		if rg.Replica != db.ol.self && rg.From > db.ol.remote[rg.Replica] {
 			db.commitMu.Unlock()
 			return 0, fmt.Errorf("%w: the stream has replica %s's operations after %d, this replica has them up to %d",
 				ErrCausalGap, rg.Replica, rg.From, db.ol.remote[rg.Replica])
 		}
 	}
-	if maxTS > 0 {
-		if err := db.ol.clock.Observe(maxTS); err != nil {
+	if vs.MaxHLC > 0 {
+		if err := db.ol.clock.Observe(vs.MaxHLC); err != nil {
 			db.commitMu.Unlock()
 			return 0, err
 		}
 	}
 	im := importer{db: db, filtered: filtered, remote: db.ol.remote.Clone()}
-	last, n, err := im.apply(st.Ops)
+	last, n, seen, err := im.apply(chunks)
 	db.commitMu.Unlock()
+	if err == nil && seen != vs.Count {
+		err = fmt.Errorf("%w: change stream: decoded %d of its %d operations", errs.ErrCorruption, seen, vs.Count)
+	}
 	if err != nil {
+		if last != 0 {
+			// What was written stays: make it visible (and durable), as a
+			// retry expects.
+			err = errors.Join(err, db.publish(last, !db.opts.NoSync))
+		}
 		return n, err
 	}
 	if last == 0 {
@@ -180,116 +205,128 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 	return n, db.publish(last, !db.opts.NoSync)
 }
 
+// importDecodeAhead is how many decoded chunks (of about 64 KiB of ops
+// each) an import keeps ready ahead of its apply.
+const importDecodeAhead = 32
+
 // importer applies remote operations under commitMu.
+//
+// Each operation is written as a remote merge operand
+// (oplog.AppendRemoteOperand) without reading the stored state: the merge
+// rules are joins, so the operand folds with whatever lies beneath it, on
+// reads and in compactions, into the document that merging it with the
+// stored state now would give. An operation that the stored state
+// dominates therefore costs a little space until compaction folds it, but
+// never shadows newer state (DESIGN.md §4). Only Get and iterators over
+// such keys pay for the fold until then.
+//
+// The memtable insert of a batch runs on a goroutine of its own while the
+// next batch is encoded and logged (one insert at a time: the memtable
+// has one writer). The batches take turns between two buffers, so the one
+// being inserted is never the one being encoded.
 type importer struct {
 	db       *DB
 	filtered bool
 	remote   oplog.VersionVector // advanced as operations are applied
-	b        *Batch
-	applied  []oplog.Op        // operations of the current batch, for its log entry
-	states   map[string][]byte // current states of the keys touched
-	dirty    map[string]bool   // states changed by the current batch
-	size     int               // bytes the current batch will take, roughly
+	batches  [2]*Batch
+	turn     int
+	applied  []oplog.Op // operations of the current batch
 	logBuf   []byte
+	opBuf    []byte
+
+	inserting  chan struct{} // closed when the insert in flight is done; nil: none
+	insertSize int           // memtable bytes of the insert in flight
 }
 
-// apply applies ops in batches and returns the last sequence number written.
-func (im *importer) apply(ops []oplog.Op) (lsm.SeqNum, int, error) {
+// wait waits for the memtable insert in flight, if any.
+func (im *importer) wait() {
+	if im.inserting != nil {
+		<-im.inserting
+		im.inserting = nil
+	}
+}
+
+// importBatchOverhead is a rough per-operation size of an import batch
+// beyond key, field and value (twice: in the log entry and the operand).
+const importBatchOverhead = lsm.MemtableEntryOverhead + 48
+
+// apply applies the operations of chunks in batches of at most a quarter
+// memtable. It returns the last sequence number written, how many
+// operations it applied and how many it saw.
+func (im *importer) apply(chunks <-chan []oplog.Op) (last lsm.SeqNum, n, seen int, err error) {
 	db := im.db
-	im.b = db.NewBatch()
-	im.states = map[string][]byte{}
-	im.dirty = map[string]bool{}
-	var last lsm.SeqNum
-	n := 0
-	var ukey []byte
-	for i := range ops {
-		op := &ops[i]
-		if op.Replica == db.ol.self || op.Seq <= im.remote[op.Replica] {
-			continue // already here
+	im.batches = [2]*Batch{db.NewBatch(), db.NewBatch()}
+	defer im.wait()
+	limit := db.opts.MemtableSize / 4
+	size := 0
+	flush := func() error {
+		if len(im.applied) == 0 {
+			return nil
 		}
-		ns := nsDocuments
-		if op.Kind == oplog.KindIncr {
-			ns = nsCounters
-		}
-		ukey = append(append(ukey[:0], ns), op.Key...)
-		state, ok := im.states[string(ukey)]
-		if !ok {
-			v, _, err := db.getRaw(ukey, db.lastSeq)
-			switch {
-			case err == nil:
-				state = v
-			case errors.Is(err, errs.ErrNotFound):
-			default:
-				return last, n, err
-			}
-		}
-		next, changed, err := oplog.ApplyOp(state, state != nil, op, db.ol.self)
+		l, err := im.write()
 		if err != nil {
-			return last, n, fmt.Errorf("%w: applying operation %d of replica %s: %v", errs.ErrCorruption, op.Seq, op.Replica, err)
+			return err
 		}
-		if changed {
-			state = next
-			im.dirty[string(ukey)] = true
-			im.size += len(ukey) + len(state) + lsm.MemtableEntryOverhead
-		}
-		im.states[string(ukey)] = state
-		if !im.filtered {
-			im.remote[op.Replica] = op.Seq
-			im.applied = append(im.applied, *op)
-			im.size += len(op.Key) + len(op.Field) + len(op.Value) + 24
-		}
-		n++
-		if im.size > db.opts.MemtableSize/4 {
-			l, err := im.flush()
-			if err != nil {
-				return last, n, err
-			}
-			last = l
-		}
-	}
-	l, err := im.flush()
-	if err != nil {
-		return last, n, err
-	}
-	if l != 0 {
 		last = l
+		n += len(im.applied)
+		im.applied = im.applied[:0]
+		size = 0
+		return nil
 	}
-	return last, n, nil
+	for ops := range chunks {
+		seen += len(ops)
+		for i := range ops {
+			op := &ops[i]
+			if op.Replica == db.ol.self || op.Seq <= im.remote[op.Replica] {
+				continue // already here
+			}
+			if !im.filtered {
+				im.remote[op.Replica] = op.Seq
+			}
+			im.applied = append(im.applied, *op)
+			size += 2*(len(op.Key)+len(op.Field)+len(op.Value)) + importBatchOverhead
+			if size >= limit {
+				if err := flush(); err != nil {
+					return last, n, seen, err
+				}
+			}
+		}
+	}
+	return last, n, seen, flush()
 }
 
-// flush writes the batch built so far: the log entry with the operations,
-// the changed states and the version vector.
-func (im *importer) flush() (lsm.SeqNum, error) {
+// write commits the operations in im.applied as one batch: the log entry
+// with the operations, their operands and the version vector.
+func (im *importer) write() (lsm.SeqNum, error) {
 	db := im.db
-	if len(im.dirty) == 0 && len(im.applied) == 0 {
-		clear(im.states)
-		im.size = 0
-		return 0, nil
-	}
-	b := im.b
+	b := im.batches[im.turn]
+	im.turn ^= 1
 	b.Reset()
 	// The log entry comes first: it marks the record as an import, whose
 	// document entries are projections, not operations of this replica.
 	// Operations of one replica in a row share a delta-encoded run. (A
 	// filtered import logs none: see ExportChangesPrefix.)
-	im.logBuf = im.logBuf[:0]
-	for start := 0; start < len(im.applied); {
-		end := start + 1
-		for end < len(im.applied) && im.applied[end].Replica == im.applied[start].Replica {
-			end++
+	if !im.filtered {
+		im.logBuf = im.logBuf[:0]
+		for start := 0; start < len(im.applied); {
+			end := start + 1
+			for end < len(im.applied) && im.applied[end].Replica == im.applied[start].Replica {
+				end++
+			}
+			im.logBuf = oplog.AppendBatch(im.logBuf, im.applied[start].Replica, im.applied[start:end])
+			start = end
 		}
-		im.logBuf = oplog.AppendBatch(im.logBuf, im.applied[start].Replica, im.applied[start:end])
-		start = end
+		b.data = batchrepr.AppendEntry(b.data, batchrepr.KindLogData, nsMeta, nil, im.logBuf)
+		b.count++
 	}
-	b.data = batchrepr.AppendEntry(b.data, batchrepr.KindLogData, nsMeta, nil, im.logBuf)
-	b.count++
-	keys := make([]string, 0, len(im.dirty))
-	for k := range im.dirty {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		b.add(lsm.KindSet, k[0], []byte(k)[1:], im.states[k])
+	for i := range im.applied {
+		op := &im.applied[i]
+		ns := nsDocuments
+		if op.Kind == oplog.KindIncr {
+			ns = nsCounters
+		}
+		im.opBuf = oplog.AppendRemoteOperand(im.opBuf[:0], op)
+		b.add(lsm.KindMerge, ns, op.Key, im.opBuf)
 	}
 	if !im.filtered {
 		b.add(lsm.KindSet, nsMeta, metaVV, im.remote.Append(nil))
@@ -297,19 +334,36 @@ func (im *importer) flush() (lsm.SeqNum, error) {
 	if b.memSize > db.opts.MemtableSize/2 {
 		return 0, fmt.Errorf("%w: import batch of %d bytes", errs.ErrValueTooLarge, b.memSize)
 	}
-	last, err := db.appendLocked(b)
+	// Logging may rotate the memtable or write pending metadata: both
+	// need the insert in flight done first.
+	if im.inserting != nil && (db.mem.m.Room()-im.insertSize < b.memSize+db.pendingMetaSize() || len(db.pendingMeta) > 0) {
+		im.wait()
+	}
+	rec, seq, last, err := db.logLocked(b)
 	if err != nil {
 		return 0, err
 	}
-	// The log entry's operations go into the segment's index.
-	for i := range im.applied {
-		op := &im.applied[i]
-		db.ol.cur.noteOps(op.Replica, op.Seq, op.Seq, op.HLC, op.HLC)
+	im.wait()
+	done, mem := make(chan struct{}), db.mem
+	im.inserting, im.insertSize = done, b.memSize
+	go func() {
+		defer close(done)
+		db.insertLocked(mem, rec, seq, last)
+	}()
+	if !im.filtered {
+		// The log entry's operations go into the segment's index, a run
+		// of one replica at a time.
+		for start := 0; start < len(im.applied); {
+			first := &im.applied[start]
+			lo, hi := first.HLC, first.HLC
+			end := start + 1
+			for ; end < len(im.applied) && im.applied[end].Replica == first.Replica; end++ {
+				lo, hi = min(lo, im.applied[end].HLC), max(hi, im.applied[end].HLC)
+			}
+			db.ol.cur.noteOps(first.Replica, first.Seq, im.applied[end-1].Seq, lo, hi)
+			start = end
+		}
+		db.ol.remote = im.remote.Clone()
 	}
-	db.ol.remote = im.remote.Clone()
-	im.applied = im.applied[:0]
-	clear(im.states)
-	clear(im.dirty)
-	im.size = 0
 	return last, nil
 }

@@ -49,6 +49,9 @@ func FuzzDocumentState(f *testing.F) {
 	ts := oplog.MakeTimestamp(1_750_000_000_000, 0)
 	f.Add(oplog.AppendFieldOperand(nil, ts, []byte("f"), []byte("v"), false))
 	f.Add(oplog.AppendIncrOperand(nil, ts, []byte("n"), -5))
+	for k := oplog.KindPut; k <= oplog.KindIncr; k++ {
+		f.Add(oplog.AppendRemoteOperand(nil, &oplog.Op{Replica: oplog.ReplicaID{9}, Seq: 12, HLC: ts, Kind: k, Key: []byte("k"), Field: []byte("f"), Value: []byte("v"), Delta: 3}))
+	}
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		key := []byte("k")

@@ -45,6 +45,34 @@ func FuzzChangeStream(f *testing.F) {
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		s, err := oplog.ReadStream(bytes.NewReader(data))
+		// VerifyStream (what ImportChanges reads with) accepts and refuses
+		// exactly what ReadStream does, with the same error, and its
+		// chunks hold the same ops.
+		v, verr := oplog.VerifyStream(bytes.NewReader(data))
+		if (err == nil) != (verr == nil) || err != nil && err.Error() != verr.Error() {
+			t.Fatalf("ReadStream: %v; VerifyStream: %v", err, verr)
+		}
+		if err == nil {
+			var ops []oplog.Op
+			for i := range v.NumChunks() {
+				if ops, err = v.Chunk(i, ops); err != nil {
+					t.Fatalf("chunk %d of a verified stream: %v", i, err)
+				}
+			}
+			if len(ops) != len(s.Ops) || v.Count != len(ops) {
+				t.Fatalf("VerifyStream: %d ops (count %d), ReadStream %d", len(ops), v.Count, len(s.Ops))
+			}
+			var maxHLC oplog.Timestamp
+			for i := range ops {
+				maxHLC = max(maxHLC, s.Ops[i].HLC)
+				if !bytes.Equal(oplog.AppendOp(nil, &ops[i]), oplog.AppendOp(nil, &s.Ops[i])) {
+					t.Fatalf("op %d differs between VerifyStream and ReadStream", i)
+				}
+			}
+			if maxHLC != v.MaxHLC {
+				t.Fatalf("MaxHLC %v, want %v", v.MaxHLC, maxHLC)
+			}
+		}
 		if err != nil {
 			if !errors.Is(err, errs.ErrCorruption) && !errors.Is(err, errs.ErrNewerFormat) {
 				t.Fatalf("error %v is neither corruption nor newer format", err)

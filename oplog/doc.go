@@ -150,6 +150,19 @@
 //	|             | 3, 4, 5  |              |             | deletefield: nothing; incr: zz   |
 //	+-------------+----------+--------------+-------------+----------------------------------+
 //
+// One imported operation of any kind (AppendRemoteOperand), also written
+// without reading: bit 7 of the kind byte is set and the origin follows
+// the timestamp. An incr carries its sequence number, so a share counts
+// each of its origin's increments once:
+//
+//	+-------------+------------+------------+-----------------+------------------------------------+
+//	| version (1) | kind|0x80  | hlc (8 LE) | origin (16)     | put: value (the rest)              |
+//	|             | 0x81..0x85 |            |                 | delete: nothing                    |
+//	|             |            |            |                 | setfield: field bytes, value       |
+//	|             |            |            |                 | deletefield: field bytes           |
+//	|             |            |            |                 | incr: field bytes, seq varint, zz  |
+//	+-------------+------------+------------+-----------------+------------------------------------+
+//
 // # Change stream
 //
 // What ExportChanges writes and ImportChanges reads: a header, chunks of

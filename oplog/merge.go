@@ -33,9 +33,11 @@ import (
 // writer that wants a key's counters to survive a local Put must apply the
 // Put to the current state (ApplyOp) instead.
 
-// Merger folds local merge operands onto a state. It has the method set of
-// lsm.Merger. Self resolves the local origin of registers when they are
-// compared with remote ones.
+// Merger folds merge operands onto a state: local ones (field writes and
+// increments of this replica) and remote ones (imported operations of any
+// kind, AppendRemoteOperand). It has the method set of lsm.Merger. Self
+// resolves the local origin of registers when they are compared with
+// remote ones.
 //
 // A Merger is safe for concurrent use; it holds no state beyond Self.
 type Merger struct{ Self ReplicaID }
@@ -51,7 +53,7 @@ func putDocState(ds *docState) {
 	docStates.Put(ds)
 }
 
-// Merge folds operands (local operands, oldest first) onto base (a state
+// Merge folds operands (local and remote operands, oldest first) onto base (a state
 // when hasBase, else nothing) and returns the resulting state, which
 // aliases none of its arguments. Folding operands in groups gives the same
 // document as folding them all at once. Errors wrap errs.ErrCorruption.
@@ -66,11 +68,15 @@ func (m *Merger) Merge(key []byte, operands [][]byte, base []byte, hasBase bool)
 		ds.reset(m.Self)
 	}
 	for _, b := range operands {
-		op, err := decodeOperand(b)
+		op, remote, err := decodeOperand(b)
 		if err != nil {
 			return nil, err
 		}
-		ds.apply(&op, m.Self, true)
+		if remote {
+			ds.apply(&op, op.Replica, op.Replica == m.Self)
+		} else {
+			ds.apply(&op, m.Self, true)
+		}
 	}
 	return ds.encode(make([]byte, 0, ds.size())), nil
 }

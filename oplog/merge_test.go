@@ -139,9 +139,10 @@ func (l *lsmModel) read(t *testing.T, m *Merger, key []byte) ([]byte, bool) {
 }
 
 // replayLSM delivers ops to a replica the way the engine stores them:
-// local field writes and increments as operands, everything else read,
-// merged with ApplyOp and written as a state; compactions fold random
-// groups of the oldest operands onto the state.
+// local field writes and increments as local operands, remote ops mostly
+// as remote operands (the importer's way), local puts and deletes and the
+// other remote ops read, merged with ApplyOp and written as a state;
+// compactions fold random groups of the oldest operands onto the state.
 func replayLSM(t *testing.T, rng *rand.Rand, order []*Op, self ReplicaID) map[string]*lsmModel {
 	m := &Merger{Self: self}
 	keys := map[string]*lsmModel{}
@@ -156,6 +157,10 @@ func replayLSM(t *testing.T, rng *rand.Rand, order []*Op, self ReplicaID) map[st
 			l.operands = append(l.operands, AppendFieldOperand(nil, op.HLC, op.Field, op.Value, op.Kind == KindDeleteField))
 		case op.Replica == self && op.Kind == KindIncr:
 			l.operands = append(l.operands, AppendIncrOperand(nil, op.HLC, op.Field, op.Delta))
+		case op.Replica != self && rng.IntN(4) != 0:
+			// An import writes remote operands blind; duplicates too,
+			// which the merge must count once.
+			l.operands = append(l.operands, AppendRemoteOperand(nil, op))
 		default:
 			st, has := l.read(t, m, op.Key)
 			ns, changed, err := ApplyOp(st, has, op, self)

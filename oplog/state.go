@@ -192,7 +192,10 @@ func DecodeDocument(state []byte) (Document, error) {
 // a newer version).
 func LocalOp(key, value []byte, operand bool) (Op, error) {
 	if operand {
-		op, err := decodeOperand(value)
+		op, remote, err := decodeOperand(value)
+		if err == nil && remote {
+			return Op{}, errs.Corruptf(whatOperand, 1, "remote operand where a local one belongs")
+		}
 		op.Key = key
 		return op, err
 	}
@@ -215,38 +218,93 @@ func LocalOp(key, value []byte, operand bool) (Op, error) {
 	return op, nil
 }
 
-// decodeOperand decodes a local merge operand into an op without Key,
-// Replica and Seq.
-func decodeOperand(b []byte) (Op, error) {
+// AppendRemoteOperand appends the merge operand an imported operation
+// writes: the operation itself with its origin, so the importer need not
+// read the stored state first. Every rule of merge.go is a join for
+// remote operations (last-writer-wins registers, and counter shares that
+// keep the highest sequence number counted), so operands folded in any
+// grouping, onto any state, give the document ApplyOp would have given.
+func AppendRemoteOperand(dst []byte, op *Op) []byte {
+	dst = append(dst, stateVersion, byte(op.Kind)|operandRemote)
+	dst = binary.LittleEndian.AppendUint64(dst, uint64(op.HLC))
+	dst = append(dst, op.Replica[:]...)
+	switch op.Kind {
+	case KindPut:
+		dst = append(dst, op.Value...)
+	case KindSetField:
+		dst = appendBytes(dst, op.Field)
+		dst = append(dst, op.Value...)
+	case KindDeleteField:
+		dst = appendBytes(dst, op.Field)
+	case KindIncr:
+		dst = appendBytes(dst, op.Field)
+		dst = binary.AppendUvarint(dst, op.Seq)
+		dst = binary.AppendVarint(dst, op.Delta)
+	}
+	return dst
+}
+
+// operandRemote marks a remote operand in its kind byte. Part of the
+// format.
+const operandRemote = 0x80
+
+// decodeOperand decodes a merge operand into an op without Key (nor
+// Replica and Seq for a local operand) and reports whether it is remote
+// (AppendRemoteOperand).
+func decodeOperand(b []byte) (op Op, remote bool, err error) {
 	if err := checkVersion(whatOperand, b); err != nil {
-		return Op{}, err
+		return Op{}, false, err
 	}
 	d := decoder{what: whatOperand, b: b}
 	if len(b) < compactHeader {
-		return Op{}, d.corrupt(0, "operand of %d bytes is truncated", len(b))
+		return Op{}, false, d.corrupt(0, "operand of %d bytes is truncated", len(b))
 	}
-	op := Op{Kind: OpKind(b[1]), HLC: Timestamp(binary.LittleEndian.Uint64(b[2:]))}
-	if op.Kind != KindSetField && op.Kind != KindDeleteField && op.Kind != KindIncr {
-		return Op{}, d.corrupt(1, "operand kind %d", b[1])
-	}
+	remote = b[1]&operandRemote != 0
+	op = Op{Kind: OpKind(b[1] &^ operandRemote), HLC: Timestamp(binary.LittleEndian.Uint64(b[2:]))}
 	d.off = compactHeader
-	var err error
+	if remote {
+		if !op.Kind.Valid() {
+			return Op{}, false, d.corrupt(1, "remote operand kind %d", op.Kind)
+		}
+		if len(b) < compactHeader+16 {
+			return Op{}, false, d.corrupt(compactHeader, "remote operand of %d bytes is truncated", len(b))
+		}
+		copy(op.Replica[:], b[compactHeader:])
+		d.off += 16
+		if op.Kind == KindPut {
+			op.Value = b[d.off:len(b):len(b)]
+			return op, true, nil
+		}
+		if op.Kind == KindDelete {
+			if d.off != len(b) {
+				return Op{}, false, d.corrupt(d.off, "%d bytes after the operand", len(b)-d.off)
+			}
+			return op, true, nil
+		}
+	} else if op.Kind != KindSetField && op.Kind != KindDeleteField && op.Kind != KindIncr {
+		return Op{}, false, d.corrupt(1, "operand kind %d", b[1])
+	}
 	if op.Field, err = d.bytes("field"); err != nil {
-		return Op{}, err
+		return Op{}, false, err
 	}
 	switch op.Kind {
 	case KindSetField:
 		op.Value = b[d.off:len(b):len(b)]
 		d.off = len(b)
 	case KindIncr:
+		if remote {
+			if op.Seq, err = d.uvarint("seq"); err != nil {
+				return Op{}, false, err
+			}
+		}
 		if op.Delta, err = d.varint("delta"); err != nil {
-			return Op{}, err
+			return Op{}, false, err
 		}
 	}
 	if d.off != len(b) {
-		return Op{}, d.corrupt(d.off, "%d bytes after the operand", len(b)-d.off)
+		return Op{}, false, d.corrupt(d.off, "%d bytes after the operand", len(b)-d.off)
 	}
-	return op, nil
+	return op, remote, nil
 }
 
 // register is a last-writer-wins register: a value or a tombstone, ordered

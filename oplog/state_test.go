@@ -183,9 +183,13 @@ func TestStateDecodeRefusesTruncation(t *testing.T) {
 			}
 		}
 	}
-	for _, op := range [][]byte{AppendIncrOperand(nil, testTS, []byte("f"), 300), AppendFieldOperand(nil, testTS, []byte("f"), nil, true)} {
+	remote := func(kind OpKind) []byte {
+		return AppendRemoteOperand(nil, &Op{Replica: ReplicaID{7}, Seq: 300, HLC: testTS, Kind: kind, Key: []byte("k"), Field: []byte("f"), Delta: -300})
+	}
+	for _, op := range [][]byte{AppendIncrOperand(nil, testTS, []byte("f"), 300), AppendFieldOperand(nil, testTS, []byte("f"), nil, true),
+		remote(KindIncr), remote(KindDeleteField), remote(KindDelete)} {
 		for n := range len(op) {
-			if _, err := decodeOperand(op[:n]); !errors.Is(err, errs.ErrCorruption) {
+			if _, _, err := decodeOperand(op[:n]); !errors.Is(err, errs.ErrCorruption) {
 				t.Fatalf("operand %d of %d bytes: %v", n, len(op), err)
 			}
 		}

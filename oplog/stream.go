@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/s2"
@@ -98,12 +101,13 @@ func validateHeader(h *StreamHeader) error {
 // to a range, in ascending sequence within its replica, and matches the
 // prefix.
 type rangeChecker struct {
-	h    *StreamHeader
-	last []uint64 // per range: the last sequence number seen (From at first)
+	h     *StreamHeader
+	last  []uint64 // per range: the last sequence number seen (From at first)
+	limit int      // ops allowed: the trailer's count
 }
 
-func newRangeChecker(h *StreamHeader) rangeChecker {
-	c := rangeChecker{h: h, last: make([]uint64, len(h.Ranges))}
+func newRangeChecker(h *StreamHeader, limit int) rangeChecker {
+	c := rangeChecker{h: h, last: make([]uint64, len(h.Ranges)), limit: limit}
 	for i, r := range h.Ranges {
 		c.last[i] = r.From
 	}
@@ -111,6 +115,9 @@ func newRangeChecker(h *StreamHeader) rangeChecker {
 }
 
 func (c *rangeChecker) check(op *Op) error {
+	if c.limit--; c.limit < 0 {
+		return errors.New("more ops than the trailer counts")
+	}
 	if err := op.Validate(); err != nil {
 		return err
 	}
@@ -196,7 +203,7 @@ func NewStreamWriter(w io.Writer, h StreamHeader) (*StreamWriter, error) {
 		return nil, fmt.Errorf("oplog: stream header: %w", err)
 	}
 	sw := &StreamWriter{w: w, h: h, digest: xxhash.New()}
-	sw.check = newRangeChecker(&sw.h)
+	sw.check = newRangeChecker(&sw.h, math.MaxInt)
 
 	var hdr []byte
 	flags := byte(0)
@@ -384,20 +391,80 @@ type Stream struct {
 // decompress to more than 1024 times the stream's size in all, nor to more
 // than 16 MiB (and a little) each.
 func ReadStream(r io.Reader) (*Stream, error) {
-	var buf bytes.Buffer
-	if l, ok := r.(interface{ Len() int }); ok {
-		buf.Grow(l.Len() + bytes.MinRead) // bytes.Reader, bytes.Buffer: read once
-	}
-	_, err := buf.ReadFrom(r)
-	data := buf.Bytes()
+	data, err := readAll(r)
 	if err != nil {
 		return nil, fmt.Errorf("oplog: reading change stream: %w", err)
 	}
 	return decodeStream(data)
 }
 
+// readAll reads r to its end into one slice of the exact size. It reads
+// into blocks that double in size and copies them once at the end, where
+// growing one slice would copy everything at every doubling (and touch
+// fresh memory each time).
+func readAll(r io.Reader) ([]byte, error) {
+	if l, ok := r.(interface{ Len() int }); ok {
+		// bytes.Reader, bytes.Buffer: read once.
+		var buf bytes.Buffer
+		buf.Grow(l.Len() + bytes.MinRead)
+		_, err := buf.ReadFrom(r)
+		return buf.Bytes(), err
+	}
+	var blocks [][]byte
+	total := 0
+	size := 64 << 10
+	for {
+		b := make([]byte, size)
+		n, err := io.ReadFull(r, b)
+		if n > 0 {
+			blocks = append(blocks, b[:n])
+			total += n
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		size = min(2*size, 16<<20)
+	}
+	if len(blocks) == 1 {
+		return blocks[0], nil
+	}
+	data := make([]byte, 0, total)
+	for _, b := range blocks {
+		data = append(data, b...)
+	}
+	return data, nil
+}
+
 func decodeStream(data []byte) (*Stream, error) {
-	d := decoder{what: whatStream, b: data}
+	v, err := checkFraming(data)
+	if err != nil {
+		return nil, err
+	}
+	d := &v.d
+	s := &Stream{Header: v.Header}
+	s.Ops = make([]Op, 0, v.Count)
+	check := newRangeChecker(&s.Header, v.Count)
+	for _, c := range v.chunks {
+		if s.Ops, _, err = decodeChunk(d, c, s.Ops, nil, &check); err != nil {
+			return nil, err
+		}
+	}
+	if v.Count != len(s.Ops) {
+		return nil, d.corrupt(len(data)-8, "trailer counts %d ops, the stream holds %d", v.Count, len(s.Ops))
+	}
+	return s, nil
+}
+
+// checkFraming is pass 1 of reading a stream: the magic, the version, the
+// header, the framing of every chunk, every checksum and the trailer, so
+// the op count is known (and trusted) before anything is decompressed or
+// allocated. Count is the trailer's.
+func checkFraming(data []byte) (*VerifiedStream, error) {
+	v := &VerifiedStream{d: decoder{what: whatStream, b: data}}
+	d := &v.d
 	if len(data) < len(streamMagic)+1 {
 		return nil, d.corrupt(0, "truncated: %d bytes", len(data))
 	}
@@ -421,16 +488,11 @@ func decodeStream(data []byte) (*Stream, error) {
 	if got, want := binary.LittleEndian.Uint64(data[d.off:]), xxhash.Sum64(data[:d.off]); got != want {
 		return nil, d.corrupt(d.off, "header checksum mismatch: stored %#x, computed %#x", got, want)
 	}
-	s := &Stream{}
-	if err := decodeStreamHeader(&s.Header, hdr); err != nil {
+	if err := decodeStreamHeader(&v.Header, hdr); err != nil {
 		return nil, err
 	}
 	d.off += 8
-	// Pass 1: the framing, every checksum and the trailer, so the op count
-	// is known (and trusted) before anything is decompressed or allocated.
-	var chunks []chunkRef
 	budget := maxExpansion * int64(len(data)) // raw chunk bytes allowed
-	var count uint64
 	for done := false; !done; {
 		start := d.off
 		if d.off >= len(data) {
@@ -440,7 +502,7 @@ func decodeStream(data []byte) (*Stream, error) {
 		d.off++
 		switch tag {
 		case tagChunk:
-			c, err := readChunkFrame(&d, start)
+			c, err := readChunkFrame(d, start)
 			if err != nil {
 				return nil, err
 			}
@@ -448,9 +510,10 @@ func decodeStream(data []byte) (*Stream, error) {
 				return nil, d.corrupt(start, "chunks decompress to more than %d times the stream's size", maxExpansion)
 			}
 			budget -= int64(c.raw)
-			chunks = append(chunks, c)
+			v.chunks = append(v.chunks, c)
 		case tagTrailer:
-			if count, err = d.uvarint("op count"); err != nil {
+			count, err := d.uvarint("op count")
+			if err != nil {
 				return nil, err
 			}
 			if len(data)-d.off < 8 {
@@ -465,23 +528,165 @@ func decodeStream(data []byte) (*Stream, error) {
 			if count > uint64(maxExpansion*int64(len(data))-budget)/minBatchOpSize {
 				return nil, d.corrupt(start, "trailer counts %d ops, more than the chunks can hold", count)
 			}
+			v.Count = int(count)
 			done = true
 		default:
 			return nil, d.corrupt(start, "unknown section tag %d", tag)
 		}
 	}
-	// Pass 2: decompress and decode.
-	s.Ops = make([]Op, 0, count)
-	check := newRangeChecker(&s.Header)
-	for _, c := range chunks {
-		if s.Ops, err = decodeChunk(&d, c, s.Ops, &check); err != nil {
-			return nil, err
+	return v, nil
+}
+
+// VerifiedStream is a change stream read whole and checked exactly as
+// ReadStream checks it, but kept as it came (compressed): its consumer
+// decodes it again a chunk at a time (Chunk), so a large stream costs
+// about its own size in memory rather than that of its decoded ops, and
+// decoding can run ahead of whatever consumes the ops.
+type VerifiedStream struct {
+	Header StreamHeader
+	Count  int       // the number of ops
+	MaxHLC Timestamp // the highest timestamp of any op (0: no ops)
+
+	d      decoder // over the whole stream
+	chunks []chunkRef
+}
+
+// VerifyStream reads r to its end and checks it as ReadStream does,
+// decoding its chunks on all CPUs; it returns the same errors for the same
+// input.
+func VerifyStream(r io.Reader) (*VerifiedStream, error) {
+	data, err := readAll(r)
+	if err != nil {
+		return nil, fmt.Errorf("oplog: reading change stream: %w", err)
+	}
+	v, err := checkFraming(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := v.checkOps(); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// NumChunks returns the number of chunks in the stream.
+func (v *VerifiedStream) NumChunks() int { return len(v.chunks) }
+
+// Chunk decodes chunk i and appends its ops, in stream order, to ops. Key,
+// Field and Value alias a buffer of their own, allocated for the chunk.
+// It is safe to call concurrently.
+func (v *VerifiedStream) Chunk(i int, ops []Op) ([]Op, error) {
+	d := decoder{what: whatStream, b: v.d.b}
+	ops, _, err := decodeChunk(&d, v.chunks[i], ops, nil, nil)
+	return ops, err
+}
+
+// chunkSpan is what one chunk holds of one range: its first and last
+// sequence numbers.
+type chunkSpan struct {
+	rng         int
+	first, last uint64
+}
+
+// chunkCheck is the checking of one chunk's ops on their own: each ops
+// valid, in a range of the header, ascending within its replica and with
+// the prefix. The spans say what must hold across chunks.
+type chunkCheck struct {
+	h      *StreamHeader
+	spans  []chunkSpan
+	maxHLC Timestamp
+	ops    int
+	err    error
+}
+
+func (c *chunkCheck) check(op *Op) error {
+	if err := op.Validate(); err != nil {
+		return err
+	}
+	i, ok := slices.BinarySearchFunc(c.h.Ranges, op.Replica, func(r Range, id ReplicaID) int { return r.Replica.Compare(id) })
+	if !ok {
+		return fmt.Errorf("op %s/%d: replica has no range in the header", op.Replica, op.Seq)
+	}
+	// A chunk holds runs of a few replicas: the span is usually the last.
+	j := len(c.spans) - 1
+	for j >= 0 && c.spans[j].rng != i {
+		j--
+	}
+	last := c.h.Ranges[i].From
+	if j >= 0 {
+		last = c.spans[j].last
+	}
+	if op.Seq <= last || op.Seq > c.h.Ranges[i].To {
+		return fmt.Errorf("op %s/%d: sequence number not above %d or above the range's %d",
+			op.Replica, op.Seq, last, c.h.Ranges[i].To)
+	}
+	if c.h.Prefix != nil && !bytes.HasPrefix(op.Key, c.h.Prefix) {
+		return fmt.Errorf("op %s/%d: key %q lacks the prefix %q", op.Replica, op.Seq, op.Key, c.h.Prefix)
+	}
+	if j >= 0 {
+		c.spans[j].last = op.Seq
+	} else {
+		c.spans = append(c.spans, chunkSpan{rng: i, first: op.Seq, last: op.Seq})
+	}
+	c.maxHLC = max(c.maxHLC, op.HLC)
+	c.ops++
+	return nil
+}
+
+// checkOps is pass 2 of VerifyStream: every chunk decoded and its ops
+// checked on their own, on all CPUs, then the sequence numbers of each
+// replica checked across chunks and the op count against the trailer. The
+// error reported is the one ReadStream would report: that of the first
+// damaged chunk.
+func (v *VerifiedStream) checkOps() error {
+	checks := make([]chunkCheck, len(v.chunks))
+	workers := min(runtime.GOMAXPROCS(0), len(v.chunks))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := decoder{what: whatStream, b: v.d.b}
+			var ops []Op
+			var buf []byte
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(v.chunks) {
+					return
+				}
+				c := &checks[i]
+				c.h = &v.Header
+				ops, buf, c.err = decodeChunk(&d, v.chunks[i], ops[:0], buf, c)
+			}
+		}()
+	}
+	wg.Wait()
+	last := make([]uint64, len(v.Header.Ranges))
+	for i, r := range v.Header.Ranges {
+		last[i] = r.From
+	}
+	count := 0
+	for i := range checks {
+		c := &checks[i]
+		if c.err != nil {
+			return c.err
 		}
+		for _, sp := range c.spans {
+			if sp.first <= last[sp.rng] {
+				r := v.Header.Ranges[sp.rng]
+				return v.d.corrupt(v.chunks[i].start, "op %s/%d: sequence number not above %d or above the range's %d",
+					r.Replica, sp.first, last[sp.rng], r.To)
+			}
+			last[sp.rng] = sp.last
+		}
+		count += c.ops
+		v.MaxHLC = max(v.MaxHLC, c.maxHLC)
 	}
-	if count != uint64(len(s.Ops)) {
-		return nil, d.corrupt(len(data)-8, "trailer counts %d ops, the stream holds %d", count, len(s.Ops))
+	if count != v.Count {
+		return v.d.corrupt(len(v.d.b)-8, "trailer counts %d ops, the stream holds %d", v.Count, count)
 	}
-	return s, nil
+	return nil
 }
 
 func decodeStreamHeader(h *StreamHeader, b []byte) error {
@@ -579,51 +784,58 @@ func readChunkFrame(d *decoder, start int) (chunkRef, error) {
 	return c, nil
 }
 
-// decodeChunk decompresses a checked chunk and appends its ops to ops.
-func decodeChunk(d *decoder, c chunkRef, ops []Op, check *rangeChecker) ([]Op, error) {
+// opChecker checks each decoded op of a chunk.
+type opChecker interface{ check(op *Op) error }
+
+// decodeChunk decompresses a checked chunk and appends its ops to ops,
+// checking each with check (nil: none). The chunk is decompressed into buf
+// when it is given (it returns it, grown if need be: the ops alias it),
+// else into a buffer of its own.
+func decodeChunk(d *decoder, c chunkRef, ops []Op, buf []byte, check opChecker) ([]Op, []byte, error) {
 	n0, start, raw, stored := len(ops), c.start, c.raw, c.stored
 	var err error
 	var payload []byte
+	if buf == nil || uint64(cap(buf)) < raw {
+		buf = make([]byte, raw)
+	}
 	switch c.codec {
 	case codecNone:
 		if raw != uint64(len(stored)) {
-			return ops, d.corrupt(start, "raw chunk of %d bytes claims %d", len(stored), raw)
+			return ops, buf, d.corrupt(start, "raw chunk of %d bytes claims %d", len(stored), raw)
 		}
 		payload = stored
 	case codecS2:
 		if n, err := s2.DecodedLen(stored); err != nil || uint64(n) != raw {
-			return ops, d.corrupt(start, "S2 chunk does not hold %d bytes (%v)", raw, err)
+			return ops, buf, d.corrupt(start, "S2 chunk does not hold %d bytes (%v)", raw, err)
 		}
-		if payload, err = s2.Decode(make([]byte, raw), stored); err != nil {
-			return ops, d.corrupt(start, "S2 chunk: %v", err)
+		if payload, err = s2.Decode(buf[:raw], stored); err != nil {
+			return ops, buf, d.corrupt(start, "S2 chunk: %v", err)
 		}
 	case codecZstd:
-		payload, err = zstdDecoder().DecodeAll(stored, make([]byte, 0, raw))
+		payload, err = zstdDecoder().DecodeAll(stored, buf[:0])
 		if err != nil || uint64(len(payload)) != raw {
-			return ops, d.corrupt(start, "zstd chunk does not hold %d bytes (%v)", raw, err)
+			return ops, buf, d.corrupt(start, "zstd chunk does not hold %d bytes (%v)", raw, err)
 		}
 	default:
-		return ops, d.corrupt(start, "unknown chunk codec %d", c.codec)
+		return ops, buf, d.corrupt(start, "unknown chunk codec %d", c.codec)
 	}
 	for p := 0; p < len(payload); {
 		_, got, n, err := DecodeBatch(ops, payload[p:])
 		if err != nil {
-			return ops[:n0], d.corrupt(start, "chunk offset %d: %v", p, err)
+			return ops[:n0], buf, d.corrupt(start, "chunk offset %d: %v", p, err)
 		}
 		if len(got) == len(ops) {
-			return ops[:n0], d.corrupt(start, "chunk offset %d: empty batch", p)
+			return ops[:n0], buf, d.corrupt(start, "chunk offset %d: empty batch", p)
 		}
-		if cap(got) != cap(ops) {
-			// ops was sized by the trailer's count.
-			return ops[:n0], d.corrupt(start, "chunk offset %d: more ops than the trailer counts", p)
-		}
-		for i := len(ops); i < len(got); i++ {
-			if err := check.check(&got[i]); err != nil {
-				return ops[:n0], d.corrupt(start, "chunk offset %d: %v", p, err)
+		if check != nil {
+			for i := len(ops); i < len(got); i++ {
+				if err := check.check(&got[i]); err != nil {
+					return ops[:n0], buf, d.corrupt(start, "chunk offset %d: %v", p, err)
+				}
 			}
 		}
 		ops = got
 		p += n
 	}
-	return ops, nil
+	return ops, buf, nil
 }

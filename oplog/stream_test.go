@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -95,7 +96,7 @@ func TestStreamRoundTrip(t *testing.T) {
 	for _, compress := range []bool{false, true} {
 		h := StreamHeader{Source: repA, Ranges: ranges, Compress: compress}
 		data := writeStream(t, h, ops)
-		s, err := ReadStream(bytes.NewReader(data))
+		s, err := readStreamBoth(t, bytes.NewReader(data))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -106,7 +107,7 @@ func TestStreamRoundTrip(t *testing.T) {
 		{Source: repB},
 		{Source: repB, Prefix: []byte{}, Ranges: []Range{{Replica: repC, From: 3, To: 3}, {Replica: repA}}},
 	} {
-		s, err := ReadStream(bytes.NewReader(writeStream(t, h, nil)))
+		s, err := readStreamBoth(t, bytes.NewReader(writeStream(t, h, nil)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -127,7 +128,7 @@ func TestStreamRoundTrip(t *testing.T) {
 		}
 		few = append(few, Op{Replica: r, Seq: seq, HLC: testTS + Timestamp(i), Kind: KindPut, Key: []byte("user/x"), Value: []byte{byte(i)}})
 	}
-	s, err := ReadStream(bytes.NewReader(writeStream(t, h, few)))
+	s, err := readStreamBoth(t, bytes.NewReader(writeStream(t, h, few)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +143,7 @@ func TestStreamLargeOps(t *testing.T) {
 		ops = append(ops, Op{Replica: repA, Seq: uint64(i + 1), HLC: testTS + Timestamp(i), Kind: KindPut, Key: []byte("k"), Value: big[:(i+1)*40<<10]})
 	}
 	h := StreamHeader{Source: repA, Ranges: []Range{{Replica: repA, To: 5}}}
-	s, err := ReadStream(bytes.NewReader(writeStream(t, h, ops)))
+	s, err := readStreamBoth(t, bytes.NewReader(writeStream(t, h, ops)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +159,7 @@ func TestStreamLargeOps(t *testing.T) {
 	for _, compress := range []bool{false, true} {
 		h.Compress = compress
 		data := writeStream(t, h, ops)
-		s, err := ReadStream(bytes.NewReader(data))
+		s, err := readStreamBoth(t, bytes.NewReader(data))
 		if err != nil {
 			t.Fatalf("compress=%v: %v", compress, err)
 		}
@@ -167,7 +168,7 @@ func TestStreamLargeOps(t *testing.T) {
 	}
 	var sw StreamWriter
 	huge := Op{Replica: repA, Seq: 1, Kind: KindPut, Key: []byte("k"), Value: make([]byte, maxStreamChunk)}
-	sw.h, sw.check = h, newRangeChecker(&h)
+	sw.h, sw.check = h, newRangeChecker(&h, math.MaxInt)
 	if err := sw.Add(&huge); err == nil {
 		t.Fatal("Add took an op larger than a chunk may be")
 	}
@@ -220,7 +221,7 @@ func TestStreamDamage(t *testing.T) {
 	for _, compress := range []bool{false, true} {
 		data := writeStream(t, StreamHeader{Source: repA, Ranges: ranges, Compress: compress, Prefix: []byte("user/")}, ops)
 		for n := range len(data) {
-			if _, err := ReadStream(bytes.NewReader(data[:n])); !errors.Is(err, errs.ErrCorruption) {
+			if _, err := readStreamBoth(t, bytes.NewReader(data[:n])); !errors.Is(err, errs.ErrCorruption) {
 				t.Fatalf("truncated to %d of %d bytes: %v", n, len(data), err)
 			}
 		}
@@ -228,7 +229,7 @@ func TestStreamDamage(t *testing.T) {
 			bad := bytes.Clone(data)
 			i := rng.IntN(len(bad))
 			bad[i] ^= byte(1 + rng.IntN(255))
-			_, err := ReadStream(bytes.NewReader(bad))
+			_, err := readStreamBoth(t, bytes.NewReader(bad))
 			if i == len(streamMagic) && bad[i] > streamVersion {
 				if !errors.Is(err, errs.ErrNewerFormat) {
 					t.Fatalf("version byte %d: %v", bad[i], err)
@@ -243,12 +244,12 @@ func TestStreamDamage(t *testing.T) {
 				t.Fatalf("byte %d flipped: error %v names no offset in the stream", i, err)
 			}
 		}
-		if _, err := ReadStream(bytes.NewReader(append(bytes.Clone(data), 0))); !errors.Is(err, errs.ErrCorruption) {
+		if _, err := readStreamBoth(t, bytes.NewReader(append(bytes.Clone(data), 0))); !errors.Is(err, errs.ErrCorruption) {
 			t.Fatalf("trailing byte: %v", err)
 		}
 		newer := bytes.Clone(data)
 		newer[len(streamMagic)]++
-		if _, err := ReadStream(bytes.NewReader(newer)); !errors.Is(err, errs.ErrNewerFormat) {
+		if _, err := readStreamBoth(t, bytes.NewReader(newer)); !errors.Is(err, errs.ErrNewerFormat) {
 			t.Fatalf("newer version: %v", err)
 		}
 	}
@@ -269,11 +270,11 @@ func TestStreamRefusesBrokenPromises(t *testing.T) {
 		// Write a good stream, then splice the bad ops in as a raw chunk
 		// with valid checksums.
 		data := forgeStream(t, h, ops)
-		if _, err := ReadStream(bytes.NewReader(data)); !errors.Is(err, errs.ErrCorruption) {
+		if _, err := readStreamBoth(t, bytes.NewReader(data)); !errors.Is(err, errs.ErrCorruption) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-	if _, err := ReadStream(bytes.NewReader(forgeStream(t, h, good))); err != nil {
+	if _, err := readStreamBoth(t, bytes.NewReader(forgeStream(t, h, good))); err != nil {
 		t.Fatalf("forged good stream: %v", err)
 	}
 }
@@ -340,7 +341,7 @@ func testStreamOverhead(t *testing.T, randomKeys bool) {
 		if _, err := sw.Close(); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := ReadStream(bytes.NewReader(buf.Bytes())); err != nil {
+		if _, err := readStreamBoth(t, bytes.NewReader(buf.Bytes())); err != nil {
 			t.Fatal(err)
 		}
 		per := float64(buf.Len()-payload) / float64(len(ops))
@@ -384,5 +385,46 @@ func BenchmarkStream(b *testing.B) {
 			}
 			b.ReportMetric(float64(b.N*len(ops))/b.Elapsed().Seconds(), "ops/s")
 		})
+		b.Run(fmt.Sprintf("verify/compress=%v", compress), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := VerifyStream(bytes.NewReader(data)); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*len(ops))/b.Elapsed().Seconds(), "ops/s")
+		})
 	}
+}
+
+// readStreamBoth reads r with ReadStream and with VerifyStream and fails
+// the test unless both accept it with the same ops or refuse it with the
+// same error.
+func readStreamBoth(t *testing.T, r *bytes.Reader) (*Stream, error) {
+	t.Helper()
+	data := make([]byte, r.Len())
+	r.Read(data)
+	s, err := ReadStream(bytes.NewReader(data))
+	v, verr := VerifyStream(bytes.NewReader(data))
+	if (err == nil) != (verr == nil) || err != nil && err.Error() != verr.Error() {
+		t.Fatalf("ReadStream: %v; VerifyStream: %v", err, verr)
+	}
+	if err != nil {
+		return s, err
+	}
+	var ops []Op
+	for i := range v.NumChunks() {
+		if ops, err = v.Chunk(i, ops); err != nil {
+			t.Fatalf("chunk %d of a verified stream: %v", i, err)
+		}
+	}
+	if len(ops) != len(s.Ops) || v.Count != len(ops) {
+		t.Fatalf("VerifyStream: %d ops (count %d), ReadStream %d", len(ops), v.Count, len(s.Ops))
+	}
+	for i := range ops {
+		if !bytes.Equal(AppendOp(nil, &ops[i]), AppendOp(nil, &s.Ops[i])) {
+			t.Fatalf("op %d differs between VerifyStream and ReadStream", i)
+		}
+	}
+	return s, nil
 }
