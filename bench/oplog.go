@@ -123,6 +123,10 @@ type applyRow struct {
 	MBPerSec  float64 `json:"mb_per_sec"` // 10^6 bytes
 	// RatioToTarget is OpsPerSec over 1M ops/s, for the apply phases.
 	RatioToTarget float64 `json:"ratio_to_target,omitempty"`
+	// Stalls and StallSeconds are the write stalls during an apply (waits
+	// for a flush or compaction) and their total time.
+	Stalls       uint64  `json:"stalls,omitempty"`
+	StallSeconds float64 `json:"stall_seconds,omitempty"`
 	// Checked is the number of Gets compared after an apply.
 	Checked int `json:"checked,omitempty"`
 }
@@ -371,10 +375,14 @@ func importFile(db *pluresdb.DB, path string, want int) (applyRow, error) {
 	if err != nil {
 		return applyRow{}, err
 	}
+	before := db.Metrics()
 	start := time.Now()
 	n, err := db.ImportChanges(bufio.NewReaderSize(f, 1<<20))
 	r := rate(applyRow{Ops: int64(n), Seconds: time.Since(start).Seconds(), Bytes: st.Size()})
 	r.RatioToTarget = r.OpsPerSec / applyTarget
+	after := db.Metrics()
+	r.Stalls = after.Stalls - before.Stalls
+	r.StallSeconds = (after.StallTime - before.StallTime).Seconds()
 	if err == nil && n != want {
 		err = fmt.Errorf("applied %d operations, want %d", n, want)
 	}
@@ -649,7 +657,7 @@ func loadAvg() string {
 // ---- printing ----
 
 var (
-	applyHeader = []string{"phase", "ops", "s", "ops/s", "MB/s", "stream MiB", "vs 1M ops/s"}
+	applyHeader = []string{"phase", "ops", "s", "ops/s", "MB/s", "stream MiB", "stalls (s)", "vs 1M ops/s"}
 	bytesHeader = []string{"keys", "measure", "B/op", "k+v alone B/op", "beyond k+v B/op", "target"}
 )
 
@@ -660,7 +668,8 @@ var applyNotes = []string{
 		"(reading included) to an empty replica B, then to a replica C that first wrote every even key itself (newer values, flushed and compacted), " +
 		"so every operation merges with stored state and half lose to it. Checked: the op count returned, a full scan, " +
 		fmt.Sprintf("%d Gets against A and the generator (C's own keys must keep C's values).", sampleGets),
-	"MB/s: change-stream bytes per second for export and apply (10^6 B), key+value bytes for the fill; vs 1M ops/s: the issue's target for the remote apply rate.",
+	"MB/s: change-stream bytes per second for export and apply (10^6 B), key+value bytes for the fill; stalls: the apply's waits for a flush or compaction, and their time; " +
+		"vs 1M ops/s: the issue's target for the remote apply rate.",
 }
 
 var bytesNotes = []string{
@@ -673,9 +682,10 @@ var bytesNotes = []string{
 }
 
 func applyCells(r applyRow) []string {
-	ratio := ""
+	ratio, stalls := "", ""
 	if r.RatioToTarget > 0 {
 		ratio = fmt.Sprintf("%.2fx", r.RatioToTarget)
+		stalls = fmt.Sprintf("%d (%.2f)", r.Stalls, r.StallSeconds)
 	}
 	return []string{
 		r.Phase,
@@ -684,6 +694,7 @@ func applyCells(r applyRow) []string {
 		groupThousands(int64(r.OpsPerSec + 0.5)),
 		fmt.Sprintf("%.0f", r.MBPerSec),
 		fmt.Sprintf("%.1f", float64(r.Bytes)/(1<<20)),
+		stalls,
 		ratio,
 	}
 }
