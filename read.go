@@ -3,6 +3,7 @@ package pluresdb
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/plures/pluresdb/internal/errs"
@@ -50,54 +51,65 @@ func (db *DB) getAt(key []byte, snap lsm.SeqNum) ([]byte, error) {
 // no entry gives ErrNotFound.
 func (db *DB) getRaw(ukey []byte, snap lsm.SeqNum) (v []byte, merged bool, err error) {
 	db.stateMu.RLock()
-	v, kind, ok, err := db.getLocked(ukey, snap)
-	db.stateMu.RUnlock()
+	defer db.stateMu.RUnlock()
+	v, kind, seq, ok, err := db.getLocked(ukey, snap)
 	switch {
 	case err != nil:
 		return nil, false, err
 	case !ok || kind == lsm.KindDelete:
 		return nil, false, errs.ErrNotFound
 	case kind == lsm.KindMerge:
-		v, err := db.getMerged(ukey, snap)
+		v, err := db.getMergedLocked(ukey, v, seq)
 		return v, true, err
 	}
 	return v, false, nil
 }
 
-// getLocked finds the newest entry of ukey: memtables, then tables, newest
-// first. It returns a copy of the value. Called with stateMu read-held.
-func (db *DB) getLocked(ukey []byte, snap lsm.SeqNum) ([]byte, lsm.Kind, bool, error) {
-	if v, kind, _, ok := db.mem.m.Get(ukey, snap); ok {
-		return bytes.Clone(v), kind, true, nil
+// getLocked finds the newest entry of ukey visible at snap: memtables,
+// then tables, newest first. It returns a copy of the value. Called with
+// stateMu read-held.
+func (db *DB) getLocked(ukey []byte, snap lsm.SeqNum) ([]byte, lsm.Kind, lsm.SeqNum, bool, error) {
+	if v, kind, seq, ok := db.mem.m.Get(ukey, snap); ok {
+		return bytes.Clone(v), kind, seq, true, nil
 	}
 	for i := len(db.imms) - 1; i >= 0; i-- {
-		if v, kind, _, ok := db.imms[i].m.Get(ukey, snap); ok {
-			return bytes.Clone(v), kind, true, nil
+		if v, kind, seq, ok := db.imms[i].m.Get(ukey, snap); ok {
+			return bytes.Clone(v), kind, seq, true, nil
 		}
 	}
-	v, kind, _, ok, err := db.version.Get(db.tc, ukey, snap)
+	v, kind, seq, ok, err := db.version.Get(db.tc, ukey, snap)
 	if err != nil || !ok {
-		return nil, 0, false, err
+		return nil, 0, 0, false, err
 	}
-	return bytes.Clone(v), kind, true, nil
+	return bytes.Clone(v), kind, seq, true, nil
 }
 
-// getMerged reads a key whose newest entry is a merge operand: an
-// iterator over the key alone folds the operands onto what lies beneath.
-func (db *DB) getMerged(ukey []byte, snap lsm.SeqNum) ([]byte, error) {
-	ui, v, err := db.newUserIter(ukey, append(bytes.Clone(ukey), 0), snap)
-	if err != nil {
-		return nil, err
-	}
-	defer v.Unref()
-	defer ui.Close()
-	if !ui.First() {
-		if err := ui.Err(); err != nil {
+// getMergedLocked reads a key whose newest entry is the merge operand op
+// at seq: point lookups below seq, one entry at a time (bloom filters
+// skip the tables without the key), gather the operands down to a full
+// value or the bottom, and the Merger folds them. Called with stateMu
+// read-held, so no compaction folds the entries meanwhile.
+func (db *DB) getMergedLocked(ukey, op []byte, seq lsm.SeqNum) ([]byte, error) {
+	ops := [][]byte{op} // newest first
+	var base []byte
+	hasBase := false
+	for seq > 0 {
+		v, kind, s, ok, err := db.getLocked(ukey, seq-1)
+		if err != nil {
 			return nil, err
 		}
-		return nil, errs.ErrNotFound
+		if !ok || kind == lsm.KindDelete {
+			break
+		}
+		if kind != lsm.KindMerge {
+			base, hasBase = v, true
+			break
+		}
+		ops = append(ops, v)
+		seq = s
 	}
-	return bytes.Clone(ui.Value()), nil
+	slices.Reverse(ops) // oldest first, as the Merger wants them
+	return db.ol.merger.Merge(ukey, ops, base, hasBase)
 }
 
 // Iter walks the keys of a range in ascending or descending order (Next and

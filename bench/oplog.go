@@ -335,7 +335,44 @@ func runSyncApply(rc runConfig, dir string, res *opLogResults) (err error) {
 	}
 	res.Apply = append(res.Apply, merge)
 	logf("apply into C (merge)", merge)
+
+	// What the imported operands cost readers until compaction folds
+	// them: random Gets right after each apply, against A's.
+	for _, g := range []struct {
+		phase string
+		db    *pluresdb.DB
+	}{{"Gets on A (local puts)", a}, {"Gets on B after the apply", b}, {"Gets on C after the apply", c}} {
+		r, err := timeGets(g.db, n, rc.seed)
+		if err != nil {
+			return fmt.Errorf("%s: %w", g.phase, err)
+		}
+		r.Phase = g.phase
+		res.Apply = append(res.Apply, r)
+		logf(g.phase, r)
+	}
 	return nil
+}
+
+// readBackGets is how many random Gets timeGets makes at most (one per
+// key of the workload below that).
+const readBackGets = 200_000
+
+// timeGets times Gets of random keys among the n of the workload.
+func timeGets(db *pluresdb.DB, n int, seed uint64) (applyRow, error) {
+	r := rand.New(rand.NewPCG(seed, streamApplySample+1))
+	var k [keySize]byte
+	var bytes int64
+	gets := min(n, readBackGets)
+	start := time.Now()
+	for range gets {
+		makeKey(k[:], r.IntN(n))
+		v, err := db.Get(k[:])
+		if err != nil {
+			return applyRow{}, err
+		}
+		bytes += int64(len(k) + len(v))
+	}
+	return rate(applyRow{Ops: int64(gets), Seconds: time.Since(start).Seconds(), Bytes: bytes}), nil
 }
 
 // rate fills in the rates of r.
@@ -668,7 +705,8 @@ var applyNotes = []string{
 		"(reading included) to an empty replica B, then to a replica C that first wrote every even key itself (newer values, flushed and compacted), " +
 		"so every operation merges with stored state and half lose to it. Checked: the op count returned, a full scan, " +
 		fmt.Sprintf("%d Gets against A and the generator (C's own keys must keep C's values).", sampleGets),
-	"MB/s: change-stream bytes per second for export and apply (10^6 B), key+value bytes for the fill; stalls: the apply's waits for a flush or compaction, and their time; " +
+	"Gets: random Gets right after the applies (imported operations are merge operands until compaction folds them), against A's. " +
+		"MB/s: change-stream bytes per second for export and apply (10^6 B), key+value bytes for the fill and Gets; stalls: the apply's waits for a flush or compaction, and their time; " +
 		"vs 1M ops/s: the issue's target for the remote apply rate.",
 }
 

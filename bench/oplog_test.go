@@ -41,11 +41,17 @@ func TestOpLogWorkloads(t *testing.T) {
 		t.Errorf("results: %+v", res)
 	}
 
-	phases := []string{"fill A (local puts)", "export A to a file", "apply into empty B", "apply into C holding N/2 keys"}
+	phases := []string{"fill A (local puts)", "export A to a file", "apply into empty B", "apply into C holding N/2 keys",
+		"Gets on A (local puts)", "Gets on B after the apply", "Gets on C after the apply"}
 	if len(res.Apply) != len(phases) {
 		t.Fatalf("%d apply rows, want %d: %+v", len(res.Apply), len(phases), res.Apply)
 	}
-	for i, r := range res.Apply {
+	for i, r := range res.Apply[4:] {
+		if r.Phase != phases[4+i] || r.Ops != testOpLogKeys || r.OpsPerSec <= 0 || r.Bytes != testOpLogKeys*(keySize+valueSize) || r.RatioToTarget != 0 {
+			t.Errorf("row %d: %+v", 4+i, r)
+		}
+	}
+	for i, r := range res.Apply[:4] {
 		if r.Phase != phases[i] || r.Ops != testOpLogKeys || r.OpsPerSec <= 0 || r.MBPerSec <= 0 || r.Bytes <= 0 {
 			t.Errorf("row %d: %+v", i, r)
 		}
@@ -60,7 +66,7 @@ func TestOpLogWorkloads(t *testing.T) {
 	if fill, export := res.Apply[0], res.Apply[1]; fill.Bytes != testOpLogKeys*(keySize+valueSize) || export.Bytes >= fill.Bytes {
 		t.Errorf("fill moved %d bytes, the stream is %d: want keys × 116 and less", fill.Bytes, export.Bytes)
 	}
-	for _, r := range res.Apply[2:] {
+	for _, r := range res.Apply[2:4] {
 		if r.Bytes != res.Apply[1].Bytes {
 			t.Errorf("%s read %d bytes, the export wrote %d", r.Phase, r.Bytes, res.Apply[1].Bytes)
 		}
@@ -197,7 +203,7 @@ func TestOpLogCommandLine(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Results) != 0 || rep.OpLog == nil || rep.OpLog.Keys != 500 || len(rep.OpLog.Apply) != 4 || len(rep.OpLog.Bytes) != 12 {
+	if len(rep.Results) != 0 || rep.OpLog == nil || rep.OpLog.Keys != 500 || len(rep.OpLog.Apply) != 7 || len(rep.OpLog.Bytes) != 12 {
 		t.Fatalf("report: %s", b)
 	}
 
