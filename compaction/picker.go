@@ -11,9 +11,13 @@ package compaction
 //	 ...   each level M times the one above
 //	L6     the bottom; its target is its actual size
 //
-// The bottom ColdLevels levels form the cold tier: their tables live in the
-// cold directory with the cold codec, so a table that crosses the tier
-// boundary is rewritten, never moved.
+// The bottom ColdLevels levels below the base level form the cold tier:
+// their tables live in the cold directory with the cold codec, so a table
+// that crosses the tier boundary is rewritten, never moved. The base level
+// is never cold, even when it is one of the bottom levels (a database too
+// small to have levels below its base): what L0 compacts into is fresh
+// data, rewritten often, and compressing it with the slow codec would
+// cost every write.
 //
 // Invariants every pick keeps:
 //   - For any user key, data at a smaller level number is newer. An L0 → base
@@ -62,7 +66,8 @@ type Options struct {
 	// small tables let the min-overlap choice find cheap compactions.
 	TargetFileSize int64
 	// ColdLevels is how many bottom levels form the cold tier (at most
-	// NumLevels-1: L0 is always hot). Default 2; negative: no cold tier.
+	// NumLevels-1: L0 is always hot, and so is the base level). Default 2;
+	// negative: no cold tier.
 	ColdLevels int
 	// TombstoneDensity: a table of level >= 1 with at least
 	// TombstoneMinDeletions deletions making up at least this share of its
@@ -658,10 +663,10 @@ func (p *Picker) newCompaction(st *pickState, level, outLevel int, in0 []*lsm.Fi
 			}
 		}
 	}
-	c.OutputCold = p.cold(outLevel)
+	c.OutputCold = p.cold(outLevel, st.base)
 	c.TargetFileSize = p.targetFileSize(outLevel, st.base)
 	if len(in0) == 1 && len(c.Inputs[1]) == 0 && level != outLevel &&
-		(p.cold(level) == c.OutputCold || p.opts.MoveAcrossTiers) &&
+		(p.cold(level, st.base) == c.OutputCold || p.opts.MoveAcrossTiers) &&
 		totalSize(c.Grandparents) <= uint64(grandparentOverlapFactor*c.TargetFileSize) {
 		c.TrivialMove = true
 		c.Reason = "move"
@@ -669,9 +674,10 @@ func (p *Picker) newCompaction(st *pickState, level, outLevel int, in0 []*lsm.Fi
 	return c
 }
 
-// cold reports whether level is in the cold tier.
-func (p *Picker) cold(level int) bool {
-	return p.opts.ColdLevels > 0 && level >= lsm.NumLevels-p.opts.ColdLevels
+// cold reports whether level is in the cold tier when base is the base
+// level.
+func (p *Picker) cold(level, base int) bool {
+	return p.opts.ColdLevels > 0 && level >= lsm.NumLevels-p.opts.ColdLevels && level > base
 }
 
 // targetFileSize is the output table size at level: TargetFileSize at the

@@ -169,7 +169,7 @@ func TestPickL0TakesTransitiveOverlap(t *testing.T) {
 	if got := nums(c.Inputs[1]); !slices.Equal(got, []int{10, 11}) {
 		t.Fatalf("base inputs %v, want [10 11]", got)
 	}
-	if c.Score != 1 || c.Bottommost || !c.OutputCold || c.TrivialMove {
+	if c.Score != 1 || c.Bottommost || c.OutputCold || c.TrivialMove {
 		t.Fatalf("score %v bottommost %t cold %t move %t", c.Score, c.Bottommost, c.OutputCold, c.TrivialMove)
 	}
 	// The set is in use: the disjoint table alone is not enough for another
@@ -293,17 +293,24 @@ func TestOverlaps(t *testing.T) {
 
 func TestTrivialMoveAndColdTier(t *testing.T) {
 	// L5 is over its target (L6 100 MiB); its only table overlaps nothing
-	// in L6, so it moves (both levels cold by default).
+	// in L6. L5 is the base level, hot even though it is one of the two
+	// bottom levels, so the table is rewritten into the cold L6.
 	levels := map[int][]*lsm.FileMeta{
 		5: {tm(1, "m", "n", 12*mib, 50)},
 		6: {tm(10, "a", "b", 50*mib, 1), tm(11, "x", "z", 50*mib, 1)},
 	}
 	c := NewPicker(Options{}).Pick(ver(t, levels), nil)
-	if c == nil || !c.TrivialMove || c.Reason != "move" || !c.OutputCold || c.Level != 5 || c.OutputLevel != 6 {
+	if c == nil || c.TrivialMove || c.Reason != "size" || !c.OutputCold || c.Level != 5 || c.OutputLevel != 6 {
+		t.Fatalf("picked %v, want a rewrite L5 → cold L6", c)
+	}
+	// Without a cold tier it moves.
+	c = NewPicker(Options{ColdLevels: -1}).Pick(ver(t, levels), nil)
+	if c == nil || !c.TrivialMove || c.Reason != "move" || c.OutputCold || c.Level != 5 || c.OutputLevel != 6 {
 		t.Fatalf("picked %v, want a move L5 → L6", c)
 	}
 
-	// Three cold levels: L4 cold, its move into L5 stays in the tier.
+	// Three cold levels with the base at L4: L4 stays hot (the base level
+	// never is cold), its table is rewritten into the cold L5.
 	levels = map[int][]*lsm.FileMeta{
 		4: {tm(1, "m", "n", 2*mib, 50)},
 		5: {tm(2, "a", "b", 5*mib, 40)},
@@ -314,7 +321,22 @@ func TestTrivialMoveAndColdTier(t *testing.T) {
 		t.Fatalf("base %d, want 4", base)
 	}
 	c = NewPicker(Options{ColdLevels: 3}).Pick(v, nil)
-	if c == nil || !c.TrivialMove || !c.OutputCold || c.OutputLevel != 5 {
+	if c == nil || c.TrivialMove || !c.OutputCold || c.OutputLevel != 5 {
+		t.Fatalf("picked %v, want a rewrite of the hot base L4 into the cold L5", c)
+	}
+	// Cold to cold moves: with the base at L3, L4's table moves into L5.
+	levels = map[int][]*lsm.FileMeta{
+		3: {tm(3, "c", "d", 1*mib, 60)},
+		4: {tm(1, "m", "n", 30*mib, 50)},
+		5: {tm(2, "a", "b", 5*mib, 40)},
+		6: {tm(10, "a", "b", 350*mib, 1), tm(11, "x", "z", 350*mib, 1)},
+	}
+	v3 := ver(t, levels)
+	if base, _ := NewPicker(Options{}).Levels(v3); base != 3 {
+		t.Fatalf("base %d, want 3", base)
+	}
+	c = NewPicker(Options{ColdLevels: 3}).Pick(v3, nil)
+	if c == nil || !c.TrivialMove || !c.OutputCold || c.Level != 4 || c.OutputLevel != 5 {
 		t.Fatalf("picked %v, want a cold move L4 → L5", c)
 	}
 	// Default tiers: L4 is hot, L5 cold, so the table is rewritten.
@@ -618,9 +640,10 @@ func TestRunEndToEnd(t *testing.T) {
 
 	p := NewPicker(Options{L0CompactionThreshold: 3})
 	c := p.Pick(v, nil)
-	if c == nil || c.Reason != "l0" || c.OutputLevel != 6 || !c.Bottommost || !c.OutputCold {
-		t.Fatalf("picked %v, want l0 into L6 (the base of a small tree)", c)
+	if c == nil || c.Reason != "l0" || c.OutputLevel != 6 || !c.Bottommost || c.OutputCold {
+		t.Fatalf("picked %v, want l0 into L6 (the base of a small tree, hot)", c)
 	}
+	c.OutputCold = true // as a compaction below the base would be
 	tc := lsm.NewTableCache(fs, "/db", nil, 0)
 	defer tc.Close()
 	next := layout.FileNum(100)
