@@ -35,7 +35,7 @@ package lsm
 // level is a sorted sublist of the level below it.
 
 import (
-	"bytes"
+	"encoding/binary"
 	"math"
 	"sync/atomic"
 	"unsafe"
@@ -158,13 +158,44 @@ func (s *skiplist) value(n *arenaNode) []byte {
 // compare orders the internal key (ukey, trailer) against node n, like
 // CompareInternal.
 func (s *skiplist) compare(ukey []byte, trailer uint64, n *arenaNode) int {
-	if c := bytes.Compare(ukey, s.userKey(n)); c != 0 {
+	if c := compareKeys(ukey, s.userKey(n)); c != 0 {
 		return c
 	}
 	switch {
 	case trailer > n.trailer:
 		return -1
 	case trailer < n.trailer:
+		return 1
+	}
+	return 0
+}
+
+// compareKeys is bytes.Compare, inlined for the short keys of a skiplist
+// search: eight bytes at a time, without a call.
+func compareKeys(a, b []byte) int {
+	n := min(len(a), len(b))
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		x, y := binary.BigEndian.Uint64(a[i:]), binary.BigEndian.Uint64(b[i:])
+		if x != y {
+			if x < y {
+				return -1
+			}
+			return 1
+		}
+	}
+	for ; i < n; i++ {
+		if a[i] != b[i] {
+			if a[i] < b[i] {
+				return -1
+			}
+			return 1
+		}
+	}
+	switch {
+	case len(a) < len(b):
+		return -1
+	case len(a) > len(b):
 		return 1
 	}
 	return 0
