@@ -132,10 +132,13 @@ func (db *DB) exportSegment(sw *oplog.StreamWriter, idx *segIndex, limit int64, 
 // wrapping ErrCorruption or ErrNewerFormat and leaves the database
 // unchanged; so does a stream that starts after what this replica has
 // (ErrCausalGap) or one whose timestamps are implausibly far ahead of the
-// local clock (oplog.ErrClockDrift). A stream that fits in half a memtable
-// is applied in one atomic batch; a larger one in several, each leaving
-// the database consistent, so that an import cut short by a crash is
-// completed by importing the stream again.
+// local clock (oplog.ErrClockDrift). A stream of up to about a quarter
+// memtable of operations is applied in one atomic batch; a larger one in
+// several, each leaving the database consistent, so that an import cut
+// short by a crash is completed by importing the stream again.
+//
+// Operations are written without reading the stored state (see importer),
+// so Gets of the imported keys fold them until compaction has.
 func (db *DB) ImportChanges(r io.Reader) (int, error) {
 	if db.closed.Load() {
 		return 0, errs.ErrClosed

@@ -286,6 +286,11 @@ func runSyncApply(rc runConfig, dir string, res *opLogResults) (err error) {
 	res.Apply = append(res.Apply, export)
 	logf("export", export)
 
+	// Each apply is timed with no other database of the run busy: A's
+	// compactions of the fill finish first (and B's before C's apply).
+	if err := a.WaitForCompactions(); err != nil {
+		return err
+	}
 	b, err := open("b")
 	if err != nil {
 		return err
@@ -321,8 +326,10 @@ func runSyncApply(rc runConfig, dir string, res *opLogResults) (err error) {
 	if err := c.Flush(); err != nil {
 		return err
 	}
-	if err := c.WaitForCompactions(); err != nil {
-		return err
+	for _, db := range []*pluresdb.DB{b, c} {
+		if err := db.WaitForCompactions(); err != nil {
+			return err
+		}
 	}
 	merge, err := importFile(c, file, n)
 	if err != nil {
@@ -702,7 +709,7 @@ var (
 // bytesNotes when oplog-bytes did.
 var applyNotes = []string{
 	"sync-apply: A puts the keys of fillrandom (random order, NoSync), ExportChanges writes all its operations to a file, ImportChanges applies the file " +
-		"(reading included) to an empty replica B, then to a replica C that first wrote every even key itself (newer values, flushed and compacted), " +
+		"(reading included; the other replicas' compactions finished first) to an empty replica B, then to a replica C that first wrote every even key itself (newer values, flushed and compacted), " +
 		"so every operation merges with stored state and half lose to it. Checked: the op count returned, a full scan, " +
 		fmt.Sprintf("%d Gets against A and the generator (C's own keys must keep C's values).", sampleGets),
 	"Gets: random Gets right after the applies (imported operations are merge operands until compaction folds them), against A's. " +

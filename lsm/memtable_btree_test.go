@@ -239,6 +239,27 @@ func BenchmarkMemtableSkiplistInsert(b *testing.B) {
 	}
 }
 
+// Insert in ascending order, one Add at a time: the splice's case.
+func BenchmarkMemtableSkiplistInsertSequential(b *testing.B) {
+	value := make([]byte, 100)
+	key := make([]byte, 16)
+	var m *Memtable
+	b.ReportAllocs()
+	b.SetBytes(16 + 100)
+	for i := 0; b.Loop(); i++ {
+		if i%memBenchEntries == 0 {
+			b.StopTimer()
+			m = nil
+			m = NewMemtable(memBenchArena)
+			b.StartTimer()
+		}
+		binary.BigEndian.PutUint64(key[8:], uint64(i))
+		if err := m.Add(SeqNum(i+1), KindSet, key, value); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // Insert through an Inserter, in groups.
 func BenchmarkMemtableSkiplistInsertGroups(b *testing.B) {
 	keys, value := memBenchKeys()

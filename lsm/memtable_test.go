@@ -599,15 +599,24 @@ func TestMemtableDuplicatePrev(t *testing.T) {
 
 // An Inserter builds, byte for byte, the arena that Add one at a time
 // builds: same towers, same links, same offsets. Random keys with many
-// duplicates and repeated internal keys, in groups cut at random.
+// duplicates and repeated internal keys, in groups cut at random, and
+// (every other round) mostly ascending keys, which Add places from its
+// splice rather than by a search.
 func TestInserterMatchesAdd(t *testing.T) {
 	rng := memTestRand(t)
 	for iter := range 20 {
 		a, g := NewMemtable(1<<20), NewMemtable(1<<20)
 		in := g.NewInserter()
 		nkeys := 1 + rng.Intn(2000)
+		next := 0
 		for i := range 3000 {
 			k := fmt.Appendf(nil, "k%05d", rng.Intn(nkeys))
+			if iter%2 == 1 && rng.Intn(4) != 0 {
+				// Runs of ascending keys, which Add places from its
+				// splice: the arena must not tell.
+				next += rng.Intn(3)
+				k = fmt.Appendf(nil, "k%05d", next)
+			}
 			seq := SeqNum(1 + i)
 			if rng.Intn(20) == 0 {
 				seq = SeqNum(1 + rng.Intn(i+1)) // an internal key seen before

@@ -93,6 +93,12 @@ type skiplist struct {
 	count  atomic.Int64  // entries
 
 	rng uint64 // writer-only state for tower heights
+
+	// The splice add leaves: on every level below spHeight, the nodes
+	// before and after the entry it added last (0 after: the end). Writer
+	// only; spHeight 0: none (addGroup invalidates it).
+	spPrev, spNext [skiplistMaxHeight]uint32
+	spHeight       int
 }
 
 func newSkiplist(arenaSize int) *skiplist {
@@ -321,31 +327,37 @@ func (s *skiplist) add(ukey []byte, trailer uint64, value []byte) bool {
 	copy(s.buf[n.keyOffset:], ukey)
 	copy(s.buf[n.keyOffset+n.keyLen:], value)
 
-	// Find the predecessor at every level. Nothing changes under us: we are
-	// the only writer.
-	var prev [skiplistMaxHeight]uint32
+	// Find the predecessor and successor at every level. Nothing changes
+	// under us: we are the only writer. An entry just after the last one
+	// (sequential writes) fits the splice that add left, and needs no
+	// search: one or two comparisons instead of a walk from the head.
+	var prev, next [skiplistMaxHeight]uint32
 	listHeight := int(s.height.Load())
-	x, stop := s.head, uint32(0) // as in seekGE
-	for level := listHeight - 1; level >= 0; level-- {
-		for {
-			nx := s.next(s.node(x), level)
-			if nx == stop {
-				break
+	if s.spHeight == listHeight && s.spliceHolds(ukey, trailer) {
+		prev, next = s.spPrev, s.spNext
+	} else {
+		x, stop := s.head, uint32(0) // as in seekGE
+		for level := listHeight - 1; level >= 0; level-- {
+			for {
+				nx := s.next(s.node(x), level)
+				if nx == stop {
+					break
+				}
+				if s.compare(ukey, trailer, s.node(nx)) <= 0 {
+					stop = nx
+					break
+				}
+				x = nx
 			}
-			if s.compare(ukey, trailer, s.node(nx)) <= 0 {
-				stop = nx
-				break
-			}
-			x = nx
+			prev[level], next[level] = x, stop
 		}
-		prev[level] = x
 	}
 	for level := listHeight; level < h; level++ {
-		prev[level] = s.head
+		prev[level], next[level] = s.head, 0
 	}
 
 	for level := 0; level < h; level++ {
-		atomic.StoreUint32(&n.tower[level], s.next(s.node(prev[level]), level))
+		atomic.StoreUint32(&n.tower[level], next[level])
 	}
 	// Publish bottom-up: once linked at level 0 the node is reachable, and
 	// it is complete.
@@ -356,7 +368,22 @@ func (s *skiplist) add(ukey []byte, trailer uint64, value []byte) bool {
 		s.height.Store(uint32(h))
 	}
 	s.count.Add(1)
+	// The splice now surrounds the new node.
+	for level := range h {
+		prev[level] = off
+	}
+	s.spPrev, s.spNext, s.spHeight = prev, next, max(listHeight, h)
 	return true
+}
+
+// spliceHolds reports whether the splice brackets (ukey, trailer) on level
+// 0: its node there sorts before the key and its successor not before.
+// Splice levels nest (each level's pair lies within the pair above it), so
+// it then brackets the key on every level.
+func (s *skiplist) spliceHolds(ukey []byte, trailer uint64) bool {
+	p, nx := s.spPrev[0], s.spNext[0]
+	return (p == s.head || s.compare(ukey, trailer, s.node(p)) > 0) &&
+		(nx == 0 || s.compare(ukey, trailer, s.node(nx)) <= 0)
 }
 
 // groupSize is how many entries addGroup searches for at once: about as
@@ -382,6 +409,7 @@ func (s *skiplist) addGroup(es []groupEntry) bool {
 	if len(es) > groupSize {
 		panic("lsm: skiplist group too large")
 	}
+	s.spHeight = 0
 	var (
 		heights [groupSize]int
 		prev    [groupSize][skiplistMaxHeight]uint32
