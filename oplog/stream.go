@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"runtime"
 	"slices"
 	"sync"
@@ -101,23 +100,19 @@ func validateHeader(h *StreamHeader) error {
 // to a range, in ascending sequence within its replica, and matches the
 // prefix.
 type rangeChecker struct {
-	h     *StreamHeader
-	last  []uint64 // per range: the last sequence number seen (From at first)
-	limit int      // ops allowed: the trailer's count
+	h    *StreamHeader
+	last []uint64 // per range: the last sequence number seen (From at first)
 }
 
-func newRangeChecker(h *StreamHeader, limit int) rangeChecker {
-	c := rangeChecker{h: h, last: make([]uint64, len(h.Ranges)), limit: limit}
+func newRangeChecker(h *StreamHeader) rangeChecker {
+	c := rangeChecker{h: h, last: make([]uint64, len(h.Ranges))}
 	for i, r := range h.Ranges {
 		c.last[i] = r.From
 	}
 	return c
 }
 
-func (c *rangeChecker) check(op *Op) error {
-	if c.limit--; c.limit < 0 {
-		return errors.New("more ops than the trailer counts")
-	}
+func (c *rangeChecker) check(op *Op, _ int) error {
 	if err := op.Validate(); err != nil {
 		return err
 	}
@@ -125,9 +120,8 @@ func (c *rangeChecker) check(op *Op) error {
 	if !ok {
 		return fmt.Errorf("op %s/%d: replica has no range in the header", op.Replica, op.Seq)
 	}
-	if op.Seq <= c.last[i] || op.Seq > c.h.Ranges[i].To {
-		return fmt.Errorf("op %s/%d: sequence number not above %d or above the range's %d",
-			op.Replica, op.Seq, c.last[i], c.h.Ranges[i].To)
+	if err := checkSeq(op, c.last[i], c.h.Ranges[i].To); err != nil {
+		return err
 	}
 	if c.h.Prefix != nil && !bytes.HasPrefix(op.Key, c.h.Prefix) {
 		return fmt.Errorf("op %s/%d: key %q lacks the prefix %q", op.Replica, op.Seq, op.Key, c.h.Prefix)
@@ -203,7 +197,7 @@ func NewStreamWriter(w io.Writer, h StreamHeader) (*StreamWriter, error) {
 		return nil, fmt.Errorf("oplog: stream header: %w", err)
 	}
 	sw := &StreamWriter{w: w, h: h, digest: xxhash.New()}
-	sw.check = newRangeChecker(&sw.h, math.MaxInt)
+	sw.check = newRangeChecker(&sw.h)
 
 	var hdr []byte
 	flags := byte(0)
@@ -258,7 +252,7 @@ func (sw *StreamWriter) Add(op *Op) error {
 	if batchHeaderBound+opSize > maxStreamChunk {
 		return fmt.Errorf("oplog: stream add: op %s/%d of %d bytes is too large", op.Replica, op.Seq, opSize)
 	}
-	if err := sw.check.check(op); err != nil {
+	if err := sw.check.check(op, 0); err != nil {
 		return fmt.Errorf("oplog: stream add: %w", err)
 	}
 	if len(sw.run) > 0 && sw.run[0].Replica != op.Replica {
@@ -445,8 +439,12 @@ func decodeStream(data []byte) (*Stream, error) {
 	}
 	d := &v.d
 	s := &Stream{Header: v.Header}
+	// The trailer's count is checked against the chunks' capacity, so it
+	// bounds this allocation; a stream holding more ops than it says
+	// grows the slice (within the chunks' bounded size) and is refused
+	// below.
 	s.Ops = make([]Op, 0, v.Count)
-	check := newRangeChecker(&s.Header, v.Count)
+	check := newRangeChecker(&s.Header)
 	for _, c := range v.chunks {
 		if s.Ops, _, err = decodeChunk(d, c, s.Ops, nil, &check); err != nil {
 			return nil, err
@@ -581,11 +579,26 @@ func (v *VerifiedStream) Chunk(i int, ops []Op) ([]Op, error) {
 	return ops, err
 }
 
+// checkSeq checks that op's sequence number follows last (the previous op
+// of its replica, or its range's From) and does not pass its range's To.
+func checkSeq(op *Op, last, to uint64) error {
+	switch {
+	case op.Seq <= last:
+		return fmt.Errorf("op %s/%d: sequence number not above %d", op.Replica, op.Seq, last)
+	case op.Seq > to:
+		return fmt.Errorf("op %s/%d: sequence number above the range's end %d", op.Replica, op.Seq, to)
+	}
+	return nil
+}
+
 // chunkSpan is what one chunk holds of one range: its first and last
-// sequence numbers.
+// sequence numbers, and where the first op is (its index in the chunk and
+// the offset of its batch).
 type chunkSpan struct {
 	rng         int
 	first, last uint64
+	firstIdx    int
+	firstOff    int
 }
 
 // chunkCheck is the checking of one chunk's ops on their own: each ops
@@ -595,11 +608,11 @@ type chunkCheck struct {
 	h      *StreamHeader
 	spans  []chunkSpan
 	maxHLC Timestamp
-	ops    int
-	err    error
+	ops    int   // ops checked
+	err    error // the first failure, at op index ops
 }
 
-func (c *chunkCheck) check(op *Op) error {
+func (c *chunkCheck) check(op *Op, off int) error {
 	if err := op.Validate(); err != nil {
 		return err
 	}
@@ -616,9 +629,8 @@ func (c *chunkCheck) check(op *Op) error {
 	if j >= 0 {
 		last = c.spans[j].last
 	}
-	if op.Seq <= last || op.Seq > c.h.Ranges[i].To {
-		return fmt.Errorf("op %s/%d: sequence number not above %d or above the range's %d",
-			op.Replica, op.Seq, last, c.h.Ranges[i].To)
+	if err := checkSeq(op, last, c.h.Ranges[i].To); err != nil {
+		return err
 	}
 	if c.h.Prefix != nil && !bytes.HasPrefix(op.Key, c.h.Prefix) {
 		return fmt.Errorf("op %s/%d: key %q lacks the prefix %q", op.Replica, op.Seq, op.Key, c.h.Prefix)
@@ -626,7 +638,7 @@ func (c *chunkCheck) check(op *Op) error {
 	if j >= 0 {
 		c.spans[j].last = op.Seq
 	} else {
-		c.spans = append(c.spans, chunkSpan{rng: i, first: op.Seq, last: op.Seq})
+		c.spans = append(c.spans, chunkSpan{rng: i, first: op.Seq, last: op.Seq, firstIdx: c.ops, firstOff: off})
 	}
 	c.maxHLC = max(c.maxHLC, op.HLC)
 	c.ops++
@@ -669,16 +681,21 @@ func (v *VerifiedStream) checkOps() error {
 	count := 0
 	for i := range checks {
 		c := &checks[i]
-		if c.err != nil {
-			return c.err
-		}
+		// The first failure in stream order: an op out of sequence with
+		// the chunks before (at the first op of a span), or what the
+		// chunk found on its own (at op index c.ops).
 		for _, sp := range c.spans {
+			if c.err != nil && sp.firstIdx >= c.ops {
+				break
+			}
 			if sp.first <= last[sp.rng] {
-				r := v.Header.Ranges[sp.rng]
-				return v.d.corrupt(v.chunks[i].start, "op %s/%d: sequence number not above %d or above the range's %d",
-					r.Replica, sp.first, last[sp.rng], r.To)
+				err := checkSeq(&Op{Replica: v.Header.Ranges[sp.rng].Replica, Seq: sp.first}, last[sp.rng], v.Header.Ranges[sp.rng].To)
+				return v.d.corrupt(v.chunks[i].start, "chunk offset %d: %v", sp.firstOff, err)
 			}
 			last[sp.rng] = sp.last
+		}
+		if c.err != nil {
+			return c.err
 		}
 		count += c.ops
 		v.MaxHLC = max(v.MaxHLC, c.maxHLC)
@@ -784,8 +801,9 @@ func readChunkFrame(d *decoder, start int) (chunkRef, error) {
 	return c, nil
 }
 
-// opChecker checks each decoded op of a chunk.
-type opChecker interface{ check(op *Op) error }
+// opChecker checks each decoded op of a chunk; off is the offset in the
+// chunk of the batch holding it.
+type opChecker interface{ check(op *Op, off int) error }
 
 // decodeChunk decompresses a checked chunk and appends its ops to ops,
 // checking each with check (nil: none). The chunk is decompressed into buf
@@ -829,7 +847,7 @@ func decodeChunk(d *decoder, c chunkRef, ops []Op, buf []byte, check opChecker) 
 		}
 		if check != nil {
 			for i := len(ops); i < len(got); i++ {
-				if err := check.check(&got[i]); err != nil {
+				if err := check.check(&got[i], p); err != nil {
 					return ops[:n0], buf, d.corrupt(start, "chunk offset %d: %v", p, err)
 				}
 			}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"testing"
 
@@ -168,7 +167,7 @@ func TestStreamLargeOps(t *testing.T) {
 	}
 	var sw StreamWriter
 	huge := Op{Replica: repA, Seq: 1, Kind: KindPut, Key: []byte("k"), Value: make([]byte, maxStreamChunk)}
-	sw.h, sw.check = h, newRangeChecker(&h, math.MaxInt)
+	sw.h, sw.check = h, newRangeChecker(&h)
 	if err := sw.Add(&huge); err == nil {
 		t.Fatal("Add took an op larger than a chunk may be")
 	}
@@ -277,6 +276,69 @@ func TestStreamRefusesBrokenPromises(t *testing.T) {
 	if _, err := readStreamBoth(t, bytes.NewReader(forgeStream(t, h, good))); err != nil {
 		t.Fatalf("forged good stream: %v", err)
 	}
+	// A trailer that counts more or fewer ops than the chunks hold.
+	two := []Op{good[0], {Replica: repB, Seq: 2, HLC: testTS, Kind: KindPut, Key: []byte("k")}}
+	for _, count := range []int{0, 1, 3} {
+		if _, err := readStreamBoth(t, bytes.NewReader(forgeStreamCount(t, h, two, count))); !errors.Is(err, errs.ErrCorruption) {
+			t.Errorf("trailer counting %d of 2 ops: %v", count, err)
+		}
+	}
+}
+
+// Ops out of sequence across chunks are refused by both readers with the
+// same error, also when the later chunk is damaged further on as well.
+func TestStreamRefusesDisorderAcrossChunks(t *testing.T) {
+	h := StreamHeader{Source: repA, Ranges: []Range{{Replica: repB, To: 9}, {Replica: repC, To: 9}}}
+	op := func(r ReplicaID, seq uint64, key string) Op {
+		return Op{Replica: r, Seq: seq, HLC: testTS, Kind: KindPut, Key: []byte(key)}
+	}
+	for name, chunks := range map[string][][]Op{
+		"descending":        {{op(repB, 3, "k")}, {op(repB, 2, "k")}},
+		"repeated":          {{op(repB, 3, "k"), op(repC, 1, "k")}, {op(repC, 2, "k"), op(repB, 3, "k")}},
+		"then an empty key": {{op(repB, 3, "k")}, {op(repB, 2, "k"), op(repB, 4, "")}},
+		"empty key first":   {{op(repB, 3, "k")}, {op(repC, 1, ""), op(repB, 2, "k")}},
+		"beyond the range":  {{op(repB, 3, "k")}, {op(repB, 10, "k")}},
+	} {
+		var buf bytes.Buffer
+		sw, err := NewStreamWriter(&buf, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, ops := range chunks {
+			for _, o := range ops {
+				sw.chunk = AppendBatch(sw.chunk, o.Replica, []Op{o})
+				n++
+			}
+			if err := sw.flushChunk(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		sw.ops = n
+		if _, err := sw.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := readStreamBoth(t, bytes.NewReader(buf.Bytes())); !errors.Is(err, errs.ErrCorruption) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+// forgeStreamCount is forgeStream with a trailer that counts count ops.
+func forgeStreamCount(t *testing.T, h StreamHeader, ops []Op, count int) []byte {
+	var buf bytes.Buffer
+	sw, err := NewStreamWriter(&buf, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, op := range ops {
+		sw.chunk = AppendBatch(sw.chunk, op.Replica, []Op{op})
+	}
+	sw.ops = count
+	if _, err := sw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // forgeStream writes ops in one raw chunk without the writer's checks.
