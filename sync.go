@@ -308,20 +308,19 @@ func (im *importer) write() (lsm.SeqNum, error) {
 	// The log entry comes first: it marks the record as an import, whose
 	// document entries are projections, not operations of this replica.
 	// Operations of one replica in a row share a delta-encoded run. (A
-	// filtered import logs none: see ExportChangesPrefix.)
-	if !im.filtered {
-		im.logBuf = im.logBuf[:0]
-		for start := 0; start < len(im.applied); {
-			end := start + 1
-			for end < len(im.applied) && im.applied[end].Replica == im.applied[start].Replica {
-				end++
-			}
-			im.logBuf = oplog.AppendBatch(im.logBuf, im.applied[start].Replica, im.applied[start:end])
-			start = end
+	// filtered import logs none, see ExportChangesPrefix, but still has
+	// the entry: without it its operands would read as local operations.)
+	im.logBuf = im.logBuf[:0]
+	for start := 0; start < len(im.applied) && !im.filtered; {
+		end := start + 1
+		for end < len(im.applied) && im.applied[end].Replica == im.applied[start].Replica {
+			end++
 		}
-		b.data = batchrepr.AppendEntry(b.data, batchrepr.KindLogData, nsMeta, nil, im.logBuf)
-		b.count++
+		im.logBuf = oplog.AppendBatch(im.logBuf, im.applied[start].Replica, im.applied[start:end])
+		start = end
 	}
+	b.data = batchrepr.AppendEntry(b.data, batchrepr.KindLogData, nsMeta, nil, im.logBuf)
+	b.count++
 	for i := range im.applied {
 		op := &im.applied[i]
 		ns := nsDocuments
