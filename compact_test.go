@@ -111,9 +111,10 @@ func TestSpaceComesBack(t *testing.T) {
 	if _, err := db.Get(key(1)); err != nil {
 		t.Errorf("key 1: %v", err)
 	}
+	// 30 MB of data: its base level is the bottom one, which stays hot.
 	m := db.Metrics()
-	if m.Levels[6].Files == 0 || !m.Levels[6].Cold {
-		t.Errorf("after Compact the data should sit in the cold bottom level: %+v", m.Levels)
+	if m.Levels[6].Files == 0 || m.Levels[6].Cold {
+		t.Errorf("after Compact the data should sit in the bottom level, the base, hot: %+v", m.Levels)
 	}
 }
 
@@ -178,5 +179,47 @@ func TestIteratorDuringCompactions(t *testing.T) {
 		if err != nil || string(v) != fmt.Sprintf("v1-%d", i) {
 			t.Fatalf("snapshot read of %d after compactions: %q, %v", i, v, err)
 		}
+	}
+}
+
+// Tables move to the cold tier, in its own directory, once the tree has
+// levels below its base (the crash test's tiered options: tiny targets),
+// and the base level itself stays hot.
+func TestColdTierBelowBase(t *testing.T) {
+	fs := vfs.NewMem()
+	db, err := Open("/db", crashOptions(fs, true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	rng := rand.New(rand.NewPCG(3, 4))
+	for i := range 30000 {
+		must(t, db.Put(fmt.Appendf(nil, "key%05d", rng.IntN(20000)), fmt.Appendf(nil, "%0100d", i)))
+	}
+	must(t, db.Flush())
+	must(t, db.WaitForCompactions())
+	m := db.Metrics()
+	base := -1
+	for l := 1; l < len(m.Levels); l++ {
+		if m.Levels[l].Files > 0 {
+			base = l
+			break
+		}
+	}
+	cold := 0
+	for _, ti := range db.Tables() {
+		if ti.Cold {
+			cold++
+			if ti.Level <= base {
+				t.Errorf("table %d at L%d is cold, the base is L%d", ti.Num, ti.Level, base)
+			}
+		}
+	}
+	if cold == 0 {
+		t.Fatalf("no cold table: %+v", m.Levels)
+	}
+	names, err := fs.List("/cold")
+	if err != nil || len(names) == 0 {
+		t.Fatalf("cold directory: %v, %v", names, err)
 	}
 }

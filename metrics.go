@@ -46,7 +46,7 @@ type LevelMetrics struct {
 	// WriteAmplification is BytesWritten over the bytes that came into
 	// the level from above (for L0, over the log bytes).
 	WriteAmplification float64
-	Cold               bool // the level is in the cold tier
+	Cold               bool // the level is in the cold tier (never the base level)
 }
 
 // Metrics is a snapshot of the engine's counters since Open.
@@ -121,7 +121,7 @@ func (db *DB) Metrics() Metrics {
 	db.m.reasonMu.Unlock()
 	if db.version != nil && db.picker != nil {
 		v := db.currentVersion()
-		_, targets := db.picker.Levels(v)
+		base, targets := db.picker.Levels(v)
 		scores := db.picker.Scores(v, nil)
 		var total, bottom uint64
 		in := m.WALBytes
@@ -133,7 +133,7 @@ func (db *DB) Metrics() Metrics {
 				Score:        scores[l],
 				BytesRead:    db.m.levelRead[l].Load(),
 				BytesWritten: db.m.levelWritten[l].Load(),
-				Cold:         l >= lsm.NumLevels-db.opts.ColdLevels,
+				Cold:         l >= lsm.NumLevels-db.opts.ColdLevels && l > base,
 			}
 			if in > 0 {
 				lm.WriteAmplification = float64(lm.BytesWritten) / float64(in)

@@ -141,7 +141,9 @@ type Options struct {
 
 	// ColdLevels is how many of the bottom levels form the cold tier:
 	// tables there are written with ColdCompression and ColdBlockSize, in
-	// ColdDir. Default 2; negative: no cold tier.
+	// ColdDir. The base level (where L0 compacts into) is never cold, so
+	// a database too small to have levels below its base has no cold
+	// tables yet. Default 2; negative: no cold tier.
 	ColdLevels int
 	// ColdDir is where cold-tier tables live, for example on a second,
 	// cheaper disk. Default: the database directory. It must stay the same
