@@ -435,7 +435,16 @@ func (db *DB) removeObsoleteFiles() {
 		return
 	}
 
+	// The REPLICA file's own temp file, left by a crash while the
+	// database was first created.
+	replicaTmp := filepath.Base(layout.Path(db.dir, layout.TypeReplica, 0)) + ".tmp"
 	for _, name := range names {
+		if name == replicaTmp {
+			if err := db.fs.Remove(filepath.Join(db.dir, name)); err != nil {
+				db.log.Error().Err(err).Str("file", name).Msg("removing obsolete file")
+			}
+			continue
+		}
 		t, n, ok := layout.Parse(name)
 		if !ok {
 			continue

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
@@ -533,5 +535,26 @@ func TestImportCrash(t *testing.T) {
 			t.Fatalf("run %d: re-import after a crash does not give the source's state", run)
 		}
 		must(t, b.Close())
+	}
+}
+
+// A REPLICA.tmp left by a crash while the database was created is removed
+// at the next open, and the replica keeps its ID.
+func TestReplicaTempRemovedAtOpen(t *testing.T) {
+	fs := vfs.NewMem()
+	a := openReplica(t, fs, "/a")
+	id := a.ReplicaID()
+	must(t, a.Close())
+	tmp := layout.Path("/a", layout.TypeReplica, 0) + ".tmp"
+	f, err := fs.Create(tmp)
+	must(t, err)
+	must(t, f.Close())
+	a = openReplica(t, fs, "/a")
+	defer a.Close()
+	if a.ReplicaID() != id {
+		t.Fatalf("replica ID changed: %s, was %s", a.ReplicaID(), id)
+	}
+	if _, err := fs.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("%s still there: %v", tmp, err)
 	}
 }
