@@ -113,18 +113,15 @@ func newRangeChecker(h *StreamHeader) rangeChecker {
 }
 
 func (c *rangeChecker) check(op *Op, _ int) error {
-	if err := op.Validate(); err != nil {
+	i, err := c.h.rangeOf(op)
+	if err != nil {
 		return err
-	}
-	i, ok := slices.BinarySearchFunc(c.h.Ranges, op.Replica, func(r Range, id ReplicaID) int { return r.Replica.Compare(id) })
-	if !ok {
-		return fmt.Errorf("op %s/%d: replica has no range in the header", op.Replica, op.Seq)
 	}
 	if err := checkSeq(op, c.last[i], c.h.Ranges[i].To); err != nil {
 		return err
 	}
-	if c.h.Prefix != nil && !bytes.HasPrefix(op.Key, c.h.Prefix) {
-		return fmt.Errorf("op %s/%d: key %q lacks the prefix %q", op.Replica, op.Seq, op.Key, c.h.Prefix)
+	if err := c.h.checkPrefix(op); err != nil {
+		return err
 	}
 	c.last[i] = op.Seq
 	return nil
@@ -579,6 +576,27 @@ func (v *VerifiedStream) Chunk(i int, ops []Op) ([]Op, error) {
 	return ops, err
 }
 
+// rangeOf checks that op could have come from a writer and returns the
+// index of its replica's range.
+func (h *StreamHeader) rangeOf(op *Op) (int, error) {
+	if err := op.Validate(); err != nil {
+		return 0, err
+	}
+	i, ok := slices.BinarySearchFunc(h.Ranges, op.Replica, func(r Range, id ReplicaID) int { return r.Replica.Compare(id) })
+	if !ok {
+		return 0, fmt.Errorf("op %s/%d: replica has no range in the header", op.Replica, op.Seq)
+	}
+	return i, nil
+}
+
+// checkPrefix checks that op's key has the stream's prefix, if any.
+func (h *StreamHeader) checkPrefix(op *Op) error {
+	if h.Prefix != nil && !bytes.HasPrefix(op.Key, h.Prefix) {
+		return fmt.Errorf("op %s/%d: key %q lacks the prefix %q", op.Replica, op.Seq, op.Key, h.Prefix)
+	}
+	return nil
+}
+
 // checkSeq checks that op's sequence number follows last (the previous op
 // of its replica, or its range's From) and does not pass its range's To.
 func checkSeq(op *Op, last, to uint64) error {
@@ -613,12 +631,9 @@ type chunkCheck struct {
 }
 
 func (c *chunkCheck) check(op *Op, off int) error {
-	if err := op.Validate(); err != nil {
+	i, err := c.h.rangeOf(op)
+	if err != nil {
 		return err
-	}
-	i, ok := slices.BinarySearchFunc(c.h.Ranges, op.Replica, func(r Range, id ReplicaID) int { return r.Replica.Compare(id) })
-	if !ok {
-		return fmt.Errorf("op %s/%d: replica has no range in the header", op.Replica, op.Seq)
 	}
 	// A chunk holds runs of a few replicas: the span is usually the last.
 	j := len(c.spans) - 1
@@ -632,8 +647,8 @@ func (c *chunkCheck) check(op *Op, off int) error {
 	if err := checkSeq(op, last, c.h.Ranges[i].To); err != nil {
 		return err
 	}
-	if c.h.Prefix != nil && !bytes.HasPrefix(op.Key, c.h.Prefix) {
-		return fmt.Errorf("op %s/%d: key %q lacks the prefix %q", op.Replica, op.Seq, op.Key, c.h.Prefix)
+	if err := c.h.checkPrefix(op); err != nil {
+		return err
 	}
 	if j >= 0 {
 		c.spans[j].last = op.Seq
