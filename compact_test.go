@@ -1,6 +1,7 @@
 package pluresdb
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -221,5 +222,50 @@ func TestColdTierBelowBase(t *testing.T) {
 	names, err := fs.List("/cold")
 	if err != nil || len(names) == 0 {
 		t.Fatalf("cold directory: %v, %v", names, err)
+	}
+}
+
+// An iterator open on a memtable keeps it whole through its flush: the
+// arena goes to a new memtable only after the iterator is closed, however
+// many memtables are written and flushed meanwhile.
+func TestIteratorKeepsFlushedMemtable(t *testing.T) {
+	db, err := Open("/db", &Options{FS: vfs.NewMem(), NoSync: true, MemtableSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	key := func(i int) []byte { return fmt.Appendf(nil, "k%05d", i) }
+	const n = 1000
+	for i := range n {
+		must(t, db.Put(key(i), fmt.Appendf(nil, "first-%d", i)))
+	}
+	it := db.NewIter(nil, nil)
+	if !it.First() {
+		t.Fatal("empty")
+	}
+	for round := range 8 {
+		for i := range 12000 {
+			must(t, db.Put(key(i), fmt.Appendf(nil, "round%d-%d-%s", round, i, bytes.Repeat([]byte{'x'}, 40))))
+		}
+		must(t, db.Flush())
+	}
+	count := 0
+	for ok := true; ok; ok = it.Next() {
+		if want := fmt.Sprintf("first-%d", count); string(it.Key()) != string(key(count)) || string(it.Value()) != want {
+			t.Fatalf("iterator at %d: %q = %q, want %q", count, it.Key(), it.Value(), want)
+		}
+		count++
+	}
+	must(t, it.Close())
+	if count != n {
+		t.Fatalf("iterator saw %d of %d keys", count, n)
+	}
+	// The flushed memtables' arenas serve new ones.
+	for i := range 12000 {
+		must(t, db.Put(key(i), []byte("last")))
+	}
+	must(t, db.Flush())
+	if v, err := db.Get(key(5)); err != nil || string(v) != "last" {
+		t.Fatalf("after the arenas went round: %q, %v", v, err)
 	}
 }

@@ -58,6 +58,10 @@ type DB struct {
 
 	installMu sync.Mutex // orders MANIFEST edits with their installation
 
+	// spareArena is the arena of a flushed memtable, for the next one.
+	arenaMu    sync.Mutex
+	spareArena []uint64
+
 	stateMu sync.RWMutex
 	mem     *memtable    // the mutable memtable
 	imms    []*memtable  // full memtables waiting for their flush, oldest first
@@ -704,7 +708,7 @@ func (db *DB) rotateMemtable() error {
 	db.sealSegment(next)
 	db.stateMu.Lock()
 	db.imms = append(db.imms, db.mem)
-	db.mem = &memtable{m: lsm.NewMemtable(db.opts.MemtableSize), logNum: next, maxSeq: db.lastSeq}
+	db.mem = &memtable{m: lsm.NewMemtableIn(db.opts.MemtableSize, db.takeArena()), logNum: next, maxSeq: db.lastSeq}
 	db.stateMu.Unlock()
 	db.bgMu.Lock()
 	db.bgCond.Broadcast()
@@ -800,6 +804,25 @@ func (db *DB) sleep(d time.Duration) {
 	db.bgMu.Unlock()
 }
 
+// takeArena returns the spare arena, if any, for a new memtable.
+func (db *DB) takeArena() []uint64 {
+	db.arenaMu.Lock()
+	defer db.arenaMu.Unlock()
+	a := db.spareArena
+	db.spareArena = nil
+	return a
+}
+
+// putArena keeps the arena of a flushed memtable for the next one (one at
+// most: the rest go to the collector).
+func (db *DB) putArena(a []uint64) {
+	db.arenaMu.Lock()
+	defer db.arenaMu.Unlock()
+	if db.spareArena == nil {
+		db.spareArena = a
+	}
+}
+
 func (db *DB) oldestImm() *memtable {
 	db.stateMu.RLock()
 	defer db.stateMu.RUnlock()
@@ -833,6 +856,9 @@ func (db *DB) flushMemtable(imm *memtable) error {
 		}
 		return fmt.Errorf("pluresdb: recording flush: %w", err)
 	}
+	// No new reader can reach imm now; its arena goes to the next
+	// memtable once the iterators still open on it are closed.
+	imm.m.Recycle(db.putArena)
 
 	// The flushed segment is no longer needed for recovery: it is op
 	// history now, kept until retention drops it.

@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 )
 
 // ErrMemtableFull is returned by Add when the entry does not fit in the
@@ -34,13 +35,47 @@ const MemtableEntryOverhead = arenaNodeHeader + skiplistMaxHeight*4 + arenaAlign
 // Memtable.
 type Memtable struct {
 	list *skiplist
+
+	// refs counts the owner (until Recycle) and the open iterators;
+	// recycle receives the arena when it drops to zero after Recycle.
+	refs    atomic.Int32
+	recycle atomic.Pointer[func([]uint64)]
 }
 
 // NewMemtable returns an empty memtable backed by one arena of about
 // arenaSize bytes (e.g. 64 MiB), allocated now. Sizes are clamped to what
 // uint32 offsets can address (4 GiB) and to at least room for the list head.
 func NewMemtable(arenaSize int) *Memtable {
-	return &Memtable{list: newSkiplist(arenaSize)}
+	return NewMemtableIn(arenaSize, nil)
+}
+
+// NewMemtableIn is NewMemtable in a recycled arena (one that Recycle
+// handed over), when it is of the size arenaSize needs; otherwise, or
+// with nil, it allocates one. Reusing an arena saves the page faults and
+// the zeroing of a fresh one.
+func NewMemtableIn(arenaSize int, arena []uint64) *Memtable {
+	m := &Memtable{list: newSkiplistIn(arenaSize, arena)}
+	m.refs.Store(1)
+	return m
+}
+
+// Recycle gives up the caller's hold on m and has f receive m's arena
+// once nothing uses m any more: at once, or when the last iterator open
+// on it is closed. Values read from m (Get, iterators) are invalid from
+// then on, so its owner calls Recycle only once m is unreachable for new
+// readers, and readers copy what they keep. Nothing may use m after
+// Recycle but the iterators already open.
+func (m *Memtable) Recycle(f func(arena []uint64)) {
+	m.recycle.Store(&f)
+	m.unref()
+}
+
+func (m *Memtable) unref() {
+	if m.refs.Add(-1) == 0 {
+		if f := m.recycle.Load(); f != nil {
+			(*f)(m.list.words)
+		}
+	}
 }
 
 // Add inserts the entry (ukey, seq, kind) → value, copying ukey and value
@@ -143,12 +178,14 @@ func (m *Memtable) Empty() bool { return m.list.count.Load() == 0 }
 // It sees entries added after its creation if it has not yet passed their
 // position. Its Key is assembled in a buffer owned by the iterator.
 func (m *Memtable) NewIter() InternalIterator {
-	return &memtableIter{list: m.list}
+	m.refs.Add(1)
+	return &memtableIter{m: m, list: m.list}
 }
 
 // memtableIter walks the skiplist's level 0. It is used by one goroutine at
 // a time, while the memtable's writer may keep adding.
 type memtableIter struct {
+	m    *Memtable // nil once closed
 	list *skiplist
 	nd   uint32 // current node; 0 when not positioned
 	key  []byte // the current internal key, rebuilt on every move
@@ -230,5 +267,9 @@ func (it *memtableIter) Err() error { return nil }
 
 func (it *memtableIter) Close() error {
 	it.nd = 0
+	if it.m != nil {
+		it.m.unref()
+		it.m = nil
+	}
 	return nil
 }

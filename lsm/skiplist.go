@@ -84,9 +84,10 @@ type arenaNode struct {
 // skiplist is an arena skiplist of internal keys sorted by CompareInternal.
 // See the file comment for its concurrency rules.
 type skiplist struct {
-	buf   []byte // the arena; its base is 8-byte aligned
-	limit uint32 // allocations end here; beyond is slack
-	head  uint32 // offset of the head node (empty key, full tower)
+	words []uint64 // the arena's allocation
+	buf   []byte   // the arena, as bytes; its base is 8-byte aligned
+	limit uint32   // allocations end here; beyond is slack
+	head  uint32   // offset of the head node (empty key, full tower)
 
 	used   atomic.Uint32 // bytes allocated; read by Room and Size
 	height atomic.Uint32 // tallest tower in use, >= 1
@@ -102,6 +103,12 @@ type skiplist struct {
 }
 
 func newSkiplist(arenaSize int) *skiplist {
+	return newSkiplistIn(arenaSize, nil)
+}
+
+// arenaWords is the length in words of the arena of a skiplist of
+// arenaSize bytes (clamped as newSkiplist clamps it), and that size.
+func arenaWords(arenaSize int) (words, size int) {
 	if arenaSize < arenaHeadEnd {
 		arenaSize = arenaHeadEnd
 	}
@@ -109,16 +116,31 @@ func newSkiplist(arenaSize int) *skiplist {
 		arenaSize = int(maxArenaSize)
 	}
 	arenaSize &^= arenaAlign - 1 // so the aligned bump pointer lands exactly on limit
-	total := arenaSize + arenaSlack
-	// Allocate as uint64 words so the base is 8-byte aligned.
-	words := make([]uint64, (total+7)/8)
+	return (arenaSize + arenaSlack + 7) / 8, arenaSize
+}
+
+// newSkiplistIn is newSkiplist in the arena words, when it has the right
+// length (a recycled one: see Memtable.Recycle), else in a new one. A
+// recycled arena is not cleared: nothing reads a node before writing it
+// but the head, which is.
+func newSkiplistIn(arenaSize int, words []uint64) *skiplist {
+	n, arenaSize := arenaWords(arenaSize)
+	fresh := len(words) != n
+	if fresh {
+		// Allocate as uint64 words so the base is 8-byte aligned.
+		words = make([]uint64, n)
+	}
 	s := &skiplist{
+		words: words,
 		buf:   unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(words))), len(words)*8),
 		limit: uint32(arenaSize),
 		rng:   0x9e3779b97f4a7c15,
 	}
-	if total >= 8<<20 {
+	if fresh && len(s.buf) >= 8<<20 {
 		adviseHugePages(s.buf)
+	}
+	if !fresh {
+		clear(s.buf[:arenaHeadEnd])
 	}
 	s.used.Store(arenaAlign) // offset 0 stays unused: it is the nil link
 	head, ok := s.alloc(arenaNodeMax)
