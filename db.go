@@ -1,6 +1,7 @@
 package pluresdb
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -94,6 +95,10 @@ type DB struct {
 	// that become unreferenced then are not obsolete, only closed.
 	releasing atomic.Bool
 }
+
+// errMemInsert marks a memtable failure during replay, apart from damage
+// in the record.
+var errMemInsert = errors.New("pluresdb: replay: memtable insert")
 
 // memtable is an lsm.Memtable with the WAL segment that holds its writes.
 type memtable struct {
@@ -260,25 +265,33 @@ func (db *DB) replay() error {
 					return errs.Corruptf(layout.Path(db.dir, layout.TypeLog, seg), -1, "%v", err)
 				}
 			}
-			if len(rec)+int(r.Count)*lsm.MemtableEntryOverhead > mem.Room() {
+			// An import record's operands, when it refers to them.
+			var operands [][]byte
+			extra := 0
+			if first, ok, _ := r.Next(); ok && first.Kind == batchrepr.KindLogData {
+				if operands, err = importOperands(first.Value); err != nil {
+					return errs.Corruptf(layout.Path(db.dir, layout.TypeLog, seg), -1, "%v", err)
+				}
+				for _, o := range operands {
+					extra += len(o)
+				}
+			}
+			if len(rec)+extra+int(r.Count)*lsm.MemtableEntryOverhead > mem.Room() {
 				if err := flushMem(); err != nil {
 					return err
 				}
 			}
-			for i := lsm.SeqNum(0); ; i++ {
-				e, ok, err := r.Next()
-				if err != nil {
-					return errs.Corruptf(layout.Path(db.dir, layout.TypeLog, seg), -1, "%v", err)
+			err = recordEntries(rec, operands, func(seq lsm.SeqNum, kind lsm.Kind, key, value []byte) error {
+				if err := mem.Add(seq, kind, key, value); err != nil {
+					return fmt.Errorf("%w: %w", errMemInsert, err)
 				}
-				if !ok {
-					break
-				}
-				if e.Kind == batchrepr.KindLogData {
-					continue
-				}
-				if err := mem.Add(r.Seq+i, e.Kind, e.Key, e.Value); err != nil {
-					return err
-				}
+				return nil
+			})
+			if errors.Is(err, errMemInsert) {
+				return err
+			}
+			if err != nil {
+				return errs.Corruptf(layout.Path(db.dir, layout.TypeLog, seg), -1, "%v", err)
 			}
 			lastSeq = max(lastSeq, r.Seq+lsm.SeqNum(r.Count)-1)
 			return nil
@@ -539,7 +552,7 @@ func (db *DB) appendLocked(b *Batch) (lsm.SeqNum, error) {
 	if err != nil {
 		return 0, err
 	}
-	db.insertLocked(db.mem, rec, seq, last)
+	db.insertLocked(db.mem, rec, seq, last, nil)
 	return last, nil
 }
 
@@ -590,7 +603,7 @@ func (db *DB) logLocked(b *Batch) (rec []byte, seq, last lsm.SeqNum, err error) 
 // of rec, logged by logLocked as seq..last, into mem and hands rec to the
 // change feed. Called with commitMu held, by one goroutine at a time (an
 // import runs it beside the logging of its next batch).
-func (db *DB) insertLocked(mem *memtable, rec []byte, seq, last lsm.SeqNum) {
+func (db *DB) insertLocked(mem *memtable, rec []byte, seq, last lsm.SeqNum, operands [][]byte) {
 	r, err := batchrepr.NewReader(rec)
 	if err != nil {
 		panic("pluresdb: own batch encoding is invalid: " + err.Error())
@@ -602,25 +615,95 @@ func (db *DB) insertLocked(mem *memtable, rec []byte, seq, last lsm.SeqNum) {
 		}
 	} else {
 		in := mem.m.NewInserter()
-		for i := lsm.SeqNum(0); err == nil; i++ {
-			e, ok, _ := r.Next()
-			if !ok {
-				break
-			}
-			if e.Kind != batchrepr.KindLogData {
-				err = in.Add(seq+i, e.Kind, e.Key, e.Value)
-			}
-		}
+		err = recordEntries(rec, operands, in.Add)
 		if err == nil {
 			err = in.Flush()
 		}
 	}
 	if err != nil {
 		// Room was checked before logging; running out here is a bug.
-		panic("pluresdb: memtable overflow after reservation: " + err.Error())
+		panic("pluresdb: memtable insert of a logged record: " + err.Error())
 	}
 	mem.maxSeq = last
 	db.ol.subs.notify(rec, last)
+}
+
+// recordEntries calls add for every entry of rec that goes into the
+// memtable, with its sequence number: all but the op log's entry.
+//
+// An import record (its first entry is the op log's) may refer to the
+// remote operand of each of its operations instead of holding it: a
+// KindMerge entry with an empty value (no operand is empty) stands for
+// the operand of the record's next operation, so the log does not hold
+// every imported key and value twice. operands are those operands, in
+// order, or nil to have them rebuilt from the record's operations
+// (replay). The values passed to add alias rec and operands.
+func recordEntries(rec []byte, operands [][]byte, add func(seq lsm.SeqNum, kind lsm.Kind, key, value []byte) error) error {
+	r, err := batchrepr.NewReader(rec)
+	if err != nil {
+		return err
+	}
+	next := 0
+	for i := lsm.SeqNum(0); ; i++ {
+		e, ok, err := r.Next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if e.Kind == batchrepr.KindLogData {
+			if i == 0 && operands == nil {
+				if operands, err = importOperands(e.Value); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		v := e.Value
+		if e.Kind == lsm.KindMerge && len(v) == 0 {
+			if next >= len(operands) {
+				return fmt.Errorf("record entry %d refers to operation %d of %d", i, next, len(operands))
+			}
+			v = operands[next]
+			next++
+		}
+		if err := add(r.Seq+i, e.Kind, e.Key, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// importOperands rebuilds the remote operands of an import record's
+// operations, its op log entry p.
+func importOperands(p []byte) ([][]byte, error) {
+	var ops []oplog.Op
+	for len(p) > 0 {
+		var n int
+		var err error
+		if _, ops, n, err = oplog.DecodeBatch(ops, p); err != nil {
+			return nil, err
+		}
+		p = p[n:]
+	}
+	size := 0
+	for i := range ops {
+		size += remoteOperandSize(&ops[i])
+	}
+	buf := make([]byte, 0, size)
+	operands := make([][]byte, len(ops))
+	for i := range ops {
+		start := len(buf)
+		buf = oplog.AppendRemoteOperand(buf, &ops[i])
+		operands[i] = buf[start:len(buf):len(buf)]
+	}
+	return operands, nil
+}
+
+// remoteOperandSize bounds the size of op's remote operand.
+func remoteOperandSize(op *oplog.Op) int {
+	return 2 + 8 + 16 + 2*binary.MaxVarintLen64 + len(op.Field) + len(op.Value)
 }
 
 // publish syncs the WAL if asked and makes everything up to last readable.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 
 	"github.com/plures/pluresdb/internal/batchrepr"
@@ -236,6 +237,9 @@ type importer struct {
 	applied  []oplog.Op // operations of the current batch
 	logBuf   []byte
 	opBuf    []byte
+	// The operands of the batches, by turn, as the record refers to them.
+	opArenas [2][]byte
+	opLists  [2][][]byte
 
 	inserting  chan struct{} // closed when the insert in flight is done; nil: none
 	insertSize int           // memtable bytes of the insert in flight
@@ -247,6 +251,15 @@ func (im *importer) wait() {
 		<-im.inserting
 		im.inserting = nil
 	}
+}
+
+// importNamespace is the namespace an imported operation's operand goes
+// to: counters apart from documents.
+func importNamespace(op *oplog.Op) byte {
+	if op.Kind == oplog.KindIncr {
+		return nsCounters
+	}
+	return nsDocuments
 }
 
 // importBatchOverhead is a rough per-operation size of an import batch
@@ -302,8 +315,9 @@ func (im *importer) apply(chunks <-chan []oplog.Op) (last lsm.SeqNum, n, seen in
 // with the operations, their operands and the version vector.
 func (im *importer) write() (lsm.SeqNum, error) {
 	db := im.db
-	b := im.batches[im.turn]
+	turn := im.turn
 	im.turn ^= 1
+	b := im.batches[turn]
 	b.Reset()
 	// The log entry comes first: it marks the record as an import, whose
 	// document entries are projections, not operations of this replica.
@@ -321,14 +335,32 @@ func (im *importer) write() (lsm.SeqNum, error) {
 	}
 	b.data = batchrepr.AppendEntry(b.data, batchrepr.KindLogData, nsMeta, nil, im.logBuf)
 	b.count++
-	for i := range im.applied {
-		op := &im.applied[i]
-		ns := nsDocuments
-		if op.Kind == oplog.KindIncr {
-			ns = nsCounters
+	// The operands: in the record, or (when the log entry holds the
+	// operations) only referred to, and handed to the memtable insert
+	// beside the record (see recordEntries).
+	var operands [][]byte
+	if im.filtered {
+		for i := range im.applied {
+			op := &im.applied[i]
+			im.opBuf = oplog.AppendRemoteOperand(im.opBuf[:0], op)
+			b.add(lsm.KindMerge, importNamespace(op), op.Key, im.opBuf)
 		}
-		im.opBuf = oplog.AppendRemoteOperand(im.opBuf[:0], op)
-		b.add(lsm.KindMerge, ns, op.Key, im.opBuf)
+	} else {
+		size := 0
+		for i := range im.applied {
+			size += remoteOperandSize(&im.applied[i])
+		}
+		arena := slices.Grow(im.opArenas[turn][:0], size)
+		operands = im.opLists[turn][:0]
+		for i := range im.applied {
+			op := &im.applied[i]
+			start := len(arena)
+			arena = oplog.AppendRemoteOperand(arena, op)
+			operands = append(operands, arena[start:len(arena):len(arena)])
+			b.add(lsm.KindMerge, importNamespace(op), op.Key, nil)
+			b.memSize += len(arena) - start
+		}
+		im.opArenas[turn], im.opLists[turn] = arena, operands
 	}
 	if !im.filtered {
 		b.add(lsm.KindSet, nsMeta, metaVV, im.remote.Append(nil))
@@ -350,7 +382,7 @@ func (im *importer) write() (lsm.SeqNum, error) {
 	im.inserting, im.insertSize = done, b.memSize
 	go func() {
 		defer close(done)
-		db.insertLocked(mem, rec, seq, last)
+		db.insertLocked(mem, rec, seq, last, operands)
 	}()
 	if !im.filtered {
 		// The log entry's operations go into the segment's index, a run
