@@ -102,12 +102,9 @@ type skiplist struct {
 	spHeight       int
 }
 
-func newSkiplist(arenaSize int) *skiplist {
-	return newSkiplistIn(arenaSize, nil)
-}
-
 // arenaWords is the length in words of the arena of a skiplist of
-// arenaSize bytes (clamped as newSkiplist clamps it), and that size.
+// arenaSize bytes, and that size, clamped to what offsets address and to
+// at least room for the head.
 func arenaWords(arenaSize int) (words, size int) {
 	if arenaSize < arenaHeadEnd {
 		arenaSize = arenaHeadEnd
@@ -119,8 +116,9 @@ func arenaWords(arenaSize int) (words, size int) {
 	return (arenaSize + arenaSlack + 7) / 8, arenaSize
 }
 
-// newSkiplistIn is newSkiplist in the arena words, when it has the right
-// length (a recycled one: see Memtable.Recycle), else in a new one. A
+// newSkiplistIn returns an empty skiplist in the arena words, when it
+// has the right length (a recycled one: see Memtable.Recycle), else in a
+// new arena of about arenaSize bytes. A
 // recycled arena is not cleared: nothing reads a node before writing it
 // but the head, which is.
 func newSkiplistIn(arenaSize int, words []uint64) *skiplist {
