@@ -16,3 +16,7 @@ func allocatedSize(info os.FileInfo) int64 {
 	}
 	return info.Size()
 }
+
+// writeBack has the kernel write every dirty page to disk, so that what
+// earlier phases wrote is not written back during the next timed one.
+func writeBack() { syscall.Sync() }

@@ -419,6 +419,7 @@ func importFile(db *pluresdb.DB, path string, want int) (applyRow, error) {
 	if err != nil {
 		return applyRow{}, err
 	}
+	writeBack()
 	before := db.Metrics()
 	start := time.Now()
 	n, err := db.ImportChanges(bufio.NewReaderSize(f, 1<<20))
@@ -709,7 +710,7 @@ var (
 // bytesNotes when oplog-bytes did.
 var applyNotes = []string{
 	"sync-apply: A puts the keys of fillrandom (random order, NoSync), ExportChanges writes all its operations to a file, ImportChanges applies the file " +
-		"(reading included; the other replicas' compactions finished first) to an empty replica B, then to a replica C that first wrote every even key itself (newer values, flushed and compacted), " +
+		"(reading included; the other replicas' compactions finished and the page cache written back first) to an empty replica B, then to a replica C that first wrote every even key itself (newer values, flushed and compacted), " +
 		"so every operation merges with stored state and half lose to it. Checked: the op count returned, a full scan, " +
 		fmt.Sprintf("%d Gets against A and the generator (C's own keys must keep C's values).", sampleGets),
 	"Gets: random Gets right after the applies (imported operations are merge operands until compaction folds them), against A's. " +
