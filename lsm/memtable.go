@@ -211,7 +211,16 @@ func (it *memtableIter) Next() bool {
 	if it.nd == 0 {
 		return false
 	}
-	return it.setNode(it.list.next(it.list.node(it.nd), 0))
+	if !it.setNode(it.list.next(it.list.node(it.nd), 0)) {
+		return false
+	}
+	// Nodes lie in the arena in insertion order, so a walk in key order
+	// misses the cache at every step: start loading the next node while
+	// the caller works on this one (a flush writes each entry out).
+	if nx := it.list.next(it.list.node(it.nd), 0); nx != 0 {
+		prefetch(&it.list.buf[nx])
+	}
+	return true
 }
 
 func (it *memtableIter) Last() bool { return it.setNode(it.list.last()) }
