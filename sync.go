@@ -263,7 +263,8 @@ func importNamespace(op *oplog.Op) byte {
 }
 
 // importBatchOverhead is a rough per-operation size of an import batch
-// beyond key, field and value (twice: in the log entry and the operand).
+// beyond key, field and value, which it holds twice: in the log entry and
+// in the operand the memtable gets.
 const importBatchOverhead = lsm.MemtableEntryOverhead + 48
 
 // apply applies the operations of chunks in batches of at most a quarter
