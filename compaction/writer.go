@@ -120,8 +120,14 @@ type writer struct {
 	fullInStr bool // a Set or Delete was already seen in curStripe
 
 	// Merge operands of curKey in curStripe, newest first, waiting for
-	// what lies beneath them (only with a Merger).
-	opKeys, opVals [][]byte
+	// what lies beneath them (only with a Merger): their internal keys
+	// and values, copied back to back into opBuf (the input's bytes are
+	// valid only until its next step), at opEnds.
+	opBuf  []byte
+	opEnds []opEnd
+	// opScratch and keyScratch are reused by fold.
+	opScratch  [][]byte
+	keyScratch []byte
 
 	lastOut []byte // user key of the last entry written
 	hasOut  bool
@@ -158,13 +164,15 @@ func (w *writer) add(ikey, value []byte) error {
 	switch kind {
 	case lsm.KindMerge:
 		if w.spec.Merger != nil {
-			w.opKeys = append(w.opKeys, bytes.Clone(ikey))
-			w.opVals = append(w.opVals, bytes.Clone(value))
+			w.opBuf = append(w.opBuf, ikey...)
+			k := len(w.opBuf)
+			w.opBuf = append(w.opBuf, value...)
+			w.opEnds = append(w.opEnds, opEnd{key: k, value: len(w.opBuf)})
 			return nil
 		}
 	case lsm.KindSet:
 		w.fullInStr = true
-		if len(w.opKeys) > 0 {
+		if len(w.opEnds) > 0 {
 			return w.fold(value, true, true)
 		}
 		if w.spec.Collect != nil && w.spec.Bottommost && w.curStripe == 0 && w.spec.Collect(ukey, value) {
@@ -173,7 +181,7 @@ func (w *writer) add(ikey, value []byte) error {
 		}
 	case lsm.KindDelete:
 		w.fullInStr = true
-		if len(w.opKeys) > 0 {
+		if len(w.opEnds) > 0 {
 			return w.fold(nil, false, true)
 		}
 		if w.spec.Bottommost && w.curStripe == 0 && (w.spec.GCHorizon == 0 || seq <= w.spec.GCHorizon) {
@@ -192,38 +200,57 @@ func (w *writer) add(ikey, value []byte) error {
 // operand's sequence number. consumed says a base entry (a Set or a
 // tombstone) is replaced by the result too.
 func (w *writer) fold(base []byte, hasBase, consumed bool) error {
-	ops := make([][]byte, len(w.opVals))
-	for i, v := range w.opVals {
-		ops[len(ops)-1-i] = v // oldest first
+	ops := w.opScratch[:0]
+	for i := len(w.opEnds) - 1; i >= 0; i-- { // oldest first
+		_, v := w.operand(i)
+		ops = append(ops, v)
 	}
+	w.opScratch = ops
 	v, err := w.spec.Merger.Merge(w.curKey, ops, base, hasBase)
 	if err != nil {
 		return fmt.Errorf("compaction: merging key %q: %w", w.curKey, err)
 	}
-	_, seq, _, _ := lsm.SplitInternalKey(w.opKeys[0])
-	w.st.Dropped += uint64(len(w.opKeys)) - 1 // operands in, one value out
+	newest, _ := w.operand(0)
+	_, seq, _, _ := lsm.SplitInternalKey(newest)
+	w.st.Dropped += uint64(len(w.opEnds)) - 1 // operands in, one value out
 	if consumed {
 		w.st.Dropped++
 	}
-	w.opKeys, w.opVals = w.opKeys[:0], w.opVals[:0]
-	return w.emit(lsm.MakeInternalKey(w.curKey, seq, lsm.KindSet), v)
+	w.opBuf, w.opEnds = w.opBuf[:0], w.opEnds[:0]
+	w.keyScratch = lsm.AppendInternalKey(w.keyScratch[:0], w.curKey, seq, lsm.KindSet)
+	return w.emit(w.keyScratch, v)
+}
+
+// opEnd is where a waiting operand's internal key and value end in opBuf.
+type opEnd struct{ key, value int }
+
+// operand returns the internal key and value of waiting operand i
+// (newest first).
+func (w *writer) operand(i int) (ikey, value []byte) {
+	start := 0
+	if i > 0 {
+		start = w.opEnds[i-1].value
+	}
+	e := w.opEnds[i]
+	return w.opBuf[start:e.key:e.key], w.opBuf[e.key:e.value:e.value]
 }
 
 // flushOperands writes the waiting operands. keyEnd says no older entry of
 // the key follows: at the bottom of the tree they fold onto nothing.
 func (w *writer) flushOperands(keyEnd bool) error {
-	if len(w.opKeys) == 0 {
+	if len(w.opEnds) == 0 {
 		return nil
 	}
 	if keyEnd && w.spec.Bottommost {
 		return w.fold(nil, false, false)
 	}
-	for i := range w.opKeys {
-		if err := w.emit(w.opKeys[i], w.opVals[i]); err != nil {
+	for i := range w.opEnds {
+		k, v := w.operand(i)
+		if err := w.emit(k, v); err != nil {
 			return err
 		}
 	}
-	w.opKeys, w.opVals = w.opKeys[:0], w.opVals[:0]
+	w.opBuf, w.opEnds = w.opBuf[:0], w.opEnds[:0]
 	return nil
 }
 
