@@ -125,9 +125,10 @@ type writer struct {
 	// valid only until its next step), at opEnds.
 	opBuf  []byte
 	opEnds []opEnd
-	// opScratch and keyScratch are reused by fold.
+	// opScratch, keyScratch and foldBuf are reused by fold.
 	opScratch  [][]byte
 	keyScratch []byte
+	foldBuf    []byte
 
 	lastOut []byte // user key of the last entry written
 	hasOut  bool
@@ -206,7 +207,14 @@ func (w *writer) fold(base []byte, hasBase, consumed bool) error {
 		ops = append(ops, v)
 	}
 	w.opScratch = ops
-	v, err := w.spec.Merger.Merge(w.curKey, ops, base, hasBase)
+	var v []byte
+	var err error
+	if am, ok := w.spec.Merger.(AppendMerger); ok {
+		v, err = am.MergeAppend(w.foldBuf[:0], w.curKey, ops, base, hasBase)
+		w.foldBuf = v
+	} else {
+		v, err = w.spec.Merger.Merge(w.curKey, ops, base, hasBase)
+	}
 	if err != nil {
 		return fmt.Errorf("compaction: merging key %q: %w", w.curKey, err)
 	}
@@ -219,6 +227,12 @@ func (w *writer) fold(base []byte, hasBase, consumed bool) error {
 	w.opBuf, w.opEnds = w.opBuf[:0], w.opEnds[:0]
 	w.keyScratch = lsm.AppendInternalKey(w.keyScratch[:0], w.curKey, seq, lsm.KindSet)
 	return w.emit(w.keyScratch, v)
+}
+
+// AppendMerger is a Merger that can append its result to a buffer the
+// caller reuses (a compaction writes each result out at once).
+type AppendMerger interface {
+	MergeAppend(dst, key []byte, operands [][]byte, base []byte, hasBase bool) ([]byte, error)
 }
 
 // opEnd is where a waiting operand's internal key and value end in opBuf.

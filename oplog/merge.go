@@ -58,6 +58,13 @@ func putDocState(ds *docState) {
 // aliases none of its arguments. Folding operands in groups gives the same
 // document as folding them all at once. Errors wrap errs.ErrCorruption.
 func (m *Merger) Merge(key []byte, operands [][]byte, base []byte, hasBase bool) ([]byte, error) {
+	return m.MergeAppend(nil, key, operands, base, hasBase)
+}
+
+// MergeAppend is Merge appending the state to dst, for callers that copy
+// it at once and reuse dst (compaction, which folds every key of an
+// import). The result aliases dst's array when it has room.
+func (m *Merger) MergeAppend(dst, key []byte, operands [][]byte, base []byte, hasBase bool) ([]byte, error) {
 	ds := getDocState()
 	defer putDocState(ds)
 	if hasBase {
@@ -78,7 +85,7 @@ func (m *Merger) Merge(key []byte, operands [][]byte, base []byte, hasBase bool)
 			ds.apply(&op, m.Self, true)
 		}
 	}
-	return ds.encode(make([]byte, 0, ds.size())), nil
+	return ds.encode(slices.Grow(dst, ds.size())), nil
 }
 
 // ApplyOp merges one operation into a state (hasState false: none) and
