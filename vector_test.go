@@ -2,6 +2,7 @@ package pluresdb
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -154,7 +155,7 @@ func TestVectorIndexAddSearchDelete(t *testing.T) {
 	if len(hits) != 5 || !bytes.Equal(hits[0].Key, vkey(7)) || hits[0].Distance != 0 {
 		t.Fatalf("search for key 7's vector: %v", hits)
 	}
-	if !slices.IsSortedFunc(hits, func(a, b hnsw.Hit) int { return cmpF32(a.Distance, b.Distance) }) {
+	if !slices.IsSortedFunc(hits, func(a, b hnsw.Hit) int { return cmp.Compare(a.Distance, b.Distance) }) {
 		t.Fatalf("hits not nearest first: %v", hits)
 	}
 
@@ -215,16 +216,6 @@ func TestVectorIndexAddSearchDelete(t *testing.T) {
 		t.Fatalf("vector writes visible as documents: %q", it.Key())
 	}
 	it.Close()
-}
-
-func cmpF32(a, b float32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func TestVectorIndexErrors(t *testing.T) {

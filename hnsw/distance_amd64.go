@@ -11,12 +11,6 @@ func l2AVX2(a, b []float32) float32
 //go:noescape
 func dotAVX2(a, b []float32) float32
 
-// prefetch asks the CPU to start loading the two cache lines at p: the
-// search issues it for a neighbour's vector while it tests the next
-// neighbour's visited mark.
-//
-//go:noescape
-func prefetch(p *float32)
 
 func cpuid(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
 func xgetbv() (eax, edx uint32)

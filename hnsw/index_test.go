@@ -2,6 +2,7 @@ package hnsw
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -103,7 +104,7 @@ func bruteForce(m Metric, data map[int][]float32, q []float32, k int, allow func
 		}
 		all = append(all, item{m.distance(q, v), uint32(i)})
 	}
-	slices.SortFunc(all, func(a, b item) int { return cmpDist(a.dist, b.dist) })
+	slices.SortFunc(all, func(a, b item) int { return cmp.Compare(a.dist, b.dist) })
 	var out []string
 	for _, it := range all[:min(k, len(all))] {
 		out = append(out, string(keyOf(int(it.id))))

@@ -1,6 +1,7 @@
 package hnsw
 
 import (
+	"cmp"
 	"runtime"
 	"slices"
 	"sync"
@@ -220,7 +221,7 @@ func (x *Index) relink(s *searcher, u uint32, layer int, dead []bool, n int) {
 			return it.id == u || slices.ContainsFunc(s.chosen, func(c item) bool { return c.id == it.id })
 		})
 	}
-	slices.SortFunc(cands, func(a, b item) int { return cmpDist(a.dist, b.dist) })
+	slices.SortFunc(cands, func(a, b item) int { return cmp.Compare(a.dist, b.dist) })
 	x.fillNeighbors(s, cands, maxL)
 	s.batch = s.batch[:0]
 	for _, c := range s.chosen {

@@ -1,12 +1,16 @@
 package hnsw
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
 	"sync/atomic"
+	"unsafe"
 
 	"github.com/RoaringBitmap/roaring/v2"
+
+	"github.com/plures/pluresdb/internal/prefetch"
 )
 
 // item is a node and its distance to the query.
@@ -275,7 +279,7 @@ func (x *Index) searchLayer(s *searcher, p *probe, ep item, ef, layer int, f *re
 				continue
 			}
 			visited[nb] = epoch
-			prefetch(&x.vecs[int(nb)*dim])
+			prefetch.Lines(unsafe.Pointer(&x.vecs[int(nb)*dim]))
 			batch = append(batch, nb)
 		}
 		s.batch = batch
@@ -410,7 +414,7 @@ func (x *Index) connect(s *searcher, nb, id uint32, layer int) bool {
 	for _, o := range l[1 : 1+cnt] {
 		s.sorted = append(s.sorted, item{x.dist(&base, o), o})
 	}
-	slices.SortFunc(s.sorted, func(a, b item) int { return cmpDist(a.dist, b.dist) })
+	slices.SortFunc(s.sorted, func(a, b item) int { return cmp.Compare(a.dist, b.dist) })
 	chosen := x.selectNeighbors(s, s.sorted, maxL)
 	s.batch = s.batch[:0]
 	kept := false
@@ -420,16 +424,6 @@ func (x *Index) connect(s *searcher, nb, id uint32, layer int) bool {
 	}
 	storeLinks(l, s.batch)
 	return kept
-}
-
-func cmpDist(a, b float32) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // Search returns the k nearest live vectors to q, nearest first. With

@@ -3,6 +3,7 @@
 package hnsw
 
 import (
+	"cmp"
 	"flag"
 	"math/rand/v2"
 	"os"
@@ -121,7 +122,7 @@ func exactTruth(points, queries [][]float32, k int) [][]int {
 				for i, p := range points {
 					all[i] = item{l2Go(queries[qi], p), uint32(i)}
 				}
-				slices.SortFunc(all, func(a, b item) int { return cmpDist(a.dist, b.dist) })
+				slices.SortFunc(all, func(a, b item) int { return cmp.Compare(a.dist, b.dist) })
 				for _, it := range all[:k] {
 					out[qi] = append(out[qi], int(it.id))
 				}

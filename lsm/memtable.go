@@ -11,6 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"unsafe"
+
+	"github.com/plures/pluresdb/internal/prefetch"
 )
 
 // ErrMemtableFull is returned by Add when the entry does not fit in the
@@ -31,8 +34,8 @@ const MemtableEntryOverhead = arenaNodeHeader + skiplistMaxHeight*4 + arenaAlign
 // An entry becomes visible to readers atomically, fully written.
 //
 // Values returned by Get and iterators alias the arena. They are never
-// modified once written, and stay valid for as long as the caller holds the
-// Memtable.
+// modified once written, and stay valid until the owner recycles the
+// Memtable (Recycle) and, for an iterator's, until it is closed.
 type Memtable struct {
 	list *skiplist
 
@@ -218,7 +221,7 @@ func (it *memtableIter) Next() bool {
 	// misses the cache at every step: start loading the next node while
 	// the caller works on this one (a flush writes each entry out).
 	if nx := it.list.next(it.list.node(it.nd), 0); nx != 0 {
-		prefetch(&it.list.buf[nx])
+		prefetch.Lines(unsafe.Pointer(&it.list.buf[nx]))
 	}
 	return true
 }

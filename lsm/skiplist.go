@@ -39,6 +39,8 @@ import (
 	"math"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/plures/pluresdb/internal/prefetch"
 )
 
 const (
@@ -466,7 +468,7 @@ func (s *skiplist) addGroup(es []groupEntry) bool {
 		x[i], level[i] = s.head, listHeight-1
 		next[i] = s.next(s.node(s.head), listHeight-1)
 		if next[i] != 0 {
-			prefetch(&s.buf[next[i]])
+			prefetch.Lines(unsafe.Pointer(&s.buf[next[i]]))
 		}
 	}
 	for active := len(es); active > 0; {
@@ -491,7 +493,7 @@ func (s *skiplist) addGroup(es []groupEntry) bool {
 			nx = s.next(s.node(x[i]), l)
 			next[i] = nx
 			if nx != stop[i] {
-				prefetch(&s.buf[nx])
+				prefetch.Lines(unsafe.Pointer(&s.buf[nx]))
 			}
 		}
 	}
