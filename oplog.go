@@ -386,30 +386,31 @@ func (db *DB) getMeta(key []byte) ([]byte, bool, error) {
 	return v, true, nil
 }
 
+// metaVersionVector reads the version vector kept under the meta key key
+// (what names it in errors); none is an empty one.
+func (db *DB) metaVersionVector(key []byte, what string) (oplog.VersionVector, error) {
+	v, ok, err := db.getMeta(key)
+	if err != nil || !ok {
+		return oplog.VersionVector{}, err
+	}
+	vv, _, err := oplog.DecodeVersionVector(v)
+	if err != nil {
+		return nil, errs.Corruptf(db.dir, -1, "%s: %v", what, err)
+	}
+	return vv, nil
+}
+
 // openOpLog loads the op log's state after the WAL replay: the replica ID
 // is already known and the replayed segments indexed (db.ol.segs).
 func (db *DB) openOpLog() error {
 	ol := &db.ol
 	// Version vector of remote replicas, history floor, peers.
-	ol.remote = oplog.VersionVector{}
-	if v, ok, err := db.getMeta(metaVV); err != nil {
+	var err error
+	if ol.remote, err = db.metaVersionVector(metaVV, "op log version vector"); err != nil {
 		return err
-	} else if ok {
-		vv, _, err := oplog.DecodeVersionVector(v)
-		if err != nil {
-			return errs.Corruptf(db.dir, -1, "op log version vector: %v", err)
-		}
-		ol.remote = vv
 	}
-	ol.floor = oplog.VersionVector{}
-	if v, ok, err := db.getMeta(metaFloor); err != nil {
+	if ol.floor, err = db.metaVersionVector(metaFloor, "op log floor"); err != nil {
 		return err
-	} else if ok {
-		vv, _, err := oplog.DecodeVersionVector(v)
-		if err != nil {
-			return errs.Corruptf(db.dir, -1, "op log floor: %v", err)
-		}
-		ol.floor = vv
 	}
 	ol.peers = map[oplog.ReplicaID]oplog.VersionVector{}
 	known := map[layout.FileNum]*segIndex{}
