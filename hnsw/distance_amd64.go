@@ -11,7 +11,6 @@ func l2AVX2(a, b []float32) float32
 //go:noescape
 func dotAVX2(a, b []float32) float32
 
-
 func cpuid(leaf, sub uint32) (eax, ebx, ecx, edx uint32)
 func xgetbv() (eax, edx uint32)
 
