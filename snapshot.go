@@ -57,13 +57,17 @@ func (s *Snapshot) live() bool {
 	return ok
 }
 
-// snapshotSeqs lists the live snapshots' sequence numbers for compaction.
+// snapshotSeqs lists the sequence numbers flushes and compactions must
+// keep readable: the live snapshots' and the visible one, which every
+// read without a snapshot uses. Entries above it (a batch logged but not
+// yet published, the tables of an import in progress) must not be folded
+// into, or shadow, the entries readers see until it moves.
 func (db *DB) snapshotSeqs() []lsm.SeqNum {
 	db.snapMu.Lock()
 	defer db.snapMu.Unlock()
-	seqs := make([]lsm.SeqNum, 0, len(db.snaps))
+	seqs := make([]lsm.SeqNum, 0, len(db.snaps)+1)
 	for s := range db.snaps {
 		seqs = append(seqs, s.seq)
 	}
-	return seqs
+	return append(seqs, lsm.SeqNum(db.visible.Load()))
 }
