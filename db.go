@@ -268,7 +268,7 @@ func (db *DB) replay() error {
 			// An import record's operands, when it refers to them.
 			var operands [][]byte
 			extra := 0
-			if first, ok, _ := r.Next(); ok && first.Kind == batchrepr.KindLogData {
+			if first, ok, _ := r.Next(); ok && first.Kind == batchrepr.KindLogData && !isIngested(first.Key) {
 				if operands, err = importOperands(first.Value); err != nil {
 					return errs.Corruptf(layout.Path(db.dir, layout.TypeLog, seg), -1, "%v", err)
 				}
@@ -638,12 +638,17 @@ func (db *DB) insertLocked(mem *memtable, rec []byte, seq, last lsm.SeqNum, oper
 // every imported key and value twice. operands are those operands, in
 // order, or nil to have them rebuilt from the record's operations
 // (replay). The values passed to add alias rec and operands.
+//
+// A bulk import's record (its op log entry's key is ingestedLogKey) was
+// logged after its operands were written to an L0 table: its KindMerge
+// entries are skipped.
 func recordEntries(rec []byte, operands [][]byte, add func(seq lsm.SeqNum, kind lsm.Kind, key, value []byte) error) error {
 	r, err := batchrepr.NewReader(rec)
 	if err != nil {
 		return err
 	}
 	next := 0
+	ingested := false
 	for i := lsm.SeqNum(0); ; i++ {
 		e, ok, err := r.Next()
 		if err != nil {
@@ -653,11 +658,16 @@ func recordEntries(rec []byte, operands [][]byte, add func(seq lsm.SeqNum, kind 
 			break
 		}
 		if e.Kind == batchrepr.KindLogData {
-			if i == 0 && operands == nil {
+			if i == 0 && isIngested(e.Key) {
+				ingested = true
+			} else if i == 0 && operands == nil {
 				if operands, err = importOperands(e.Value); err != nil {
 					return err
 				}
 			}
+			continue
+		}
+		if ingested && e.Kind == lsm.KindMerge {
 			continue
 		}
 		v := e.Value
@@ -673,6 +683,12 @@ func recordEntries(rec []byte, operands [][]byte, add func(seq lsm.SeqNum, kind 
 		}
 	}
 	return nil
+}
+
+// isIngested says whether key, an import record's op log entry's, marks
+// the record as ingested (see importer.ingestBatch).
+func isIngested(key []byte) bool {
+	return len(key) == 1+len(ingestedLogKey) && string(key[1:]) == string(ingestedLogKey)
 }
 
 // importOperands rebuilds the remote operands of an import record's
@@ -746,6 +762,54 @@ func (db *DB) setBroken(err error) {
 // new ones, stalling while too many memtables wait for their flush or L0
 // is too deep. Called with commitMu held.
 func (db *DB) rotateMemtable() error {
+	if err := db.stallLocked(func(nImm, nL0 int) bool {
+		return nImm < db.opts.MaxImmutableMemtables && db.l0Room(nL0)
+	}); err != nil {
+		return err
+	}
+	next := db.vs.NewFileNum()
+	if err := db.wal.Rotate(next); err != nil {
+		db.setBroken(err)
+		return fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
+	}
+	db.sealSegment(next)
+	db.stateMu.Lock()
+	db.imms = append(db.imms, db.mem)
+	db.mem = &memtable{m: lsm.NewMemtableIn(db.opts.MemtableSize, db.takeArena()), logNum: next, maxSeq: db.lastSeq}
+	db.stateMu.Unlock()
+	db.bgMu.Lock()
+	db.bgCond.Broadcast()
+	db.bgMu.Unlock()
+	return nil
+}
+
+// l0Room says whether L0 takes another table. Without background
+// compaction nothing would ever lower L0: writers do not wait for it.
+func (db *DB) l0Room(nL0 int) bool {
+	return nL0 < db.opts.L0StopWritesThreshold || db.opts.DisableAutoCompaction
+}
+
+// waitForL0Room stalls until L0 takes another table (an import's).
+// Called with commitMu held.
+func (db *DB) waitForL0Room() error {
+	return db.stallLocked(func(_, nL0 int) bool { return db.l0Room(nL0) })
+}
+
+// drainMemtablesLocked seals the memtable, unless it is empty, and waits
+// until every sealed memtable is flushed. Called with commitMu held.
+func (db *DB) drainMemtablesLocked() error {
+	if !db.mem.m.Empty() {
+		if err := db.rotateMemtable(); err != nil {
+			return err
+		}
+	}
+	return db.stallLocked(func(nImm, _ int) bool { return nImm == 0 })
+}
+
+// stallLocked waits until ok holds of the number of sealed memtables and
+// of L0 tables, counting a write stall if it had to wait. Called with
+// commitMu held.
+func (db *DB) stallLocked(ok func(nImm, nL0 int) bool) error {
 	start := time.Now()
 	stalled := false
 	db.bgMu.Lock()
@@ -758,9 +822,7 @@ func (db *DB) rotateMemtable() error {
 			db.bgMu.Unlock()
 			return errs.ErrClosed
 		}
-		// Without background compaction nothing would ever lower L0: do
-		// not wait for it.
-		if nImm < db.opts.MaxImmutableMemtables && (nL0 < db.opts.L0StopWritesThreshold || db.opts.DisableAutoCompaction) {
+		if ok(nImm, nL0) {
 			break
 		}
 		if db.bgErr != nil {
@@ -782,20 +844,6 @@ func (db *DB) rotateMemtable() error {
 	if stalled {
 		db.m.stallNanos.Add(uint64(time.Since(start)))
 	}
-
-	next := db.vs.NewFileNum()
-	if err := db.wal.Rotate(next); err != nil {
-		db.setBroken(err)
-		return fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
-	}
-	db.sealSegment(next)
-	db.stateMu.Lock()
-	db.imms = append(db.imms, db.mem)
-	db.mem = &memtable{m: lsm.NewMemtableIn(db.opts.MemtableSize, db.takeArena()), logNum: next, maxSeq: db.lastSeq}
-	db.stateMu.Unlock()
-	db.bgMu.Lock()
-	db.bgCond.Broadcast()
-	db.bgMu.Unlock()
 	return nil
 }
 

@@ -18,6 +18,7 @@ type metrics struct {
 	opSegmentsDropped              atomic.Uint64
 	opArchivedBytes, opArchivedOps atomic.Uint64
 	flushes, flushBytes            atomic.Uint64
+	ingests                        atomic.Uint64
 	compactions, compactBytes      atomic.Uint64
 	stalls, stallNanos             atomic.Uint64
 }
@@ -53,10 +54,13 @@ type LevelMetrics struct {
 type Metrics struct {
 	Levels [lsm.NumLevels]LevelMetrics
 
-	Commits         uint64 // batches committed
-	WALBytes        uint64 // bytes of batches appended to the log
-	Flushes         uint64
-	FlushBytes      uint64 // bytes of tables written by flushes
+	Commits    uint64 // batches committed
+	WALBytes   uint64 // bytes of batches appended to the log
+	Flushes    uint64
+	FlushBytes uint64 // bytes of tables written by flushes and imports
+	// IngestedTables counts the L0 tables bulk imports wrote directly
+	// (see ImportChanges).
+	IngestedTables  uint64
 	Compactions     uint64
 	CompactionBytes uint64 // bytes of tables written by compactions
 	Stalls          uint64 // times a writer waited for a flush or compaction
@@ -103,6 +107,7 @@ func (db *DB) Metrics() Metrics {
 		WALBytes:        db.m.walBytes.Load(),
 		Flushes:         db.m.flushes.Load(),
 		FlushBytes:      db.m.flushBytes.Load(),
+		IngestedTables:  db.m.ingests.Load(),
 		Compactions:     db.m.compactions.Load(),
 		CompactionBytes: db.m.compactBytes.Load(),
 		Stalls:          db.m.stalls.Load(),

@@ -8,8 +8,10 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/plures/pluresdb/compaction"
 	"github.com/plures/pluresdb/internal/batchrepr"
 	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
 )
@@ -139,7 +141,12 @@ func (db *DB) exportSegment(sw *oplog.StreamWriter, idx *segIndex, limit int64, 
 // short by a crash is completed by importing the stream again.
 //
 // Operations are written without reading the stored state (see importer),
-// so Gets of the imported keys fold them until compaction has.
+// so Gets of the imported keys fold them until compaction has. A stream
+// of more than a quarter memtable of operations is a bulk import: its
+// operands are sorted and written straight to L0 tables, about a
+// memtable each, instead of going through the memtable
+// (Metrics().IngestedTables counts them); it first waits for the
+// memtable's writes to reach L0.
 func (db *DB) ImportChanges(r io.Reader) (int, error) {
 	if db.closed.Load() {
 		return 0, errs.ErrClosed
@@ -228,6 +235,14 @@ const importDecodeAhead = 32
 // next batch is encoded and logged (one insert at a time: the memtable
 // has one writer). The batches take turns between two buffers, so the one
 // being inserted is never the one being encoded.
+//
+// A bulk import (ingest) skips the memtable: each batch's operands are
+// sorted in an lsm.Run and written as an L0 table on a goroutine while the
+// next batch is encoded; then the table is installed and only then is the
+// batch logged (see install), its record marked so that replay leaves the
+// operands to the table (ingestedLogKey). Sorting a batch costs a fraction
+// of inserting it into a skiplist, and the table is written once, with
+// no memtable to flush.
 type importer struct {
 	db       *DB
 	filtered bool
@@ -243,6 +258,29 @@ type importer struct {
 
 	inserting  chan struct{} // closed when the insert in flight is done; nil: none
 	insertSize int           // memtable bytes of the insert in flight
+
+	// A bulk import (ingest) writes each batch's operands to an L0 table
+	// of their own, sorted in a run, instead of the memtable; the record
+	// is logged once the table is in the tree. One table is written
+	// while the next batch is encoded.
+	ingest, started bool
+	runs            [2]lsm.Run
+	pending         *ingestTable // the batch whose table is being written
+	appliedSpare    []oplog.Op
+	keyBuf          []byte
+}
+
+// ingestTable is a batch of an ingesting import whose table is being
+// written.
+type ingestTable struct {
+	b         *Batch
+	seq, last lsm.SeqNum
+	applied   []oplog.Op
+	vv        oplog.VersionVector
+	done      chan struct{} // closed when the table is written
+	metas     []*lsm.FileMeta
+	st        compaction.Stats
+	err       error
 }
 
 // wait waits for the memtable insert in flight, if any.
@@ -280,12 +318,19 @@ func (im *importer) apply(chunks <-chan []oplog.Op) (last lsm.SeqNum, n, seen in
 		if len(im.applied) == 0 {
 			return nil
 		}
-		l, err := im.write()
+		if im.ingest && !im.started {
+			if err := im.startIngest(); err != nil {
+				return err
+			}
+		}
+		l, k, err := im.write()
+		if l != 0 {
+			last = l
+		}
+		n += k
 		if err != nil {
 			return err
 		}
-		last = l
-		n += len(im.applied)
 		im.applied = im.applied[:0]
 		size = 0
 		return nil
@@ -302,19 +347,41 @@ func (im *importer) apply(chunks <-chan []oplog.Op) (last lsm.SeqNum, n, seen in
 			}
 			im.applied = append(im.applied, *op)
 			size += 2*(len(op.Key)+len(op.Field)+len(op.Value)) + importBatchOverhead
-			if size >= limit {
-				if err := flush(); err != nil {
-					return last, n, seen, err
-				}
+			if size < limit {
+				continue
+			}
+			if !im.ingest && !im.filtered && n == 0 {
+				// A bulk import: its operands go to tables of their
+				// own, a table's worth at a time.
+				im.ingest = true
+				limit = ingestBatchSize(db.opts.MemtableSize)
+				continue
+			}
+			if err := flush(); err != nil {
+				return last, n, seen, err
 			}
 		}
 	}
-	return last, n, seen, flush()
+	if err := flush(); err != nil {
+		return last, n, seen, err
+	}
+	l, k, err := im.finishIngest()
+	if l != 0 {
+		last = l
+	}
+	return last, n + k, seen, err
 }
 
+// ingestBatchSize is the size (as apply counts it) of an ingesting
+// import's batch: about a memtable of operands, one L0 table.
+func ingestBatchSize(memtableSize int) int { return 2 * memtableSize }
+
 // write commits the operations in im.applied as one batch: the log entry
-// with the operations, their operands and the version vector.
-func (im *importer) write() (lsm.SeqNum, error) {
+// with the operations, their operands and the version vector. It returns
+// the last sequence number and the number of operations it logged (an
+// ingesting import logs a batch once its table is written: the previous
+// one, or none).
+func (im *importer) write() (lsm.SeqNum, int, error) {
 	db := im.db
 	turn := im.turn
 	im.turn ^= 1
@@ -334,7 +401,11 @@ func (im *importer) write() (lsm.SeqNum, error) {
 		im.logBuf = oplog.AppendBatch(im.logBuf, im.applied[start].Replica, im.applied[start:end])
 		start = end
 	}
-	b.data = batchrepr.AppendEntry(b.data, batchrepr.KindLogData, nsMeta, nil, im.logBuf)
+	var logKey []byte
+	if im.ingest {
+		logKey = ingestedLogKey
+	}
+	b.data = batchrepr.AppendEntry(b.data, batchrepr.KindLogData, nsMeta, logKey, im.logBuf)
 	b.count++
 	// The operands: in the record, or (when the log entry holds the
 	// operations) only referred to, and handed to the memtable insert
@@ -363,11 +434,19 @@ func (im *importer) write() (lsm.SeqNum, error) {
 		}
 		im.opArenas[turn], im.opLists[turn] = arena, operands
 	}
+	if im.ingest {
+		// The operands go to the table, the rest of the record to the
+		// memtable.
+		b.memSize = 0
+	}
 	if !im.filtered {
 		b.add(lsm.KindSet, nsMeta, metaVV, im.remote.Append(nil))
 	}
+	if im.ingest {
+		return im.ingestBatch(b, turn, operands)
+	}
 	if b.memSize > db.opts.MemtableSize/2 {
-		return 0, fmt.Errorf("%w: import batch of %d bytes", errs.ErrValueTooLarge, b.memSize)
+		return 0, 0, fmt.Errorf("%w: import batch of %d bytes", errs.ErrValueTooLarge, b.memSize)
 	}
 	// Logging may rotate the memtable or write pending metadata: both
 	// need the insert in flight done first.
@@ -376,7 +455,7 @@ func (im *importer) write() (lsm.SeqNum, error) {
 	}
 	rec, seq, last, err := db.logLocked(b)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	im.wait()
 	done, mem := make(chan struct{}), db.mem
@@ -385,20 +464,173 @@ func (im *importer) write() (lsm.SeqNum, error) {
 		defer close(done)
 		db.insertLocked(mem, rec, seq, last, operands)
 	}()
-	if !im.filtered {
-		// The log entry's operations go into the segment's index, a run
-		// of one replica at a time.
-		for start := 0; start < len(im.applied); {
-			first := &im.applied[start]
-			lo, hi := first.HLC, first.HLC
-			end := start + 1
-			for ; end < len(im.applied) && im.applied[end].Replica == first.Replica; end++ {
-				lo, hi = min(lo, im.applied[end].HLC), max(hi, im.applied[end].HLC)
-			}
-			db.ol.cur.noteOps(first.Replica, first.Seq, im.applied[end-1].Seq, lo, hi)
-			start = end
-		}
-		db.ol.remote = im.remote.Clone()
+	im.logged(im.applied, im.remote)
+	return last, len(im.applied), nil
+}
+
+// logged records the operations of a batch just logged: in the index of
+// the log segment, a run of one replica at a time, and in the version
+// vector.
+func (im *importer) logged(applied []oplog.Op, vv oplog.VersionVector) {
+	if im.filtered {
+		return
 	}
-	return last, nil
+	db := im.db
+	for start := 0; start < len(applied); {
+		first := &applied[start]
+		lo, hi := first.HLC, first.HLC
+		end := start + 1
+		for ; end < len(applied) && applied[end].Replica == first.Replica; end++ {
+			lo, hi = min(lo, applied[end].HLC), max(hi, applied[end].HLC)
+		}
+		db.ol.cur.noteOps(first.Replica, first.Seq, applied[end-1].Seq, lo, hi)
+		start = end
+	}
+	db.ol.remote = vv.Clone()
+}
+
+// ingestedLogKey is the key (after its namespace byte) of the op log
+// entry of an import record whose operands were written to an L0 table
+// before the record was logged: its KindMerge entries are in that table,
+// and neither the memtable nor replay takes them (see recordEntries).
+var ingestedLogKey = []byte("ingested")
+
+// startIngest readies the tree for an import's tables: the memtable's and
+// the sealed memtables' entries go to L0 first, since the tables will be
+// newer than anything in them (reads look at memtables before L0). While
+// the import runs, the memtable gets only metadata (the version vector),
+// whose keys no table of the import has.
+func (im *importer) startIngest() error {
+	im.started = true
+	return im.db.drainMemtablesLocked()
+}
+
+// ingestBatch starts writing the table of the batch just encoded in b,
+// once the previous batch is in the tree, and logs that one. It returns
+// what finishIngest does.
+func (im *importer) ingestBatch(b *Batch, turn int, operands [][]byte) (lsm.SeqNum, int, error) {
+	db := im.db
+	prev := im.pending
+	if prev != nil {
+		<-prev.done
+		if err := im.seal(prev); err != nil {
+			return 0, 0, err
+		}
+	}
+	// The record's entries: its log entry, the operands (seq+1 on, in
+	// the table) and the version vector.
+	seq := db.lastSeq + 1
+	if prev != nil {
+		seq = prev.last + 1
+	}
+	t := &ingestTable{b: b, seq: seq, last: seq + lsm.SeqNum(b.count) - 1,
+		applied: im.applied, vv: im.remote.Clone(), done: make(chan struct{})}
+	im.applied = im.appliedSpare[:0]
+	run := &im.runs[turn]
+	run.Reset()
+	key := im.keyBuf
+	for i := range t.applied {
+		op := &t.applied[i]
+		key = append(append(key[:0], importNamespace(op)), op.Key...)
+		run.Add(seq+1+lsm.SeqNum(i), lsm.KindMerge, key, operands[i])
+	}
+	im.keyBuf = key
+	env := db.tableEnv(false, 0)
+	go func() {
+		defer close(t.done)
+		run.Sort()
+		t.metas, t.st, t.err = compaction.Write(env, run.NewIter(), compaction.WriteSpec{})
+	}()
+	im.pending = t
+	if prev == nil {
+		return 0, 0, nil
+	}
+	return im.install(prev)
+}
+
+// finishIngest waits for the table in flight and logs its batch.
+func (im *importer) finishIngest() (lsm.SeqNum, int, error) {
+	t := im.pending
+	if t == nil {
+		return 0, 0, nil
+	}
+	im.pending = nil
+	<-t.done
+	if err := im.seal(t); err != nil {
+		return 0, 0, err
+	}
+	return im.install(t)
+}
+
+// seal fixes the last sequence number of t's record: a memtable rotation
+// it needs, and the metadata that rotation (or anything else) left to
+// write, go in now, the metadata at the end of the record so the
+// sequence numbers of its table stay as they are.
+func (im *importer) seal(t *ingestTable) error {
+	db := im.db
+	if t.err != nil {
+		return fmt.Errorf("pluresdb: import: writing a table: %w", t.err)
+	}
+	if db.mem.m.Room() < t.b.memSize+db.pendingMetaSize() {
+		if err := db.rotateMemtable(); err != nil {
+			im.removeTables(t)
+			return err
+		}
+	}
+	for _, kv := range db.pendingMeta {
+		if kv.value == nil {
+			t.b.add(lsm.KindDelete, nsMeta, kv.key, nil)
+		} else {
+			t.b.add(lsm.KindSet, nsMeta, kv.key, kv.value)
+		}
+	}
+	db.pendingMeta = db.pendingMeta[:0]
+	t.last = t.seq + lsm.SeqNum(t.b.count) - 1
+	return nil
+}
+
+// install puts t's table into L0, then logs t's record and inserts the
+// rest of it into the memtable. A crash in between leaves the operands
+// in the tree without the record: the version vector has not moved, so
+// the peer's stream brings them again, and applying them twice changes
+// nothing.
+func (im *importer) install(t *ingestTable) (lsm.SeqNum, int, error) {
+	db := im.db
+	if err := db.waitForL0Room(); err != nil {
+		im.removeTables(t)
+		return 0, 0, err
+	}
+	ve := &lsm.VersionEdit{}
+	for _, m := range t.metas {
+		ve.NewFiles = append(ve.NewFiles, lsm.NewFile{Level: 0, Meta: m})
+	}
+	db.vs.SetLastSeq(t.last)
+	if err := db.logAndInstall(ve, nil); err != nil {
+		im.removeTables(t)
+		return 0, 0, fmt.Errorf("pluresdb: recording an import's table: %w", err)
+	}
+	db.m.ingests.Add(1)
+	db.m.flushBytes.Add(t.st.BytesWritten)
+	db.m.levelWritten[0].Add(t.st.BytesWritten)
+	db.bgMu.Lock()
+	db.scheduleCompactions()
+	db.bgMu.Unlock()
+	if db.lastSeq+1 != t.seq {
+		return 0, 0, fmt.Errorf("pluresdb: import: batch at seq %d logged after seq %d", t.seq, db.lastSeq)
+	}
+	rec, seq, last, err := db.logLocked(t.b)
+	if err != nil {
+		return 0, 0, err
+	}
+	db.insertLocked(db.mem, rec, seq, last, nil)
+	im.logged(t.applied, t.vv)
+	im.appliedSpare = t.applied
+	return last, len(t.applied), nil
+}
+
+// removeTables deletes the tables of t, never installed.
+func (im *importer) removeTables(t *ingestTable) {
+	for _, m := range t.metas {
+		_ = im.db.fs.Remove(layout.Path(im.db.dir, layout.TypeTable, m.Num))
+	}
 }

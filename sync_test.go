@@ -586,3 +586,143 @@ func TestImportLogsEachValueOnce(t *testing.T) {
 		t.Fatal("replicas differ after replaying the import")
 	}
 }
+
+// A bulk import writes its operands to L0 tables of their own; a small
+// one goes through the memtable. Either way the replica ends up with the
+// source's state, before and after a restart, and replay does not insert
+// the ingested operands again.
+func TestImportIngestsBulk(t *testing.T) {
+	fs := vfs.NewMem()
+	a, b, c := openReplica(t, fs, "/a"), openReplica(t, fs, "/b"), openReplica(t, fs, "/c")
+	defer a.Close()
+	defer c.Close()
+	for i := range 20 {
+		must(t, a.Put(fmt.Appendf(nil, "small%02d", i), []byte("v")))
+	}
+	syncPair(t, a, b)
+	if got := b.Metrics().IngestedTables; got != 0 {
+		t.Fatalf("a small import ingested %d tables", got)
+	}
+	// b's own writes, older than a's bulk, newer than nothing of a's.
+	for i := range 500 {
+		must(t, b.Put(fmt.Appendf(nil, "k%05d", i*7), []byte("b's")))
+	}
+	for i := range 6000 {
+		must(t, a.Put(fmt.Appendf(nil, "k%05d", i), bytes.Repeat([]byte{byte(i)}, 200)))
+		if i%3 == 0 {
+			must(t, a.Incr(fmt.Appendf(nil, "c%04d", i%500), []byte("n"), 1))
+		}
+	}
+	syncPair(t, a, b)
+	m := b.Metrics()
+	if m.IngestedTables < 2 {
+		t.Fatalf("a bulk import of 8000 operations ingested %d tables", m.IngestedTables)
+	}
+	// c takes the same operations in small imports, through the memtable.
+	for {
+		var buf bytes.Buffer
+		if _, err := a.ExportChanges(&buf, c.VersionVector()); err != nil {
+			t.Fatal(err)
+		}
+		r, err := oplog.ReadStream(&buf)
+		must(t, err)
+		if len(r.Ops) == 0 {
+			break
+		}
+		var part bytes.Buffer
+		h := r.Header
+		sw, err := oplog.NewStreamWriter(&part, h)
+		must(t, err)
+		for _, op := range r.Ops[:min(len(r.Ops), 300)] {
+			must(t, sw.Add(&op))
+		}
+		_, err = sw.Close()
+		must(t, err)
+		if _, err := c.ImportChanges(&part); err != nil {
+			t.Fatal(err)
+		}
+	}
+	syncPair(t, b, c)
+	if got := c.Metrics().IngestedTables; got != 0 {
+		t.Fatalf("small imports ingested %d tables", got)
+	}
+	want := dump(t, c)
+	if got := dump(t, b); got != want {
+		t.Fatal("a bulk import and small imports of the same operations differ")
+	}
+	must(t, b.Close())
+	b = openReplica(t, fs, "/b")
+	defer b.Close()
+	if got := dump(t, b); got != want {
+		t.Fatal("state differs after replaying an ingested import")
+	}
+	// Replay kept the operands out of the memtable: what it flushed is
+	// metadata, a small fraction of the tables.
+	var l0 uint64
+	for _, l := range b.Metrics().Levels {
+		l0 += l.Bytes
+	}
+	if flushed := b.Metrics().FlushBytes; flushed > l0/20 {
+		t.Fatalf("replay flushed %d bytes of %d: the ingested operands again?", flushed, l0)
+	}
+	if n := syncPair(t, a, b); n != 0 {
+		t.Fatalf("after restart b re-applied %d operations", n)
+	}
+}
+
+// Reads during a bulk import see the state before it, whatever the
+// flushes and compactions that run meanwhile do with the import's tables.
+func TestReadsDuringIngest(t *testing.T) {
+	fs := vfs.NewMem()
+	a := openReplica(t, fs, "/a")
+	defer a.Close()
+	b, err := Open("/b", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, L0CompactionThreshold: 2})
+	must(t, err)
+	defer b.Close()
+	const n = 3000
+	for i := range n {
+		must(t, b.Put(fmt.Appendf(nil, "k%05d", i), []byte("old")))
+	}
+	must(t, b.Flush())
+	must(t, b.WaitForCompactions())
+	for i := range n {
+		must(t, a.Put(fmt.Appendf(nil, "k%05d", i), bytes.Repeat([]byte{'n'}, 300)))
+	}
+	var stream bytes.Buffer
+	_, err = a.ExportChanges(&stream, nil)
+	must(t, err)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.ImportChanges(&stream)
+		done <- err
+	}()
+	reads := 0
+	for {
+		select {
+		case err := <-done:
+			must(t, err)
+			if b.Metrics().IngestedTables == 0 {
+				t.Fatal("the import did not ingest")
+			}
+			t.Logf("%d reads during the import", reads)
+			for i := range n {
+				v, err := b.Get(fmt.Appendf(nil, "k%05d", i))
+				if err != nil || len(v) != 300 {
+					t.Fatalf("after the import: key %d = %q, %v", i, v, err)
+				}
+			}
+			return
+		default:
+		}
+		i := reads * 7919 % n
+		v, err := b.Get(fmt.Appendf(nil, "k%05d", i))
+		if err != nil {
+			t.Fatalf("key %d during the import: %v", i, err)
+		}
+		if string(v) != "old" && len(v) != 300 {
+			t.Fatalf("key %d during the import: %q", i, v)
+		}
+		reads++
+	}
+}

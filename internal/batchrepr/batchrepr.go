@@ -28,7 +28,8 @@ import (
 // KindLogData marks an entry that is only history: the log keeps it, the
 // memtable never sees it. The op log stores the operations an import
 // applied this way (their projections are ordinary entries of the same
-// batch). Its key is a namespace byte alone, its value is opaque here.
+// batch). Its key is a namespace byte, alone or followed by a marker the
+// engine defines (a bulk import's "ingested"); its value is opaque here.
 const KindLogData lsm.Kind = 0x7f
 
 // HeaderLen is the space reserved for the header in front of a batch's
