@@ -2,6 +2,7 @@ package pluresdb
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -306,5 +307,130 @@ func killChild() {
 		if len(lines) == 0 {
 			w.Flush()
 		}
+	}
+}
+
+// TestKillDuringBulkImport kills a process that applies bulk imports
+// (each one ingested as L0 tables) one after another, with SIGKILL at
+// some point of one of them: every import acknowledged before the kill is
+// whole after the reopen, and the one cut short is completed by importing
+// its stream again.
+func TestKillDuringBulkImport(t *testing.T) {
+	if os.Getenv("PLURESDB_INGEST_CHILD") != "" {
+		ingestChild()
+		return
+	}
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	dir := t.TempDir()
+	for round := range 3 {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKillDuringBulkImport$", "-test.v=false")
+		cmd.Env = append(os.Environ(), "PLURESDB_INGEST_CHILD="+dir, fmt.Sprintf("PLURESDB_KILL_ROUND=%d", round))
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		var acked []int
+		sc := bufio.NewScanner(out)
+		deadline := time.Now().Add(time.Duration(300+round*200) * time.Millisecond)
+		for sc.Scan() {
+			n, err := strconv.Atoi(sc.Text())
+			if err != nil {
+				t.Fatalf("child said %q", sc.Text())
+			}
+			acked = append(acked, n)
+			if time.Now().After(deadline) {
+				break
+			}
+		}
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		for sc.Scan() {
+			n, _ := strconv.Atoi(sc.Text())
+			acked = append(acked, n)
+		}
+		_ = cmd.Wait()
+		db, err := Open(dir, &Options{MemtableSize: 1 << 20})
+		if err != nil {
+			t.Fatalf("round %d: open after SIGKILL: %v", round, err)
+		}
+		for _, n := range acked {
+			for i := range ingestChildKeys {
+				k := ingestChildKey(round, n, i)
+				if v, err := db.Get(k); err != nil || len(v) != 200 {
+					t.Fatalf("round %d: import %d acknowledged, key %q after the kill: %q, %v", round, n, k, v, err)
+				}
+			}
+		}
+		// The import in flight, applied again, is whole.
+		next := len(acked)
+		stream, err := ingestChildStream(round, next)
+		must(t, err)
+		if _, err := db.ImportChanges(bytes.NewReader(stream)); err != nil {
+			t.Fatalf("round %d: import %d again: %v", round, next, err)
+		}
+		if db.Metrics().IngestedTables == 0 {
+			t.Fatalf("round %d: the import did not ingest", round)
+		}
+		for i := range ingestChildKeys {
+			if v, err := db.Get(ingestChildKey(round, next, i)); err != nil || len(v) != 200 {
+				t.Fatalf("round %d: import %d applied again, key %d: %q, %v", round, next, i, v, err)
+			}
+		}
+		t.Logf("round %d: %d acknowledged bulk imports survived SIGKILL, %d ingested tables", round, len(acked), db.Metrics().IngestedTables)
+		must(t, db.Close())
+	}
+}
+
+const ingestChildKeys = 3000
+
+func ingestChildKey(round, n, i int) []byte { return fmt.Appendf(nil, "r%d-i%03d-k%04d", round, n, i) }
+
+// ingestChildStream is the change stream of import n of a round: a new
+// replica's puts of its keys.
+func ingestChildStream(round, n int) ([]byte, error) {
+	src, err := Open("/src", &Options{FS: vfs.NewMem(), NoSync: true})
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	for i := range ingestChildKeys {
+		if err := src.Put(ingestChildKey(round, n, i), bytes.Repeat([]byte{byte(i)}, 200)); err != nil {
+			return nil, err
+		}
+	}
+	var buf bytes.Buffer
+	if _, err := src.ExportChanges(&buf, nil); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// ingestChild applies bulk imports forever, printing the number of each
+// once ImportChanges acknowledged it (synced).
+func ingestChild() {
+	dir := os.Getenv("PLURESDB_INGEST_CHILD")
+	round, _ := strconv.Atoi(os.Getenv("PLURESDB_KILL_ROUND"))
+	db, err := Open(dir, &Options{MemtableSize: 1 << 20})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "child open:", err)
+		os.Exit(1)
+	}
+	for n := 0; ; n++ {
+		stream, err := ingestChildStream(round, n)
+		if err == nil {
+			_, err = db.ImportChanges(bytes.NewReader(stream))
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child import:", err)
+			os.Exit(1)
+		}
+		fmt.Println(n)
 	}
 }
