@@ -789,10 +789,14 @@ func (db *DB) l0Room(nL0 int) bool {
 	return nL0 < db.opts.L0StopWritesThreshold || db.opts.DisableAutoCompaction
 }
 
-// waitForL0Room stalls until L0 takes another table (an import's).
-// Called with commitMu held.
-func (db *DB) waitForL0Room() error {
-	return db.stallLocked(func(_, nL0 int) bool { return db.l0Room(nL0) })
+// waitForBulkL0Room stalls until L0 takes another table of a bulk
+// import: L0 may grow to twice L0StopWritesThreshold while it ingests,
+// since it compacts only from two short of that threshold (see
+// compaction.Picker.SetBulkLoad). Called with commitMu held.
+func (db *DB) waitForBulkL0Room() error {
+	return db.stallLocked(func(_, nL0 int) bool {
+		return nL0 < 2*db.opts.L0StopWritesThreshold || db.opts.DisableAutoCompaction
+	})
 }
 
 // drainMemtablesLocked seals the memtable, unless it is empty, and waits

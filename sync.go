@@ -146,7 +146,11 @@ func (db *DB) exportSegment(sw *oplog.StreamWriter, idx *segIndex, limit int64, 
 // operands are sorted and written straight to L0 tables, about a
 // memtable each, instead of going through the memtable
 // (Metrics().IngestedTables counts them); it first waits for the
-// memtable's writes to reach L0.
+// memtable's writes to reach L0. While it runs, L0 compacts only from two
+// tables short of L0StopWritesThreshold and may grow to twice that
+// threshold (see compaction.Picker.SetBulkLoad): the import leaves
+// compaction work behind, done in fewer, larger compactions once it ends,
+// and until then reads consult more L0 tables.
 func (db *DB) ImportChanges(r io.Reader) (int, error) {
 	if db.closed.Load() {
 		return 0, errs.ErrClosed
@@ -312,6 +316,7 @@ func (im *importer) apply(chunks <-chan []oplog.Op) (last lsm.SeqNum, n, seen in
 	db := im.db
 	im.batches = [2]*Batch{db.NewBatch(), db.NewBatch()}
 	defer im.wait()
+	defer im.endIngest()
 	limit := db.opts.MemtableSize / 4
 	size := 0
 	flush := func() error {
@@ -502,7 +507,21 @@ var ingestedLogKey = []byte("ingested")
 // whose keys no table of the import has.
 func (im *importer) startIngest() error {
 	im.started = true
+	im.db.picker.SetBulkLoad(true)
 	return im.db.drainMemtablesLocked()
+}
+
+// endIngest ends the bulk load that startIngest began: L0 compacts at its
+// usual threshold again, starting now if it is over it.
+func (im *importer) endIngest() {
+	if !im.started {
+		return
+	}
+	db := im.db
+	db.picker.SetBulkLoad(false)
+	db.bgMu.Lock()
+	db.scheduleCompactions()
+	db.bgMu.Unlock()
 }
 
 // ingestBatch starts writing the table of the batch just encoded in b,
@@ -596,7 +615,7 @@ func (im *importer) seal(t *ingestTable) error {
 // nothing.
 func (im *importer) install(t *ingestTable) (lsm.SeqNum, int, error) {
 	db := im.db
-	if err := db.waitForL0Room(); err != nil {
+	if err := db.waitForBulkL0Room(); err != nil {
 		im.removeTables(t)
 		return 0, 0, err
 	}

@@ -38,6 +38,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/plures/pluresdb/internal/layout"
@@ -227,6 +228,7 @@ func (c *Compaction) conflicts(running []*Compaction) bool {
 type Picker struct {
 	opts Options
 	now  func() time.Time
+	bulk atomic.Bool // see SetBulkLoad
 
 	mu sync.Mutex
 	// fruitless remembers bottom-level rewrites by the input's content:
@@ -325,9 +327,27 @@ func (st *pickState) anyInUse(files []*lsm.FileMeta) bool {
 	return false
 }
 
+// SetBulkLoad says whether a bulk load is adding tables to L0 (an import
+// ingesting its operands). While it does, L0's compaction threshold rises
+// to two below L0StopWritesThreshold (the engine lets L0 grow past that
+// during the load): L0 then drains into the base level in fewer, larger
+// compactions, each of which rewrites the overlapping part of the base
+// level once for more incoming data, and a load of up to about that many
+// tables does not share the CPUs with them.
+func (p *Picker) SetBulkLoad(on bool) { p.bulk.Store(on) }
+
+// l0Threshold is the L0 table count at which L0 scores 1.
+func (p *Picker) l0Threshold() int {
+	if p.bulk.Load() {
+		return max(p.opts.L0CompactionThreshold, p.opts.L0StopWritesThreshold-2)
+	}
+	return p.opts.L0CompactionThreshold
+}
+
 // Scores returns each level's compaction score: L0's is its table count
 // (a running intra-L0 compaction counting as the one table it will
-// leave, tables leaving L0 not at all) over L0CompactionThreshold; a
+// leave, tables leaving L0 not at all) over L0CompactionThreshold (see
+// SetBulkLoad); a
 // deeper level's is its bytes, less those being compacted out of it, over
 // its target. The bottom level has nowhere to go and scores 0.
 func (p *Picker) Scores(v *lsm.Version, running []*Compaction) [lsm.NumLevels]float64 {
@@ -353,7 +373,7 @@ func (p *Picker) scores(st *pickState) [lsm.NumLevels]float64 {
 			}
 		}
 	}
-	scores[0] = float64(l0) / float64(p.opts.L0CompactionThreshold)
+	scores[0] = float64(l0) / float64(p.l0Threshold())
 	for level := 1; level < lsm.NumLevels-1; level++ {
 		size := st.v.LevelSize(level)
 		if size <= leaving[level] {
@@ -429,7 +449,7 @@ func (p *Picker) pickIntraL0(st *pickState) *Compaction {
 			free++
 		}
 	}
-	if free < p.opts.L0CompactionThreshold+2 {
+	if free < p.l0Threshold()+2 {
 		return nil
 	}
 	// l0 is newest first: walk from the end for the oldest run.

@@ -146,6 +146,32 @@ func TestScores(t *testing.T) {
 	}
 }
 
+// During a bulk load L0 compacts only when two tables short of stopping
+// writes; after it, at its usual threshold again.
+func TestBulkLoadRaisesL0Threshold(t *testing.T) {
+	p := NewPicker(Options{}) // thresholds 4 and 12
+	var l0 []*lsm.FileMeta
+	for i := range 9 {
+		l0 = append(l0, tm(i+1, "a", "z", mib, lsm.SeqNum(10*(i+1))))
+	}
+	v := ver(t, map[int][]*lsm.FileMeta{0: l0, 6: {tm(20, "a", "z", 100*mib, 1)}})
+	p.SetBulkLoad(true)
+	if s := p.Scores(v, nil); s[0] != 0.9 {
+		t.Fatalf("L0 score %v during a bulk load, want 0.9 (9/10)", s[0])
+	}
+	if c := p.Pick(v, nil); c != nil {
+		t.Fatalf("picked %v during a bulk load with 9 L0 tables", c)
+	}
+	v10 := ver(t, map[int][]*lsm.FileMeta{0: append(slices.Clone(l0), tm(10, "a", "z", mib, 100)), 6: {tm(20, "a", "z", 100*mib, 1)}})
+	if c := p.Pick(v10, nil); c == nil || c.Reason != "l0" || len(c.Inputs[0]) != 10 {
+		t.Fatalf("picked %v with 10 L0 tables during a bulk load, want all of L0", c)
+	}
+	p.SetBulkLoad(false)
+	if c := p.Pick(v, nil); c == nil || c.Reason != "l0" || c.Score != 9.0/4 {
+		t.Fatalf("picked %v after the bulk load, want l0 at score 2.25", c)
+	}
+}
+
 func TestPickL0TakesTransitiveOverlap(t *testing.T) {
 	p := NewPicker(Options{})
 	l0 := []*lsm.FileMeta{
