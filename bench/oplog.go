@@ -17,9 +17,12 @@ package main
 // first writes half of A's keys itself (every even key, other values, then
 // flush and compaction, so they are in tables), then imports the same file:
 // every remote operation is merged with stored state, half of them with a
-// document C wrote later, which must win. Both are checked: the op count
-// ImportChanges returns, a full scan (count and order), and a sample of Gets
-// against A and the value generator.
+// document C wrote later, which must win. Right after each import, random
+// Gets time what the imported operands cost readers; then the compactions
+// the import left behind are timed to their end (settle, not in the
+// rate). Both are checked: the op count ImportChanges returns, a full scan
+// (count and order), and a sample of Gets against A and the value
+// generator.
 //
 //	A: put N ──ExportChanges──▶ file ──ImportChanges──▶ B (empty)
 //	                                 └─ImportChanges──▶ C (holds N/2 of the keys)
@@ -57,6 +60,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -127,6 +131,10 @@ type applyRow struct {
 	// for a flush or compaction) and their total time.
 	Stalls       uint64  `json:"stalls,omitempty"`
 	StallSeconds float64 `json:"stall_seconds,omitempty"`
+	// SettleSeconds is how long the compactions an apply left behind
+	// took to finish: from its end, with its Gets running meanwhile, to
+	// the end of WaitForCompactions.
+	SettleSeconds float64 `json:"settle_seconds,omitempty"`
 	// Checked is the number of Gets compared after an apply.
 	Checked int `json:"checked,omitempty"`
 }
@@ -291,20 +299,52 @@ func runSyncApply(rc runConfig, dir string, res *opLogResults) (err error) {
 	if err := a.WaitForCompactions(); err != nil {
 		return err
 	}
+	// What the imported operands cost readers until compaction folds
+	// them: random Gets right after each apply, against A's.
+	gets := func(phase string, db *pluresdb.DB) error {
+		r, err := timeGets(db, n, rc.seed)
+		if err != nil {
+			return fmt.Errorf("%s: %w", phase, err)
+		}
+		r.Phase = phase
+		res.Apply = append(res.Apply, r)
+		logf(phase, r)
+		return nil
+	}
+	if err := gets("Gets on A (local puts)", a); err != nil {
+		return err
+	}
+	// apply imports the file into db, reads it back at once, then times
+	// the compactions the import left behind and checks the result.
+	apply := func(db *pluresdb.DB, phase, getsPhase string, own func(i int) (uint64, bool)) error {
+		r, err := importFile(db, file, n)
+		if err != nil {
+			return fmt.Errorf("%s: %w", phase, err)
+		}
+		r.Phase = phase
+		imported := time.Now()
+		if err := gets(getsPhase, db); err != nil {
+			return err
+		}
+		if err := db.WaitForCompactions(); err != nil {
+			return err
+		}
+		r.SettleSeconds = time.Since(imported).Seconds()
+		if r.Checked, err = checkApplied(db, a, n, rc.seed, own); err != nil {
+			return fmt.Errorf("%s: %w", phase, err)
+		}
+		// The apply's row goes before its Gets'.
+		res.Apply = slices.Insert(res.Apply, len(res.Apply)-1, r)
+		logf(phase, r)
+		return nil
+	}
 	b, err := open("b")
 	if err != nil {
 		return err
 	}
-	apply, err := importFile(b, file, n)
-	if err != nil {
-		return fmt.Errorf("apply into empty B: %w", err)
+	if err := apply(b, "apply into empty B", "Gets on B right after", nil); err != nil {
+		return err
 	}
-	apply.Phase = "apply into empty B"
-	if apply.Checked, err = checkApplied(b, a, n, rc.seed, nil); err != nil {
-		return fmt.Errorf("apply into empty B: %w", err)
-	}
-	res.Apply = append(res.Apply, apply)
-	logf("apply into empty B", apply)
 
 	// C writes every even key with generation 1 values after A's last
 	// put, in a later millisecond, so its documents are newer than A's
@@ -331,33 +371,8 @@ func runSyncApply(rc runConfig, dir string, res *opLogResults) (err error) {
 			return err
 		}
 	}
-	merge, err := importFile(c, file, n)
-	if err != nil {
-		return fmt.Errorf("apply into C: %w", err)
-	}
-	merge.Phase = "apply into C holding N/2 keys"
 	ownGen := func(i int) (uint64, bool) { return 1, i%2 == 0 }
-	if merge.Checked, err = checkApplied(c, a, n, rc.seed, ownGen); err != nil {
-		return fmt.Errorf("apply into C: %w", err)
-	}
-	res.Apply = append(res.Apply, merge)
-	logf("apply into C (merge)", merge)
-
-	// What the imported operands cost readers until compaction folds
-	// them: random Gets right after each apply, against A's.
-	for _, g := range []struct {
-		phase string
-		db    *pluresdb.DB
-	}{{"Gets on A (local puts)", a}, {"Gets on B after the apply", b}, {"Gets on C after the apply", c}} {
-		r, err := timeGets(g.db, n, rc.seed)
-		if err != nil {
-			return fmt.Errorf("%s: %w", g.phase, err)
-		}
-		r.Phase = g.phase
-		res.Apply = append(res.Apply, r)
-		logf(g.phase, r)
-	}
-	return nil
+	return apply(c, "apply into C holding N/2 keys", "Gets on C right after", ownGen)
 }
 
 // readBackGets is how many random Gets timeGets makes at most (one per
@@ -702,7 +717,7 @@ func loadAvg() string {
 // ---- printing ----
 
 var (
-	applyHeader = []string{"phase", "ops", "s", "ops/s", "MB/s", "stream MiB", "stalls (s)", "vs 1M ops/s"}
+	applyHeader = []string{"phase", "ops", "s", "ops/s", "MB/s", "stream MiB", "stalls (s)", "settle s", "vs 1M ops/s"}
 	bytesHeader = []string{"keys", "measure", "B/op", "k+v alone B/op", "beyond k+v B/op", "target"}
 )
 
@@ -713,8 +728,9 @@ var applyNotes = []string{
 		"(reading included; the other replicas' compactions finished and the page cache written back first) to an empty replica B, then to a replica C that first wrote every even key itself (newer values, flushed and compacted), " +
 		"so every operation merges with stored state and half lose to it. Checked: the op count returned, a full scan, " +
 		fmt.Sprintf("%d Gets against A and the generator (C's own keys must keep C's values).", sampleGets),
-	"Gets: random Gets right after the applies (imported operations are merge operands until compaction folds them), against A's. " +
+	"Gets: random Gets on A once its compactions finished, and on B and C right after their applies (imported operations are merge operands until compaction folds them). " +
 		"MB/s: change-stream bytes per second for export and apply (10^6 B), key+value bytes for the fill and Gets; stalls: the apply's waits for a flush or compaction, and their time; " +
+		"settle s: from the end of the apply (its Gets running meanwhile) until WaitForCompactions returns (a bulk import leaves L0 to compact once it ends), not in ops/s; " +
 		"vs 1M ops/s: the issue's target for the remote apply rate.",
 }
 
@@ -728,10 +744,11 @@ var bytesNotes = []string{
 }
 
 func applyCells(r applyRow) []string {
-	ratio, stalls := "", ""
+	ratio, stalls, settle := "", "", ""
 	if r.RatioToTarget > 0 {
 		ratio = fmt.Sprintf("%.2fx", r.RatioToTarget)
 		stalls = fmt.Sprintf("%d (%.2f)", r.Stalls, r.StallSeconds)
+		settle = fmt.Sprintf("%.2f", r.SettleSeconds)
 	}
 	return []string{
 		r.Phase,
@@ -741,6 +758,7 @@ func applyCells(r applyRow) []string {
 		fmt.Sprintf("%.0f", r.MBPerSec),
 		fmt.Sprintf("%.1f", float64(r.Bytes)/(1<<20)),
 		stalls,
+		settle,
 		ratio,
 	}
 }
