@@ -161,21 +161,29 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 	}
 	filtered := vs.Header.Prefix != nil
 
-	// Decode the chunks ahead of the apply, on another goroutine.
+	// Decode the chunks ahead of the apply, on another goroutine, into
+	// the buffers of chunks the apply is done with.
 	stop := make(chan struct{})
 	defer close(stop)
-	chunks := make(chan []oplog.Op, importDecodeAhead)
+	chunks := make(chan *decodedChunk, importDecodeAhead)
+	free := make(chan *decodedChunk, importFreeChunks)
 	go func() {
 		defer close(chunks)
 		for i := range vs.NumChunks() {
-			ops, err := vs.Chunk(i, nil)
-			if err != nil {
+			var c *decodedChunk
+			select {
+			case c = <-free:
+			default:
+				c = new(decodedChunk)
+			}
+			var err error
+			if c.ops, c.buf, err = vs.ChunkIn(i, c.ops[:0], c.buf); err != nil {
 				// Verified already: only a bug gets here. The apply
 				// sees the channel close early and reports it.
 				return
 			}
 			select {
-			case chunks <- ops:
+			case chunks <- c:
 			case <-stop:
 				return
 			}
@@ -200,7 +208,7 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 			return 0, err
 		}
 	}
-	im := importer{db: db, filtered: filtered, remote: db.ol.remote.Clone()}
+	im := importer{db: db, filtered: filtered, remote: db.ol.remote.Clone(), free: free}
 	last, n, seen, err := im.apply(chunks)
 	db.commitMu.Unlock()
 	if err == nil && seen != vs.Count {
@@ -223,6 +231,16 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 // importDecodeAhead is how many decoded chunks (of about 64 KiB of ops
 // each) an import keeps ready ahead of its apply.
 const importDecodeAhead = 32
+
+// importFreeChunks bounds the decoded chunks an import keeps for reuse.
+const importFreeChunks = 512
+
+// decodedChunk is a chunk of a change stream decoded for the apply: its
+// ops, whose bytes alias buf.
+type decodedChunk struct {
+	ops []oplog.Op
+	buf []byte
+}
 
 // importer applies remote operations under commitMu.
 //
@@ -272,6 +290,12 @@ type importer struct {
 	pending         *ingestTable // the batch whose table is being written
 	appliedSpare    []oplog.Op
 	keyBuf          []byte
+
+	// Decoded chunks whose ops are all in im.applied, and where they go
+	// for reuse once the batch is encoded: nothing reads an op's bytes
+	// after that.
+	held []*decodedChunk
+	free chan<- *decodedChunk
 }
 
 // ingestTable is a batch of an ingesting import whose table is being
@@ -312,7 +336,7 @@ const importBatchOverhead = lsm.MemtableEntryOverhead + 48
 // apply applies the operations of chunks in batches of at most a quarter
 // memtable. It returns the last sequence number written, how many
 // operations it applied and how many it saw.
-func (im *importer) apply(chunks <-chan []oplog.Op) (last lsm.SeqNum, n, seen int, err error) {
+func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen int, err error) {
 	db := im.db
 	im.batches = [2]*Batch{db.NewBatch(), db.NewBatch()}
 	defer im.wait()
@@ -338,9 +362,18 @@ func (im *importer) apply(chunks <-chan []oplog.Op) (last lsm.SeqNum, n, seen in
 		}
 		im.applied = im.applied[:0]
 		size = 0
+		for i, c := range im.held {
+			select {
+			case im.free <- c:
+			default:
+			}
+			im.held[i] = nil
+		}
+		im.held = im.held[:0]
 		return nil
 	}
-	for ops := range chunks {
+	for c := range chunks {
+		ops := c.ops
 		seen += len(ops)
 		for i := range ops {
 			op := &ops[i]
@@ -366,6 +399,7 @@ func (im *importer) apply(chunks <-chan []oplog.Op) (last lsm.SeqNum, n, seen in
 				return last, n, seen, err
 			}
 		}
+		im.held = append(im.held, c)
 	}
 	if err := flush(); err != nil {
 		return last, n, seen, err

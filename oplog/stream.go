@@ -571,9 +571,16 @@ func (v *VerifiedStream) NumChunks() int { return len(v.chunks) }
 // Field and Value alias a buffer of their own, allocated for the chunk.
 // It is safe to call concurrently.
 func (v *VerifiedStream) Chunk(i int, ops []Op) ([]Op, error) {
-	d := decoder{what: whatStream, b: v.d.b}
-	ops, _, err := decodeChunk(&d, v.chunks[i], ops, nil, nil)
+	ops, _, err := v.ChunkIn(i, ops, nil)
 	return ops, err
+}
+
+// ChunkIn is Chunk with the ops' bytes decoded into buf when it is large
+// enough (a buffer ChunkIn returned before, say, once nothing uses its
+// ops); it returns the buffer they alias.
+func (v *VerifiedStream) ChunkIn(i int, ops []Op, buf []byte) ([]Op, []byte, error) {
+	d := decoder{what: whatStream, b: v.d.b}
+	return decodeChunk(&d, v.chunks[i], ops, buf, nil)
 }
 
 // rangeOf checks that op could have come from a writer and returns the
