@@ -235,10 +235,10 @@ func (db *DB) replay() error {
 		}
 	}
 	lastSeq := db.vs.LastSeq()
-	mem := lsm.NewMemtable(db.opts.MemtableSize)
+	var mem *lsm.Memtable // made at the first record: most opens have none
 	var flushed []*lsm.FileMeta
 	flushMem := func() error {
-		if mem.Empty() {
+		if mem == nil || mem.Empty() {
 			return nil
 		}
 		metas, _, err := compaction.Write(db.tableEnv(false, 0), mem.NewIter(), compaction.WriteSpec{})
@@ -275,6 +275,9 @@ func (db *DB) replay() error {
 				for _, o := range operands {
 					extra += len(o)
 				}
+			}
+			if mem == nil {
+				mem = lsm.NewMemtable(db.opts.MemtableSize)
 			}
 			if len(rec)+extra+int(r.Count)*lsm.MemtableEntryOverhead > mem.Room() {
 				if err := flushMem(); err != nil {
@@ -799,15 +802,34 @@ func (db *DB) waitForBulkL0Room() error {
 	})
 }
 
-// drainMemtablesLocked seals the memtable, unless it is empty, and waits
-// until every sealed memtable is flushed. Called with commitMu held.
+// drainMemtablesLocked moves every write but metadata out of the
+// memtables into L0: it seals the memtable if it holds any, and waits
+// until the sealed memtables that do are flushed. Called with commitMu
+// held.
 func (db *DB) drainMemtablesLocked() error {
-	if !db.mem.m.Empty() {
+	if holdsData(db.mem.m) {
 		if err := db.rotateMemtable(); err != nil {
 			return err
 		}
 	}
-	return db.stallLocked(func(nImm, _ int) bool { return nImm == 0 })
+	return db.stallLocked(func(int, int) bool {
+		db.stateMu.RLock()
+		defer db.stateMu.RUnlock()
+		for _, imm := range db.imms {
+			if holdsData(imm.m) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// holdsData says whether m holds an entry outside the metadata namespace
+// (which sorts first).
+func holdsData(m *lsm.Memtable) bool {
+	it := m.NewIter()
+	defer it.Close()
+	return it.Last() && it.Key()[0] != nsMeta
 }
 
 // stallLocked waits until ok holds of the number of sealed memtables and
