@@ -2,6 +2,7 @@ package pluresdb
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -390,9 +391,13 @@ func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen
 			}
 			if !im.ingest && !im.filtered && n == 0 {
 				// A bulk import: its operands go to tables of their
-				// own, a table's worth at a time.
+				// own, a table's worth at a time. Its batches of
+				// operations are about as many as this one scaled up.
 				im.ingest = true
 				limit = ingestBatchSize(db.opts.MemtableSize)
+				want := len(im.applied)*(limit/size+1) + 1024
+				im.applied = slices.Grow(im.applied, want-len(im.applied))
+				im.appliedSpare = make([]oplog.Op, 0, want)
 				continue
 			}
 			if err := flush(); err != nil {
@@ -431,7 +436,15 @@ func (im *importer) write() (lsm.SeqNum, int, error) {
 	// Operations of one replica in a row share a delta-encoded run. (A
 	// filtered import logs none, see ExportChangesPrefix, but still has
 	// the entry: without it its operands would read as local operations.)
-	im.logBuf = im.logBuf[:0]
+	// The log entry and the record grow once, to about what they need
+	// (a bulk import's batches are megabytes, and new ones for each
+	// import).
+	need := 0
+	for i := range im.applied {
+		op := &im.applied[i]
+		need += len(op.Key) + len(op.Field) + len(op.Value) + 3*binary.MaxVarintLen64
+	}
+	im.logBuf = slices.Grow(im.logBuf[:0], need)
 	for start := 0; start < len(im.applied) && !im.filtered; {
 		end := start + 1
 		for end < len(im.applied) && im.applied[end].Replica == im.applied[start].Replica {
@@ -444,6 +457,11 @@ func (im *importer) write() (lsm.SeqNum, int, error) {
 	if im.ingest {
 		logKey = ingestedLogKey
 	}
+	refs := 0 // the operand entries that refer to the log entry
+	for i := range im.applied {
+		refs += 1 + 2*binary.MaxVarintLen32 + 1 + len(im.applied[i].Key)
+	}
+	b.data = slices.Grow(b.data, len(im.logBuf)+refs+256)
 	b.data = batchrepr.AppendEntry(b.data, batchrepr.KindLogData, nsMeta, logKey, im.logBuf)
 	b.count++
 	// The operands: in the record, or (when the log entry holds the
