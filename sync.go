@@ -564,10 +564,16 @@ func (im *importer) startIngest() error {
 }
 
 // endIngest ends the bulk load that startIngest began: L0 compacts at its
-// usual threshold again, starting now if it is over it.
+// usual threshold again, starting now if it is over it. A table still
+// being written (the import failed) is removed.
 func (im *importer) endIngest() {
 	if !im.started {
 		return
+	}
+	if t := im.pending; t != nil {
+		im.pending = nil
+		<-t.done
+		im.removeTables(t)
 	}
 	db := im.db
 	db.picker.SetBulkLoad(false)

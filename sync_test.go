@@ -7,7 +7,11 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -724,5 +728,107 @@ func TestReadsDuringIngest(t *testing.T) {
 			t.Fatalf("key %d during the import: %q", i, v)
 		}
 		reads++
+	}
+}
+
+// A bulk import whose table write fails (a full disk) returns the error,
+// leaves no table behind that the tree does not hold, and keeps the
+// database writable: importing the stream again completes it.
+func TestIngestTableWriteFails(t *testing.T) {
+	src := openReplica(t, vfs.NewMem(), "/a")
+	defer src.Close()
+	for i := range 12000 {
+		must(t, src.Put(fmt.Appendf(nil, "k%05d", i), bytes.Repeat([]byte{byte(i)}, 200)))
+	}
+	var stream bytes.Buffer
+	_, err := src.ExportChanges(&stream, nil)
+	must(t, err)
+	want := dump(t, src)
+
+	for _, failAt := range []int{1, 2, 3} {
+		mem := vfs.NewMem()
+		var fail atomic.Bool
+		tables := 0
+		var mu sync.Mutex
+		inject := func(op vfs.Op, path string) error {
+			if op == vfs.OpCreate && strings.HasSuffix(path, ".sst") && fail.Load() {
+				mu.Lock()
+				defer mu.Unlock()
+				if tables++; tables == failAt {
+					return syscall.ENOSPC
+				}
+			}
+			return nil
+		}
+		b, err := Open("/b", &Options{FS: vfs.WithFaults(mem, inject), NoSync: true, MemtableSize: 1 << 20, DisableAutoCompaction: true})
+		must(t, err)
+		fail.Store(true)
+		if _, err := b.ImportChanges(bytes.NewReader(stream.Bytes())); !errors.Is(err, syscall.ENOSPC) {
+			t.Fatalf("table %d failing: import returned %v, want ENOSPC", failAt, err)
+		}
+		fail.Store(false)
+		names, err := mem.List("/b")
+		must(t, err)
+		live := map[string]bool{}
+		for _, lm := range b.currentVersion().Levels {
+			for _, f := range lm {
+				live[filepath.Base(layout.Path("/b", layout.TypeTable, f.Num))] = true
+			}
+		}
+		for _, name := range names {
+			if strings.HasSuffix(name, ".sst") && !live[name] {
+				t.Fatalf("table %d failing: %s left behind", failAt, name)
+			}
+		}
+		if _, err := b.ImportChanges(bytes.NewReader(stream.Bytes())); err != nil {
+			t.Fatalf("table %d failing: import again: %v", failAt, err)
+		}
+		if got := dump(t, b); got != want {
+			t.Fatalf("table %d failing: state after importing again differs", failAt)
+		}
+		must(t, b.Close())
+	}
+
+	// The log write of the first batch fails, after its table is in the
+	// tree and while the next one's is being written: the database turns
+	// read-only, the table in flight is removed, and after a reopen the
+	// import completes.
+	mem := vfs.NewMem()
+	var fail atomic.Bool
+	inject := func(op vfs.Op, path string) error {
+		if op == vfs.OpWrite && strings.HasSuffix(path, ".log") && fail.Load() {
+			return syscall.ENOSPC
+		}
+		return nil
+	}
+	b, err := Open("/b", &Options{FS: vfs.WithFaults(mem, inject), MemtableSize: 1 << 20, DisableAutoCompaction: true})
+	must(t, err)
+	fail.Store(true)
+	if _, err := b.ImportChanges(bytes.NewReader(stream.Bytes())); !errors.Is(err, syscall.ENOSPC) || !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("log write failing: import returned %v, want ErrReadOnly and ENOSPC", err)
+	}
+	live := map[string]bool{}
+	for _, lm := range b.currentVersion().Levels {
+		for _, f := range lm {
+			live[filepath.Base(layout.Path("/b", layout.TypeTable, f.Num))] = true
+		}
+	}
+	names, err := mem.List("/b")
+	must(t, err)
+	for _, name := range names {
+		if strings.HasSuffix(name, ".sst") && !live[name] {
+			t.Fatalf("log write failing: %s left behind", name)
+		}
+	}
+	b.Close()
+	fail.Store(false)
+	b, err = Open("/b", &Options{FS: mem, MemtableSize: 1 << 20})
+	must(t, err)
+	defer b.Close()
+	if _, err := b.ImportChanges(bytes.NewReader(stream.Bytes())); err != nil {
+		t.Fatalf("import after reopen: %v", err)
+	}
+	if got := dump(t, b); got != want {
+		t.Fatal("state after a failed log write, a reopen and the import again differs")
 	}
 }
