@@ -672,6 +672,16 @@ func TestImportIngestsBulk(t *testing.T) {
 	if n := syncPair(t, a, b); n != 0 {
 		t.Fatalf("after restart b re-applied %d operations", n)
 	}
+	// b's history holds the ingested operations: a new replica gets them
+	// all from b.
+	d := openReplica(t, fs, "/d")
+	defer d.Close()
+	if n := syncPair(t, b, d); n != 20+500+6000+2000 {
+		t.Fatalf("d took %d operations from b", n)
+	}
+	if got := dump(t, d); got != want {
+		t.Fatal("a replica synced from b differs")
+	}
 }
 
 // Reads during a bulk import see the state before it, whatever the
