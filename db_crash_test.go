@@ -233,35 +233,13 @@ func TestKillProcess(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for round := range 3 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKillProcess$", "-test.v=false")
-		cmd.Env = append(os.Environ(), "PLURESDB_KILL_CHILD="+dir, fmt.Sprintf("PLURESDB_KILL_ROUND=%d", round))
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		acked := map[string]string{}
-		sc := bufio.NewScanner(out)
-		deadline := time.Now().Add(time.Duration(200+round*150) * time.Millisecond)
-		for sc.Scan() {
-			k, v, _ := strings.Cut(sc.Text(), "=")
-			acked[k] = v
-			if time.Now().After(deadline) && len(acked) > 50 {
-				break
-			}
-		}
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		// Lines written before the kill are acknowledged too.
-		for sc.Scan() {
-			k, v, _ := strings.Cut(sc.Text(), "=")
-			acked[k] = v
-		}
-		_ = cmd.Wait()
+		runAndKill(t, "TestKillProcess", "PLURESDB_KILL_CHILD", dir, round, time.Duration(200+round*150)*time.Millisecond,
+			func(line string) bool {
+				k, v, _ := strings.Cut(line, "=")
+				acked[k] = v
+				return len(acked) > 50
+			})
 		db, err := Open(dir, nil)
 		if err != nil {
 			t.Fatalf("round %d: open after SIGKILL: %v", round, err)
@@ -275,6 +253,38 @@ func TestKillProcess(t *testing.T) {
 		t.Logf("round %d: %d acknowledged writes survived SIGKILL", round, len(acked))
 		db.Close()
 	}
+}
+
+// runAndKill runs test in a child process, with env set to dir and
+// PLURESDB_KILL_ROUND to round, hands every line it prints to line, and
+// kills it with SIGKILL once after has passed and line has said it may.
+// Lines printed before the kill are handed over too.
+func runAndKill(t *testing.T, test, env, dir string, round int, after time.Duration, line func(string) (enough bool)) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.v=false")
+	cmd.Env = append(os.Environ(), env+"="+dir, fmt.Sprintf("PLURESDB_KILL_ROUND=%d", round))
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	deadline := time.Now().Add(after)
+	for sc.Scan() {
+		if line(sc.Text()) && time.Now().After(deadline) {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for sc.Scan() {
+		line(sc.Text())
+	}
+	_ = cmd.Wait()
 }
 
 // killChild writes synced keys forever, printing each after it is
@@ -325,37 +335,16 @@ func TestKillDuringBulkImport(t *testing.T) {
 	}
 	dir := t.TempDir()
 	for round := range 3 {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKillDuringBulkImport$", "-test.v=false")
-		cmd.Env = append(os.Environ(), "PLURESDB_INGEST_CHILD="+dir, fmt.Sprintf("PLURESDB_KILL_ROUND=%d", round))
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stderr = os.Stderr
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
 		var acked []int
-		sc := bufio.NewScanner(out)
-		deadline := time.Now().Add(time.Duration(300+round*200) * time.Millisecond)
-		for sc.Scan() {
-			n, err := strconv.Atoi(sc.Text())
-			if err != nil {
-				t.Fatalf("child said %q", sc.Text())
-			}
-			acked = append(acked, n)
-			if time.Now().After(deadline) {
-				break
-			}
-		}
-		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-			t.Fatal(err)
-		}
-		for sc.Scan() {
-			n, _ := strconv.Atoi(sc.Text())
-			acked = append(acked, n)
-		}
-		_ = cmd.Wait()
+		runAndKill(t, "TestKillDuringBulkImport", "PLURESDB_INGEST_CHILD", dir, round, time.Duration(300+round*200)*time.Millisecond,
+			func(line string) bool {
+				n, err := strconv.Atoi(line)
+				if err != nil {
+					t.Errorf("child said %q", line)
+				}
+				acked = append(acked, n)
+				return true
+			})
 		db, err := Open(dir, &Options{MemtableSize: 1 << 20})
 		if err != nil {
 			t.Fatalf("round %d: open after SIGKILL: %v", round, err)

@@ -1,7 +1,6 @@
 package lsm
 
 import (
-	"bytes"
 	"encoding/binary"
 	"slices"
 	"sort"
@@ -21,9 +20,6 @@ import (
 type Run struct {
 	keys []byte // the internal keys, back to back
 	ents []runEntry
-	// skip is how many leading bytes every user key of the run shares
-	// (set by Sort): the sort compares the eight bytes after it first.
-	skip int
 	// Sort's buffers, kept for the next sort.
 	radix [2][]radixKey
 	spare []runEntry
@@ -48,7 +44,7 @@ func (r *Run) Len() int { return len(r.ents) }
 // Reset empties the run, keeping its memory.
 func (r *Run) Reset() {
 	clear(r.ents) // drop the values
-	r.keys, r.ents, r.skip = r.keys[:0], r.ents[:0], 0
+	r.keys, r.ents = r.keys[:0], r.ents[:0]
 }
 
 // Sort orders the entries as internal keys (CompareInternal).
@@ -65,7 +61,6 @@ func (r *Run) Sort() {
 		n := min(shared, len(k))
 		shared = commonPrefix(first[:n], k[:n])
 	}
-	r.skip = shared
 	n := len(r.ents)
 	keys := slices.Grow(r.radix[0][:0], n)[:n]
 	for i := range r.ents {
@@ -83,7 +78,9 @@ func (r *Run) Sort() {
 			j++
 		}
 		if j-i > 1 {
-			slices.SortFunc(keys[i:j], func(a, b radixKey) int { return r.compare(&r.ents[a.idx], &r.ents[b.idx]) })
+			slices.SortFunc(keys[i:j], func(a, b radixKey) int {
+				return CompareInternal(r.ikey(&r.ents[a.idx]), r.ikey(&r.ents[b.idx]))
+			})
 		}
 		i = j
 	}
@@ -132,22 +129,6 @@ func radixSort(keys, tmp []radixKey) []radixKey {
 		keys, tmp = tmp, keys
 	}
 	return keys
-}
-
-func (r *Run) compare(a, b *runEntry) int {
-	ka := r.keys[a.off : a.off+a.ulen+TrailerLen]
-	kb := r.keys[b.off : b.off+b.ulen+TrailerLen]
-	if c := bytes.Compare(ka[r.skip:a.ulen], kb[r.skip:b.ulen]); c != 0 {
-		return c
-	}
-	ta, tb := Trailer(ka), Trailer(kb)
-	switch {
-	case ta > tb:
-		return -1
-	case ta < tb:
-		return 1
-	}
-	return 0
 }
 
 func (r *Run) ukey(e *runEntry) []byte { return r.keys[e.off : e.off+e.ulen] }
