@@ -385,16 +385,20 @@ func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen
 				im.remote[op.Replica] = op.Seq
 			}
 			im.applied = append(im.applied, *op)
-			size += 2*(len(op.Key)+len(op.Field)+len(op.Value)) + importBatchOverhead
+			size += im.cost(op)
 			if size < limit {
 				continue
 			}
 			if !im.ingest && !im.filtered && n == 0 {
 				// A bulk import: its operands go to tables of their
-				// own, a table's worth at a time. Its batches of
-				// operations are about as many as this one scaled up.
+				// own, a memtable's worth of entries at a time. Its
+				// batches of operations are about as many as this one
+				// scaled up.
 				im.ingest = true
-				limit = ingestBatchSize(db.opts.MemtableSize)
+				limit, size = db.opts.MemtableSize, 0
+				for i := range im.applied {
+					size += im.cost(&im.applied[i])
+				}
 				want := len(im.applied)*(limit/size+1) + 1024
 				im.applied = slices.Grow(im.applied, want-len(im.applied))
 				im.appliedSpare = make([]oplog.Op, 0, want)
@@ -416,9 +420,20 @@ func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen
 	return last, n + k, seen, err
 }
 
-// ingestBatchSize is the size (as apply counts it) of an ingesting
-// import's batch: about a memtable of operands, one L0 table.
-func ingestBatchSize(memtableSize int) int { return 2 * memtableSize }
+// cost is what op adds to the size of a batch: in the memtable (and in
+// the log, which holds it too), or for a bulk import in its table.
+func (im *importer) cost(op *oplog.Op) int {
+	kv := len(op.Key) + len(op.Field) + len(op.Value)
+	if im.ingest {
+		return kv + ingestEntryOverhead
+	}
+	return 2*kv + importBatchOverhead
+}
+
+// ingestEntryOverhead is about what an ingested entry takes beyond its
+// key, field and value: the namespace byte, the internal key's trailer and
+// the remote operand's header (kind, timestamp, origin, lengths).
+const ingestEntryOverhead = 1 + lsm.TrailerLen + 1 + 8 + 16 + 4
 
 // write commits the operations in im.applied as one batch: the log entry
 // with the operations, their operands and the version vector. It returns
