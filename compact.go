@@ -41,6 +41,13 @@ func (db *DB) currentVersion() *lsm.Version {
 	return v
 }
 
+// kickCompactions is scheduleCompactions for callers without bgMu.
+func (db *DB) kickCompactions() {
+	db.bgMu.Lock()
+	db.scheduleCompactions()
+	db.bgMu.Unlock()
+}
+
 // scheduleCompactions starts background compactions while slots are free
 // and the picker finds work. Called with bgMu held.
 func (db *DB) scheduleCompactions() {
@@ -73,11 +80,7 @@ func (db *DB) runBackground(v *lsm.Version, c *compaction.Compaction) {
 	if err != nil {
 		db.bgErr = err
 		db.log.Error().Err(err).Str("reason", c.Reason).Msg("compaction failed; retrying in a second")
-		time.AfterFunc(time.Second, func() {
-			db.bgMu.Lock()
-			db.scheduleCompactions()
-			db.bgMu.Unlock()
-		})
+		time.AfterFunc(time.Second, db.kickCompactions)
 		return
 	}
 	db.bgErr = nil

@@ -388,6 +388,13 @@ func (db *DB) logAndInstall(ve *lsm.VersionEdit, also func()) error {
 	return nil
 }
 
+// removeTableFiles deletes tables written but never installed.
+func (db *DB) removeTableFiles(metas []*lsm.FileMeta) {
+	for _, m := range metas {
+		_ = db.fs.Remove(layout.Path(db.dir, layout.TypeTable, m.Num))
+	}
+}
+
 // removeTable deletes a table no live version references.
 func (db *DB) removeTable(num layout.FileNum) {
 	if db.releasing.Load() {
@@ -1008,9 +1015,7 @@ func (db *DB) flushMemtable(imm *memtable) error {
 	}
 	db.vs.SetLastSeq(imm.maxSeq)
 	if err := db.logAndInstall(ve, func() { db.imms = db.imms[1:] }); err != nil {
-		for _, m := range metas {
-			_ = db.fs.Remove(layout.Path(db.dir, layout.TypeTable, m.Num))
-		}
+		db.removeTableFiles(metas)
 		return fmt.Errorf("pluresdb: recording flush: %w", err)
 	}
 	// No new reader can reach imm now; its arena goes to the next

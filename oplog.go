@@ -347,6 +347,14 @@ func (db *DB) pendingMetaSize() int {
 func (db *DB) appendPendingMeta() error {
 	b := &Batch{db: db}
 	b.Reset()
+	db.takePendingMeta(b)
+	_, err := db.appendLocked(b)
+	return err
+}
+
+// takePendingMeta adds the queued metadata writes to b and empties the
+// queue. Called with commitMu held.
+func (db *DB) takePendingMeta(b *Batch) {
 	for _, kv := range db.pendingMeta {
 		if kv.value == nil {
 			b.add(lsm.KindDelete, nsMeta, kv.key, nil)
@@ -355,8 +363,6 @@ func (db *DB) appendPendingMeta() error {
 		}
 	}
 	db.pendingMeta = db.pendingMeta[:0]
-	_, err := db.appendLocked(b)
-	return err
 }
 
 // sealSegment moves the index of the segment just sealed to the retained

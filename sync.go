@@ -12,7 +12,6 @@ import (
 	"github.com/plures/pluresdb/compaction"
 	"github.com/plures/pluresdb/internal/batchrepr"
 	"github.com/plures/pluresdb/internal/errs"
-	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
 )
@@ -286,11 +285,11 @@ type importer struct {
 	// of their own, sorted in a run, instead of the memtable; the record
 	// is logged once the table is in the tree. One table is written
 	// while the next batch is encoded.
-	ingest, started bool
-	runs            [2]lsm.Run
-	pending         *ingestTable // the batch whose table is being written
-	appliedSpare    []oplog.Op
-	keyBuf          []byte
+	ingest       bool
+	runs         [2]lsm.Run
+	pending      *ingestTable // the batch whose table is being written
+	appliedSpare []oplog.Op
+	keyBuf       []byte
 
 	// Decoded chunks whose ops are all in im.applied, and where they go
 	// for reuse once the batch is encoded: nothing reads an op's bytes
@@ -348,11 +347,6 @@ func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen
 		if len(im.applied) == 0 {
 			return nil
 		}
-		if im.ingest && !im.started {
-			if err := im.startIngest(); err != nil {
-				return err
-			}
-		}
 		l, k, err := im.write()
 		if l != 0 {
 			last = l
@@ -394,7 +388,9 @@ func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen
 				// own, a memtable's worth of entries at a time. Its
 				// batches of operations are about as many as this one
 				// scaled up.
-				im.ingest = true
+				if err := im.startIngest(); err != nil {
+					return last, n, seen, err
+				}
 				limit, size = db.opts.MemtableSize, 0
 				for i := range im.applied {
 					size += im.cost(&im.applied[i])
@@ -451,15 +447,20 @@ func (im *importer) write() (lsm.SeqNum, int, error) {
 	// Operations of one replica in a row share a delta-encoded run. (A
 	// filtered import logs none, see ExportChangesPrefix, but still has
 	// the entry: without it its operands would read as local operations.)
-	// The log entry and the record grow once, to about what they need
-	// (a bulk import's batches are megabytes, and new ones for each
-	// import).
-	need := 0
+	// The log entry, the record and the operands grow once, to about
+	// what they need (a bulk import's batches are megabytes, and new ones
+	// for each import).
+	logSize, recSize, opSize := 0, 256, 0
 	for i := range im.applied {
 		op := &im.applied[i]
-		need += len(op.Key) + len(op.Field) + len(op.Value) + 3*binary.MaxVarintLen64
+		logSize += len(op.Key) + len(op.Field) + len(op.Value) + 3*binary.MaxVarintLen64
+		recSize += 1 + 2*binary.MaxVarintLen32 + 1 + len(op.Key) // an operand entry
+		opSize += remoteOperandSize(op)
 	}
-	im.logBuf = slices.Grow(im.logBuf[:0], need)
+	if im.filtered {
+		logSize, opSize = 0, 0 // the operands are in the record
+	}
+	im.logBuf = slices.Grow(im.logBuf[:0], logSize)
 	for start := 0; start < len(im.applied) && !im.filtered; {
 		end := start + 1
 		for end < len(im.applied) && im.applied[end].Replica == im.applied[start].Replica {
@@ -472,11 +473,7 @@ func (im *importer) write() (lsm.SeqNum, int, error) {
 	if im.ingest {
 		logKey = ingestedLogKey
 	}
-	refs := 0 // the operand entries that refer to the log entry
-	for i := range im.applied {
-		refs += 1 + 2*binary.MaxVarintLen32 + 1 + len(im.applied[i].Key)
-	}
-	b.data = slices.Grow(b.data, len(im.logBuf)+refs+256)
+	b.data = slices.Grow(b.data, len(im.logBuf)+recSize)
 	b.data = batchrepr.AppendEntry(b.data, batchrepr.KindLogData, nsMeta, logKey, im.logBuf)
 	b.count++
 	// The operands: in the record, or (when the log entry holds the
@@ -490,11 +487,7 @@ func (im *importer) write() (lsm.SeqNum, int, error) {
 			b.add(lsm.KindMerge, importNamespace(op), op.Key, im.opBuf)
 		}
 	} else {
-		size := 0
-		for i := range im.applied {
-			size += remoteOperandSize(&im.applied[i])
-		}
-		arena := slices.Grow(im.opArenas[turn][:0], size)
+		arena := slices.Grow(im.opArenas[turn][:0], opSize)
 		operands = im.opLists[turn][:0]
 		for i := range im.applied {
 			op := &im.applied[i]
@@ -573,7 +566,7 @@ var ingestedLogKey = []byte("ingested")
 // the import runs, the memtable gets only metadata (the version vector),
 // whose keys no table of the import has.
 func (im *importer) startIngest() error {
-	im.started = true
+	im.ingest = true
 	im.db.picker.SetBulkLoad(true)
 	return im.db.drainMemtablesLocked()
 }
@@ -582,19 +575,16 @@ func (im *importer) startIngest() error {
 // usual threshold again, starting now if it is over it. A table still
 // being written (the import failed) is removed.
 func (im *importer) endIngest() {
-	if !im.started {
+	if !im.ingest {
 		return
 	}
 	if t := im.pending; t != nil {
 		im.pending = nil
 		<-t.done
-		im.removeTables(t)
+		im.db.removeTableFiles(t.metas)
 	}
-	db := im.db
-	db.picker.SetBulkLoad(false)
-	db.bgMu.Lock()
-	db.scheduleCompactions()
-	db.bgMu.Unlock()
+	im.db.picker.SetBulkLoad(false)
+	im.db.kickCompactions()
 }
 
 // ingestBatch starts writing the table of the batch just encoded in b,
@@ -665,18 +655,11 @@ func (im *importer) seal(t *ingestTable) error {
 	}
 	if db.mem.m.Room() < t.b.memSize+db.pendingMetaSize() {
 		if err := db.rotateMemtable(); err != nil {
-			im.removeTables(t)
+			im.db.removeTableFiles(t.metas)
 			return err
 		}
 	}
-	for _, kv := range db.pendingMeta {
-		if kv.value == nil {
-			t.b.add(lsm.KindDelete, nsMeta, kv.key, nil)
-		} else {
-			t.b.add(lsm.KindSet, nsMeta, kv.key, kv.value)
-		}
-	}
-	db.pendingMeta = db.pendingMeta[:0]
+	db.takePendingMeta(t.b)
 	t.last = t.seq + lsm.SeqNum(t.b.count) - 1
 	return nil
 }
@@ -689,7 +672,7 @@ func (im *importer) seal(t *ingestTable) error {
 func (im *importer) install(t *ingestTable) (lsm.SeqNum, int, error) {
 	db := im.db
 	if err := db.waitForBulkL0Room(); err != nil {
-		im.removeTables(t)
+		im.db.removeTableFiles(t.metas)
 		return 0, 0, err
 	}
 	ve := &lsm.VersionEdit{}
@@ -698,15 +681,13 @@ func (im *importer) install(t *ingestTable) (lsm.SeqNum, int, error) {
 	}
 	db.vs.SetLastSeq(t.last)
 	if err := db.logAndInstall(ve, nil); err != nil {
-		im.removeTables(t)
+		im.db.removeTableFiles(t.metas)
 		return 0, 0, fmt.Errorf("pluresdb: recording an import's table: %w", err)
 	}
 	db.m.ingests.Add(1)
 	db.m.flushBytes.Add(t.st.BytesWritten)
 	db.m.levelWritten[0].Add(t.st.BytesWritten)
-	db.bgMu.Lock()
-	db.scheduleCompactions()
-	db.bgMu.Unlock()
+	db.kickCompactions()
 	if db.lastSeq+1 != t.seq {
 		return 0, 0, fmt.Errorf("pluresdb: import: batch at seq %d logged after seq %d", t.seq, db.lastSeq)
 	}
@@ -718,11 +699,4 @@ func (im *importer) install(t *ingestTable) (lsm.SeqNum, int, error) {
 	im.logged(t.applied, t.vv)
 	im.appliedSpare = t.applied
 	return last, len(t.applied), nil
-}
-
-// removeTables deletes the tables of t, never installed.
-func (im *importer) removeTables(t *ingestTable) {
-	for _, m := range t.metas {
-		_ = im.db.fs.Remove(layout.Path(im.db.dir, layout.TypeTable, m.Num))
-	}
 }

@@ -115,9 +115,16 @@ func (w *blockWriter) reset() {
 	w.lastKey = w.lastKey[:0]
 }
 
+// commonPrefixLen returns the length of the longest common prefix of a
+// and b, comparing eight bytes at a time.
 func commonPrefixLen(a, b []byte) int {
 	n := min(len(a), len(b))
 	i := 0
+	for ; i+8 <= n; i += 8 {
+		if binary.LittleEndian.Uint64(a[i:]) != binary.LittleEndian.Uint64(b[i:]) {
+			break
+		}
+	}
 	for i < n && a[i] == b[i] {
 		i++
 	}

@@ -219,72 +219,57 @@ var memBenchBTree = sync.OnceValue(func() *btreeMemtable {
 	return m
 })
 
-// Insert: one op is one Add; a fresh memtable every 1M entries.
-func BenchmarkMemtableSkiplistInsert(b *testing.B) {
-	keys, value := memBenchKeys()
-	var m *Memtable
-	b.ReportAllocs()
-	b.SetBytes(16 + 100)
-	b.ResetTimer()
-	for i := range b.N {
-		if i%memBenchEntries == 0 {
-			b.StopTimer()
-			m = nil
-			m = NewMemtable(memBenchArena)
-			b.StartTimer()
-		}
-		if err := m.Add(SeqNum(i+1), KindSet, keys[i%memBenchEntries], value); err != nil {
-			b.Fatal(err)
-		}
-	}
+// memInserter is what the skiplist insert benchmarks time: a Memtable's
+// Add, or an Inserter's.
+type memInserter interface {
+	Add(seq SeqNum, kind Kind, ukey, value []byte) error
 }
 
-// Insert in ascending order, one Add at a time: the splice's case.
-func BenchmarkMemtableSkiplistInsertSequential(b *testing.B) {
-	value := make([]byte, 100)
-	key := make([]byte, 16)
-	var m *Memtable
+// benchSkiplistInsert times one Add of key(i) per op through what open
+// makes of a fresh memtable, one every memBenchEntries entries (flushing
+// the previous inserter, if it is an Inserter).
+func benchSkiplistInsert(b *testing.B, key func(i int) []byte, value []byte, open func(*Memtable) memInserter) {
+	var in memInserter
 	b.ReportAllocs()
 	b.SetBytes(16 + 100)
 	for i := 0; b.Loop(); i++ {
 		if i%memBenchEntries == 0 {
 			b.StopTimer()
-			m = nil
-			m = NewMemtable(memBenchArena)
+			if f, ok := in.(*Inserter); ok {
+				if err := f.Flush(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			in = open(NewMemtable(memBenchArena))
 			b.StartTimer()
 		}
-		binary.BigEndian.PutUint64(key[8:], uint64(i))
-		if err := m.Add(SeqNum(i+1), KindSet, key, value); err != nil {
+		if err := in.Add(SeqNum(i+1), KindSet, key(i), value); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
+// Insert: one op is one Add; a fresh memtable every 1M entries.
+func BenchmarkMemtableSkiplistInsert(b *testing.B) {
+	keys, value := memBenchKeys()
+	benchSkiplistInsert(b, func(i int) []byte { return keys[i%memBenchEntries] }, value,
+		func(m *Memtable) memInserter { return m })
+}
+
+// Insert in ascending order, one Add at a time: the splice's case.
+func BenchmarkMemtableSkiplistInsertSequential(b *testing.B) {
+	key := make([]byte, 16)
+	benchSkiplistInsert(b, func(i int) []byte {
+		binary.BigEndian.PutUint64(key[8:], uint64(i))
+		return key
+	}, make([]byte, 100), func(m *Memtable) memInserter { return m })
+}
+
 // Insert through an Inserter, in groups.
 func BenchmarkMemtableSkiplistInsertGroups(b *testing.B) {
 	keys, value := memBenchKeys()
-	var m *Memtable
-	var in *Inserter
-	b.ReportAllocs()
-	b.SetBytes(16 + 100)
-	b.ResetTimer()
-	for i := range b.N {
-		if i%memBenchEntries == 0 {
-			b.StopTimer()
-			if in != nil {
-				if err := in.Flush(); err != nil {
-					b.Fatal(err)
-				}
-			}
-			m = nil
-			m = NewMemtable(memBenchArena)
-			in = m.NewInserter()
-			b.StartTimer()
-		}
-		if err := in.Add(SeqNum(i+1), KindSet, keys[i%memBenchEntries], value); err != nil {
-			b.Fatal(err)
-		}
-	}
+	benchSkiplistInsert(b, func(i int) []byte { return keys[i%memBenchEntries] }, value,
+		func(m *Memtable) memInserter { return m.NewInserter() })
 }
 
 func BenchmarkMemtableBTreeInsert(b *testing.B) {

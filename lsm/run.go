@@ -57,9 +57,7 @@ func (r *Run) Sort() {
 	first := r.ukey(&r.ents[0])
 	shared := len(first)
 	for i := 1; i < len(r.ents) && shared > 0; i++ {
-		k := r.ukey(&r.ents[i])
-		n := min(shared, len(k))
-		shared = commonPrefix(first[:n], k[:n])
+		shared = commonPrefixLen(first[:shared], r.ukey(&r.ents[i]))
 	}
 	n := len(r.ents)
 	keys := slices.Grow(r.radix[0][:0], n)[:n]
@@ -136,24 +134,6 @@ func (r *Run) ukey(e *runEntry) []byte { return r.keys[e.off : e.off+e.ulen] }
 func (r *Run) ikey(e *runEntry) []byte {
 	end := e.off + e.ulen + TrailerLen
 	return r.keys[e.off:end:end]
-}
-
-// commonPrefix returns the length of the common prefix of a and b, which
-// are of equal length.
-func commonPrefix(a, b []byte) int {
-	i := 0
-	for ; i+8 <= len(a); i += 8 {
-		if x := binary.BigEndian.Uint64(a[i:]) ^ binary.BigEndian.Uint64(b[i:]); x != 0 {
-			for a[i] == b[i] {
-				i++
-			}
-			return i
-		}
-	}
-	for i < len(a) && a[i] == b[i] {
-		i++
-	}
-	return i
 }
 
 // prefix64 returns the first eight bytes of b as a big-endian integer,
