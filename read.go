@@ -180,6 +180,11 @@ func (db *DB) newUserIter(lo, hi []byte, snap lsm.SeqNum) (*lsm.UserIter, *lsm.V
 	return ui, v, nil
 }
 
+// usable says whether the iterator may move: it is open and has met no
+// error. An iteration that failed stays failed, so a loop cannot step past
+// a damaged document as if it were not there.
+func (it *Iter) usable() bool { return it.ui != nil && !it.closed && it.err == nil }
+
 // settle moves past documents that do not exist (tombstones), forward or
 // backward, and decodes the value of the one it stops at.
 func (it *Iter) settle(ok, forward bool) bool {
@@ -207,7 +212,7 @@ func (it *Iter) settle(ok, forward bool) bool {
 
 // First moves to the first key of the range and reports whether there is one.
 func (it *Iter) First() bool {
-	if it.ui == nil || it.closed {
+	if !it.usable() {
 		return false
 	}
 	return it.settle(it.ui.First(), true)
@@ -215,7 +220,7 @@ func (it *Iter) First() bool {
 
 // SeekGE moves to the first key >= key (within the range).
 func (it *Iter) SeekGE(key []byte) bool {
-	if it.ui == nil || it.closed {
+	if !it.usable() {
 		return false
 	}
 	it.seekBuf = append(append(it.seekBuf[:0], it.ns), key...)
@@ -224,7 +229,7 @@ func (it *Iter) SeekGE(key []byte) bool {
 
 // Next moves to the next key.
 func (it *Iter) Next() bool {
-	if it.ui == nil || it.closed {
+	if !it.usable() {
 		return false
 	}
 	return it.settle(it.ui.Next(), true)
@@ -232,7 +237,7 @@ func (it *Iter) Next() bool {
 
 // Last moves to the last key of the range and reports whether there is one.
 func (it *Iter) Last() bool {
-	if it.ui == nil || it.closed {
+	if !it.usable() {
 		return false
 	}
 	return it.settle(it.ui.Last(), false)
@@ -240,7 +245,7 @@ func (it *Iter) Last() bool {
 
 // SeekLT moves to the last key < key (within the range).
 func (it *Iter) SeekLT(key []byte) bool {
-	if it.ui == nil || it.closed {
+	if !it.usable() {
 		return false
 	}
 	it.seekBuf = append(append(it.seekBuf[:0], it.ns), key...)
@@ -250,7 +255,7 @@ func (it *Iter) SeekLT(key []byte) bool {
 // Prev moves to the previous key. Like Next, it returns false once the
 // iterator is off the range; a fresh First, Last or seek starts over.
 func (it *Iter) Prev() bool {
-	if it.ui == nil || it.closed {
+	if !it.usable() {
 		return false
 	}
 	return it.settle(it.ui.Prev(), false)
@@ -280,7 +285,9 @@ func (it *Iter) Value() []byte {
 	return it.ui.Value()
 }
 
-// Err returns the error that stopped the iterator, if any.
+// Err returns the first error the iteration met, whatever its source (a
+// damaged block, a document that does not decode), or nil. After Close
+// without an error it returns ErrClosed.
 func (it *Iter) Err() error {
 	if it.err != nil {
 		return it.err
@@ -288,10 +295,14 @@ func (it *Iter) Err() error {
 	if it.closed {
 		return errs.ErrClosed
 	}
-	return it.ui.Err()
+	if err := it.ui.Err(); err != nil {
+		it.err = err
+	}
+	return it.err
 }
 
-// Close releases the iterator. It returns the iterator's error, if any.
+// Close releases the iterator and returns the first error the iteration
+// met, if any: a scan that stopped early on damage does not look complete.
 func (it *Iter) Close() error {
 	if it.closed {
 		return errs.ErrClosed
@@ -300,11 +311,14 @@ func (it *Iter) Close() error {
 	if it.ui == nil {
 		return it.err
 	}
+	if it.err == nil {
+		it.err = it.ui.Err()
+	}
 	err := it.ui.Close()
 	it.version.Unref()
 	it.ui = nil
 	if it.err == nil {
 		it.err = err
 	}
-	return err
+	return it.err
 }
