@@ -155,32 +155,55 @@ func (db *DB) open() error {
 	if err != nil {
 		return err
 	}
-	var hasCurrent, hasEngineFiles bool
+	var hasCurrent, hasEngineFiles, hasReplica bool
 	var foreign []string
+	replicaTmp := filepath.Base(layout.Path(dir, layout.TypeReplica, 0)) + ".tmp"
 	for _, name := range names {
 		t, _, ok := layout.Parse(name)
 		switch {
+		case name == replicaTmp:
 		case !ok:
 			foreign = append(foreign, name)
 		case t == layout.TypeCurrent:
 			hasCurrent = true
-		case t == layout.TypeLog, t == layout.TypeTable, t == layout.TypeManifest, t == layout.TypeReplica:
+		case t == layout.TypeReplica:
+			hasReplica = true
+		case t == layout.TypeLog, t == layout.TypeTable, t == layout.TypeManifest:
 			hasEngineFiles = true
 		}
 	}
 	vsOpts := lsm.VersionSetOptions{FS: fs, Dir: dir, OnObsolete: db.removeTable}
 	switch {
 	case hasCurrent:
+		// The replica's identity is settled before the MANIFEST is
+		// rewritten in the current format: that rewrite erases the only
+		// sign of a first-format database.
+		format, err := lsm.ManifestFormat(fs, dir)
+		if err != nil {
+			return err
+		}
+		if err := db.openReplica(format == 1, hasReplica); err != nil {
+			return err
+		}
 		db.vs, err = lsm.LoadVersionSet(vsOpts)
+		if err != nil {
+			return err
+		}
 	case hasEngineFiles:
 		return errs.Corruptf(filepath.Join(dir, "CURRENT"), -1, "missing, but the directory holds tables or logs")
 	case len(foreign) > 0:
 		return fmt.Errorf("%w: %s holds files the engine did not write (%s)", errs.ErrNotDatabase, dir, foreign[0])
 	default:
+		// A new database: its REPLICA first, so a crash before CURRENT
+		// exists leaves a directory that is still new (a REPLICA alone),
+		// and one after leaves a database with its identity.
+		if err := db.openReplica(false, hasReplica); err != nil {
+			return err
+		}
 		db.vs, err = lsm.CreateVersionSet(vsOpts)
-	}
-	if err != nil {
-		return err
+		if err != nil {
+			return err
+		}
 	}
 
 	// Every numbered file in the directory (segments, archives, graph
@@ -206,9 +229,6 @@ func (db *DB) open() error {
 	db.tc.SetColdDir(db.opts.ColdDir)
 	db.version = db.vs.Current()
 
-	if err := db.openReplica(hasCurrent); err != nil {
-		return err
-	}
 	if err := db.replay(); err != nil {
 		return err
 	}

@@ -509,31 +509,52 @@ func (db *DB) openOpLog() error {
 	return nil
 }
 
-// openReplica reads this replica's ID, or makes one for a new database.
-// A database written before the op log has no REPLICA file and gets one.
-func (db *DB) openReplica(existing bool) error {
+// openReplica reads this replica's ID, or makes one. It never changes
+// the ID of a database that has one: a database whose REPLICA file is
+// missing is refused (its log and tables are another replica's history,
+// and a new ID would let peers take them for new operations). Only a new
+// directory, or a database of the first format (firstFormat: written
+// before the op log, never had a REPLICA file), gets a new ID. hasFile says
+// whether the directory listing showed the file.
+func (db *DB) openReplica(firstFormat, hasFile bool) error {
 	path := layout.Path(db.dir, layout.TypeReplica, 0)
-	id, err := oplog.ReadReplicaFile(db.fs, path)
+	var id oplog.ReplicaID
+	var err error
+	if hasFile {
+		id, err = oplog.ReadReplicaFile(db.fs, path)
+	} else {
+		err = os.ErrNotExist
+	}
 	switch {
 	case err == nil:
-	case errors.Is(err, os.ErrNotExist):
+	case errors.Is(err, os.ErrNotExist) && (firstFormat || !db.hasCurrent()):
 		id = oplog.NewReplicaID()
 		if err := oplog.WriteReplicaFile(db.fs, path, id); err != nil {
 			return err
 		}
-		if existing {
-			// Written before the op log: its log segments hold raw
-			// values, not operations. They are replayed, then dropped.
-			db.ol.legacy = true
+		if firstFormat {
 			db.log.Info().Str("replica", id.String()).Msg("database had no replica ID; made one")
 		}
+	case errors.Is(err, os.ErrNotExist):
+		return errs.Corruptf(path, -1, "missing: the database's op log and tables belong to a replica "+
+			"whose ID this file held; restore it (never a new ID) before opening")
 	default:
 		return err
 	}
+	// Written before the op log: its log segments hold raw values, not
+	// operations. They are replayed, then dropped.
+	db.ol.legacy = firstFormat
 	db.ol.self = id
 	db.ol.clock = oplog.NewClock(nil)
 	db.ol.merger = &oplog.Merger{Self: id}
 	return nil
+}
+
+// hasCurrent says whether the directory has a CURRENT file: whether it is
+// an existing database rather than a new one.
+func (db *DB) hasCurrent() bool {
+	_, err := db.fs.Stat(layout.Path(db.dir, layout.TypeCurrent, 0))
+	return err == nil
 }
 
 // upgradeDocuments rewrites the documents of a database written before the
