@@ -47,12 +47,16 @@ func FuzzRecordReader(f *testing.F) {
 					t.Fatalf("NextRecordStart = %d, %v, %v", off, ok, err)
 				}
 				if ok {
-					// A reader resynchronised there starts at that chunk.
+					// A reader resynchronised there reads from that chunk on.
 					rr := record.NewReaderAt(bytes.NewReader(file), "fuzz.log", 16, off, int64(len(file)))
-					if _, err := rr.Next(); (err == nil || errors.Is(err, errs.ErrCorruption)) && rr.Offset() != off {
-						t.Fatalf("reader resynchronised at %d starts at %d (%v)", off, rr.Offset(), err)
-					} else if err != nil && !errors.Is(err, errs.ErrCorruption) {
+					_, err := rr.Next()
+					switch {
+					case err == nil && rr.Offset() != off:
+						t.Fatalf("reader resynchronised at %d returned a record at %d", off, rr.Offset())
+					case err != nil && !errors.Is(err, errs.ErrCorruption):
 						t.Fatalf("record at resync offset %d: %v", off, err)
+					case err != nil && rr.Offset() < off:
+						t.Fatalf("reader resynchronised at %d reports damage at %d", off, rr.Offset())
 					}
 				}
 				break
