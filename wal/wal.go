@@ -33,15 +33,17 @@
 //   - After a crash, what follows the last whole record of the last segment
 //     is truncated away only if a crash explains all of it
 //     (record.CheckTail): records cut short (a chunk running past the end
-//     of the file, a chunk or header whose last bytes are zero), zeros, and
+//     of the file, a chunk or header whose bytes are zero from a sector
+//     boundary on: disks write 512-byte sectors whole), zeros, and
 //     whole valid chunks after a zero hole (a lost write followed by a kept
 //     one: everything after the first hole was never synced, or the hole
 //     could not exist). A whole chunk of non-zero bytes with a bad checksum
 //     anywhere in it is corruption.
 //   - The one ambiguity: damage that looks exactly like a lost or cut write
-//     (bytes zeroed in synced data, a flip that zeroes a chunk's last byte
-//     or makes the last chunk's length run past the end of the file) is
-//     taken for a torn tail after a crash. After a clean close it is
+//     (bytes zeroed in synced data, a flip in a chunk whose own bytes are
+//     zero from a sector boundary on, a flip that makes the last chunk's
+//     length run past the end of the file) is taken for a torn tail after
+//     a crash. After a clean close it is
 //     refused.
 //   - Damage anywhere else is corruption and stops recovery, unless
 //     salvaging: then the segment is first copied into the database's

@@ -351,9 +351,10 @@ func (r *Reader) Next() ([]byte, error) {
 //     kept, even though an earlier one was lost);
 //   - a zero byte (a write that was lost; block padding);
 //   - part of a cut chunk: a chunk whose header is whole but which runs past
-//     the end of the file (without crossing its block) or whose last byte
-//     is zero (the rest of it was lost), or a header whose type byte is
-//     zero (a write that kept fewer than HeaderSize bytes).
+//     the end of the file (without crossing its block) or whose bytes are
+//     zero from a sector boundary on (the rest of it was lost; see
+//     SectorSize), or a header whose bytes are zero from a sector boundary
+//     on (a write that kept fewer than HeaderSize bytes of it).
 //
 // Chunks are looked for right after the previous chunk and, after a run of
 // zeros, at each of its bytes (a chunk's checksum may begin with up to 8
@@ -361,8 +362,9 @@ func (r *Reader) Next() ([]byte, error) {
 // and whose last byte is not zero (a bit flip), non-zero block padding, a
 // chunk longer than its block, bytes that start no chunk.
 //
-// The ambiguity: damage that leaves a chunk's last byte (or its type byte)
-// zero, or that zeroes bytes, or that makes a last chunk's length run past
+// The ambiguity: damage that zeroes bytes from a sector boundary on (a
+// flip into a chunk whose own last bytes are zero across a sector
+// boundary, a zeroed sector), or that makes a last chunk's length run past
 // the end of the file, looks exactly like a torn write. A caller that knows
 // the stream was closed cleanly must treat any damage as corruption.
 
@@ -405,10 +407,17 @@ func CheckTail(f io.ReaderAt, file string, base, from, size int64) error {
 			}
 			// The first non-zero byte since the last chunk: a chunk
 			// starts here, or up to 8 bytes earlier if its checksum
-			// begins with zero bytes. It must be one cut short.
+			// begins with zero bytes. It must be one cut short. Fewer
+			// zeros than a header are no lost write (a write holds at
+			// least one chunk): the chunk starts where they do.
 			found := false
-			for c := i; c >= max(zeroStart, i-8); c-- {
-				if end, ok := cutChunk(b, c, atEOF); ok {
+			lo := max(zeroStart, i-8)
+			if i-zeroStart < HeaderSize {
+				lo = zeroStart
+				i = zeroStart
+			}
+			for c := i; c >= lo; c-- {
+				if end, ok := cutChunk(b, bstart, c, atEOF); ok {
 					i, zeroStart, found = end, end, true
 					break
 				}
@@ -448,16 +457,24 @@ func wholeChunk(b []byte, i int) (int, bool) {
 	return end, checksum(typ, b[i+HeaderSize:end]) == binary.LittleEndian.Uint64(b[i:i+8])
 }
 
+// SectorSize is the unit a disk writes whole. A write cut short by a power
+// loss keeps a prefix that ends at a multiple of it (a file offset), so the
+// zeros that end a cut chunk start at a sector boundary. (A write cut short
+// by the process, on a full disk say, ends the file instead: a chunk
+// running past the end of the file may end anywhere.)
+const SectorSize = 512
+
 // cutChunk reports whether a chunk starting at b[c] was cut short by a
-// crash (see CheckTail), and where its bytes end. atEOF: the file ends
-// with b.
-func cutChunk(b []byte, c int, atEOF bool) (int, bool) {
+// crash (see CheckTail), and where its bytes end. b is one block, at file
+// offset bstart; atEOF: the file ends with b.
+func cutChunk(b []byte, bstart int64, c int, atEOF bool) (int, bool) {
 	if len(b)-c < HeaderSize {
 		return len(b), atEOF // the header runs past the end of the file
 	}
 	typ := b[c+10]
 	if typ == 0 {
-		return c + HeaderSize, true // the header's last bytes were lost
+		// The header's last bytes were lost.
+		return c + HeaderSize, zeroTailAtSector(b, bstart, c, c+HeaderSize)
 	}
 	if typ > typeLast {
 		return 0, false
@@ -468,10 +485,25 @@ func cutChunk(b []byte, c int, atEOF bool) (int, bool) {
 		return 0, false // no writer makes such a chunk
 	case end > len(b):
 		return len(b), atEOF
-	case b[end-1] == 0:
+	case zeroTailAtSector(b, bstart, c, end):
 		return end, true
 	}
 	return 0, false
+}
+
+// zeroTailAtSector reports whether b[c:end] ends in zeros that begin at or
+// before a sector boundary after c: what a write torn there leaves.
+func zeroTailAtSector(b []byte, bstart int64, c, end int) bool {
+	z := end
+	for z > c && b[z-1] == 0 {
+		z--
+	}
+	if z == end {
+		return false
+	}
+	lo := bstart + int64(max(z, c+1))
+	q := (lo + SectorSize - 1) / SectorSize * SectorSize
+	return q < bstart+int64(end)
 }
 
 // NextRecordStart returns the first file offset in [from, size) of f, a

@@ -303,8 +303,12 @@ func TestCheckTail(t *testing.T) {
 				switch rng.IntN(3) {
 				case 0: // lost
 					clear(crashed[starts[w]:ends[w]])
-				case 1: // torn
-					clear(crashed[starts[w]+rng.Int64N(ends[w]-starts[w]) : ends[w]])
+				case 1: // torn at a sector boundary, if one is inside
+					q := (starts[w]/SectorSize + 1) * SectorSize
+					if q < ends[w] {
+						q += rng.Int64N((ends[w]-q+SectorSize-1)/SectorSize) * SectorSize
+						clear(crashed[q:ends[w]])
+					}
 					last = ends[w]
 				default:
 					last = ends[w]
@@ -317,7 +321,13 @@ func TestCheckTail(t *testing.T) {
 			desc = "hole"
 		}
 		if err := CheckTail(bytes.NewReader(crashed), "test.log", base, from, int64(len(crashed))); err != nil {
-			t.Fatalf("iter %d (%s, tail from %d of %d, writes %v..%v): %v", iter, desc, from, len(crashed), starts, ends, err)
+			var nz []int
+			for w := range starts {
+				if int(starts[w]) < len(crashed) {
+					nz = append(nz, int(crashed[starts[w]]), int(crashed[min(int64(len(crashed)), ends[w])-1]))
+				}
+			}
+			t.Fatalf("iter %d (%s, tail from %d of %d, writes %v..%v, first/last bytes %v): %v", iter, desc, from, len(crashed), starts, ends, nz, err)
 		}
 
 		// A bit flip inside a whole chunk of the tail is corruption, found
@@ -336,7 +346,7 @@ func TestCheckTail(t *testing.T) {
 		err := CheckTail(bytes.NewReader(bad), "test.log", base, from, int64(len(bad)))
 		var ce *errs.CorruptionError
 		if !errors.As(err, &ce) || ce.File != "test.log" || ce.Offset > flipAt || ce.Offset < from {
-			t.Fatalf("iter %d: flip at %d (write %d at %d..%d, tail from %d): %v", iter, flipAt, w, starts[w], ends[w], from, err)
+			t.Fatalf("iter %d: flip at %d (write %d at %d..%d, tail from %d, %d writes, size %d): %v\n%x", iter, flipAt, w, starts[w], ends[w], from, len(starts), len(bad), err, bad[starts[w]:min(ends[w], starts[w]+40)])
 		}
 	}
 
@@ -348,7 +358,10 @@ func TestCheckTail(t *testing.T) {
 		{"zeros", make([]byte, 100), -1},
 		{"zeros then garbage", append(append(make([]byte, 50), bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 4)...), make([]byte, 40)...), base + 50},
 		{"short garbage at the end", []byte{1, 2, 3}, -1},
-		{"header with a zero type, then zeros", append([]byte{9, 9, 9, 9, 0, 0, 0, 0, 0, 0, 0}, make([]byte, 30)...), -1},
+		// A write torn at the sector boundary 512 (file offset) four bytes
+		// into a header; the same bytes one byte earlier are not a tear.
+		{"header cut at a sector boundary, then zeros", append(append(make([]byte, 492), 9, 9, 9, 9), make([]byte, 40)...), -1},
+		{"header cut inside a sector", append(append(make([]byte, 484), 9, 9, 9, 9), make([]byte, 40)...), base + 484},
 		{"whole header, payload cut by the end", []byte{1, 2, 3, 4, 5, 6, 7, 8, 200, 0, 1, 7, 7}, -1},
 		{"chunk longer than its block", []byte{1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xff, 1, 7, 7}, base},
 	} {

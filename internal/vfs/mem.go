@@ -304,8 +304,8 @@ const (
 	DropUnsynced CrashMode = iota
 	// PersistPrefix keeps, for each file, the first k of its unsynced
 	// changes (k random, from none to all), in order; the change after them,
-	// if a write, may be kept in part (a torn write: a random prefix of its
-	// bytes).
+	// if a write, may be kept in part (a torn write: a prefix of its bytes
+	// ending at a sector boundary).
 	PersistPrefix
 	// PersistSubset keeps a random subset of each file's unsynced changes,
 	// each possibly torn: a later write may survive an earlier one that is
@@ -325,6 +325,10 @@ func (m CrashMode) String() string {
 	}
 	return fmt.Sprintf("CrashMode(%d)", int(m))
 }
+
+// SectorSize is the unit a disk writes whole: a torn write keeps a prefix
+// that ends at a multiple of it (a file offset).
+const SectorSize = 512
 
 // CrashModes lists every CrashMode, for tests that try them all.
 var CrashModes = []CrashMode{DropUnsynced, PersistPrefix, PersistSubset}
@@ -390,9 +394,14 @@ func crashData(synced []byte, pending []memOp, rng *rand.Rand, mode CrashMode) [
 		return data
 	}
 	// torn applies a random prefix of a write (maybe all of it).
+	// torn keeps a prefix of a write ending at a sector boundary inside
+	// it (maybe all of it): disks write sectors whole.
 	torn := func(op memOp) memOp {
-		if len(op.data) > 1 && rng.IntN(3) == 0 {
-			op.data = op.data[:rng.IntN(len(op.data))]
+		first := (op.off/SectorSize + 1) * SectorSize // first boundary after off
+		end := op.off + int64(len(op.data))
+		if first < end && rng.IntN(3) == 0 {
+			cut := first + rng.Int64N((end-first+SectorSize-1)/SectorSize)*SectorSize
+			op.data = op.data[:cut-op.off]
 		}
 		return op
 	}

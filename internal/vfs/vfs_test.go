@@ -432,12 +432,12 @@ func TestMemCrashCloneWith(t *testing.T) {
 		fs.MkdirAll("/db")
 		f := mustWrite(t, fs, "/db/a", "AAAA", true)
 		for _, s := range []string{"BBBB", "CCCC", "DDDD"} {
-			f.Write([]byte(s))
+			f.Write([]byte(strings.Repeat(s, 300)))
 		}
 		fs.SyncDir("/db")
 		return fs, f
 	}
-	const full = "AAAABBBBCCCCDDDD"
+	full := "AAAA" + strings.Repeat("BBBB", 300) + strings.Repeat("CCCC", 300) + strings.Repeat("DDDD", 300)
 	for _, mode := range CrashModes {
 		t.Run(mode.String(), func(t *testing.T) {
 			var sawTorn, sawHole, sawAll, sawNone bool
@@ -472,7 +472,23 @@ func TestMemCrashCloneWith(t *testing.T) {
 				}
 				sawNone = sawNone || got == "AAAA"
 				sawAll = sawAll || got == full
-				sawTorn = sawTorn || len(got)%4 != 0
+				for i := 4; i < len(got); i += 1200 {
+					// Each write covers [4+1200k, 4+1200(k+1)): kept in part,
+					// it ends at a sector boundary.
+					end := min(i+1200, len(got))
+					if n := len(strings.TrimRight(got[i:end], "\x00")); n > 0 && n < end-i {
+						if (i+n)%SectorSize != 0 {
+							t.Fatalf("seed %d: a write torn at %d, not a sector boundary", seed, i+n)
+						}
+						sawTorn = true
+					}
+				}
+				if len(got) != len(full) && len(got) > 4 && (len(got)-4)%1200 != 0 {
+					if len(got)%SectorSize != 0 {
+						t.Fatalf("seed %d: file cut at %d, inside a sector", seed, len(got))
+					}
+					sawTorn = true
+				}
 				if i := strings.IndexByte(got, 0); i >= 0 && strings.TrimLeft(got[i:], "\x00") != "" {
 					sawHole = true // a lost write followed by a kept one
 				}
@@ -496,18 +512,19 @@ func TestMemCrashCloneWith(t *testing.T) {
 		fs, f := build()
 		f.Sync()
 		f.Truncate(2)
-		f.Write([]byte("EE")) // at offset 16: the file grows again, zero-filled
+		f.Write([]byte("EE")) // at offset 3604: the file grows again, zero-filled
 		got, _ := readAll(t, fs.CrashCloneWith(rand.New(rand.NewPCG(seed, 2)), PersistPrefix), "/db/a")
 		seen[got] = true
+		grown := "AA" + strings.Repeat("\x00", len(full)-2) + "EE"
 		switch {
-		case got == full, got == "AA", got == "AA"+strings.Repeat("\x00", 14)+"EE", got == "AA"+strings.Repeat("\x00", 14)+"E":
+		case got == full, got == "AA", got == grown:
 		default:
 			t.Fatalf("seed %d: %q after truncate and write", seed, got)
 		}
 		// A Sync makes everything durable: no mode may lose it.
 		f.Sync()
 		for _, mode := range CrashModes {
-			if got, _ := readAll(t, fs.CrashCloneWith(rand.New(rand.NewPCG(seed, 3)), mode), "/db/a"); got != "AA"+strings.Repeat("\x00", 14)+"EE" {
+			if got, _ := readAll(t, fs.CrashCloneWith(rand.New(rand.NewPCG(seed, 3)), mode), "/db/a"); got != grown {
 				t.Fatalf("seed %d %v: synced file reads %q", seed, mode, got)
 			}
 		}
