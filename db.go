@@ -94,6 +94,12 @@ type DB struct {
 	// releasing is set while Close drops the DB's own references: tables
 	// that become unreferenced then are not obsolete, only closed.
 	releasing atomic.Bool
+	// closeClean is set by Close: closeResources then records the clean
+	// shutdown in the MANIFEST once the log is synced.
+	closeClean bool
+	// lost lists what a salvaging recovery could not replay (lost.go); set
+	// during Open, read-only afterwards.
+	lost []LostRange
 }
 
 // errMemInsert marks a memtable failure during replay, apart from damage
@@ -270,11 +276,43 @@ func (db *DB) replay() error {
 		return nil
 	}
 	var idx *segIndex
-	res, err := wal.Replay(wal.RecoverOptions{FS: db.fs, Dir: db.dir, Salvage: db.opts.Salvage}, live,
+	// After a clean close the log cannot have a torn tail: Replay refuses
+	// any damage (unless salvaging).
+	var clean *wal.CleanClose
+	if c := db.vs.CleanClose(); c != nil {
+		clean = &wal.CleanClose{Segment: c.LogNum, Size: c.LogSize}
+	}
+	// Sequence numbers run on from record to record, so the ones a
+	// salvaged damage lost lie between the last record before it and the
+	// first after it.
+	prevLast := lastSeq
+	var pending []wal.Damage
+	onDamage := func(d wal.Damage) { pending = append(pending, d) }
+	lostBefore := func(next lsm.SeqNum) {
+		for _, d := range pending {
+			lr := LostRange{Segment: layout.Path(db.dir, layout.TypeLog, d.Segment), Offset: d.Offset, Bytes: d.Bytes,
+				Quarantined: d.Quarantined, First: uint64(prevLast) + 1, Last: uint64(next) - 1, Err: d.Err}
+			if next == 0 {
+				lr.Last = 0 // nothing after the damage: the end is unknown
+			}
+			db.lost = append(db.lost, lr)
+			db.log.Error().Str("segment", lr.Segment).Int64("offset", d.Offset).Int64("bytes", d.Bytes).
+				Uint64("first_seq", lr.First).Uint64("last_seq", lr.Last).Str("quarantined", d.Quarantined).
+				AnErr("damage", d.Err).Msg("salvage: dropped damaged log records; the sequence numbers between first_seq and last_seq (0: unknown) are lost")
+		}
+		pending = pending[:0]
+	}
+	res, err := wal.Replay(wal.RecoverOptions{FS: db.fs, Dir: db.dir, Salvage: db.opts.Salvage, Clean: clean, OnDamage: onDamage}, live,
 		func(seg layout.FileNum, rec []byte) error {
 			r, err := batchrepr.NewReader(rec)
 			if err != nil {
 				return errs.Corruptf(layout.Path(db.dir, layout.TypeLog, seg), -1, "%v", err)
+			}
+			if len(pending) > 0 {
+				lostBefore(r.Seq)
+			}
+			if r.Count > 0 {
+				prevLast = max(prevLast, r.Seq+lsm.SeqNum(r.Count)-1)
 			}
 			if !db.ol.legacy {
 				if idx == nil || idx.num != seg {
@@ -322,10 +360,7 @@ func (db *DB) replay() error {
 	if err != nil {
 		return err
 	}
-	for _, d := range res.Dropped {
-		db.log.Error().Str("segment", d.Segment.String()).Int64("offset", d.Offset).Int64("bytes", d.Bytes).
-			AnErr("damage", d.Err).Msg("salvage: dropped damaged log records")
-	}
+	lostBefore(0)
 	if res.TornTail {
 		db.log.Warn().Int64("truncated_at", res.TruncatedAt).Msg("recovered from a torn log tail")
 	}
@@ -1077,6 +1112,7 @@ func (db *DB) Close() error {
 	db.commitMu.Unlock()
 	db.ol.subs.close()
 	db.wg.Wait()
+	db.closeClean = true
 	return db.closeResources()
 }
 
@@ -1089,7 +1125,13 @@ func (db *DB) closeResources() error {
 	}
 	db.releasing.Store(true)
 	if db.wal != nil {
-		keep(db.wal.Close())
+		werr := db.wal.Close()
+		keep(werr)
+		// A clean shutdown, on record: the log is synced up to here, so at
+		// the next Open any damage in it is corruption, not a torn write.
+		if werr == nil && db.closeClean && db.broken.Load() == nil && db.vs != nil {
+			keep(db.vs.LogAndApply(&lsm.VersionEdit{CleanClose: &lsm.CleanClose{LogNum: db.wal.Num(), LogSize: db.wal.Size()}}))
+		}
 	}
 	if db.version != nil {
 		db.version.Unref()

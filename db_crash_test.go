@@ -5,16 +5,21 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
+	"github.com/plures/pluresdb/wal"
 )
 
 // history records, per key, what a crash may legitimately leave: the value
@@ -75,13 +80,16 @@ func TestCrashRandomPoints(t *testing.T) {
 			}
 			// Count the operations of a fault-free run, to place faults
 			// within it.
-			total := crashWorkload(t, vfs.NewMem(), nil, seed, tiered)
+			total := crashWorkload(t, vfs.NewMem(), nil, seed, tiered, vfs.DropUnsynced)
 			t.Logf("a fault-free run makes %d filesystem operations", total)
 			for run := range runs {
 				mem := vfs.NewMem()
 				n := rng.Int64N(total) + 1
 				cd := vfs.FailAfter(n, vfs.ErrInjected)
-				crashWorkload(t, mem, cd, seed+uint64(run), tiered)
+				// Each crash mode in turn: unsynced writes dropped, a
+				// prefix of them kept, or a random subset (torn, out of
+				// order).
+				crashWorkload(t, mem, cd, seed+uint64(run), tiered, vfs.CrashModes[run%len(vfs.CrashModes)])
 				// crashWorkload checked the recovered state.
 			}
 		})
@@ -105,7 +113,7 @@ func crashOptions(fs vfs.FS, tiered bool) *Options {
 // crashWorkload runs the workload on mem (through a fault injector if cd is
 // not nil), crashes, reopens and checks. It returns the number of
 // filesystem operations made.
-func crashWorkload(t *testing.T, mem *vfs.MemFS, cd *vfs.Countdown, seed uint64, tiered bool) int64 {
+func crashWorkload(t *testing.T, mem *vfs.MemFS, cd *vfs.Countdown, seed uint64, tiered bool, mode vfs.CrashMode) int64 {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 11))
 	counter := vfs.FailAfter(1<<62, vfs.ErrInjected)
@@ -150,16 +158,16 @@ func crashWorkload(t *testing.T, mem *vfs.MemFS, cd *vfs.Countdown, seed uint64,
 		}
 		_ = db.Close()
 	}
-	crashed := mem.CrashClone()
+	crashed := mem.CrashCloneWith(rand.New(rand.NewPCG(seed, 13)), mode)
 	// No background compactions while the files are checked against the
 	// live tables.
 	reopen := crashOptions(crashed, tiered)
 	reopen.DisableAutoCompaction = true
 	db2, err := Open("/db", reopen)
 	if err != nil {
-		t.Fatalf("seed %d: reopen after crash (fault at op %v): %v", seed, faultAt(cd), err)
+		t.Fatalf("seed %d %v: reopen after crash (fault at op %v): %v", seed, mode, faultAt(cd), err)
 	}
-	h.check(t, db2, fmt.Sprintf("seed %d fault at op %v", seed, faultAt(cd)))
+	h.check(t, db2, fmt.Sprintf("seed %d %v fault at op %v", seed, mode, faultAt(cd)))
 	checkNoLeakedTables(t, crashed, db2, tiered)
 	// The recovered database takes writes and survives another clean cycle.
 	if err := db2.Put([]byte("after"), []byte("crash")); err != nil {
@@ -421,5 +429,227 @@ func ingestChild() {
 			os.Exit(1)
 		}
 		fmt.Println(n)
+	}
+}
+
+// newestSegment returns the path of the highest-numbered log segment.
+func newestSegment(t *testing.T, fs vfs.FS, dir string) string {
+	t.Helper()
+	segs, err := wal.List(fs, dir)
+	if err != nil || len(segs) == 0 {
+		t.Fatalf("segments: %v %v", segs, err)
+	}
+	return layout.Path(dir, layout.TypeLog, segs[len(segs)-1])
+}
+
+// TestCleanCloseRefusesLogDamage: after a clean close, a flipped bit in the
+// last record of the newest segment, or a segment cut short, is
+// corruption naming the segment and offset, never a torn tail; the refused
+// Open changes nothing, so the undamaged log opens afterwards.
+func TestCleanCloseRefusesLogDamage(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, nil)
+	must(t, err)
+	for i := range 50 {
+		must(t, db.Put(fmt.Appendf(nil, "k%03d", i), []byte(strings.Repeat("v", 100))))
+	}
+	must(t, db.Close())
+	seg := newestSegment(t, vfs.Default, dir)
+	orig, err := os.ReadFile(seg)
+	must(t, err)
+
+	for _, tc := range []struct {
+		name   string
+		damage []byte
+		offset int64
+	}{
+		{"bit flip in the last record", func() []byte { b := bytes.Clone(orig); b[len(b)-20] ^= 0x04; return b }(), -1},
+		{"cut short", orig[:len(orig)-30], int64(len(orig) - 30)},
+	} {
+		must(t, os.WriteFile(seg, tc.damage, 0o644))
+		_, err := Open(dir, nil)
+		var ce *errs.CorruptionError
+		if !errors.As(err, &ce) || !errors.Is(err, ErrCorruption) || ce.File != seg || ce.Offset <= 0 || ce.Offset > int64(len(orig)) ||
+			(tc.offset >= 0 && ce.Offset != tc.offset) {
+			t.Fatalf("%s: Open = %v, want corruption in %s", tc.name, err, seg)
+		}
+		if got, _ := os.ReadFile(seg); !bytes.Equal(got, tc.damage) {
+			t.Fatalf("%s: the refused Open changed the segment", tc.name)
+		}
+	}
+	must(t, os.WriteFile(seg, orig, 0o644))
+	db, err = Open(dir, nil)
+	if err != nil {
+		t.Fatalf("undamaged log after refused opens: %v", err)
+	}
+	for i := range 50 {
+		if _, err := db.Get(fmt.Appendf(nil, "k%03d", i)); err != nil {
+			t.Fatalf("k%03d: %v", i, err)
+		}
+	}
+	must(t, db.Close())
+}
+
+// crashedLog opens a database on a MemFS, writes synced keys, then
+// unsynced ones that reach the file but are never synced, and returns the
+// synced keys, what a crash keeps (synced bytes only) and the segment's
+// bytes as written.
+func crashedLog(t *testing.T) (crashed *vfs.MemFS, seg string, written []byte, synced, firstWrite int64) {
+	t.Helper()
+	mem := vfs.NewMem()
+	db, err := Open("/db", &Options{FS: mem})
+	must(t, err)
+	for i := range 20 {
+		must(t, db.Put(fmt.Appendf(nil, "k%03d", i), []byte(strings.Repeat("s", 200))))
+	}
+	for i := range 3 {
+		b := db.NewBatch()
+		b.Put(fmt.Appendf(nil, "u%03d", i), []byte(strings.Repeat("u", 300)))
+		must(t, b.Commit(&WriteOptions{NoSync: true}))
+		db.commitMu.Lock()
+		end, err := db.wal.WriteBuffered()
+		db.commitMu.Unlock()
+		must(t, err)
+		if i == 0 {
+			firstWrite = end
+		}
+	}
+	seg = newestSegment(t, mem, "/db")
+	crashed = mem.CrashClone()
+	written = readMem(t, mem, seg)
+	synced = int64(len(readMem(t, crashed, seg)))
+	db.Close()
+	return crashed, seg, written, synced, firstWrite
+}
+
+func readMem(t *testing.T, fs vfs.FS, path string) []byte {
+	t.Helper()
+	f, err := fs.Open(path)
+	must(t, err)
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	must(t, err)
+	return b
+}
+
+func writeMem(t *testing.T, fs vfs.FS, path string, b []byte) {
+	t.Helper()
+	f, err := fs.Create(path)
+	must(t, err)
+	_, err = f.Write(b)
+	must(t, err)
+	must(t, f.Sync())
+	must(t, f.Close())
+}
+
+// TestCrashLogTail: after a crash, a torn last record and a zero hole
+// followed by valid (never synced) records are torn tails: Open truncates
+// them and every synced write is there. A bit flip in a whole record is
+// corruption.
+func TestCrashLogTail(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		damage  func(written []byte, synced, firstWrite int64) []byte
+		corrupt bool
+	}{
+		{"torn last record", func(w []byte, s, f int64) []byte { return w[:len(w)-150] }, false},
+		{"zero hole then valid records", func(w []byte, s, f int64) []byte {
+			// The first unsynced write lost, the later ones kept.
+			b := bytes.Clone(w)
+			clear(b[s:f])
+			return b
+		}, false},
+		{"bit flip in the last whole record", func(w []byte, s, f int64) []byte {
+			b := bytes.Clone(w)
+			b[len(b)-40] ^= 0x02
+			return b
+		}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			crashed, seg, written, synced, firstWrite := crashedLog(t)
+			if firstWrite <= synced {
+				t.Fatalf("the first unsynced write ends at %d, synced up to %d", firstWrite, synced)
+			}
+			damaged := tc.damage(written, synced, firstWrite)
+			writeMem(t, crashed, seg, damaged)
+			db, err := Open("/db", &Options{FS: crashed})
+			if tc.corrupt {
+				var ce *errs.CorruptionError
+				if !errors.As(err, &ce) || ce.File != seg || ce.Offset < synced {
+					t.Fatalf("Open = %v, want corruption in %s after offset %d", err, seg, synced)
+				}
+				if !bytes.Equal(readMem(t, crashed, seg), damaged) {
+					t.Fatal("the refused Open changed the segment")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open after a crash: %v", err)
+			}
+			defer db.Close()
+			for i := range 20 {
+				if _, err := db.Get(fmt.Appendf(nil, "k%03d", i)); err != nil {
+					t.Fatalf("synced k%03d: %v", i, err)
+				}
+			}
+			if len(db.LostRanges()) != 0 {
+				t.Fatalf("a torn tail reported as lost: %+v", db.LostRanges())
+			}
+		})
+	}
+}
+
+// TestSalvageKeepsRecordsAfterDamage: Salvage copies the damaged segment
+// to quarantine/, keeps every record after the damage, and reports the
+// sequence numbers lost.
+func TestSalvageKeepsRecordsAfterDamage(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, nil)
+	must(t, err)
+	for i := range 100 {
+		must(t, db.Put(fmt.Appendf(nil, "k%03d", i), fmt.Appendf(nil, "value-%03d-%s", i, strings.Repeat("x", 50))))
+	}
+	must(t, db.Close())
+	seg := newestSegment(t, vfs.Default, dir)
+	orig, err := os.ReadFile(seg)
+	must(t, err)
+	at := bytes.Index(orig, []byte("value-050-"))
+	if at < 0 {
+		t.Fatal("record of k050 not found in the segment")
+	}
+	damaged := bytes.Clone(orig)
+	damaged[at+3] ^= 0x20
+	must(t, os.WriteFile(seg, damaged, 0o644))
+
+	if _, err := Open(dir, nil); !errors.Is(err, ErrCorruption) {
+		t.Fatalf("Open without Salvage: %v", err)
+	}
+	db, err = Open(dir, &Options{Salvage: true})
+	if err != nil {
+		t.Fatalf("Open with Salvage: %v", err)
+	}
+	defer db.Close()
+	for i := range 100 {
+		_, err := db.Get(fmt.Appendf(nil, "k%03d", i))
+		if i == 50 {
+			if !errors.Is(err, ErrNotFound) {
+				t.Fatalf("k050, in the damaged record: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("k%03d: %v", i, err)
+		}
+	}
+	lost := db.LostRanges()
+	if len(lost) != 1 || lost[0].First == 0 || lost[0].First != lost[0].Last || lost[0].Segment != seg {
+		t.Fatalf("LostRanges = %+v, want one range of one sequence number", lost)
+	}
+	q := filepath.Join(dir, "quarantine", filepath.Base(seg))
+	if lost[0].Quarantined != q {
+		t.Fatalf("quarantined as %q, want %q", lost[0].Quarantined, q)
+	}
+	if got, err := os.ReadFile(q); err != nil || !bytes.Equal(got, damaged) {
+		t.Fatalf("quarantined copy: %v", err)
 	}
 }

@@ -67,8 +67,8 @@ func TestUpgradeFormatV1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v := binary.LittleEndian.Uint32(m[8:12]); v != 2 {
-		t.Fatalf("manifest version after upgrade = %d, want 2", v)
+	if v := binary.LittleEndian.Uint32(m[8:12]); v != 3 {
+		t.Fatalf("manifest version after upgrade = %d, want 3 (the current one)", v)
 	}
 	db, err = Open(dir, nil)
 	if err != nil {

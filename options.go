@@ -161,10 +161,13 @@ type Options struct {
 	// works. For tests and bulk loads.
 	DisableAutoCompaction bool
 
-	// Salvage opens a database whose log has a damaged record in the
-	// middle: the damaged segment is cut at the damage and replay goes on,
-	// losing the records after it in that segment (reported in the log and
-	// by Open's logger). Default false: Open refuses with ErrCorruption.
+	// Salvage opens a database whose log has damaged records: the damaged
+	// segment is first copied into the directory's quarantine/
+	// subdirectory, then rewritten with every valid record (those after
+	// the damage included), and replay goes on. What was lost is logged at
+	// error level and listed by DB.LostRanges, with the sequence numbers
+	// it held. Default false: Open refuses with ErrCorruption naming the
+	// segment and offset.
 	Salvage bool
 
 	// Logger receives the engine's events (flushes, compactions, errors).

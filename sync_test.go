@@ -523,20 +523,22 @@ func TestImportCrash(t *testing.T) {
 			acked = err == nil
 			b.Close()
 		}
-		b, err := Open("/b", opts(mem.CrashClone()))
+		// Each crash mode in turn.
+		mode := vfs.CrashModes[run%len(vfs.CrashModes)]
+		b, err := Open("/b", opts(mem.CrashCloneWith(rand.New(rand.NewPCG(seed, uint64(run))), mode)))
 		if err != nil {
-			t.Fatalf("run %d: reopen after crash: %v", run, err)
+			t.Fatalf("seed %d run %d %v: reopen after crash: %v", seed, run, mode, err)
 		}
 		if acked {
 			if got := dump(t, b); got != want {
-				t.Fatalf("run %d: acknowledged import lost after a crash", run)
+				t.Fatalf("seed %d run %d %v: acknowledged import lost after a crash", seed, run, mode)
 			}
 		}
 		if _, err := b.ImportChanges(bytes.NewReader(stream.Bytes())); err != nil {
-			t.Fatalf("run %d: import after crash: %v", run, err)
+			t.Fatalf("seed %d run %d %v: import after crash: %v", seed, run, mode, err)
 		}
 		if got := dump(t, b); got != want {
-			t.Fatalf("run %d: re-import after a crash does not give the source's state", run)
+			t.Fatalf("seed %d run %d %v: re-import after a crash does not give the source's state", seed, run, mode)
 		}
 		must(t, b.Close())
 	}

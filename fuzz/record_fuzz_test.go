@@ -36,8 +36,28 @@ func FuzzRecordReader(f *testing.F) {
 				if !errors.As(err, &ce) || ce.File != "fuzz.log" || ce.Offset < 16 || ce.Offset > 16+int64(len(data)) {
 					t.Fatalf("bad error %v", err)
 				}
-				if _, err := record.ValidChunkAfter(bytes.NewReader(data), 0, r.Offset()-16+1, int64(len(data))); err != nil {
-					t.Fatalf("ValidChunkAfter: %v", err)
+				// The same bytes behind a 16-byte header, as a file.
+				file := append(make([]byte, 16), data...)
+				terr := record.CheckTail(bytes.NewReader(file), "fuzz.log", 16, r.End(), int64(len(file)))
+				if terr != nil && (!errors.As(terr, &ce) || ce.Offset < r.End() || ce.Offset >= int64(len(file))) {
+					t.Fatalf("CheckTail: %v", terr)
+				}
+				off, ok, err := record.NextRecordStart(bytes.NewReader(file), 16, r.Offset()+1, int64(len(file)))
+				if err != nil || (ok && (off <= r.Offset() || off+record.HeaderSize > int64(len(file)))) {
+					t.Fatalf("NextRecordStart = %d, %v, %v", off, ok, err)
+				}
+				if ok {
+					// A reader resynchronised there reads from that chunk on.
+					rr := record.NewReaderAt(bytes.NewReader(file), "fuzz.log", 16, off, int64(len(file)))
+					_, err := rr.Next()
+					switch {
+					case err == nil && rr.Offset() != off:
+						t.Fatalf("reader resynchronised at %d returned a record at %d", off, rr.Offset())
+					case err != nil && !errors.Is(err, errs.ErrCorruption):
+						t.Fatalf("record at resync offset %d: %v", off, err)
+					case err != nil && rr.Offset() < off:
+						t.Fatalf("reader resynchronised at %d reports damage at %d", off, rr.Offset())
+					}
 				}
 				break
 			}

@@ -27,6 +27,9 @@ package lsm
 //	                    smallestSeq, largestSeq, numEntries, numDeletions uvarint
 //	tag 5 DeletedFile   level, num uvarint
 //	tag 6 NewColdFile   as NewFile, for a table of the cold tier (version 2)
+//	tag 7 CleanClose    segment, size uvarint: the database was closed
+//	                    cleanly, its last WAL segment synced at that size
+//	                    (version 3). Any later edit clears it.
 //	bytes = uvarint length + that many bytes
 //
 // Tags and their layouts are part of the format: never renumber them. A new
@@ -42,6 +45,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strings"
 
@@ -59,9 +63,10 @@ const NumLevels = 7
 const (
 	manifestMagic = "PLURMAN\x00"
 	// manifestVersion is the format version written and the newest read.
-	// Version 2 added tag 6 (cold-tier tables); version 1 manifests are
-	// read as they are and rewritten as version 2 on open.
-	manifestVersion    = 2
+	// Version 2 added tag 6 (cold-tier tables), version 3 tag 7 (clean
+	// close); older manifests are read as they are and rewritten in the
+	// current version on open.
+	manifestVersion    = 3
 	manifestHeaderSize = 16
 
 	// Field tags of an encoded VersionEdit; part of the format.
@@ -71,6 +76,7 @@ const (
 	tagNewFile     = 4
 	tagDeletedFile = 5
 	tagNewColdFile = 6
+	tagCleanClose  = 7
 
 	// maxCurrentSize bounds what is read from CURRENT: it holds one short
 	// file name.
@@ -118,6 +124,19 @@ type VersionEdit struct {
 
 	NewFiles     []NewFile
 	DeletedFiles []DeletedFile
+
+	// CleanClose, if set, records a clean shutdown: written by Close after
+	// the final sync of the WAL. It holds while it is the last edit of the
+	// manifest; any later edit clears it.
+	CleanClose *CleanClose
+}
+
+// CleanClose says that the database was closed cleanly and what its WAL
+// looked like then: after it, any damage in the log is corruption, never a
+// torn write.
+type CleanClose struct {
+	LogNum  layout.FileNum // the last WAL segment
+	LogSize int64          // its size, header included, all of it synced
 }
 
 // Encode appends the encoding of e to dst.
@@ -133,6 +152,11 @@ func (e *VersionEdit) Encode(dst []byte) []byte {
 	if e.HasLastSeq {
 		dst = binary.AppendUvarint(dst, tagLastSeq)
 		dst = binary.AppendUvarint(dst, uint64(e.LastSeq))
+	}
+	if c := e.CleanClose; c != nil {
+		dst = binary.AppendUvarint(dst, tagCleanClose)
+		dst = binary.AppendUvarint(dst, uint64(c.LogNum))
+		dst = binary.AppendUvarint(dst, uint64(c.LogSize))
 	}
 	for _, d := range e.DeletedFiles {
 		dst = binary.AppendUvarint(dst, tagDeletedFile)
@@ -244,6 +268,18 @@ func DecodeVersionEdit(b []byte, file string, offset int64) (*VersionEdit, error
 				d.fail("LastSeq given twice")
 			}
 			e.LastSeq, e.HasLastSeq = d.seq("LastSeq"), true
+		case tagCleanClose:
+			if e.CleanClose != nil {
+				d.fail("CleanClose given twice")
+			}
+			num := layout.FileNum(d.uvarint("clean close segment"))
+			size := d.uvarint("clean close size")
+			if d.err == nil && size > math.MaxInt64 {
+				d.fail("clean close size %d out of range", size)
+			}
+			if d.err == nil {
+				e.CleanClose = &CleanClose{LogNum: num, LogSize: int64(size)}
+			}
 		case tagDeletedFile:
 			lvl := d.level()
 			num := layout.FileNum(d.uvarint("file number"))
@@ -444,16 +480,19 @@ type replayedManifest struct {
 	nextFileNum    layout.FileNum
 	hasNextFileNum bool
 	lastSeq        SeqNum
-	torn           bool // a torn final record was ignored
+	cleanClose     *CleanClose // set by the last edit, if it records one
+	torn           bool        // a torn final record was ignored
 }
 
 // replayManifest reads MANIFEST-num and applies its edits in order.
 //
-// Damage in the stream is a torn tail, ignored, when no valid chunk follows
-// it anywhere in the file: the write of that record was cut short and never
-// acknowledged (edits are acknowledged only after their fsync). Damage with
-// valid data after it means acknowledged edits would be lost, so it is an
-// error.
+// Damage after the last whole record is a torn tail, ignored, when it is
+// what a crash leaves (record.CheckTail: a record cut short, zeros) and no
+// record follows it: the write of that edit was cut short and never
+// acknowledged (edits are acknowledged only after their fsync, one at a
+// time). A whole record with a bad checksum,
+// damage with valid data after it, or any damage after an edit recording
+// a clean close (nothing is appended after it) is corruption.
 func replayManifest(fs vfs.FS, dir string, num layout.FileNum) (*replayedManifest, error) {
 	name := layout.Path(dir, layout.TypeManifest, num)
 	f, err := fs.Open(name)
@@ -485,16 +524,26 @@ func replayManifest(fs vfs.FS, dir string, num layout.FileNum) (*replayedManifes
 			if !errors.Is(err, errs.ErrCorruption) {
 				return nil, fmt.Errorf("lsm: read %s: %w", name, err)
 			}
+			if st.cleanClose != nil {
+				return nil, fmt.Errorf("%w (after the edit recording a clean close)", err)
+			}
 			size, ferr := f.Size()
 			if ferr != nil {
 				return nil, fmt.Errorf("lsm: read %s: %w", name, ferr)
 			}
-			follows, ferr := record.ValidChunkAfter(f, manifestHeaderSize, r.Offset()+1, size)
-			if ferr != nil {
+			// One edit is written at a time and synced before the next, so
+			// a crash can cut only the last: a record after the damage
+			// means acknowledged edits would be lost.
+			if _, follows, ferr := record.NextRecordStart(f, manifestHeaderSize, r.Offset()+1, size); ferr != nil {
 				return nil, fmt.Errorf("lsm: read %s: %w", name, ferr)
-			}
-			if follows {
+			} else if follows {
 				return nil, err
+			}
+			if terr := record.CheckTail(f, name, manifestHeaderSize, r.End(), size); terr != nil {
+				if errors.Is(terr, errs.ErrCorruption) {
+					return nil, terr
+				}
+				return nil, fmt.Errorf("lsm: read %s: %w", name, terr)
 			}
 			st.torn = true
 			break
@@ -516,6 +565,7 @@ func replayManifest(fs vfs.FS, dir string, num layout.FileNum) (*replayedManifes
 		if e.HasLastSeq {
 			st.lastSeq = e.LastSeq
 		}
+		st.cleanClose = e.CleanClose
 		edits++
 	}
 	if edits == 0 {
@@ -529,9 +579,10 @@ func replayManifest(fs vfs.FS, dir string, num layout.FileNum) (*replayedManifes
 
 // snapshotEdit returns an edit that recreates v and the given counters from
 // nothing: the first record of every manifest.
-func snapshotEdit(v *Version, logNum, nextFileNum layout.FileNum, lastSeq SeqNum) *VersionEdit {
+func snapshotEdit(v *Version, logNum, nextFileNum layout.FileNum, lastSeq SeqNum, clean *CleanClose) *VersionEdit {
 	e := &VersionEdit{
-		LogNum: logNum, HasLogNum: true,
+		CleanClose: clean,
+		LogNum:     logNum, HasLogNum: true,
 		NextFileNum: nextFileNum, HasNextFileNum: true,
 		LastSeq: lastSeq, HasLastSeq: true,
 	}

@@ -49,6 +49,8 @@ type VersionSet struct {
 	manifest *manifestWriter
 	err      error // sticky: a failed manifest write leaves the set unwritable
 	closed   bool
+	// cleanClose is the clean-close record of the last edit on record.
+	cleanClose *CleanClose
 
 	curMu   sync.RWMutex
 	current *Version
@@ -99,7 +101,7 @@ func CreateVersionSet(o VersionSetOptions) (*VersionSet, error) {
 	const num = layout.FileNum(1)
 	vs.nextFileNum.Store(uint64(num) + 1)
 	v := &Version{}
-	m, err := createManifest(vs.fs, vs.dir, num, snapshotEdit(v, 0, layout.FileNum(vs.nextFileNum.Load()), 0))
+	m, err := createManifest(vs.fs, vs.dir, num, snapshotEdit(v, 0, layout.FileNum(vs.nextFileNum.Load()), 0, nil))
 	if err != nil {
 		return nil, err
 	}
@@ -119,9 +121,10 @@ func CreateVersionSet(o VersionSetOptions) (*VersionSet, error) {
 // torn tail. The old manifest is removed. File numbers continue above the
 // manifest's record and above every numbered file in the directory.
 //
-// A torn final record is ignored: its edit was never acknowledged. Damage
-// followed by valid data, or a missing CURRENT or manifest, gives an error
-// wrapping errs.ErrCorruption naming the file; a manifest from a newer format
+// A final record cut short by a crash is ignored: its edit was never
+// acknowledged. A whole record with a bad checksum, damage followed by
+// valid data, or a missing CURRENT or manifest, gives an error wrapping
+// errs.ErrCorruption naming the file and offset, and nothing is changed; a manifest from a newer format
 // gives one wrapping errs.ErrNewerFormat.
 func LoadVersionSet(o VersionSetOptions) (*VersionSet, error) {
 	vs, err := newVersionSet(o)
@@ -168,8 +171,11 @@ func LoadVersionSet(o VersionSetOptions) (*VersionSet, error) {
 		}
 	}
 
+	// The snapshot carries a clean-close record forward: until the caller
+	// logs an edit of its own (after its WAL recovery), the database is
+	// still as it was closed, and a failed open must not forget that.
 	num := vs.NewFileNum()
-	m, err := createManifest(vs.fs, vs.dir, num, snapshotEdit(v, st.logNum, layout.FileNum(vs.nextFileNum.Load()), lastSeq))
+	m, err := createManifest(vs.fs, vs.dir, num, snapshotEdit(v, st.logNum, layout.FileNum(vs.nextFileNum.Load()), lastSeq, st.cleanClose))
 	if err != nil {
 		vs.fs.Remove(layout.Path(vs.dir, layout.TypeManifest, num))
 		return nil, err
@@ -183,8 +189,18 @@ func LoadVersionSet(o VersionSetOptions) (*VersionSet, error) {
 	vs.fs.Remove(oldName)
 	vs.manifest = m
 	vs.manifestNum.Store(uint64(num))
+	vs.cleanClose = st.cleanClose
 	vs.install(v)
 	return vs, nil
+}
+
+// CleanClose returns what the manifest records of a clean close, or nil
+// if the database was not closed cleanly (it crashed, or was never
+// closed) or an edit has been logged since the load.
+func (vs *VersionSet) CleanClose() *CleanClose {
+	vs.mu.Lock()
+	defer vs.mu.Unlock()
+	return vs.cleanClose
 }
 
 // install makes v current, holding one reference on it for the set, and
@@ -299,7 +315,7 @@ func (vs *VersionSet) logAndApplyLocked(e *VersionEdit) (*Version, error) {
 	e.NextFileNum, e.HasNextFileNum = layout.FileNum(vs.nextFileNum.Load()), true
 	e.LastSeq, e.HasLastSeq = vs.LastSeq(), true
 	if vs.manifest.size >= vs.maxManifest {
-		err = vs.rotateLocked(v, logNum)
+		err = vs.rotateLocked(v, logNum, e.CleanClose)
 	} else {
 		err = vs.manifest.append(e)
 	}
@@ -307,6 +323,7 @@ func (vs *VersionSet) logAndApplyLocked(e *VersionEdit) (*Version, error) {
 		vs.err = err
 		return nil, err
 	}
+	vs.cleanClose = e.CleanClose
 	vs.logNum.Store(uint64(logNum))
 	return vs.install(v), nil
 }
@@ -314,9 +331,9 @@ func (vs *VersionSet) logAndApplyLocked(e *VersionEdit) (*Version, error) {
 // rotateLocked starts a new manifest holding a snapshot of v (the version
 // after the edit being applied, so the edit itself need not be written),
 // points CURRENT at it and removes the old manifest.
-func (vs *VersionSet) rotateLocked(v *Version, logNum layout.FileNum) error {
+func (vs *VersionSet) rotateLocked(v *Version, logNum layout.FileNum, clean *CleanClose) error {
 	num := vs.NewFileNum()
-	snap := snapshotEdit(v, logNum, layout.FileNum(vs.nextFileNum.Load()), vs.LastSeq())
+	snap := snapshotEdit(v, logNum, layout.FileNum(vs.nextFileNum.Load()), vs.LastSeq(), clean)
 	m, err := createManifest(vs.fs, vs.dir, num, snap)
 	if err != nil {
 		vs.fs.Remove(layout.Path(vs.dir, layout.TypeManifest, num))

@@ -19,10 +19,40 @@
 // directory entry made durable, before Create returns, so a segment shorter
 // than 16 bytes can only be one whose creation was cut short.
 //
-// Recovery (Replay) tells a torn tail from damage: in the last segment, a
-// bad record with no valid chunk in any later block is where a write was
-// cut short; it and everything after it are truncated away. Damage
-// anywhere else is corruption and stops recovery, unless salvaging.
+// Recovery (Replay) holds to these rules:
+//
+//   - A record whose full length is present but fails its checksum is
+//     corruption, never a torn tail: a write cut short leaves zeros or a
+//     short file, not other bytes.
+//   - A torn tail exists only after a crash, and only at the end of the last
+//     segment. On a clean close the owner records the last segment and its
+//     size (the root package puts them in the MANIFEST); given them
+//     (RecoverOptions.Clean), Replay refuses any damage, another last
+//     segment or another size with errs.ErrCorruption naming segment and
+//     offset.
+//   - After a crash, what follows the last whole record of the last segment
+//     is truncated away only if a crash explains all of it
+//     (record.CheckTail): records cut short (a chunk running past the end
+//     of the file, a chunk or header whose bytes are zero from a sector
+//     boundary on: disks write 512-byte sectors whole), zeros, and
+//     whole valid chunks after a zero hole (a lost write followed by a kept
+//     one: everything after the first hole was never synced, or the hole
+//     could not exist). A whole chunk of non-zero bytes with a bad checksum
+//     anywhere in it is corruption.
+//   - The one ambiguity: damage that looks exactly like a lost or cut write
+//     (bytes zeroed in synced data, a flip in a chunk whose own bytes are
+//     zero from a sector boundary on, a flip that makes the last chunk's
+//     length run past the end of the file) is taken for a torn tail after
+//     a crash. After a clean close it is
+//     refused.
+//   - Damage anywhere else is corruption and stops recovery, unless
+//     salvaging: then the segment is first copied into the database's
+//     quarantine/ directory (never over an existing copy), every valid
+//     record after the damage is kept (reading resynchronises at the next
+//     chunk that starts a record), the segment is rewritten with the kept
+//     records (a new file, synced, renamed over it), and each dropped range
+//     is reported with the number of records before it, so the owner can
+//     name the sequence numbers lost.
 package wal
 
 import (

@@ -503,32 +503,70 @@ func TestCorruptMiddleSegment(t *testing.T) {
 	if !errors.As(err, &ce) || !errors.Is(err, errs.ErrCorruption) {
 		t.Fatalf("err = %v", err)
 	}
+	if _, err := fs.Stat("/db/quarantine"); err == nil {
+		t.Fatal("a replay without Salvage made a quarantine")
+	}
 	if !strings.HasSuffix(ce.File, "000002.log") || ce.Offset != recordEnd(40) {
 		t.Fatalf("error names %s at %d, want 000002.log at %d", ce.File, ce.Offset, recordEnd(40))
 	}
 	if len(got.recs) != 70+41 {
 		t.Fatalf("%d records before the error, want %d", len(got.recs), 70+41)
 	}
-	before := fileSize(t, fs, 2)
+	before := readFile(t, fs, 2)
 
-	// Salvage: drop the rest of segment 2, keep segment 3.
+	// Salvage: copy segment 2 aside, drop only the damaged record, keep
+	// the records after it and segment 3.
 	got, res, err := replay(t, fs, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantRecords(t, got.recs, append(append([][]byte{}, all[:70+41]...), all[140:]...))
+	wantRecords(t, got.recs, append(append([][]byte{}, all[:70+41]...), all[70+42:]...))
 	if len(res.Dropped) != 1 {
 		t.Fatalf("Dropped = %+v", res.Dropped)
 	}
 	d := res.Dropped[0]
-	if d.Segment != 2 || d.Offset != recordEnd(40) || d.Bytes != before-recordEnd(40) || !errors.Is(d.Err, errs.ErrCorruption) {
+	if d.Segment != 2 || d.Offset != recordEnd(40) || d.Bytes != recordEnd(41)-recordEnd(40) || d.Records != 70+41 ||
+		!errors.Is(d.Err, errs.ErrCorruption) {
 		t.Fatalf("Damage = %+v", d)
 	}
-	// The salvage is durable: a second replay is clean.
-	got, res, err = replay(t, fs.CrashClone(), false)
-	if err != nil || len(res.Dropped) != 0 || len(got.recs) != len(all)-29 {
-		t.Fatalf("after salvage: %d records, %+v, %v", len(got.recs), res, err)
+	if d.Quarantined != "/db/quarantine/000002.log" {
+		t.Fatalf("quarantined as %q", d.Quarantined)
 	}
+	// The copy is the segment as it was, and durable.
+	crashed := fs.CrashClone()
+	if q := readPath(t, crashed, d.Quarantined); !bytes.Equal(q, before) {
+		t.Fatal("the quarantined copy differs from the damaged segment")
+	}
+	// The salvage is durable: a second replay is clean.
+	got, res, err = replay(t, crashed, false)
+	if err != nil || len(res.Dropped) != 0 {
+		t.Fatalf("after salvage: %+v, %v", res, err)
+	}
+	wantRecords(t, got.recs, append(append([][]byte{}, all[:70+41]...), all[70+42:]...))
+
+	// Damage again, salvaged again: the first copy is never overwritten.
+	flipByte(t, fs, 2, recordEnd(5)+20)
+	_, res, err = replay(t, fs, true)
+	if err != nil || len(res.Dropped) != 1 || res.Dropped[0].Quarantined != "/db/quarantine/000002.log.1" {
+		t.Fatalf("second salvage: %+v, %v", res, err)
+	}
+	if q := readPath(t, fs, "/db/quarantine/000002.log"); !bytes.Equal(q, before) {
+		t.Fatal("the first quarantined copy was overwritten")
+	}
+}
+
+func readPath(t testing.TB, fs vfs.FS, path string) []byte {
+	t.Helper()
+	f, err := fs.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestCorruptLastSegmentValidFollows(t *testing.T) {
@@ -544,31 +582,35 @@ func TestCorruptLastSegmentValidFollows(t *testing.T) {
 	if err != nil || res.TornTail || len(res.Dropped) != 1 || res.Dropped[0].Offset != recordEnd(9) {
 		t.Fatalf("salvage: %+v %v", res, err)
 	}
-	wantRecords(t, got.recs, all[:110])
-	if fileSize(t, fs, 2) != recordEnd(9) {
-		t.Fatal("not truncated at the damage")
+	wantRecords(t, got.recs, append(append([][]byte{}, all[:110]...), all[111:]...))
+	if fileSize(t, fs, 2) != recordEnd(98) {
+		t.Fatalf("rewritten segment is %d bytes, want %d (99 records)", fileSize(t, fs, 2), recordEnd(98))
 	}
 }
 
-// Damage in the last record of the last segment, with nothing valid after
-// it, is indistinguishable from a torn write: truncated, not an error. The
-// same damage one record earlier is corruption: the record after it was
-// acknowledged and must not be dropped silently.
-func TestCorruptLastRecordIsTornTail(t *testing.T) {
+// A whole record that fails its checksum is corruption, even the last one
+// of the last segment: a torn write leaves zeros or a short file, never a
+// whole chunk of other bytes.
+func TestCorruptLastRecordIsCorruption(t *testing.T) {
 	fs := newMem(t)
 	all := writeSegments(t, fs, 1, 100)
 	size := fileSize(t, fs, 1)
-	flipByte(t, fs, 1, size-1500) // inside record 98; record 99 follows
-	if _, _, err := replay(t, fs, false); !errors.Is(err, errs.ErrCorruption) {
-		t.Fatalf("damage before a valid record: %v, want ErrCorruption", err)
+	for _, at := range []int64{size - 1500, size - 10} { // inside record 98, inside record 99 (the last)
+		flipByte(t, fs, 1, at)
+		var ce *errs.CorruptionError
+		if _, _, err := replay(t, fs, false); !errors.As(err, &ce) || ce.Offset > at || ce.Offset < recordEnd(97) {
+			t.Fatalf("flip at %d: %v, want ErrCorruption", at, err)
+		}
+		if fileSize(t, fs, 1) != size {
+			t.Fatalf("flip at %d: the segment was changed", at)
+		}
+		flipByte(t, fs, 1, at) // undo
 	}
-	flipByte(t, fs, 1, size-1500) // undo
-	flipByte(t, fs, 1, size-10)   // inside record 99, the last
-	got, res, err := replay(t, fs, false)
-	if err != nil || !res.TornTail || res.TruncatedAt != recordEnd(98) {
-		t.Fatalf("%+v %v", res, err)
+	got, _, err := replay(t, fs, false)
+	if err != nil {
+		t.Fatal(err)
 	}
-	wantRecords(t, got.recs, all[:99])
+	wantRecords(t, got.recs, all)
 }
 
 func header(version uint32, magicStr string) []byte {
@@ -761,30 +803,234 @@ func TestCrashAtEveryOperation(t *testing.T) {
 	if n := workload(vfs.WithFaults(newMem(t), probe.Inject)); n != len(recs) {
 		t.Fatalf("workload without faults: %d", n)
 	}
-	for _, torn := range []bool{false, true} {
-		for n := range probe.Count() + 1 {
-			mem := newMem(t)
-			cd := vfs.FailAfter(n, vfs.ErrInjected)
-			wrap := vfs.WithFaults
-			if torn {
-				wrap = vfs.WithTornWrites
-			}
-			durable := workload(wrap(mem, cd.Inject))
-			crash := mem.CrashClone()
-			got, _, err := replay(t, crash, false)
-			if err != nil {
-				t.Fatalf("torn=%v crash at op %d: %v", torn, n, err)
-			}
-			if len(got.recs) < durable || len(got.recs) > len(recs) {
-				t.Fatalf("torn=%v crash at op %d: %d records survive, %d were durable", torn, n, len(got.recs), durable)
-			}
-			wantRecords(t, got.recs, recs[:len(got.recs)])
-			// Recovery leaves a directory that replays cleanly again.
-			if _, res, err := replay(t, crash, false); err != nil || res.TornTail {
-				t.Fatalf("torn=%v crash at op %d: second replay %+v %v", torn, n, res, err)
+	seed := *seedFlag
+	for _, mode := range vfs.CrashModes {
+		for _, torn := range []bool{false, true} {
+			for n := range probe.Count() + 1 {
+				mem := newMem(t)
+				cd := vfs.FailAfter(n, vfs.ErrInjected)
+				wrap := vfs.WithFaults
+				if torn {
+					wrap = vfs.WithTornWrites
+				}
+				durable := workload(wrap(mem, cd.Inject))
+				crash := mem.CrashCloneWith(rand.New(rand.NewPCG(seed, uint64(n))), mode)
+				where := fmt.Sprintf("seed %d %v torn=%v crash at op %d", seed, mode, torn, n)
+				got, _, err := replay(t, crash, false)
+				if err != nil {
+					t.Fatalf("%s: %v", where, err)
+				}
+				if len(got.recs) < durable || len(got.recs) > len(recs) {
+					t.Fatalf("%s: %d records survive, %d were durable", where, len(got.recs), durable)
+				}
+				wantRecords(t, got.recs, recs[:len(got.recs)])
+				// Recovery leaves a directory that replays cleanly again.
+				if _, res, err := replay(t, crash, false); err != nil || res.TornTail {
+					t.Fatalf("%s: second replay %+v %v", where, res, err)
+				}
 			}
 		}
 	}
+}
+
+// TestCrashManyUnsyncedWrites keeps many unsynced writes in flight (a tiny
+// buffer: one write per record) and crashes with each mode: every synced
+// record survives, the replay is a prefix of what was appended, and a
+// subset crash (lost writes before kept ones) still reads as a torn tail.
+func TestCrashManyUnsyncedWrites(t *testing.T) {
+	seed := *seedFlag
+	rng := newRand(t)
+	var recs [][]byte
+	for i := range 60 {
+		recs = append(recs, rec(rng, i, 1+rng.IntN(3000)))
+	}
+	for _, mode := range vfs.CrashModes {
+		for iter := range 100 {
+			crng := rand.New(rand.NewPCG(seed, uint64(iter)))
+			mem := newMem(t)
+			w, err := Create(Options{FS: mem, Dir: dir, BufferSize: 1}, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			durable := 0
+			syncAt := crng.IntN(len(recs))
+			for i, r := range recs {
+				if err := w.Append(r, i == syncAt); err != nil {
+					t.Fatal(err)
+				}
+				if i == syncAt {
+					durable = i + 1
+				}
+			}
+			crash := mem.CrashCloneWith(crng, mode)
+			where := fmt.Sprintf("seed %d %v iter %d", seed, mode, iter)
+			got, _, err := replay(t, crash, false)
+			if err != nil {
+				t.Fatalf("%s: %v", where, err)
+			}
+			if len(got.recs) < durable {
+				t.Fatalf("%s: %d records survive, %d were synced", where, len(got.recs), durable)
+			}
+			wantRecords(t, got.recs, recs[:len(got.recs)])
+			if _, res, err := replay(t, crash, false); err != nil || res.TornTail {
+				t.Fatalf("%s: second replay %+v %v", where, res, err)
+			}
+			w.Close()
+		}
+	}
+}
+
+// A lost write followed by kept ones leaves a zero hole and then valid
+// chunks that were never synced: a torn tail, truncated at the hole.
+func TestZeroHoleThenValidChunks(t *testing.T) {
+	fs := newMem(t)
+	all := writeSegments(t, fs, 1, 30)
+	b := readFile(t, fs, 1)
+	clear(b[recordEnd(19):recordEnd(21)]) // records 20 and 21 lost, 22.. kept
+	writeFile(t, fs, 1, b)
+	got, res, err := replay(t, fs, false)
+	if err != nil || !res.TornTail || res.TruncatedAt != recordEnd(19) {
+		t.Fatalf("%+v %v", res, err)
+	}
+	wantRecords(t, got.recs, all[:20])
+	if fileSize(t, fs.CrashClone(), 1) != recordEnd(19) {
+		t.Fatal("truncation not durable")
+	}
+
+	// The same hole with a bit flip in a later whole record: not what a
+	// crash leaves.
+	fs = newMem(t)
+	writeSegments(t, fs, 1, 30)
+	b = readFile(t, fs, 1)
+	clear(b[recordEnd(19):recordEnd(21)])
+	b[recordEnd(25)+100] ^= 0x10
+	writeFile(t, fs, 1, b)
+	var ce *errs.CorruptionError
+	if _, _, err := replay(t, fs, false); !errors.As(err, &ce) || ce.Offset != recordEnd(19) {
+		t.Fatalf("hole then a damaged whole record: %v", err)
+	}
+}
+
+// replayClean replays with a clean-close record.
+func replayClean(t testing.TB, fs vfs.FS, clean CleanClose, salvage bool) (replayed, Result, error) {
+	t.Helper()
+	nums, err := List(fs, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out replayed
+	res, err := Replay(RecoverOptions{FS: fs, Dir: dir, Clean: &clean, Salvage: salvage}, nums, func(seg layout.FileNum, r []byte) error {
+		out.recs = append(out.recs, bytes.Clone(r))
+		return nil
+	})
+	return out, res, err
+}
+
+// After a clean close a torn tail cannot exist: damage that a crash could
+// explain is corruption, naming segment and offset, and the segment is
+// left as it is.
+func TestCleanCloseRefusesDamage(t *testing.T) {
+	build := func() (*vfs.MemFS, [][]byte, CleanClose) {
+		fs := newMem(t)
+		all := writeSegments(t, fs, 2, 40)
+		return fs, all, CleanClose{Segment: 2, Size: fileSize(t, fs, 2)}
+	}
+	fs, all, clean := build()
+	got, res, err := replayClean(t, fs, clean, false)
+	if err != nil || res.TornTail || len(res.Dropped) != 0 {
+		t.Fatalf("undamaged: %+v %v", res, err)
+	}
+	wantRecords(t, got.recs, all)
+
+	for _, tc := range []struct {
+		name   string
+		damage func(b []byte) []byte
+		offset int64
+	}{
+		{"bit flip in the last record", func(b []byte) []byte { b[len(b)-10] ^= 1; return b }, recordEnd(38)},
+		{"last record cut short", func(b []byte) []byte { return b[:len(b)-10] }, -10},
+		{"last record zeroed", func(b []byte) []byte { clear(b[recordEnd(38):]); return b }, recordEnd(38)},
+		{"zeros appended", func(b []byte) []byte { return append(b, make([]byte, 20)...) }, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fs, _, clean := build()
+			b := tc.damage(readFile(t, fs, 2))
+			writeFile(t, fs, 2, b)
+			want := tc.offset
+			if want <= 0 {
+				want += clean.Size
+			}
+			_, _, err := replayClean(t, fs, clean, false)
+			var ce *errs.CorruptionError
+			if !errors.As(err, &ce) || !strings.HasSuffix(ce.File, "000002.log") || ce.Offset != want {
+				t.Fatalf("got %v, want corruption in 000002.log at %d", err, want)
+			}
+			if !bytes.Equal(readFile(t, fs, 2), b) {
+				t.Fatal("the damaged segment was changed")
+			}
+		})
+	}
+
+	// A segment after the one recorded, or the recorded one missing.
+	fs, _, clean = build()
+	writeFile(t, fs, 3, encodeHeaderSlice())
+	if _, _, err := replayClean(t, fs, clean, false); !errors.Is(err, errs.ErrCorruption) || !strings.Contains(err.Error(), "000003.log") {
+		t.Fatalf("extra segment: %v", err)
+	}
+	fs, _, clean = build()
+	if err := fs.Remove(layout.Path(dir, layout.TypeLog, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := replayClean(t, fs, clean, false); !errors.Is(err, errs.ErrCorruption) || !strings.Contains(err.Error(), "000002.log") {
+		t.Fatalf("missing segment: %v", err)
+	}
+
+	// Salvage after a clean close: the cut-short tail is reported lost,
+	// not taken for a torn write.
+	fs, all, clean = build()
+	b := readFile(t, fs, 2)
+	writeFile(t, fs, 2, b[:recordEnd(38)+5])
+	got, res, err = replayClean(t, fs, clean, true)
+	if err != nil || res.TornTail || len(res.Dropped) == 0 {
+		t.Fatalf("salvage: %+v %v", res, err)
+	}
+	wantRecords(t, got.recs, all[:79])
+	for _, d := range res.Dropped {
+		if d.Records != 79 || d.Segment != 2 {
+			t.Fatalf("damage %+v", d)
+		}
+	}
+}
+
+func encodeHeaderSlice() []byte { h := encodeHeader(); return h[:] }
+
+// Salvage of a segment whose header is damaged: the segment is copied
+// aside, and every record after the header is kept.
+func TestSalvageBadHeader(t *testing.T) {
+	fs := newMem(t)
+	all := writeSegments(t, fs, 2, 30)
+	b := readFile(t, fs, 1)
+	b[3] ^= 0xff
+	writeFile(t, fs, 1, b)
+	var damages []Damage
+	var seen int
+	res, err := Replay(RecoverOptions{FS: fs, Dir: dir, Salvage: true, OnDamage: func(d Damage) {
+		if d.Records != seen {
+			t.Errorf("OnDamage after %d records, Records = %d", seen, d.Records)
+		}
+		damages = append(damages, d)
+	}}, []layout.FileNum{1, 2}, func(layout.FileNum, []byte) error { seen++; return nil })
+	if err != nil || res.Records != len(all) || len(damages) != 1 || damages[0].Offset != 0 || damages[0].Bytes != headerSize {
+		t.Fatalf("%+v %+v %v", res, damages, err)
+	}
+	if q := readPath(t, fs, damages[0].Quarantined); !bytes.Equal(q, b) {
+		t.Fatal("quarantined copy differs")
+	}
+	got, res, err := replay(t, fs, false)
+	if err != nil || len(res.Dropped) != 0 {
+		t.Fatalf("after salvage: %+v %v", res, err)
+	}
+	wantRecords(t, got.recs, all)
 }
 
 func BenchmarkAppendSync16(b *testing.B) {

@@ -160,6 +160,9 @@ type Reader struct {
 	block    []byte // the current block's bytes (may be short at EOF)
 	blockNum int64  // index of the current block
 	pos      int    // read position within block
+	started  bool   // a block has been loaded
+	startOff int64  // file offset where reading starts
+	skip     int    // bytes of the first block to skip (NewReaderAt)
 	eof      bool   // the underlying reader is exhausted
 	rec      []byte // record being assembled
 
@@ -171,7 +174,21 @@ type Reader struct {
 // the file offset at which the stream starts.
 func NewReader(r io.Reader, file string, base int64) *Reader {
 	return &Reader{r: r, file: file, base: base, block: make([]byte, 0, BlockSize), blockNum: -1,
-		recOff: base, endOff: base}
+		startOff: base, recOff: base, endOff: base}
+}
+
+// NewReaderAt returns a Reader over the first size bytes of f that starts
+// reading at file offset off, which must be where a chunk starts (or
+// block padding): a reader resynchronised after damage (see
+// NextRecordStart). base is the file offset at which the stream starts.
+func NewReaderAt(f io.ReaderAt, file string, base, off, size int64) *Reader {
+	off = max(off, base)
+	bstart := base + (off-base)/BlockSize*BlockSize
+	r := NewReader(io.NewSectionReader(f, bstart, max(0, size-bstart)), file, base)
+	r.blockNum = (bstart-base)/BlockSize - 1
+	r.skip = int(off - bstart)
+	r.startOff, r.recOff, r.endOff = off, off, off
+	return r
 }
 
 // Offset is the file offset at which the record last returned by Next
@@ -184,8 +201,8 @@ func (r *Reader) Offset() int64 { return r.recOff }
 func (r *Reader) End() int64 { return r.endOff }
 
 func (r *Reader) fileOff() int64 {
-	if r.blockNum < 0 {
-		return r.base
+	if !r.started {
+		return r.startOff
 	}
 	return r.base + r.blockNum*BlockSize + int64(r.pos)
 }
@@ -198,7 +215,9 @@ func (r *Reader) loadBlock() error {
 	r.block = r.block[:BlockSize]
 	n, err := io.ReadFull(r.r, r.block)
 	r.block = r.block[:n]
-	r.pos = 0
+	r.pos = r.skip
+	r.skip = 0
+	r.started = true
 	r.blockNum++
 	switch {
 	case err == io.EOF || err == io.ErrUnexpectedEOF:
@@ -216,11 +235,11 @@ func (r *Reader) loadBlock() error {
 // stream it returns io.EOF; a damaged chunk gives a corruption error.
 func (r *Reader) nextChunk() (byte, []byte, error) {
 	for {
-		if r.blockNum < 0 || BlockSize-r.pos < HeaderSize || (r.pos >= len(r.block)) {
-			if r.blockNum >= 0 && len(r.block) < BlockSize && r.pos >= len(r.block) {
+		if !r.started || BlockSize-r.pos < HeaderSize || (r.pos >= len(r.block)) {
+			if r.started && len(r.block) < BlockSize && r.pos >= len(r.block) {
 				return 0, nil, io.EOF
 			}
-			if r.blockNum >= 0 && BlockSize-r.pos < HeaderSize {
+			if r.started && BlockSize-r.pos < HeaderSize {
 				// Block tail padding (possibly cut short at the end of
 				// the stream).
 				for _, b := range r.block[r.pos:] {
@@ -320,41 +339,198 @@ func (r *Reader) Next() ([]byte, error) {
 	}
 }
 
-// ValidChunkAfter reports whether a chunk with a valid checksum starts at
-// any byte offset in [from, size) of f, for a stream that starts at file
-// offset base. After Next reports damage at offset d, a caller asks
-// ValidChunkAfter(f, base, d+1, size) to tell a torn tail (nothing valid
-// follows: the write was cut short) from damage in the middle of the stream,
-// which must not be mistaken for a tail: records after it were acknowledged.
+// A torn tail is what a crash can leave after the last whole record of a
+// stream whose writes were cut short or reached the disk only in part:
+// CheckTail tells it from damage. Torn damage always shows as zero bytes
+// or a short file, since a write that did not reach the disk leaves the
+// bytes it would have written as zeroes (or leaves the file shorter), and
+// a write that reached it in part kept a prefix of its bytes. So every
+// byte after the last whole record must be one of:
+//
+//   - part of a whole chunk with a valid checksum (a later write that was
+//     kept, even though an earlier one was lost);
+//   - a zero byte (a write that was lost; block padding);
+//   - part of a cut chunk: a chunk whose header is whole but which runs past
+//     the end of the file (without crossing its block) or whose bytes are
+//     zero from a sector boundary on (the rest of it was lost; see
+//     SectorSize), or a header whose bytes are zero from a sector boundary
+//     on (a write that kept fewer than HeaderSize bytes of it).
+//
+// Chunks are looked for right after the previous chunk and, after a run of
+// zeros, at each of its bytes (a chunk's checksum may begin with up to 8
+// zero bytes). Anything else is corruption: a whole chunk whose checksum fails
+// and whose last byte is not zero (a bit flip), non-zero block padding, a
+// chunk longer than its block, bytes that start no chunk.
+//
+// The ambiguity: damage that zeroes bytes from a sector boundary on (a
+// flip into a chunk whose own last bytes are zero across a sector
+// boundary, a zeroed sector), or that makes a last chunk's length run past
+// the end of the file, looks exactly like a torn write. A caller that knows
+// the stream was closed cleanly must treat any damage as corruption.
+
+// CheckTail reports whether bytes [from, size) of f, a stream that starts
+// at file offset base, are a torn tail (see above). It returns nil if they
+// are, or an error wrapping errs.ErrCorruption naming file and the offset
+// of the first byte that no crash explains.
+func CheckTail(f io.ReaderAt, file string, base, from, size int64) error {
+	from = max(from, base)
+	block := make([]byte, BlockSize)
+	for p := from; p < size; {
+		bstart := base + (p-base)/BlockSize*BlockSize
+		n := int(min(BlockSize, size-bstart))
+		if _, err := f.ReadAt(block[:n], bstart); err != nil && err != io.EOF {
+			return err
+		}
+		b := block[:n]
+		atEOF := bstart+int64(n) == size
+		i := int(p - bstart)
+		// zeroStart: where the bytes since the last chunk (all zero so
+		// far) begin; a chunk may start anywhere from there.
+		zeroStart := i
+		for i < n {
+			if BlockSize-i < HeaderSize {
+				// Block padding: zeros, whether written or lost.
+				for j := i; j < n; j++ {
+					if b[j] != 0 {
+						return errs.Corruptf(file, bstart+int64(j), "non-zero block padding after the last whole record")
+					}
+				}
+				break
+			}
+			if end, ok := wholeChunk(b, i); ok {
+				i, zeroStart = end, end
+				continue
+			}
+			if b[i] == 0 {
+				i++
+				continue
+			}
+			// The first non-zero byte since the last chunk: a chunk
+			// starts here, or up to 8 bytes earlier if its checksum
+			// begins with zero bytes. It must be one cut short. Fewer
+			// zeros than a header are no lost write (a write holds at
+			// least one chunk): the chunk starts where they do.
+			found := false
+			lo := max(zeroStart, i-8)
+			if i-zeroStart < HeaderSize {
+				lo = zeroStart
+				i = zeroStart
+			}
+			for c := i; c >= lo; c-- {
+				if end, ok := cutChunk(b, bstart, c, atEOF); ok {
+					i, zeroStart, found = end, end, true
+					break
+				}
+			}
+			if !found {
+				return errs.Corruptf(file, bstart+int64(i), "damage after the last whole record is not a torn write (a whole chunk with a bad checksum, or garbage)")
+			}
+		}
+		p = bstart + int64(n)
+	}
+	return nil
+}
+
+func isZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// wholeChunk reports whether a chunk with a valid checksum starts at b[i]
+// (b is one block, maybe short), and where it ends.
+func wholeChunk(b []byte, i int) (int, bool) {
+	if len(b)-i < HeaderSize {
+		return 0, false
+	}
+	typ := b[i+10]
+	if typ < typeFull || typ > typeLast {
+		return 0, false
+	}
+	end := i + HeaderSize + int(binary.LittleEndian.Uint16(b[i+8:i+10]))
+	if end > len(b) {
+		return 0, false
+	}
+	return end, checksum(typ, b[i+HeaderSize:end]) == binary.LittleEndian.Uint64(b[i:i+8])
+}
+
+// SectorSize is the unit a disk writes whole. A write cut short by a power
+// loss keeps a prefix that ends at a multiple of it (a file offset), so the
+// zeros that end a cut chunk start at a sector boundary. (A write cut short
+// by the process, on a full disk say, ends the file instead: a chunk
+// running past the end of the file may end anywhere.)
+const SectorSize = 512
+
+// cutChunk reports whether a chunk starting at b[c] was cut short by a
+// crash (see CheckTail), and where its bytes end. b is one block, at file
+// offset bstart; atEOF: the file ends with b.
+func cutChunk(b []byte, bstart int64, c int, atEOF bool) (int, bool) {
+	if len(b)-c < HeaderSize {
+		return len(b), atEOF // the header runs past the end of the file
+	}
+	typ := b[c+10]
+	if typ == 0 {
+		// The header's last bytes were lost.
+		return c + HeaderSize, zeroTailAtSector(b, bstart, c, c+HeaderSize)
+	}
+	if typ > typeLast {
+		return 0, false
+	}
+	end := c + HeaderSize + int(binary.LittleEndian.Uint16(b[c+8:c+10]))
+	switch {
+	case end > BlockSize:
+		return 0, false // no writer makes such a chunk
+	case end > len(b):
+		return len(b), atEOF
+	case zeroTailAtSector(b, bstart, c, end):
+		return end, true
+	}
+	return 0, false
+}
+
+// zeroTailAtSector reports whether b[c:end] ends in zeros that begin at or
+// before a sector boundary after c: what a write torn there leaves.
+func zeroTailAtSector(b []byte, bstart int64, c, end int) bool {
+	z := end
+	for z > c && b[z-1] == 0 {
+		z--
+	}
+	if z == end {
+		return false
+	}
+	lo := bstart + int64(max(z, c+1))
+	q := (lo + SectorSize - 1) / SectorSize * SectorSize
+	return q < bstart+int64(end)
+}
+
+// NextRecordStart returns the first file offset in [from, size) of f, a
+// stream that starts at file offset base, at which a chunk with a valid
+// checksum starts a record (a full or first chunk): where a reader
+// resynchronises after damage. ok is false if there is none.
 //
 // Every offset is tried, not only block starts, since damage and the next
-// record often share a block. The scan stops at the first valid chunk, so
-// it is cheap when data follows; when none does, what is left is a torn
-// write, which is short.
-func ValidChunkAfter(f io.ReaderAt, base, from, size int64) (bool, error) {
-	if from < base {
-		from = base
-	}
+// record often share a block; a 64-bit checksum makes a false match
+// negligible.
+func NextRecordStart(f io.ReaderAt, base, from, size int64) (off int64, ok bool, err error) {
+	from = max(from, base)
 	block := make([]byte, BlockSize)
 	for start := base + (from-base)/BlockSize*BlockSize; start < size; start += BlockSize {
 		n := int(min(int64(BlockSize), size-start))
 		if _, err := f.ReadAt(block[:n], start); err != nil && err != io.EOF {
-			return false, err
+			return 0, false, err
 		}
 		b := block[:n]
 		for p := int(max(0, from-start)); p+HeaderSize <= n; p++ {
-			typ := b[p+10]
-			if typ < typeFull || typ > typeLast {
+			if typ := b[p+10]; typ != typeFull && typ != typeFirst {
 				continue
 			}
-			end := p + HeaderSize + int(binary.LittleEndian.Uint16(b[p+8:p+10]))
-			if end > n {
-				continue
-			}
-			if checksum(typ, b[p+HeaderSize:end]) == binary.LittleEndian.Uint64(b[p:p+8]) {
-				return true, nil
+			if _, valid := wholeChunk(b, p); valid {
+				return start + int64(p), true, nil
 			}
 		}
 	}
-	return false, nil
+	return 0, false, nil
 }

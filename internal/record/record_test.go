@@ -2,8 +2,10 @@ package record
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"flag"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"testing"
@@ -254,31 +256,185 @@ func TestEveryByteFlipDetected(t *testing.T) {
 	}
 }
 
-func TestValidChunkAfter(t *testing.T) {
-	rng := newRand(t)
-	var recs [][]byte
-	for range 40 {
-		recs = append(recs, payload(rng, 2000)) // about 2.5 blocks
-	}
-	stream, _, _ := encode(recs)
-	for _, tc := range []struct {
-		name    string
-		flip    int
-		follows bool
-	}{
-		{"first block", 500, true},
-		{"middle block", BlockSize + 77, true},
-		{"last block", len(stream) - 100, false},
-	} {
-		mut := bytes.Clone(stream)
-		mut[tc.flip] ^= 0xff
-		_, r, err := readAll(t, mut)
-		if !errors.Is(err, errs.ErrCorruption) {
-			t.Fatalf("%s: %v", tc.name, err)
+// tailWrites frames recs as one write each and returns the stream with a
+// pretend header (base zero bytes) in front, and each write's [start, end)
+// file offsets. Payload bytes are never zero, so a damaged whole chunk
+// never reads as cut short (the ambiguity CheckTail documents).
+func tailWrites(rng *rand.Rand, n int) (file []byte, starts, ends []int64) {
+	var f Framer
+	file = make([]byte, base)
+	for range n {
+		size := 1 + rng.IntN(3*BlockSize/2)
+		if rng.IntN(3) == 0 {
+			size = 1 + rng.IntN(200)
 		}
-		follows, err := ValidChunkAfter(bytes.NewReader(mut), 0, r.Offset()+1, int64(len(mut)))
-		if err != nil || follows != tc.follows {
-			t.Fatalf("%s: ValidChunkAfter = %v, %v", tc.name, follows, err)
+		p := payload(rng, size)
+		for i := range p {
+			p[i] |= 1
+		}
+		starts = append(starts, int64(len(file)))
+		file = f.Append(file[base:], p)
+		file = append(make([]byte, base), file...)
+		ends = append(ends, int64(len(file)))
+	}
+	return file, starts, ends
+}
+
+// TestCheckTail builds the crash outcomes a log can show after its last
+// whole record (writes lost, kept out of order, torn) and checks that all
+// of them are torn tails, and that a bit flip in a whole chunk, or garbage,
+// is corruption naming its offset.
+func TestCheckTail(t *testing.T) {
+	rng := newRand(t)
+	for iter := range 300 {
+		file, starts, ends := tailWrites(rng, 2+rng.IntN(6))
+		k := rng.IntN(len(starts)) // writes before k are whole and synced
+		from := starts[k]
+		crashed := bytes.Clone(file)
+		var desc string
+		switch rng.IntN(3) {
+		case 0: // a prefix of the file
+			cut := from + rng.Int64N(int64(len(file))-from+1)
+			crashed = crashed[:cut]
+			desc = fmt.Sprintf("cut at %d", cut)
+		case 1: // a subset of the writes, each maybe torn
+			last := int64(from)
+			for w := k; w < len(starts); w++ {
+				switch rng.IntN(3) {
+				case 0: // lost
+					clear(crashed[starts[w]:ends[w]])
+				case 1: // torn at a sector boundary, if one is inside
+					q := (starts[w]/SectorSize + 1) * SectorSize
+					if q < ends[w] {
+						q += rng.Int64N((ends[w]-q+SectorSize-1)/SectorSize) * SectorSize
+						clear(crashed[q:ends[w]])
+					}
+					last = ends[w]
+				default:
+					last = ends[w]
+				}
+			}
+			crashed = crashed[:max(last, from)]
+			desc = "subset"
+		default: // the first unsynced write lost, a later one kept
+			clear(crashed[starts[k]:ends[k]])
+			desc = "hole"
+		}
+		if err := CheckTail(bytes.NewReader(crashed), "test.log", base, from, int64(len(crashed))); err != nil {
+			var nz []int
+			for w := range starts {
+				if int(starts[w]) < len(crashed) {
+					nz = append(nz, int(crashed[starts[w]]), int(crashed[min(int64(len(crashed)), ends[w])-1]))
+				}
+			}
+			t.Fatalf("iter %d (%s, tail from %d of %d, writes %v..%v, first/last bytes %v): %v", iter, desc, from, len(crashed), starts, ends, nz, err)
+		}
+
+		// A bit flip inside a whole chunk of the tail is corruption, found
+		// at that chunk (or a chunk before it that the flip made look
+		// longer).
+		w := k + rng.IntN(len(starts)-k)
+		flipAt := starts[w] + rng.Int64N(ends[w]-starts[w]-1)
+		if (flipAt-base)%BlockSize >= BlockSize-HeaderSize || isLengthByte(file, starts[w], flipAt) {
+			// Block padding: checked below. A flipped length can make the
+			// last chunk run past the end of the file, which is what a cut
+			// write looks like (the documented ambiguity).
+			continue
+		}
+		bad := bytes.Clone(file)
+		bad[flipAt] ^= 0x40
+		err := CheckTail(bytes.NewReader(bad), "test.log", base, from, int64(len(bad)))
+		var ce *errs.CorruptionError
+		if !errors.As(err, &ce) || ce.File != "test.log" || ce.Offset > flipAt || ce.Offset < from {
+			t.Fatalf("iter %d: flip at %d (write %d at %d..%d, tail from %d, %d writes, size %d): %v\n%x", iter, flipAt, w, starts[w], ends[w], from, len(starts), len(bad), err, bad[starts[w]:min(ends[w], starts[w]+40)])
+		}
+	}
+
+	for _, tc := range []struct {
+		name string
+		tail []byte
+		want int64 // offset of the error, -1 for a torn tail
+	}{
+		{"zeros", make([]byte, 100), -1},
+		{"zeros then garbage", append(append(make([]byte, 50), bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 4)...), make([]byte, 40)...), base + 50},
+		{"short garbage at the end", []byte{1, 2, 3}, -1},
+		// A write torn at the sector boundary 512 (file offset) four bytes
+		// into a header; the same bytes one byte earlier are not a tear.
+		{"header cut at a sector boundary, then zeros", append(append(make([]byte, 492), 9, 9, 9, 9), make([]byte, 40)...), -1},
+		{"header cut inside a sector", append(append(make([]byte, 484), 9, 9, 9, 9), make([]byte, 40)...), base + 484},
+		{"whole header, payload cut by the end", []byte{1, 2, 3, 4, 5, 6, 7, 8, 200, 0, 1, 7, 7}, -1},
+		{"chunk longer than its block", []byte{1, 2, 3, 4, 5, 6, 7, 8, 0xff, 0xff, 1, 7, 7}, base},
+	} {
+		file := append(make([]byte, base), tc.tail...)
+		err := CheckTail(bytes.NewReader(file), "test.log", base, base, int64(len(file)))
+		var ce *errs.CorruptionError
+		switch {
+		case tc.want < 0 && err != nil:
+			t.Errorf("%s: %v, want a torn tail", tc.name, err)
+		case tc.want >= 0 && (!errors.As(err, &ce) || ce.Offset != tc.want):
+			t.Errorf("%s: %v, want corruption at %d", tc.name, err, tc.want)
+		}
+	}
+	// Non-zero padding at a block's end.
+	file := make([]byte, base+BlockSize)
+	file[base+BlockSize-3] = 1
+	if err := CheckTail(bytes.NewReader(file), "test.log", base, base, int64(len(file))); !errors.Is(err, errs.ErrCorruption) {
+		t.Errorf("non-zero padding: %v", err)
+	}
+}
+
+// isLengthByte reports whether off is in the length field of a chunk of
+// the write that starts at start.
+func isLengthByte(file []byte, start, off int64) bool {
+	for p := start; p < off; {
+		if BlockSize-(p-base)%BlockSize < HeaderSize {
+			p += BlockSize - (p-base)%BlockSize
+			continue
+		}
+		if off == p+8 || off == p+9 {
+			return true
+		}
+		p += HeaderSize + int64(binary.LittleEndian.Uint16(file[p+8:p+10]))
+	}
+	return false
+}
+
+// TestResync damages one record and reads on from the next record start:
+// every record after the damaged one comes back.
+func TestResync(t *testing.T) {
+	rng := newRand(t)
+	for iter := range 100 {
+		var recs [][]byte
+		for range 3 + rng.IntN(8) {
+			recs = append(recs, payload(rng, 1+rng.IntN(BlockSize)))
+		}
+		stream, starts, ends := encode(recs)
+		file := append(make([]byte, base), stream...)
+		k := rng.IntN(len(recs))
+		flipAt := starts[k] + rng.Int64N(ends[k]-starts[k])
+		file[flipAt] ^= 0x08
+		off, ok, err := NextRecordStart(bytes.NewReader(file), base, flipAt+1, int64(len(file)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k == len(recs)-1 {
+			if ok {
+				t.Fatalf("iter %d: a record start at %d after the last record", iter, off)
+			}
+			continue
+		}
+		if !ok || off != starts[k+1] {
+			t.Fatalf("iter %d: resync at %d, %v; record %d starts at %d", iter, off, ok, k+1, starts[k+1])
+		}
+		r := NewReaderAt(bytes.NewReader(file), "test.log", base, off, int64(len(file)))
+		for j := k + 1; j < len(recs); j++ {
+			rec, err := r.Next()
+			if err != nil || !bytes.Equal(rec, recs[j]) || r.Offset() != starts[j] {
+				t.Fatalf("iter %d: record %d after resync: %v at %d", iter, j, err, r.Offset())
+			}
+		}
+		if _, err := r.Next(); err != io.EOF {
+			t.Fatalf("iter %d: after the last record: %v", iter, err)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package vfs
 import (
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -15,8 +16,10 @@ import (
 //
 // Each file (an inode-like memNode, shared by every name and handle that
 // refers to it) holds its current bytes and the bytes as of its last
-// File.Sync. Each directory holds its current entries and the entries as of
-// its last SyncDir. CrashClone keeps only the durable half of both.
+// File.Sync, plus the list of writes and truncations made since then. Each
+// directory holds its current entries and the entries as of its last
+// SyncDir. CrashClone keeps only the durable half of both; CrashCloneWith
+// also keeps part of the unsynced changes, as a real disk may.
 // Directories themselves are durable as soon as MkdirAll returns: the engine
 // creates its directory once, before anything that matters.
 //
@@ -39,6 +42,17 @@ type memNode struct {
 	mu     sync.RWMutex
 	data   []byte // current contents
 	synced []byte // contents as of the last Sync
+	// pending are the writes and truncations since the last Sync, in
+	// order: what a crash may keep in part (see CrashCloneWith).
+	pending []memOp
+}
+
+// memOp is one change to a file's bytes not yet made durable: a write of
+// data at off, or (data nil, trunc set) a truncation to off.
+type memOp struct {
+	off   int64
+	data  []byte
+	trunc bool
 }
 
 func newMemDir() *memDir {
@@ -91,6 +105,7 @@ func (fs *MemFS) Create(name string) (File, error) {
 	} else {
 		n.mu.Lock()
 		n.data = n.data[:0]
+		n.pending = append(n.pending, memOp{off: 0, trunc: true})
 		n.mu.Unlock()
 	}
 	return &memFile{n: n, name: name, writable: true}, nil
@@ -280,26 +295,87 @@ func (fs *MemFS) SyncDir(dir string) error {
 	return nil
 }
 
+// CrashMode says which of a file's unsynced changes a crash keeps.
+type CrashMode int
+
+const (
+	// DropUnsynced keeps only what was synced: every write and truncation
+	// since a file's last Sync is lost.
+	DropUnsynced CrashMode = iota
+	// PersistPrefix keeps, for each file, the first k of its unsynced
+	// changes (k random, from none to all), in order; the change after them,
+	// if a write, may be kept in part (a torn write: a prefix of its bytes
+	// ending at a sector boundary).
+	PersistPrefix
+	// PersistSubset keeps a random subset of each file's unsynced changes,
+	// each possibly torn: a later write may survive an earlier one that is
+	// lost. A lost range reads as zeroes (or as the synced bytes it
+	// overwrote), and the file is as long as the changes kept make it.
+	PersistSubset
+)
+
+func (m CrashMode) String() string {
+	switch m {
+	case DropUnsynced:
+		return "drop-unsynced"
+	case PersistPrefix:
+		return "persist-prefix"
+	case PersistSubset:
+		return "persist-subset"
+	}
+	return fmt.Sprintf("CrashMode(%d)", int(m))
+}
+
+// SectorSize is the unit a disk writes whole: a torn write keeps a prefix
+// that ends at a multiple of it (a file offset).
+const SectorSize = 512
+
+// CrashModes lists every CrashMode, for tests that try them all.
+var CrashModes = []CrashMode{DropUnsynced, PersistPrefix, PersistSubset}
+
 // CrashClone returns what a power cut would leave: every directory, each
 // holding its durable entries, each file holding its synced bytes. A file
 // reachable by two durable names stays one file. Nothing is shared with fs:
 // handles open on fs never touch the clone. Locks are not carried over.
-func (fs *MemFS) CrashClone() *MemFS {
+// It is CrashCloneWith(nil, DropUnsynced).
+func (fs *MemFS) CrashClone() *MemFS { return fs.CrashCloneWith(nil, DropUnsynced) }
+
+// CrashCloneWith is CrashClone, except that each file keeps the part of its
+// unsynced changes that mode and rng choose. Directory entries are as in
+// CrashClone. The choice is a function of rng's state and fs's contents
+// only, so a seeded rng reproduces a crash. rng may be nil only with
+// DropUnsynced.
+func (fs *MemFS) CrashCloneWith(rng *rand.Rand, mode CrashMode) *MemFS {
+	if mode != DropUnsynced && rng == nil {
+		panic("vfs: CrashCloneWith needs a rand.Rand for " + mode.String())
+	}
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	c := &MemFS{dirs: make(map[string]*memDir, len(fs.dirs)), locks: map[string]bool{}}
 	nodes := map[*memNode]*memNode{}
-	for p, d := range fs.dirs {
+	// Visit files in a fixed order so that rng decides the same way for
+	// the same filesystem.
+	paths := make([]string, 0, len(fs.dirs))
+	for p := range fs.dirs {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		d := fs.dirs[p]
 		cd := newMemDir()
-		for name, n := range d.durable {
+		names := make([]string, 0, len(d.durable))
+		for name := range d.durable {
+			names = append(names, name)
+		}
+		sort.Strings(names)
+		for _, name := range names {
+			n := d.durable[name]
 			cn := nodes[n]
 			if cn == nil {
 				n.mu.RLock()
-				cn = &memNode{
-					data:   append([]byte(nil), n.synced...),
-					synced: append([]byte(nil), n.synced...),
-				}
+				data := crashData(n.synced, n.pending, rng, mode)
 				n.mu.RUnlock()
+				cn = &memNode{data: data, synced: append([]byte(nil), data...)}
 				nodes[n] = cn
 			}
 			cd.files[name] = cn
@@ -308,6 +384,70 @@ func (fs *MemFS) CrashClone() *MemFS {
 		c.dirs[p] = cd
 	}
 	return c
+}
+
+// crashData returns the bytes a file holds after a crash: synced, with the
+// unsynced changes in pending that mode keeps applied in order.
+func crashData(synced []byte, pending []memOp, rng *rand.Rand, mode CrashMode) []byte {
+	data := append([]byte(nil), synced...)
+	if len(pending) == 0 || mode == DropUnsynced {
+		return data
+	}
+	// torn applies a random prefix of a write (maybe all of it).
+	// torn keeps a prefix of a write ending at a sector boundary inside
+	// it (maybe all of it): disks write sectors whole.
+	torn := func(op memOp) memOp {
+		first := (op.off/SectorSize + 1) * SectorSize // first boundary after off
+		end := op.off + int64(len(op.data))
+		if first < end && rng.IntN(3) == 0 {
+			cut := first + rng.Int64N((end-first+SectorSize-1)/SectorSize)*SectorSize
+			op.data = op.data[:cut-op.off]
+		}
+		return op
+	}
+	switch mode {
+	case PersistPrefix:
+		k := rng.IntN(len(pending) + 1)
+		for _, op := range pending[:k] {
+			data = applyOp(data, op)
+		}
+		if k < len(pending) && !pending[k].trunc && rng.IntN(2) == 0 {
+			data = applyOp(data, torn(pending[k]))
+		}
+	case PersistSubset:
+		for _, op := range pending {
+			if rng.IntN(2) == 0 {
+				continue
+			}
+			if !op.trunc {
+				op = torn(op)
+			}
+			data = applyOp(data, op)
+		}
+	}
+	return data
+}
+
+func applyOp(data []byte, op memOp) []byte {
+	if op.trunc {
+		return resize(data, op.off)
+	}
+	if len(op.data) == 0 {
+		return data // a write torn before its first byte left nothing
+	}
+	if end := op.off + int64(len(op.data)); end > int64(len(data)) {
+		data = resize(data, end)
+	}
+	copy(data[op.off:], op.data)
+	return data
+}
+
+// resize returns b cut or zero-extended to size bytes.
+func resize(b []byte, size int64) []byte {
+	if size <= int64(len(b)) {
+		return b[:size]
+	}
+	return append(b, make([]byte, size-int64(len(b)))...)
 }
 
 type memInfo struct {
@@ -390,6 +530,9 @@ func (f *memFile) Write(p []byte) (int, error) {
 	}
 	k := copy(n.data[f.pos:], p)
 	n.data = append(n.data, p[k:]...)
+	if len(p) > 0 {
+		n.pending = append(n.pending, memOp{off: f.pos, data: append([]byte(nil), p...)})
+	}
 	n.mu.Unlock()
 	f.pos += int64(len(p))
 	return len(p), nil
@@ -409,6 +552,7 @@ func (f *memFile) Sync() error {
 	}
 	f.n.mu.Lock()
 	f.n.synced = append(f.n.synced[:0], f.n.data...)
+	f.n.pending = nil
 	f.n.mu.Unlock()
 	return nil
 }
@@ -431,10 +575,7 @@ func (f *memFile) Truncate(size int64) error {
 	}
 	f.n.mu.Lock()
 	defer f.n.mu.Unlock()
-	if size <= int64(len(f.n.data)) {
-		f.n.data = f.n.data[:size]
-	} else {
-		f.n.data = append(f.n.data, make([]byte, size-int64(len(f.n.data)))...)
-	}
+	f.n.data = resize(f.n.data, size)
+	f.n.pending = append(f.n.pending, memOp{off: size, trunc: true})
 	return nil
 }

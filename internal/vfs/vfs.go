@@ -5,7 +5,10 @@
 // operations). Tests use MemFS.CrashClone to see exactly what a machine
 // would hold after a power cut: file data written since the last File.Sync
 // is gone, and directory entries created, renamed or removed since the last
-// SyncDir of their directory are rolled back.
+// SyncDir of their directory are rolled back. MemFS.CrashCloneWith models
+// a disk that wrote back part of the unsynced data before the power went:
+// a prefix or a random subset of each file's unsynced writes, some of them
+// torn.
 package vfs
 
 import (

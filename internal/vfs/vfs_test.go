@@ -5,8 +5,10 @@ import (
 	"errors"
 	"io"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -418,5 +420,116 @@ func TestWriteFileAtomic(t *testing.T) {
 	}
 	if _, err := mem.Stat("/d/f.tmp"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("temp file left behind: %v", err)
+	}
+}
+
+// TestMemCrashCloneWith checks what each crash mode may leave of a file's
+// unsynced writes, that every allowed outcome shows up over many seeds, and
+// that a seed reproduces its crash.
+func TestMemCrashCloneWith(t *testing.T) {
+	build := func() (*MemFS, File) {
+		fs := NewMem()
+		fs.MkdirAll("/db")
+		f := mustWrite(t, fs, "/db/a", "AAAA", true)
+		for _, s := range []string{"BBBB", "CCCC", "DDDD"} {
+			f.Write([]byte(strings.Repeat(s, 300)))
+		}
+		fs.SyncDir("/db")
+		return fs, f
+	}
+	full := "AAAA" + strings.Repeat("BBBB", 300) + strings.Repeat("CCCC", 300) + strings.Repeat("DDDD", 300)
+	for _, mode := range CrashModes {
+		t.Run(mode.String(), func(t *testing.T) {
+			var sawTorn, sawHole, sawAll, sawNone bool
+			for seed := range uint64(400) {
+				fs, _ := build()
+				got, err := readAll(t, fs.CrashCloneWith(rand.New(rand.NewPCG(seed, 1)), mode), "/db/a")
+				if err != nil {
+					t.Fatal(err)
+				}
+				again, _ := readAll(t, fs.CrashCloneWith(rand.New(rand.NewPCG(seed, 1)), mode), "/db/a")
+				if again != got {
+					t.Fatalf("seed %d: %q then %q from the same seed", seed, got, again)
+				}
+				if len(got) < 4 || got[:4] != "AAAA" || len(got) > len(full) {
+					t.Fatalf("seed %d: %q lost synced bytes or grew", seed, got)
+				}
+				switch mode {
+				case DropUnsynced:
+					if got != "AAAA" {
+						t.Fatalf("seed %d: %q kept unsynced bytes", seed, got)
+					}
+				case PersistPrefix:
+					if got != full[:len(got)] {
+						t.Fatalf("seed %d: %q is not a prefix of the writes", seed, got)
+					}
+				case PersistSubset:
+					for i := 4; i < len(got); i++ {
+						if got[i] != full[i] && got[i] != 0 {
+							t.Fatalf("seed %d: %q byte %d is neither written nor zero", seed, got, i)
+						}
+					}
+				}
+				sawNone = sawNone || got == "AAAA"
+				sawAll = sawAll || got == full
+				for i := 4; i < len(got); i += 1200 {
+					// Each write covers [4+1200k, 4+1200(k+1)): kept in part,
+					// it ends at a sector boundary.
+					end := min(i+1200, len(got))
+					if n := len(strings.TrimRight(got[i:end], "\x00")); n > 0 && n < end-i {
+						if (i+n)%SectorSize != 0 {
+							t.Fatalf("seed %d: a write torn at %d, not a sector boundary", seed, i+n)
+						}
+						sawTorn = true
+					}
+				}
+				if len(got) != len(full) && len(got) > 4 && (len(got)-4)%1200 != 0 {
+					if len(got)%SectorSize != 0 {
+						t.Fatalf("seed %d: file cut at %d, inside a sector", seed, len(got))
+					}
+					sawTorn = true
+				}
+				if i := strings.IndexByte(got, 0); i >= 0 && strings.TrimLeft(got[i:], "\x00") != "" {
+					sawHole = true // a lost write followed by a kept one
+				}
+			}
+			if mode == DropUnsynced {
+				return
+			}
+			if !sawTorn || !sawAll || !sawNone {
+				t.Fatalf("outcomes seen: torn %v, all %v, none %v", sawTorn, sawAll, sawNone)
+			}
+			if mode == PersistSubset && !sawHole {
+				t.Fatal("never kept a later write after losing an earlier one")
+			}
+		})
+	}
+
+	// Unsynced truncations are changes like writes: a prefix keeps them in
+	// order.
+	seen := map[string]bool{}
+	for seed := range uint64(300) {
+		fs, f := build()
+		f.Sync()
+		f.Truncate(2)
+		f.Write([]byte("EE")) // at offset 3604: the file grows again, zero-filled
+		got, _ := readAll(t, fs.CrashCloneWith(rand.New(rand.NewPCG(seed, 2)), PersistPrefix), "/db/a")
+		seen[got] = true
+		grown := "AA" + strings.Repeat("\x00", len(full)-2) + "EE"
+		switch {
+		case got == full, got == "AA", got == grown:
+		default:
+			t.Fatalf("seed %d: %q after truncate and write", seed, got)
+		}
+		// A Sync makes everything durable: no mode may lose it.
+		f.Sync()
+		for _, mode := range CrashModes {
+			if got, _ := readAll(t, fs.CrashCloneWith(rand.New(rand.NewPCG(seed, 3)), mode), "/db/a"); got != grown {
+				t.Fatalf("seed %d %v: synced file reads %q", seed, mode, got)
+			}
+		}
+	}
+	if len(seen) < 3 {
+		t.Fatalf("only %d outcomes of truncate+write: %v", len(seen), seen)
 	}
 }
