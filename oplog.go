@@ -223,6 +223,10 @@ type opLog struct {
 	// legacy: the database was written before the op log; its old log
 	// segments are not history (set at open only).
 	legacy bool
+	// damage, set at open only, says why the op log's metadata could not
+	// be read (it wraps ErrCorruption and names the table): sync refuses
+	// until the database is repaired (see opLogUsable).
+	damage error
 }
 
 // decodeRecord calls fn for every document operation in a WAL record, in
