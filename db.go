@@ -131,6 +131,11 @@ func Open(dir string, opts *Options) (*DB, error) {
 	db.bgMu.Lock()
 	db.scheduleCompactions()
 	db.bgMu.Unlock()
+	if db.ol.damage != nil {
+		// Retention would drop history by a floor and peers it cannot
+		// read, and the upgrade cannot tell whether it already ran.
+		return db, nil
+	}
 	db.startRetention()
 	if err := db.upgradeDocuments(); err != nil {
 		db.Close()
@@ -225,6 +230,13 @@ func (db *DB) open() error {
 	}
 	if err := db.openOpLog(); err != nil {
 		return err
+	}
+	if db.ol.damage == nil {
+		if _, _, err := db.getMeta(metaDocFmt); errors.Is(err, errs.ErrCorruption) {
+			db.ol.damage = err
+		} else if err != nil {
+			return err
+		}
 	}
 	db.removeObsoleteFiles(ms)
 	db.removeUnreferencedVectorGraphs()
