@@ -1,7 +1,9 @@
 package pluresdb
 
 import (
+	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -29,6 +31,9 @@ func (db *DB) newPicker() *compaction.Picker {
 		TargetFileSize:        db.opts.TargetFileSize,
 		ColdLevels:            db.opts.ColdLevels,
 		TombstoneDensity:      db.opts.TombstoneDensity,
+		Damaged: func(num layout.FileNum) bool {
+			return db.tc != nil && db.tc.IsDamaged(num)
+		},
 	})
 }
 
@@ -77,6 +82,14 @@ func (db *DB) runBackground(v *lsm.Version, c *compaction.Compaction) {
 	defer db.bgMu.Unlock()
 	db.running = slices.DeleteFunc(db.running, func(r *compaction.Compaction) bool { return r == c })
 	db.bgCond.Broadcast()
+	if err != nil && db.noteDamagedInputs(c, err) {
+		// The picker now leaves the damaged tables alone: go on with
+		// other work rather than retry this in a loop.
+		db.m.compactionsDamaged.Add(1)
+		db.log.Error().Err(err).Str("reason", c.Reason).Msg("compaction hit a damaged table; leaving it alone")
+		db.scheduleCompactions()
+		return
+	}
 	if err != nil {
 		db.bgErr = err
 		db.log.Error().Err(err).Str("reason", c.Reason).Msg("compaction failed; retrying in a second")
@@ -85,6 +98,43 @@ func (db *DB) runBackground(v *lsm.Version, c *compaction.Compaction) {
 	}
 	db.bgErr = nil
 	db.scheduleCompactions()
+}
+
+// noteDamagedInputs marks as damaged the inputs of c that err, from
+// running c, says are damaged, and reports whether err is such damage.
+// Corruption that names no input (a bad value found while merging) marks
+// every input: they cannot be compacted together. A reopen, or a manual
+// Compact, tries them again.
+func (db *DB) noteDamagedInputs(c *compaction.Compaction, err error) bool {
+	if !errors.Is(err, errs.ErrCorruption) {
+		return false
+	}
+	var ce *errs.CorruptionError
+	named := errors.As(err, &ce)
+	marked := false
+	for _, files := range c.Inputs {
+		for _, f := range files {
+			if db.tc.IsDamaged(f.Num) {
+				marked = true
+				continue
+			}
+			if named {
+				if t, n, ok := layout.Parse(filepath.Base(ce.File)); ok && t == layout.TypeTable && n == f.Num {
+					db.tc.MarkDamaged(f.Num, ce.File, err)
+					marked = true
+				}
+			}
+		}
+	}
+	if !marked {
+		for _, files := range c.Inputs {
+			for _, f := range files {
+				path := layout.Path(lsm.TableDir(db.dir, db.opts.ColdDir, f.Cold), layout.TypeTable, f.Num)
+				db.tc.MarkDamaged(f.Num, path, err)
+			}
+		}
+	}
+	return true
 }
 
 // runCompaction executes c, picked on v, and installs the result.
@@ -106,7 +156,9 @@ func (db *DB) runCompaction(v *lsm.Version, c *compaction.Compaction) error {
 		Bottommost: c.Bottommost,
 		Merger:     db.ol.merger,
 	}
-	if c.Bottommost {
+	if c.Bottommost && db.ol.damage == nil {
+		// Without the op log's metadata the peers' acknowledgements
+		// are unknown: no tombstone is provably seen by all.
 		spec.Collect = db.tombstoneCollector()
 	}
 	ve, st, err := compaction.Run(env, db.tc, c, spec)

@@ -100,6 +100,8 @@ type DB struct {
 	// lost lists what a salvaging recovery could not replay (lost.go); set
 	// during Open, read-only afterwards.
 	lost []LostRange
+	// quarantined lists the files open moved aside; set at open only.
+	quarantined []string
 }
 
 // errMemInsert marks a memtable failure during replay, apart from damage
@@ -135,6 +137,11 @@ func Open(dir string, opts *Options) (*DB, error) {
 	db.bgMu.Lock()
 	db.scheduleCompactions()
 	db.bgMu.Unlock()
+	if db.ol.damage != nil {
+		// Retention would drop history by a floor and peers it cannot
+		// read, and the upgrade cannot tell whether it already ran.
+		return db, nil
+	}
 	db.startRetention()
 	if err := db.upgradeDocuments(); err != nil {
 		db.Close()
@@ -179,8 +186,17 @@ func (db *DB) open() error {
 		}
 	}
 	vsOpts := lsm.VersionSetOptions{FS: fs, Dir: dir, OnObsolete: db.removeTable}
+	var ms *lsm.ManifestState
 	switch {
 	case hasCurrent:
+		// Check the tables before anything is written: a missing or
+		// truncated table refuses the open and changes no file.
+		if ms, err = lsm.ReadManifestState(fs, dir); err != nil {
+			return err
+		}
+		if err := ms.CheckTables(fs, dir, db.opts.ColdDir); err != nil {
+			return err
+		}
 		// The replica's identity is settled before the MANIFEST is
 		// rewritten in the current format: that rewrite erases the only
 		// sign of a first-format database.
@@ -241,7 +257,14 @@ func (db *DB) open() error {
 	if err := db.openOpLog(); err != nil {
 		return err
 	}
-	db.removeObsoleteFiles()
+	if db.ol.damage == nil {
+		if _, _, err := db.getMeta(metaDocFmt); errors.Is(err, errs.ErrCorruption) {
+			db.ol.damage = err
+		} else if err != nil {
+			return err
+		}
+	}
+	db.removeObsoleteFiles(ms)
 	db.removeUnreferencedVectorGraphs()
 	return nil
 }
@@ -456,6 +479,7 @@ func (db *DB) removeTable(num layout.FileNum) {
 		return
 	}
 	db.tc.Evict(num)
+	db.tc.ForgetDamaged(num)
 	db.cache.EvictFile(num)
 	// The tier of an obsolete table is not at hand; it is in one of the
 	// two directories.
@@ -497,55 +521,54 @@ func (db *DB) checkColdDir() error {
 	return nil
 }
 
-// removeObsoleteFiles deletes what a crash may have left behind: tables no
-// version references, log segments already flushed, temp files.
-func (db *DB) removeObsoleteFiles() {
+// removeObsoleteFiles deals with what a crash may have left behind, in
+// the main and the cold directory. It deletes only what the manifest ms
+// (as read at open; nil for a new database) proves obsolete: tables an
+// edit deleted, and manifests older than the one CURRENT named. Other
+// tables no version references, temp files and newer manifests may hold
+// data (a forgotten table of a damaged manifest, say): they are moved to
+// the directory's quarantine folder and reported by Health. Log segments,
+// archives and files the engine does not recognise are left alone.
+func (db *DB) removeObsoleteFiles(ms *lsm.ManifestState) {
 	liveTables := db.vs.LiveFiles()
-	if db.opts.ColdDir != "" {
-		names, err := db.fs.List(db.opts.ColdDir)
-		if err == nil {
-			for _, name := range names {
-				t, n, ok := layout.Parse(name)
-				if _, live := liveTables[n]; ok && (t == layout.TypeTemp || t == layout.TypeTable && !live) {
-					_ = db.fs.Remove(filepath.Join(db.opts.ColdDir, name))
-				}
-			}
-		}
-	}
-	names, err := db.fs.List(db.dir)
-	if err != nil {
-		return
-	}
-
-	// The REPLICA file's own temp file, left by a crash while the
-	// database was first created.
 	replicaTmp := filepath.Base(layout.Path(db.dir, layout.TypeReplica, 0)) + ".tmp"
-	for _, name := range names {
-		if name == replicaTmp {
-			if err := db.fs.Remove(filepath.Join(db.dir, name)); err != nil {
-				db.log.Error().Err(err).Str("file", name).Msg("removing obsolete file")
+	for _, dir := range db.tableDirs() {
+		names, err := db.fs.List(dir)
+		if err != nil {
+			db.log.Error().Err(err).Str("dir", dir).Msg("listing for obsolete files")
+			continue
+		}
+		for _, name := range names {
+			if name == replicaTmp && dir == db.dir {
+				db.quarantine(dir, name, "replica ID temp file")
+				continue
 			}
-			continue
-		}
-		t, n, ok := layout.Parse(name)
-		if !ok {
-			continue
-		}
-		remove := false
-		switch t {
-		case layout.TypeTable:
-			_, live := liveTables[n]
-			remove = !live
-		case layout.TypeLog:
-			// Sealed segments are op history; retention drops them.
-		case layout.TypeTemp:
-			remove = true
-		case layout.TypeManifest:
-			remove = n != db.vs.ManifestNum()
-		}
-		if remove {
-			if err := db.fs.Remove(filepath.Join(db.dir, name)); err != nil {
-				db.log.Error().Err(err).Str("file", name).Msg("removing obsolete file")
+			t, n, ok := layout.Parse(name)
+			if !ok {
+				continue
+			}
+			switch t {
+			case layout.TypeTable:
+				if _, live := liveTables[n]; live {
+					continue
+				}
+				if ms != nil {
+					if _, deleted := ms.Deleted[n]; deleted {
+						db.removeFile(filepath.Join(dir, name))
+						continue
+					}
+				}
+				db.quarantine(dir, name, "table no version references")
+			case layout.TypeTemp:
+				db.quarantine(dir, name, "temp file")
+			case layout.TypeManifest:
+				switch {
+				case dir != db.dir || n == db.vs.ManifestNum():
+				case ms != nil && n < ms.ManifestNum:
+					db.removeFile(filepath.Join(dir, name))
+				default:
+					db.quarantine(dir, name, "manifest CURRENT does not name")
+				}
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package pluresdb
 
 import (
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -21,6 +22,7 @@ type metrics struct {
 	ingests                        atomic.Uint64
 	compactions, compactBytes      atomic.Uint64
 	stalls, stallNanos             atomic.Uint64
+	compactionsDamaged             atomic.Uint64
 }
 
 func (m *metrics) addCompaction(reason string) {
@@ -88,6 +90,13 @@ type Metrics struct {
 	SpaceAmplification float64
 
 	OpLog OpLogMetrics
+
+	// DamagedTables is the number of tables found damaged since Open
+	// (Health names them).
+	DamagedTables int
+	// CompactionsDamaged counts compactions that stopped at a damaged
+	// table; the tables are then left alone (see Health).
+	CompactionsDamaged uint64
 }
 
 // OpLogMetrics describes the op history.
@@ -114,6 +123,8 @@ func (db *DB) Metrics() Metrics {
 		StallTime:       time.Duration(db.m.stallNanos.Load()),
 	}
 	m.OpLog = db.opLogMetrics()
+	m.DamagedTables = len(db.tc.Damaged())
+	m.CompactionsDamaged = db.m.compactionsDamaged.Load()
 	cs := db.cache.Stats()
 	m.CacheHits, m.CacheMisses, m.CacheBytes = cs.Hits, cs.Misses, cs.Bytes
 	m.Slowdowns = db.m.slowdowns.Load()
@@ -168,12 +179,30 @@ func (db *DB) Metrics() Metrics {
 	return m
 }
 
-// Health says whether the engine accepts writes.
+// Health says whether the engine accepts writes, and what damage it has
+// found and works around.
 type Health struct {
 	Writable bool
 	// Reason explains why not, or names a background failure being
 	// retried.
 	Reason string
+	// Damaged lists the tables found damaged since Open: reads that touch
+	// their bad blocks return ErrCorruption, and compaction leaves them
+	// alone (a reopen or a manual Compact tries them again).
+	Damaged []DamagedFile
+	// Quarantined lists the files Open moved to a quarantine folder
+	// because it could not prove them obsolete; nothing reads them.
+	Quarantined []string
+	// OpLog, when not empty, says why the op log's metadata is unreadable:
+	// sync (ExportChanges, ImportChanges, AcknowledgePeer, ...) refuses
+	// until the database is repaired; documents read and write as usual.
+	OpLog string
+}
+
+// DamagedFile is a file found damaged.
+type DamagedFile struct {
+	Path string
+	Err  error // wraps ErrCorruption, with the offset when known
 }
 
 // Health reports the engine's state.
@@ -181,13 +210,22 @@ func (db *DB) Health() Health {
 	if db.closed.Load() {
 		return Health{Reason: "closed"}
 	}
+	h := Health{Writable: true, Quarantined: slices.Clone(db.quarantined)}
+	for _, d := range db.tc.Damaged() {
+		h.Damaged = append(h.Damaged, DamagedFile{Path: d.Path, Err: d.Err})
+	}
+	if db.ol.damage != nil {
+		h.OpLog = db.ol.damage.Error()
+	}
 	if p := db.broken.Load(); p != nil {
-		return Health{Reason: "log write failed: " + (*p).Error()}
+		h.Writable = false
+		h.Reason = "log write failed: " + (*p).Error()
+		return h
 	}
 	db.bgMu.Lock()
 	defer db.bgMu.Unlock()
 	if db.bgErr != nil {
-		return Health{Writable: true, Reason: "background work failing, retrying: " + db.bgErr.Error()}
+		h.Reason = "background work failing, retrying: " + db.bgErr.Error()
 	}
-	return Health{Writable: true}
+	return h
 }

@@ -223,6 +223,10 @@ type opLog struct {
 	// legacy: the database was written before the op log; its old log
 	// segments are not history (set at open only).
 	legacy bool
+	// damage, set at open only, says why the op log's metadata could not
+	// be read (it wraps ErrCorruption and names the table): sync refuses
+	// until the database is repaired (see opLogUsable).
+	damage error
 }
 
 // decodeRecord calls fn for every document operation in a WAL record, in
@@ -406,11 +410,11 @@ func (db *DB) metaVersionVector(key []byte, what string) (oplog.VersionVector, e
 	return vv, nil
 }
 
-// openOpLog loads the op log's state after the WAL replay: the replica ID
-// is already known and the replayed segments indexed (db.ol.segs).
-func (db *DB) openOpLog() error {
+// readOpLogMeta reads the op log's metadata: the version vector of remote
+// replicas, the history floor, the peers and the segment indexes (into
+// known).
+func (db *DB) readOpLogMeta(known map[layout.FileNum]*segIndex) error {
 	ol := &db.ol
-	// Version vector of remote replicas, history floor, peers.
 	var err error
 	if ol.remote, err = db.metaVersionVector(metaVV, "op log version vector"); err != nil {
 		return err
@@ -419,7 +423,6 @@ func (db *DB) openOpLog() error {
 		return err
 	}
 	ol.peers = map[oplog.ReplicaID]oplog.VersionVector{}
-	known := map[layout.FileNum]*segIndex{}
 	it := db.newIter(nsMeta, []byte("oplog/"), []byte("oplog0"), lsm.SeqNum(db.visible.Load()))
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
@@ -444,6 +447,29 @@ func (db *DB) openOpLog() error {
 	}
 	if err := it.Close(); err != nil {
 		return err
+	}
+	return nil
+}
+
+// openOpLog loads the op log's state after the WAL replay: the replica ID
+// is already known and the replayed segments indexed (db.ol.segs).
+func (db *DB) openOpLog() error {
+	ol := &db.ol
+	known := map[layout.FileNum]*segIndex{}
+	if err := db.readOpLogMeta(known); err != nil {
+		if !errors.Is(err, errs.ErrCorruption) {
+			return err
+		}
+		// Damaged metadata is not replaced by guesses: sync refuses
+		// (opLogUsable), retention and tombstone collection stay off,
+		// and nothing is written over it. Segment indexes are rebuilt
+		// by scanning the segments, so the clock and the local
+		// sequence still come from the log itself.
+		ol.damage = err
+		ol.remote, ol.floor = oplog.VersionVector{}, oplog.VersionVector{}
+		ol.peers = map[oplog.ReplicaID]oplog.VersionVector{}
+		clear(known)
+		db.log.Error().Err(err).Msg("op log metadata unreadable: sync disabled until the database is repaired")
 	}
 
 	// Every retained segment gets an index: the replayed ones have theirs
@@ -470,7 +496,7 @@ func (db *DB) openOpLog() error {
 		}
 		if s, ok := replayed[num]; ok {
 			all = append(all, s)
-			if _, ok := known[num]; !ok {
+			if _, ok := known[num]; !ok && ol.damage == nil {
 				db.queueMeta(segIndexKey(num), s.encode())
 			}
 			continue
@@ -484,7 +510,9 @@ func (db *DB) openOpLog() error {
 			return err
 		}
 		all = append(all, s)
-		db.queueMeta(segIndexKey(num), s.encode())
+		if ol.damage == nil {
+			db.queueMeta(segIndexKey(num), s.encode())
+		}
 	}
 	// Archived segments, and index entries of segments that are gone.
 	for num, s := range known {

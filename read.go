@@ -166,7 +166,7 @@ func (db *DB) newUserIter(lo, hi []byte, snap lsm.SeqNum) (*lsm.UserIter, *lsm.V
 	v.Ref()
 	db.stateMu.RUnlock()
 
-	tableIters, err := v.NewIters(db.tc)
+	tableIters, err := v.NewItersRange(db.tc, lo, hi)
 	if err != nil {
 		v.Unref()
 		for _, it := range iters {

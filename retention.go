@@ -178,6 +178,9 @@ func (db *DB) peerNeedsLocked(s *segIndex) bool {
 // once every known peer has seen them. A peer that leaves for good must be
 // forgotten with ForgetPeer, or history is kept for it forever.
 func (db *DB) AcknowledgePeer(peer oplog.ReplicaID, vv oplog.VersionVector) error {
+	if err := db.opLogUsable(); err != nil {
+		return err
+	}
 	b := db.NewBatch()
 	key := append(append([]byte(nil), metaPeers...), peer[:]...)
 	db.ol.mu.Lock()
@@ -199,6 +202,9 @@ func (db *DB) AcknowledgePeer(peer oplog.ReplicaID, vv oplog.VersionVector) erro
 
 // ForgetPeer removes a peer recorded by AcknowledgePeer.
 func (db *DB) ForgetPeer(peer oplog.ReplicaID) error {
+	if err := db.opLogUsable(); err != nil {
+		return err
+	}
 	b := db.NewBatch()
 	b.add(lsm.KindDelete, nsMeta, append(append([]byte(nil), metaPeers...), peer[:]...), nil)
 	if err := b.Commit(nil); err != nil {

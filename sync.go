@@ -53,6 +53,9 @@ func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix
 	if db.closed.Load() {
 		return 0, errs.ErrClosed
 	}
+	if err := db.opLogUsable(); err != nil {
+		return 0, err
+	}
 	// A consistent cut: the version vector, the segments and the size of
 	// the live one, all as of one moment between commits.
 	db.commitMu.Lock()
@@ -154,6 +157,9 @@ func (db *DB) exportSegment(sw *oplog.StreamWriter, idx *segIndex, limit int64, 
 func (db *DB) ImportChanges(r io.Reader) (int, error) {
 	if db.closed.Load() {
 		return 0, errs.ErrClosed
+	}
+	if err := db.opLogUsable(); err != nil {
+		return 0, err
 	}
 	vs, err := oplog.VerifyStream(r)
 	if err != nil {

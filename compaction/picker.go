@@ -47,6 +47,10 @@ import (
 
 // Options configure a Picker. A zero field takes its default.
 type Options struct {
+	// Damaged, if set, reports the tables found damaged: automatic picks
+	// (Pick) leave every compaction that would read one alone, so a bad
+	// block is not retried in a loop. PickManual ignores it.
+	Damaged func(num layout.FileNum) bool
 	// MoveAcrossTiers lets a table move into (or out of) the cold tier by
 	// a version edit alone, keeping its encoding until its next rewrite.
 	// Right when both tiers share a directory; with a separate cold
@@ -315,7 +319,23 @@ func (p *Picker) newState(v *lsm.Version, running []*Compaction) *pickState {
 			}
 		}
 	}
+	if p.opts.Damaged != nil {
+		// A damaged table is never free.
+		for _, files := range v.Levels {
+			for _, f := range files {
+				if p.opts.Damaged(f.Num) {
+					st.inUse[f.Num] = true
+				}
+			}
+		}
+	}
 	return st
+}
+
+// blocked reports whether c cannot run now: it conflicts with a running
+// compaction or reads a table in use or damaged.
+func (st *pickState) blocked(c *Compaction) bool {
+	return c.conflicts(st.running) || st.anyInUse(c.Inputs[0]) || st.anyInUse(c.Inputs[1])
 }
 
 func (st *pickState) anyInUse(files []*lsm.FileMeta) bool {
@@ -432,7 +452,7 @@ func (p *Picker) pickL0(st *pickState) *Compaction {
 			continue
 		}
 		c := p.newCompaction(st, 0, st.base, in0, "l0")
-		if !c.conflicts(st.running) {
+		if !st.blocked(c) {
 			return c
 		}
 	}
@@ -464,7 +484,7 @@ func (p *Picker) pickIntraL0(st *pickState) *Compaction {
 		}
 		if end-start >= 2 {
 			c := p.newCompaction(st, 0, 0, l0[start:end:end], "intra-l0")
-			if !c.conflicts(st.running) {
+			if !st.blocked(c) {
 				return c
 			}
 		}
@@ -504,7 +524,7 @@ func (p *Picker) pickSize(st *pickState, level int) *Compaction {
 			continue
 		}
 		c := p.newCompaction(st, level, level+1, in0, "size")
-		if c.conflicts(st.running) {
+		if st.blocked(c) {
 			continue
 		}
 		best, bestRatio = c, ratio
@@ -553,7 +573,7 @@ func (p *Picker) pickTombstones(st *pickState) *Compaction {
 			i, j := wholeKeys(files, cd.index, cd.index+1)
 			c = p.newCompaction(st, cd.level, cd.level+1, files[i:j:j], "tombstones")
 		}
-		if c.conflicts(st.running) {
+		if st.blocked(c) {
 			continue
 		}
 		if c.Level == c.OutputLevel {

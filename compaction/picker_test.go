@@ -929,3 +929,34 @@ func TestPickRunRandomized(t *testing.T) {
 		t.Errorf("never picked two compactions to run together")
 	}
 }
+
+// TestPickSkipsDamaged checks that no automatic pick reads a damaged
+// table, whether it would be an input of the level or of the level below,
+// and that PickManual still tries it.
+func TestPickSkipsDamaged(t *testing.T) {
+	damaged := map[layout.FileNum]bool{}
+	p := NewPicker(Options{Damaged: func(n layout.FileNum) bool { return damaged[n] }})
+	v := ver(t, map[int][]*lsm.FileMeta{
+		0: {
+			tm(1, "a", "c", mib, 10),
+			tm(2, "c", "e", mib, 20),
+			tm(3, "e", "g", mib, 30),
+			tm(4, "x", "z", mib, 40),
+		},
+		5: {tm(10, "a", "b", mib, 5), tm(11, "f", "h", mib, 5), tm(12, "i", "k", mib, 5)},
+		6: {tm(20, "a", "z", 100*mib, 1)},
+	})
+	reads := func(c *Compaction, num int) bool {
+		return slices.Contains(nums(c.Inputs[0]), num) || slices.Contains(nums(c.Inputs[1]), num)
+	}
+	for _, bad := range []int{2, 11} {
+		clear(damaged)
+		damaged[layout.FileNum(bad)] = true
+		if c := p.Pick(v, nil); c != nil && reads(c, bad) {
+			t.Fatalf("damaged %d: picked %v, which reads it", bad, c)
+		}
+		if c := p.PickManual(v, nil, nil, nil); c == nil || !reads(c, 1) {
+			t.Fatalf("damaged %d: manual pick %v skipped the damaged range", bad, c)
+		}
+	}
+}

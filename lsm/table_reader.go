@@ -40,6 +40,9 @@ type Table struct {
 	hasBF   bool
 	props   TableProps
 	dataEnd uint64 // end of the last data block (with trailer)
+	// tc, when the table came from a TableCache, is told of damage found
+	// in a data block (on the error path only).
+	tc *TableCache
 }
 
 // OpenTable reads the metadata of the table in f and keeps f open for
@@ -232,7 +235,7 @@ func (t *Table) dataBlock(i int) (*block, error) {
 	}
 	b, err := t.readMetaBlock(h, t.dataEnd, "data block")
 	if err != nil {
-		return nil, err
+		return nil, t.damaged(err)
 	}
 	t.cache.insert(t.num, h.offset, b)
 	return b, nil
@@ -283,7 +286,7 @@ func (t *Table) Get(ukey []byte, snap SeqNum) (value []byte, kind Kind, seq SeqN
 	var keyBuf [128]byte
 	key, val, _, _, found, ok := b.seek(ukey, trailer, keyBuf[:0], TrailerLen)
 	if !ok {
-		return nil, 0, 0, false, errs.Corruptf(t.name, int64(t.index[i].h.offset), "data block: %v", errBadEntry)
+		return nil, 0, 0, false, t.damaged(errs.Corruptf(t.name, int64(t.index[i].h.offset), "data block: %v", errBadEntry))
 	}
 	if !found {
 		return nil, 0, 0, false, nil
@@ -295,7 +298,7 @@ func (t *Table) Get(ukey []byte, snap SeqNum) (value []byte, kind Kind, seq SeqN
 	tr := binary.LittleEndian.Uint64(key[n:])
 	kind, seq = Kind(tr&0xff), SeqNum(tr>>8)
 	if kind > KindMax {
-		return nil, 0, 0, false, errs.Corruptf(t.name, int64(t.index[i].h.offset), "data block: unknown kind %d", kind)
+		return nil, 0, 0, false, t.damaged(errs.Corruptf(t.name, int64(t.index[i].h.offset), "data block: unknown kind %d", kind))
 	}
 	return val, kind, seq, true, nil
 }
@@ -350,7 +353,7 @@ func (it *tableIter) loadBlock() bool {
 func (it *tableIter) settle(ok bool) bool {
 	for !ok {
 		if it.bi.err != nil {
-			it.err = errs.Corruptf(it.t.name, int64(it.t.index[it.idx].h.offset), "data block: %v", it.bi.err)
+			it.err = it.t.damaged(errs.Corruptf(it.t.name, int64(it.t.index[it.idx].h.offset), "data block: %v", it.bi.err))
 			return it.stop()
 		}
 		it.idx++
@@ -367,7 +370,7 @@ func (it *tableIter) settle(ok bool) bool {
 func (it *tableIter) settleBack(ok bool) bool {
 	for !ok {
 		if it.bi.err != nil {
-			it.err = errs.Corruptf(it.t.name, int64(it.t.index[it.idx].h.offset), "data block: %v", it.bi.err)
+			it.err = it.t.damaged(errs.Corruptf(it.t.name, int64(it.t.index[it.idx].h.offset), "data block: %v", it.bi.err))
 			return it.stop()
 		}
 		if it.idx == 0 {

@@ -44,6 +44,8 @@ type TableCache struct {
 
 	errMu    sync.Mutex
 	closeErr error // first error from closing a table file
+
+	damage damageRegistry // tables found damaged (damage.go)
 }
 
 type tableCacheShard struct {
@@ -186,8 +188,12 @@ func (tc *TableCache) openEntry(s *tableCacheShard, e *tableEntry) {
 	} else if e.t, err = OpenTable(f, name, e.num, tc.blockCache); err != nil {
 		f.Close()
 	}
+	if err != nil {
+		tc.noteDamage(e.num, name, err)
+	}
 	e.err = err
 	if e.t != nil {
+		e.t.tc = tc
 		tc.handles.Store(e.t, e)
 	}
 	e.isReady.Store(true)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"sort"
 	"sync/atomic"
 
 	"github.com/plures/pluresdb/internal/layout"
@@ -138,10 +139,17 @@ func searchLargest(files []*FileMeta, ukey []byte) int {
 // versionBuilder applies edits to a base version. Used by one goroutine.
 type versionBuilder struct {
 	files [NumLevels]map[layout.FileNum]*FileMeta
+	// deleted, for a builder replaying a manifest from nothing (no
+	// base), collects every table an edit removed: the tables the
+	// manifest proves obsolete, unless a later edit adds them back.
+	deleted map[layout.FileNum]struct{}
 }
 
 func newVersionBuilder(base *Version) *versionBuilder {
 	b := &versionBuilder{}
+	if base == nil {
+		b.deleted = make(map[layout.FileNum]struct{})
+	}
 	for level := range b.files {
 		b.files[level] = make(map[layout.FileNum]*FileMeta)
 		if base != nil {
@@ -165,6 +173,9 @@ func (b *versionBuilder) apply(e *VersionEdit) error {
 			return fmt.Errorf("lsm: edit deletes table %s at level %d, which does not hold it", d.Num, d.Level)
 		}
 		delete(b.files[d.Level], d.Num)
+		if b.deleted != nil {
+			b.deleted[d.Num] = struct{}{}
+		}
 	}
 	for _, nf := range e.NewFiles {
 		if nf.Level < 0 || nf.Level >= NumLevels {
@@ -275,8 +286,19 @@ func getFromTable(tc *TableCache, f *FileMeta, ukey []byte, snap SeqNum) (value 
 // from 1 down. Each iterator holds its tables and a reference on v until
 // its Close, so the caller may Unref v at once.
 func (v *Version) NewIters(tc *TableCache) ([]InternalIterator, error) {
+	return v.NewItersRange(tc, nil, nil)
+}
+
+// NewItersRange is NewIters for a reader of the user keys [lower, upper)
+// only (nil: unbounded): tables wholly outside the range are left out, so
+// they are neither opened nor read, and a damaged table outside the range
+// cannot fail the read.
+func (v *Version) NewItersRange(tc *TableCache, lower, upper []byte) ([]InternalIterator, error) {
 	iters := make([]InternalIterator, 0, len(v.Levels[0])+NumLevels-1)
 	for _, f := range v.Levels[0] {
+		if !overlapsRange(f, lower, upper) {
+			continue
+		}
 		t, err := tc.Acquire(f)
 		if err != nil {
 			for _, it := range iters {
@@ -288,11 +310,28 @@ func (v *Version) NewIters(tc *TableCache) ([]InternalIterator, error) {
 		iters = append(iters, &heldTableIter{InternalIterator: t.NewIter(), tc: tc, t: t, v: v})
 	}
 	for level := 1; level < NumLevels; level++ {
-		if len(v.Levels[level]) == 0 {
+		files := v.Levels[level]
+		if lower != nil {
+			files = files[searchLargest(files, lower):]
+		}
+		if upper != nil {
+			files = files[:sort.Search(len(files), func(i int) bool {
+				return bytes.Compare(UserKey(files[i].Smallest), upper) >= 0
+			})]
+		}
+		if len(files) == 0 {
 			continue
 		}
 		v.Ref()
-		iters = append(iters, &levelIter{tc: tc, files: v.Levels[level], v: v, idx: len(v.Levels[level])})
+		iters = append(iters, &levelIter{tc: tc, files: files, v: v, idx: len(files)})
 	}
 	return iters, nil
+}
+
+// overlapsRange reports whether f may hold a user key in [lower, upper).
+func overlapsRange(f *FileMeta, lower, upper []byte) bool {
+	if lower != nil && bytes.Compare(UserKey(f.Largest), lower) < 0 {
+		return false
+	}
+	return upper == nil || bytes.Compare(UserKey(f.Smallest), upper) < 0
 }
