@@ -79,10 +79,18 @@ func (db *DB) archiveSegment(s *segIndex) error {
 	arch.archived = true
 	b := db.NewBatch()
 	b.add(lsm.KindSet, nsMeta, segIndexKey(s.num), arch.encode())
+	db.ol.mu.Lock()
+	mark, raise := db.ol.clockMarkFor(s)
+	db.ol.mu.Unlock()
+	if raise {
+		// An archive that goes missing must not take the clock back.
+		addClockMark(b, mark)
+	}
 	if err := b.Commit(&WriteOptions{Sync: true}); err != nil {
 		return err
 	}
 	db.ol.mu.Lock()
+	db.ol.clockMark = max(db.ol.clockMark, mark)
 	s.archived = true
 	db.ol.mu.Unlock()
 	if s.keys == nil {

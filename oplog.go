@@ -36,6 +36,10 @@ var (
 	metaPeers    = []byte("oplog/peers/") // + replica ID: a peer's acknowledged version vector
 	metaSegIndex = []byte("oplog/seg/")   // + segment number (8 bytes BE): its segIndex
 	metaDocFmt   = []byte("oplog/docfmt") // document value format; absent in format-1 databases
+	// metaClock is the clock's durable high-water mark (8 bytes, big
+	// endian): at least every timestamp of the history that has left the
+	// log (dropped or archived). What the log still holds is replayed.
+	metaClock = []byte("oplog/clock")
 )
 
 // seqRange is what a segment holds of one replica's operations: the
@@ -216,6 +220,8 @@ type opLog struct {
 	mu    sync.Mutex
 	segs  []*segIndex         // sealed segments still retained, oldest first
 	floor oplog.VersionVector // per replica: operations at or below are no longer retained
+	// clockMark is the persisted high-water mark of the clock (metaClock).
+	clockMark oplog.Timestamp
 	peers map[oplog.ReplicaID]oplog.VersionVector
 
 	subs subscribers
@@ -418,6 +424,18 @@ func (db *DB) openOpLog() error {
 	if ol.floor, err = db.metaVersionVector(metaFloor, "op log floor"); err != nil {
 		return err
 	}
+	if db.opts.Clock != nil {
+		ol.clock = oplog.NewClock(&oplog.ClockOptions{Wall: db.opts.Clock})
+	}
+	if v, ok, err := db.getMeta(metaClock); err != nil {
+		return err
+	} else if ok {
+		if len(v) != 8 {
+			return errs.Corruptf(db.dir, -1, "op log clock mark: %d bytes, want 8", len(v))
+		}
+		ol.clockMark = oplog.Timestamp(binary.BigEndian.Uint64(v))
+		ol.clock.Restore(ol.clockMark)
+	}
 	ol.peers = map[oplog.ReplicaID]oplog.VersionVector{}
 	known := map[layout.FileNum]*segIndex{}
 	it := db.newIter(nsMeta, []byte("oplog/"), []byte("oplog0"), lsm.SeqNum(db.visible.Load()))
@@ -507,6 +525,22 @@ func (db *DB) openOpLog() error {
 		ol.localSeq = max(ol.localSeq, s.ranges[ol.self].max)
 	}
 	return nil
+}
+
+// clockMarkFor returns the clock mark to persist before the segments segs
+// leave the log, and whether it is above the persisted one. Called with
+// ol.mu held or by the one retention pass.
+func (ol *opLog) clockMarkFor(segs ...*segIndex) (oplog.Timestamp, bool) {
+	m := ol.clockMark
+	for _, s := range segs {
+		m = max(m, s.maxHLC)
+	}
+	return m, m > ol.clockMark
+}
+
+// addClockMark adds the write of clock mark m to b.
+func addClockMark(b *Batch, m oplog.Timestamp) {
+	b.add(lsm.KindSet, nsMeta, metaClock, binary.BigEndian.AppendUint64(nil, uint64(m)))
 }
 
 // openReplica reads this replica's ID, or makes one for a new database.

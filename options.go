@@ -171,6 +171,11 @@ type Options struct {
 	// nil: silent.
 	Logger *zerolog.Logger
 
+	// Clock returns the wall-clock time the hybrid logical clock follows.
+	// nil: time.Now. For tests that need a replica whose clock runs ahead
+	// of or behind the others'.
+	Clock func() time.Time
+
 	// FS is the filesystem the database uses. nil: the operating system.
 	// Tests pass an in-memory or fault-injecting one.
 	FS vfs.FS

@@ -103,11 +103,15 @@ func (db *DB) dropHistory(now time.Time) error {
 			floor[r] = max(floor[r], rg.max)
 		}
 	}
+	mark, raise := db.ol.clockMarkFor(drop...)
 	db.ol.mu.Unlock()
 
-	// The floor is durable before any history goes.
+	// The floor and the clock mark are durable before any history goes.
 	b := db.NewBatch()
 	b.add(lsm.KindSet, nsMeta, metaFloor, floor.Append(nil))
+	if raise {
+		addClockMark(b, mark)
+	}
 	for _, s := range drop {
 		b.add(lsm.KindDelete, nsMeta, segIndexKey(s.num), nil)
 	}
@@ -116,6 +120,7 @@ func (db *DB) dropHistory(now time.Time) error {
 	}
 	db.ol.mu.Lock()
 	db.ol.floor = floor
+	db.ol.clockMark = mark
 	db.ol.segs = db.ol.segs[len(drop):]
 	db.ol.mu.Unlock()
 	for _, s := range drop {
