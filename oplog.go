@@ -222,7 +222,7 @@ type opLog struct {
 	floor oplog.VersionVector // per replica: operations at or below are no longer retained
 	// clockMark is the persisted high-water mark of the clock (metaClock).
 	clockMark oplog.Timestamp
-	peers map[oplog.ReplicaID]oplog.VersionVector
+	peers     map[oplog.ReplicaID]oplog.VersionVector
 
 	subs subscribers
 
