@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -220,6 +221,9 @@ type opLog struct {
 	mu    sync.Mutex
 	segs  []*segIndex         // sealed segments still retained, oldest first
 	floor oplog.VersionVector // per replica: operations at or below are no longer retained
+	// gcHorizon is the durable tombstone collection horizon
+	// (metaGCHorizon), a Timestamp; raised under commitMu.
+	gcHorizon atomic.Uint64
 	// clockMark is the persisted high-water mark of the clock (metaClock).
 	clockMark oplog.Timestamp
 	peers     map[oplog.ReplicaID]oplog.VersionVector
@@ -435,6 +439,14 @@ func (db *DB) openOpLog() error {
 		}
 		ol.clockMark = oplog.Timestamp(binary.BigEndian.Uint64(v))
 		ol.clock.Restore(ol.clockMark)
+	}
+	if v, ok, err := db.getMeta(metaGCHorizon); err != nil {
+		return err
+	} else if ok {
+		if len(v) != 8 {
+			return errs.Corruptf(db.dir, -1, "tombstone collection horizon: %d bytes, want 8", len(v))
+		}
+		ol.gcHorizon.Store(binary.BigEndian.Uint64(v))
 	}
 	ol.peers = map[oplog.ReplicaID]oplog.VersionVector{}
 	known := map[layout.FileNum]*segIndex{}
