@@ -2,8 +2,12 @@ package pluresdb
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"github.com/plures/pluresdb/lsm"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,5 +115,145 @@ func TestStaleReplicaRefused(t *testing.T) {
 	syncPair(t, a, fresh)
 	if dump(t, a) != dump(t, fresh) {
 		t.Fatal("replicas differ after a normal exchange")
+	}
+}
+
+// TestSubscribeGapRefused: resuming the feed from a position whose history
+// retention dropped fails instead of skipping what was dropped.
+func TestSubscribeGapRefused(t *testing.T) {
+	fs := vfs.NewMem()
+	db, err := Open("/a", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, Retention: -1})
+	must(t, err)
+	defer db.Close()
+	ctx := context.Background()
+	sub, err := db.Subscribe(ctx, Position{})
+	must(t, err)
+	for i := range 50 {
+		must(t, db.Put(fmt.Appendf(nil, "k%d", i), []byte("v")))
+	}
+	var saved Position
+	for range 10 {
+		c, err := sub.Next()
+		must(t, err)
+		saved = c.Pos
+	}
+	sub.Close()
+	must(t, db.Flush())
+	must(t, db.applyRetention(time.Now()))
+	must(t, db.Put([]byte("after"), []byte("v")))
+	sub, err = db.Subscribe(ctx, saved)
+	if err == nil {
+		c, nerr := sub.Next()
+		err = nerr
+		if err == nil {
+			t.Fatalf("resumed across dropped history: got %q at %+v", c.Op.Key, c.Pos)
+		}
+	}
+	if !errors.Is(err, ErrHistoryUnavailable) {
+		t.Fatalf("resume across dropped history: %v", err)
+	}
+	// The same after a restart.
+	must(t, db.Close())
+	db, err = Open("/a", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, Retention: -1})
+	must(t, err)
+	if _, err := db.Subscribe(ctx, saved); !errors.Is(err, ErrHistoryUnavailable) {
+		t.Fatalf("after a restart: %v", err)
+	}
+}
+
+// TestSubscribeInsideArchive: the feed resumes from any position inside
+// archived history, imports' multi-operation records included, with
+// exactly the operations after it, in order, then live ones.
+func TestSubscribeInsideArchive(t *testing.T) {
+	fs := vfs.NewMem()
+	opts := &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, HotHistory: -1}
+	db, err := Open("/a", opts)
+	must(t, err)
+	defer func() { db.Close() }()
+	peer := openReplica(t, fs, "/peer")
+	defer peer.Close()
+	for i := range 30 {
+		must(t, peer.Put(fmt.Appendf(nil, "p%d", i), []byte("x")))
+	}
+	for i := range 300 {
+		must(t, db.Put(fmt.Appendf(nil, "k%03d", i), []byte("v")))
+		if i == 100 {
+			syncPair(t, peer, db)
+		}
+	}
+	b := db.NewBatch()
+	for i := range 5 {
+		must(t, b.Put(fmt.Appendf(nil, "b%d", i), []byte("v")))
+	}
+	must(t, b.Commit(nil))
+
+	ctx := context.Background()
+	read := func(from Position, n int) []Change {
+		t.Helper()
+		sub, err := db.Subscribe(ctx, from)
+		must(t, err)
+		defer sub.Close()
+		var out []Change
+		for range n {
+			c, err := sub.Next()
+			must(t, err)
+			out = append(out, c)
+		}
+		return out
+	}
+	const total = 300 + 30 + 5
+	want := read(Position{}, total)
+	must(t, db.Flush())
+	must(t, db.applyRetention(time.Now()))
+	if db.Metrics().OpLog.ArchivedSegments == 0 {
+		t.Fatal("nothing archived")
+	}
+	must(t, db.Close())
+	db, err = Open("/a", opts)
+	must(t, err)
+	must(t, db.Put([]byte("live"), []byte("v")))
+	for _, i := range []int{0, 50, 100, 101, 115, 130, 131, 200, total - 2, total - 1} {
+		got := read(want[i].Pos, total-1-i+1)
+		for j, c := range got[:len(got)-1] {
+			w := want[i+1+j]
+			if c.Pos != w.Pos || string(c.Op.Key) != string(w.Op.Key) || c.Op.Seq != w.Op.Seq || c.Op.Replica != w.Op.Replica {
+				t.Fatalf("from %d: change %d is %+v %q, want %+v %q", i, j, c.Pos, c.Op.Key, w.Pos, w.Op.Key)
+			}
+		}
+		if last := got[len(got)-1]; string(last.Op.Key) != "live" {
+			t.Fatalf("from %d: after the archive %q, want the live write", i, last.Op.Key)
+		}
+	}
+}
+
+func TestArchivePositionsRoundTrip(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 1))
+	for range 200 {
+		var pos []Position
+		p := Position{Seq: rng.Uint64N(1 << 40)}
+		for range rng.IntN(50) {
+			switch rng.IntN(4) {
+			case 0:
+				p.Seq++
+			case 1:
+				p.Index++
+			case 2:
+				p = Position{Seq: p.Seq + rng.Uint64N(100), Index: uint32(rng.IntN(3))}
+			default:
+				p = Position{Seq: rng.Uint64N(1 << 40)}
+			}
+			pos = append(pos, p)
+		}
+		enc := appendPositions(nil, pos)
+		got, err := decodePositions(enc, len(pos))
+		if err != nil || !slices.Equal(got, pos) {
+			t.Fatalf("seed %d: %v\n got %v\nwant %v", seed, err, got, pos)
+		}
+		for cut := range enc {
+			if _, err := decodePositions(enc[:cut], len(pos)); err == nil && cut < len(enc) {
+				t.Fatalf("seed %d: truncated to %d of %d decodes", seed, cut, len(enc))
+			}
+		}
 	}
 }

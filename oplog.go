@@ -41,6 +41,10 @@ var (
 	// endian): at least every timestamp of the history that has left the
 	// log (dropped or archived). What the log still holds is replayed.
 	metaClock = []byte("oplog/clock")
+	// metaFeedFloor is the log position of the last operation dropped by
+	// retention (uvarint seq | uvarint index): the change feed cannot
+	// resume before it.
+	metaFeedFloor = []byte("oplog/feedfloor")
 )
 
 // seqRange is what a segment holds of one replica's operations: the
@@ -224,6 +228,10 @@ type opLog struct {
 	// gcHorizon is the durable tombstone collection horizon
 	// (metaGCHorizon), a Timestamp; raised under commitMu.
 	gcHorizon atomic.Uint64
+	// feedFloor is the position of the last operation retention dropped
+	// (metaFeedFloor); feedFloorSet: it is known.
+	feedFloor    Position
+	feedFloorSet bool
 	// clockMark is the persisted high-water mark of the clock (metaClock).
 	clockMark oplog.Timestamp
 	peers     map[oplog.ReplicaID]oplog.VersionVector
@@ -440,6 +448,16 @@ func (db *DB) openOpLog() error {
 		ol.clockMark = oplog.Timestamp(binary.BigEndian.Uint64(v))
 		ol.clock.Restore(ol.clockMark)
 	}
+	if v, ok, err := db.getMeta(metaFeedFloor); err != nil {
+		return err
+	} else if ok {
+		seq, n := binary.Uvarint(v)
+		idx, k := binary.Uvarint(v[max(n, 0):])
+		if n <= 0 || k <= 0 || idx > 1<<32-1 {
+			return errs.Corruptf(db.dir, -1, "op log feed floor: bad encoding")
+		}
+		ol.feedFloor, ol.feedFloorSet = Position{seq, uint32(idx)}, true
+	}
 	if v, ok, err := db.getMeta(metaGCHorizon); err != nil {
 		return err
 	} else if ok {
@@ -548,6 +566,48 @@ func (ol *opLog) clockMarkFor(segs ...*segIndex) (oplog.Timestamp, bool) {
 		m = max(m, s.maxHLC)
 	}
 	return m, m > ol.clockMark
+}
+
+// lastPosition returns the log position of the last operation of segment
+// s, read from the segment or its archive. An archive without positions
+// gives the highest position the segment could hold.
+func (db *DB) lastPosition(s *segIndex) (Position, error) {
+	var last Position
+	if s.archived {
+		_, pos, err := db.readArchive(s.num)
+		if err != nil {
+			return Position{}, err
+		}
+		if pos == nil {
+			return Position{Seq: uint64(s.lastSeq), Index: 1<<32 - 1}, nil
+		}
+		for _, p := range pos {
+			if last.Less(p) {
+				last = p
+			}
+		}
+		return last, nil
+	}
+	sr, err := wal.OpenSegment(db.fs, db.dir, s.num)
+	if err != nil {
+		return Position{}, err
+	}
+	defer sr.Close()
+	for {
+		rec, err := sr.Next()
+		if err != nil {
+			if isEOF(err) {
+				return last, nil
+			}
+			return Position{}, err
+		}
+		if err := decodeRecord(rec, db.ol.self, func(p Position, _ *oplog.Op) error {
+			last = p
+			return nil
+		}); err != nil {
+			return Position{}, err
+		}
+	}
 }
 
 // addClockMark adds the write of clock mark m to b.

@@ -106,7 +106,18 @@ func (db *DB) dropHistory(now time.Time) error {
 		}
 	}
 	mark, raise := db.ol.clockMarkFor(drop...)
+	feedFloor := db.ol.feedFloor
 	db.ol.mu.Unlock()
+	for _, s := range drop {
+		p, err := db.lastPosition(s)
+		if err != nil {
+			// Unreadable: the highest position it could hold.
+			p = Position{Seq: uint64(s.lastSeq), Index: 1<<32 - 1}
+		}
+		if feedFloor.Less(p) {
+			feedFloor = p
+		}
+	}
 
 	// The floor and the clock mark are durable before any history goes.
 	b := db.NewBatch()
@@ -114,6 +125,8 @@ func (db *DB) dropHistory(now time.Time) error {
 	if raise {
 		addClockMark(b, mark)
 	}
+	b.add(lsm.KindSet, nsMeta, metaFeedFloor,
+		binary.AppendUvarint(binary.AppendUvarint(nil, feedFloor.Seq), uint64(feedFloor.Index)))
 	for _, s := range drop {
 		b.add(lsm.KindDelete, nsMeta, segIndexKey(s.num), nil)
 	}
@@ -123,6 +136,7 @@ func (db *DB) dropHistory(now time.Time) error {
 	db.ol.mu.Lock()
 	db.ol.floor = floor
 	db.ol.clockMark = mark
+	db.ol.feedFloor, db.ol.feedFloorSet = feedFloor, true
 	db.ol.segs = db.ol.segs[len(drop):]
 	db.ol.mu.Unlock()
 	for _, s := range drop {
