@@ -3,9 +3,11 @@ package pluresdb
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"github.com/plures/pluresdb/lsm"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -256,4 +258,76 @@ func TestArchivePositionsRoundTrip(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestArchiveVersion1 reads archives written before they kept positions
+// (a bare change stream): export and as-of reads use them as before, and
+// the feed refuses to resume inside them rather than guess.
+func TestArchiveVersion1(t *testing.T) {
+	fs := vfs.NewMem()
+	opts := &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, HotHistory: -1}
+	db, err := Open("/a", opts)
+	must(t, err)
+	for i := range 200 {
+		must(t, db.Put(fmt.Appendf(nil, "k%03d", i), []byte("v")))
+	}
+	must(t, db.Flush())
+	must(t, db.applyRetention(time.Now()))
+	must(t, db.Close())
+	names, err := fs.List("/a")
+	must(t, err)
+	n := 0
+	for _, name := range names {
+		if !strings.HasSuffix(name, ".oparc") {
+			continue
+		}
+		// Rewrite as version 1: the stream alone.
+		f, err := fs.Open("/a/" + name)
+		must(t, err)
+		data, err := io.ReadAll(f)
+		must(t, err)
+		f.Close()
+		l, k := binary.Uvarint(data[len(archiveMagic)+1:])
+		start := len(archiveMagic) + 1 + k
+		must(t, vfs.WriteFileAtomic(fs, "/a/tmp", "/a/"+name, data[start:start+int(l)]))
+		n++
+	}
+	if n == 0 {
+		t.Fatal("nothing archived")
+	}
+	db, err = Open("/a", opts)
+	must(t, err)
+	defer db.Close()
+	b := openReplica(t, fs, "/b")
+	defer b.Close()
+	if got := syncPair(t, db, b); got != 200 {
+		t.Fatalf("export from version 1 archives: %d operations", got)
+	}
+	if _, err := db.GetAsOf([]byte("k007"), db.Now()); err != nil {
+		t.Fatalf("as-of read from a version 1 archive: %v", err)
+	}
+	sub, err := db.Subscribe(context.Background(), Position{Seq: 5})
+	if err == nil {
+		_, err = sub.Next()
+	}
+	if !errors.Is(err, ErrHistoryUnavailable) {
+		t.Fatalf("resume inside a version 1 archive: %v", err)
+	}
+}
+
+func FuzzArchivePositions(f *testing.F) {
+	f.Add(appendPositions(nil, []Position{{1, 0}, {2, 0}, {3, 0}, {9, 0}, {9, 1}}), 5)
+	f.Add([]byte{1, 3, 1, 2, 0}, 3)
+	f.Fuzz(func(t *testing.T, b []byte, count int) {
+		if count < 0 || count > 1<<16 {
+			return
+		}
+		pos, err := decodePositions(b, count)
+		if err != nil {
+			return
+		}
+		if got, err := decodePositions(appendPositions(nil, pos), count); err != nil || !slices.Equal(got, pos) {
+			t.Fatalf("re-encoding %v: %v, %v", pos, got, err)
+		}
+	})
 }
