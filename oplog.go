@@ -61,7 +61,8 @@ type segIndex struct {
 	minHLC, maxHLC    oplog.Timestamp
 	ranges            map[oplog.ReplicaID]seqRange
 	// archived: the segment was moved to the cold archive (its .oparc
-	// file holds its operations, without their log positions).
+	// file holds its operations and, from archive version 2, their log
+	// positions).
 	archived bool
 	// keys filters the keys of its operations (keyfilter.go); nil: none
 	// built yet. Set once, under ol.mu; read-only after. Not persisted.
