@@ -177,7 +177,7 @@ func (s *Subscription) startCatchUp(first bool) error {
 	db.ol.mu.Unlock()
 	db.commitMu.Unlock()
 
-	if first && db.historyGap(s.pos, segs, floorSet) {
+	if db.historyGap(s.pos, segs, floorSet, first) {
 		s.Close()
 		return fmt.Errorf("%w: position %d/%d is older than the retained history", ErrHistoryUnavailable, s.pos.Seq, s.pos.Index)
 	}
@@ -340,8 +340,10 @@ func (s *Subscription) addArchive(num layout.FileNum) error {
 
 // historyGap reports whether history after from is gone: an operation
 // after from was in a segment retention dropped. segs are the retained
-// segments; floorSet says some history was dropped.
-func (db *DB) historyGap(from Position, segs []*segIndex, floorSet bool) bool {
+// segments; floorSet says some history was dropped. A feed that fell
+// behind its live queue (first false) is checked again: retention may
+// have dropped what it had not read yet.
+func (db *DB) historyGap(from Position, segs []*segIndex, floorSet, first bool) bool {
 	db.ol.mu.Lock()
 	ff, ok := db.ol.feedFloor, db.ol.feedFloorSet
 	db.ol.mu.Unlock()
@@ -350,7 +352,7 @@ func (db *DB) historyGap(from Position, segs []*segIndex, floorSet bool) bool {
 	}
 	// History dropped before the last dropped position was recorded:
 	// judge by the first retained record.
-	return floorSet && len(segs) > 0 && uint64(segs[0].firstSeq) > from.Seq+1
+	return first && floorSet && len(segs) > 0 && uint64(segs[0].firstSeq) > from.Seq+1
 }
 
 // upToLimit bounds what catch-up delivers: records past upTo arrive
