@@ -137,7 +137,7 @@ func (db *DB) scanHistory(s *segIndex, limit int64, fn func(op *oplog.Op) error)
 		}
 		// Archived since the snapshot.
 	}
-	st, err := db.readArchive(s.num)
+	st, _, err := db.readArchive(s.num)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package pluresdb
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/plures/pluresdb/internal/errs"
 )
@@ -42,6 +43,14 @@ var (
 	// version vector, a change-feed position, an as-of read) are older than
 	// the history the log still retains.
 	ErrHistoryUnavailable = errors.New("pluresdb: history no longer retained")
+	// ErrStaleReplica: a change stream holds an operation this replica
+	// lacks that is at or below the horizon under which it has collected
+	// tombstones: a deletion it no longer remembers may have beaten it, so
+	// applying it could bring a deleted key back on this replica alone.
+	// The sending replica was away for longer than Retention (or than its
+	// acknowledged peers kept history for it) and must re-bootstrap from a
+	// snapshot of a current replica. It wraps ErrHistoryUnavailable.
+	ErrStaleReplica = fmt.Errorf("pluresdb: stale replica, re-bootstrap it from a snapshot: %w", ErrHistoryUnavailable)
 	// ErrCausalGap: a change stream starts after what this replica has of
 	// some replica's operations; applying it would leave a hole. Ask the
 	// peer for the changes since VersionVector() instead.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -122,13 +123,17 @@ type Subscription struct {
 }
 
 type segRef struct {
-	num   layout.FileNum
-	limit int64 // bytes to read; -1: all
+	num      layout.FileNum
+	limit    int64 // bytes to read; -1: all
+	archived bool
 }
 
 // Subscribe starts a change feed after from (the zero Position: from the
-// start of the retained log). ctx ends it. from older than the retained
-// history gives ErrHistoryUnavailable.
+// start of the log). ctx ends it. It resumes anywhere in the retained
+// history, archived history included (but for archives written before
+// they kept positions); from older than the retained history, or in such
+// an archive, gives ErrHistoryUnavailable (from Subscribe or the first
+// Next).
 func (db *DB) Subscribe(ctx context.Context, from Position) (*Subscription, error) {
 	if db.closed.Load() {
 		return nil, errs.ErrClosed
@@ -172,23 +177,18 @@ func (s *Subscription) startCatchUp(first bool) error {
 	db.ol.mu.Unlock()
 	db.commitMu.Unlock()
 
-	if first && floorSet && len(segs) > 0 && uint64(segs[0].firstSeq) > s.pos.Seq+1 {
+	if db.historyGap(s.pos, segs, floorSet, first) {
 		s.Close()
-		return ErrHistoryUnavailable
+		return fmt.Errorf("%w: position %d/%d is older than the retained history", ErrHistoryUnavailable, s.pos.Seq, s.pos.Index)
 	}
 	s.segs = s.segs[:0]
 	for _, g := range segs {
 		if g.lastSeq != 0 && uint64(g.lastSeq) < s.pos.Seq {
 			continue
 		}
-		if g.archived {
-			// Positions are not kept in the archive.
-			s.Close()
-			return fmt.Errorf("%w: position %d is in archived history (segment %s)", ErrHistoryUnavailable, s.pos.Seq, g.num)
-		}
-		s.segs = append(s.segs, segRef{g.num, -1})
+		s.segs = append(s.segs, segRef{g.num, -1, g.archived})
 	}
-	s.segs = append(s.segs, segRef{curNum, size})
+	s.segs = append(s.segs, segRef{curNum, size, false})
 	s.live = false
 	return nil
 }
@@ -266,13 +266,17 @@ func (s *Subscription) catchUpStep() error {
 		}
 		g := s.segs[0]
 		s.segs = s.segs[1:]
+		if g.archived {
+			return s.addArchive(g.num)
+		}
 		r, err := wal.OpenSegmentPrefix(s.db.fs, s.db.dir, g.num, g.limit)
 		if err != nil {
 			if s.db.closed.Load() {
 				return errs.ErrClosed
 			}
-			if errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("%w: segment %s was archived or dropped while the feed caught up", ErrHistoryUnavailable, g.num)
+			if errors.Is(err, os.ErrNotExist) && g.limit < 0 {
+				// Archived since the listing.
+				return s.addArchive(g.num)
 			}
 			return err
 		}
@@ -303,6 +307,52 @@ func (s *Subscription) add(rec []byte) error {
 		s.pending = append(s.pending, c)
 		return nil
 	})
+}
+
+// addArchive queues the changes of archived segment num that lie after
+// the position, in log order.
+func (s *Subscription) addArchive(num layout.FileNum) error {
+	st, pos, err := s.db.readArchive(num)
+	if err != nil {
+		if s.db.closed.Load() {
+			return errs.ErrClosed
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("%w: segment %s was dropped while the feed caught up", ErrHistoryUnavailable, num)
+		}
+		return err
+	}
+	if pos == nil {
+		return fmt.Errorf("%w: position %d/%d is in archived history written without positions (segment %s)",
+			ErrHistoryUnavailable, s.pos.Seq, s.pos.Index, num)
+	}
+	start := len(s.pending)
+	for i := range st.Ops {
+		if pos[i].Seq > uint64(s.upToLimit()) || !s.pos.Less(pos[i]) {
+			continue
+		}
+		s.pending = append(s.pending, Change{Pos: pos[i], Op: st.Ops[i]})
+	}
+	added := s.pending[start:]
+	sort.Slice(added, func(i, j int) bool { return added[i].Pos.Less(added[j].Pos) })
+	return nil
+}
+
+// historyGap reports whether history after from is gone: an operation
+// after from was in a segment retention dropped. segs are the retained
+// segments; floorSet says some history was dropped. A feed that fell
+// behind its live queue (first false) is checked again: retention may
+// have dropped what it had not read yet.
+func (db *DB) historyGap(from Position, segs []*segIndex, floorSet, first bool) bool {
+	db.ol.mu.Lock()
+	ff, ok := db.ol.feedFloor, db.ol.feedFloorSet
+	db.ol.mu.Unlock()
+	if ok {
+		return from.Less(ff)
+	}
+	// History dropped before the last dropped position was recorded:
+	// judge by the first retained record.
+	return first && floorSet && len(segs) > 0 && uint64(segs[0].firstSeq) > from.Seq+1
 }
 
 // upToLimit bounds what catch-up delivers: records past upTo arrive

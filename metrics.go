@@ -20,6 +20,7 @@ type metrics struct {
 	opArchivedBytes, opArchivedOps atomic.Uint64
 	flushes, flushBytes            atomic.Uint64
 	ingests                        atomic.Uint64
+	staleImports                   atomic.Uint64
 	compactions, compactBytes      atomic.Uint64
 	stalls, stallNanos             atomic.Uint64
 	compactionsDamaged             atomic.Uint64
@@ -107,6 +108,10 @@ type OpLogMetrics struct {
 	ArchivedBytes    uint64 // bytes written to the archive since open
 	ArchivedOps      uint64 // operations written to the archive since open
 	SegmentsDropped  uint64 // segments dropped by retention since open
+	// StaleImports counts change streams refused since open because they
+	// held an operation at or below the tombstone collection horizon
+	// (ErrStaleReplica).
+	StaleImports uint64
 }
 
 // Metrics returns the engine's counters.

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -36,6 +37,14 @@ var (
 	metaPeers    = []byte("oplog/peers/") // + replica ID: a peer's acknowledged version vector
 	metaSegIndex = []byte("oplog/seg/")   // + segment number (8 bytes BE): its segIndex
 	metaDocFmt   = []byte("oplog/docfmt") // document value format; absent in format-1 databases
+	// metaClock is the clock's durable high-water mark (8 bytes, big
+	// endian): at least every timestamp of the history that has left the
+	// log (dropped or archived). What the log still holds is replayed.
+	metaClock = []byte("oplog/clock")
+	// metaFeedFloor is the log position of the last operation dropped by
+	// retention (uvarint seq | uvarint index): the change feed cannot
+	// resume before it.
+	metaFeedFloor = []byte("oplog/feedfloor")
 )
 
 // seqRange is what a segment holds of one replica's operations: the
@@ -52,7 +61,8 @@ type segIndex struct {
 	minHLC, maxHLC    oplog.Timestamp
 	ranges            map[oplog.ReplicaID]seqRange
 	// archived: the segment was moved to the cold archive (its .oparc
-	// file holds its operations, without their log positions).
+	// file holds its operations and, from archive version 2, their log
+	// positions).
 	archived bool
 	// keys filters the keys of its operations (keyfilter.go); nil: none
 	// built yet. Set once, under ol.mu; read-only after. Not persisted.
@@ -216,7 +226,16 @@ type opLog struct {
 	mu    sync.Mutex
 	segs  []*segIndex         // sealed segments still retained, oldest first
 	floor oplog.VersionVector // per replica: operations at or below are no longer retained
-	peers map[oplog.ReplicaID]oplog.VersionVector
+	// gcHorizon is the durable tombstone collection horizon
+	// (metaGCHorizon), a Timestamp; raised under commitMu.
+	gcHorizon atomic.Uint64
+	// feedFloor is the position of the last operation retention dropped
+	// (metaFeedFloor); feedFloorSet: it is known.
+	feedFloor    Position
+	feedFloorSet bool
+	// clockMark is the persisted high-water mark of the clock (metaClock).
+	clockMark oplog.Timestamp
+	peers     map[oplog.ReplicaID]oplog.VersionVector
 
 	subs subscribers
 
@@ -422,6 +441,33 @@ func (db *DB) readOpLogMeta(known map[layout.FileNum]*segIndex) error {
 	if ol.floor, err = db.metaVersionVector(metaFloor, "op log floor"); err != nil {
 		return err
 	}
+	if v, ok, err := db.getMeta(metaClock); err != nil {
+		return err
+	} else if ok {
+		if len(v) != 8 {
+			return errs.Corruptf(db.dir, -1, "op log clock mark: %d bytes, want 8", len(v))
+		}
+		ol.clockMark = oplog.Timestamp(binary.BigEndian.Uint64(v))
+		ol.clock.Restore(ol.clockMark)
+	}
+	if v, ok, err := db.getMeta(metaFeedFloor); err != nil {
+		return err
+	} else if ok {
+		seq, n := binary.Uvarint(v)
+		idx, k := binary.Uvarint(v[max(n, 0):])
+		if n <= 0 || k <= 0 || idx > 1<<32-1 {
+			return errs.Corruptf(db.dir, -1, "op log feed floor: bad encoding")
+		}
+		ol.feedFloor, ol.feedFloorSet = Position{seq, uint32(idx)}, true
+	}
+	if v, ok, err := db.getMeta(metaGCHorizon); err != nil {
+		return err
+	} else if ok {
+		if len(v) != 8 {
+			return errs.Corruptf(db.dir, -1, "tombstone collection horizon: %d bytes, want 8", len(v))
+		}
+		ol.gcHorizon.Store(binary.BigEndian.Uint64(v))
+	}
 	ol.peers = map[oplog.ReplicaID]oplog.VersionVector{}
 	it := db.newIter(nsMeta, []byte("oplog/"), []byte("oplog0"), lsm.SeqNum(db.visible.Load()))
 	for ok := it.First(); ok; ok = it.Next() {
@@ -537,6 +583,64 @@ func (db *DB) openOpLog() error {
 	return nil
 }
 
+// clockMarkFor returns the clock mark to persist before the segments segs
+// leave the log, and whether it is above the persisted one. Called with
+// ol.mu held or by the one retention pass.
+func (ol *opLog) clockMarkFor(segs ...*segIndex) (oplog.Timestamp, bool) {
+	m := ol.clockMark
+	for _, s := range segs {
+		m = max(m, s.maxHLC)
+	}
+	return m, m > ol.clockMark
+}
+
+// lastPosition returns the log position of the last operation of segment
+// s, read from the segment or its archive. An archive without positions
+// gives the highest position the segment could hold.
+func (db *DB) lastPosition(s *segIndex) (Position, error) {
+	var last Position
+	if s.archived {
+		_, pos, err := db.readArchive(s.num)
+		if err != nil {
+			return Position{}, err
+		}
+		if pos == nil {
+			return Position{Seq: uint64(s.lastSeq), Index: 1<<32 - 1}, nil
+		}
+		for _, p := range pos {
+			if last.Less(p) {
+				last = p
+			}
+		}
+		return last, nil
+	}
+	sr, err := wal.OpenSegment(db.fs, db.dir, s.num)
+	if err != nil {
+		return Position{}, err
+	}
+	defer sr.Close()
+	for {
+		rec, err := sr.Next()
+		if err != nil {
+			if isEOF(err) {
+				return last, nil
+			}
+			return Position{}, err
+		}
+		if err := decodeRecord(rec, db.ol.self, func(p Position, _ *oplog.Op) error {
+			last = p
+			return nil
+		}); err != nil {
+			return Position{}, err
+		}
+	}
+}
+
+// addClockMark adds the write of clock mark m to b.
+func addClockMark(b *Batch, m oplog.Timestamp) {
+	b.add(lsm.KindSet, nsMeta, metaClock, binary.BigEndian.AppendUint64(nil, uint64(m)))
+}
+
 // openReplica reads this replica's ID, or makes one. It never changes
 // the ID of a database that has one: a database whose REPLICA file is
 // missing is refused (its log and tables are another replica's history,
@@ -574,6 +678,9 @@ func (db *DB) openReplica(firstFormat, hasFile bool) error {
 	db.ol.legacy = firstFormat
 	db.ol.self = id
 	db.ol.clock = oplog.NewClock(nil)
+	if db.opts.Clock != nil {
+		db.ol.clock = oplog.NewClock(&oplog.ClockOptions{Wall: db.opts.Clock})
+	}
 	db.ol.merger = &oplog.Merger{Self: id}
 	return nil
 }

@@ -48,12 +48,16 @@ type Options struct {
 	// cold archive, until they are older than Retention. History a peer
 	// registered with AcknowledgePeer lacks is kept regardless. 0 means 7
 	// days; negative keeps none. Tombstones older than Retention (and seen
-	// by every acknowledged peer) are dropped by compaction.
+	// by every acknowledged peer) are dropped by compaction; from then on
+	// ImportChanges refuses operations it lacks that are as old
+	// (ErrStaleReplica): a replica away for longer must re-bootstrap from a
+	// snapshot. With a negative Retention and no acknowledged peer that is
+	// any operation older than the last compaction into the bottom level.
 	Retention time.Duration
 
 	// HotHistory is how long sealed log segments stay as written before
-	// they are compacted into the cold archive (about a fifth of the size;
-	// the change feed cannot resume inside archived history). 0 means one
+	// they are compacted into the cold archive (about a fifth of the size,
+	// slower to read; the change feed resumes inside it too). 0 means one
 	// hour; negative archives a segment as soon as its data is flushed.
 	HotHistory time.Duration
 
@@ -173,6 +177,11 @@ type Options struct {
 	// Logger receives the engine's events (flushes, compactions, errors).
 	// nil: silent.
 	Logger *zerolog.Logger
+
+	// Clock returns the wall-clock time the hybrid logical clock follows.
+	// nil: time.Now. For tests that need a replica whose clock runs ahead
+	// of or behind the others'.
+	Clock func() time.Time
 
 	// FS is the filesystem the database uses. nil: the operating system.
 	// Tests pass an in-memory or fault-injecting one.

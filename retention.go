@@ -1,7 +1,9 @@
 package pluresdb
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"time"
 
@@ -103,11 +105,28 @@ func (db *DB) dropHistory(now time.Time) error {
 			floor[r] = max(floor[r], rg.max)
 		}
 	}
+	mark, raise := db.ol.clockMarkFor(drop...)
+	feedFloor := db.ol.feedFloor
 	db.ol.mu.Unlock()
+	for _, s := range drop {
+		p, err := db.lastPosition(s)
+		if err != nil {
+			// Unreadable: the highest position it could hold.
+			p = Position{Seq: uint64(s.lastSeq), Index: 1<<32 - 1}
+		}
+		if feedFloor.Less(p) {
+			feedFloor = p
+		}
+	}
 
-	// The floor is durable before any history goes.
+	// The floor and the clock mark are durable before any history goes.
 	b := db.NewBatch()
 	b.add(lsm.KindSet, nsMeta, metaFloor, floor.Append(nil))
+	if raise {
+		addClockMark(b, mark)
+	}
+	b.add(lsm.KindSet, nsMeta, metaFeedFloor,
+		binary.AppendUvarint(binary.AppendUvarint(nil, feedFloor.Seq), uint64(feedFloor.Index)))
 	for _, s := range drop {
 		b.add(lsm.KindDelete, nsMeta, segIndexKey(s.num), nil)
 	}
@@ -116,6 +135,8 @@ func (db *DB) dropHistory(now time.Time) error {
 	}
 	db.ol.mu.Lock()
 	db.ol.floor = floor
+	db.ol.clockMark = mark
+	db.ol.feedFloor, db.ol.feedFloorSet = feedFloor, true
 	db.ol.segs = db.ol.segs[len(drop):]
 	db.ol.mu.Unlock()
 	for _, s := range drop {
@@ -221,9 +242,17 @@ func (db *DB) ForgetPeer(peer oplog.ReplicaID) error {
 // tombstones below the causal GC horizon: for every replica, the
 // timestamp up to which every acknowledged peer has its operations, and
 // never later than the retention horizon (a peer away for longer than
-// Retention cannot get a delta anyway and must resync in full).
+// Retention cannot get a delta anyway and must resync in full) nor than
+// the clock (no stored timestamp is above it).
+//
+// The horizon is durable before any tombstone under it goes: the highest
+// one ever used (meta key oplog/gchorizon) is what ImportChanges checks
+// remote operations against (ErrStaleReplica). It is raised here when
+// that takes no wait (the commit lock free, room in the memtable: a
+// compaction must never wait for writers, who may be waiting for it), and
+// otherwise the collection stays under the persisted horizon.
 func (db *DB) tombstoneCollector() func(ukey, value []byte) bool {
-	limit := horizonTS(time.Now(), db.retention())
+	limit := min(horizonTS(time.Now(), db.retention()), db.ol.clock.Last())
 	db.ol.mu.Lock()
 	segs := db.ol.snapshotSegs()
 	peers := make([]oplog.VersionVector, 0, len(db.ol.peers))
@@ -252,14 +281,106 @@ func (db *DB) tombstoneCollector() func(ukey, value []byte) bool {
 		cache[r] = h
 		return h
 	}
+	// The highest horizon this collection may use: any replica's, which
+	// without peers is limit, and with peers that of a replica in the
+	// retained segments (any other has none covered).
+	want := limit
+	if len(peers) > 0 {
+		want = horizon(db.ol.self)
+		for _, s := range segs {
+			for r := range s.ranges {
+				want = max(want, horizon(r))
+			}
+		}
+	}
+	durable := db.raiseGCHorizon(want)
 	self := db.ol.self
 	return func(ukey, value []byte) bool {
 		if len(ukey) == 0 || ukey[0] != nsDocuments {
 			return false
 		}
-		ok, err := oplog.Collectible(value, self, horizon)
+		ok, err := oplog.Collectible(value, self, func(r oplog.ReplicaID) oplog.Timestamp {
+			return min(horizon(r), durable)
+		})
 		return err == nil && ok
 	}
+}
+
+// metaGCHorizon is the highest tombstone collection horizon ever used (8
+// bytes, big endian).
+var metaGCHorizon = []byte("oplog/gchorizon")
+
+// raiseGCHorizon makes want the durable collection horizon if that takes
+// no wait, and returns the durable horizon.
+func (db *DB) raiseGCHorizon(want oplog.Timestamp) oplog.Timestamp {
+	cur := oplog.Timestamp(db.ol.gcHorizon.Load())
+	if want <= cur || !db.commitMu.TryLock() {
+		return cur
+	}
+	b := &Batch{db: db}
+	b.Reset()
+	b.add(lsm.KindSet, nsMeta, metaGCHorizon, binary.BigEndian.AppendUint64(nil, uint64(want)))
+	if db.mem.m.Room() < b.memSize+db.pendingMetaSize()+lsm.MemtableEntryOverhead {
+		db.commitMu.Unlock()
+		return cur
+	}
+	last, err := db.appendLocked(b)
+	db.commitMu.Unlock()
+	if err == nil {
+		err = db.publish(last, true)
+	}
+	if err != nil {
+		if !db.closed.Load() {
+			db.log.Error().Err(err).Msg("recording the tombstone collection horizon")
+		}
+		return cur
+	}
+	for {
+		c := db.ol.gcHorizon.Load()
+		if c >= uint64(want) || db.ol.gcHorizon.CompareAndSwap(c, uint64(want)) {
+			break
+		}
+	}
+	return want
+}
+
+// refuseStale refuses a stream that holds an operation this replica lacks
+// and that a tombstone it may have collected would have beaten: one at or
+// below the collection horizon. Applying it would bring a deleted key back
+// here only. Called with commitMu held, before anything is applied.
+func (db *DB) refuseStale(vs *oplog.VerifiedStream) error {
+	h := oplog.Timestamp(db.ol.gcHorizon.Load())
+	if h == 0 {
+		return nil
+	}
+	lacks := false
+	for _, rg := range vs.Header.Ranges {
+		if rg.Replica != db.ol.self && rg.To > db.ol.remote[rg.Replica] {
+			lacks = true
+		}
+	}
+	if !lacks {
+		return nil
+	}
+	var ops []oplog.Op
+	var buf []byte
+	for i := range vs.NumChunks() {
+		var err error
+		if ops, buf, err = vs.ChunkIn(i, ops[:0], buf); err != nil {
+			return err
+		}
+		for j := range ops {
+			op := &ops[j]
+			if op.Replica == db.ol.self || op.Seq <= db.ol.remote[op.Replica] || op.HLC > h {
+				continue
+			}
+			db.m.staleImports.Add(1)
+			return fmt.Errorf("%w: operation %s/%d of %s is at or below the tombstone collection horizon %s; "+
+				"the sending replica was away too long and must re-bootstrap from a snapshot",
+				ErrStaleReplica, op.Replica, op.Seq, op.HLC, h)
+		}
+	}
+	return nil
 }
 
 func (db *DB) opLogMetrics() OpLogMetrics {
@@ -267,6 +388,7 @@ func (db *DB) opLogMetrics() OpLogMetrics {
 		ArchivedBytes:   db.m.opArchivedBytes.Load(),
 		ArchivedOps:     db.m.opArchivedOps.Load(),
 		SegmentsDropped: db.m.opSegmentsDropped.Load(),
+		StaleImports:    db.m.staleImports.Load(),
 	}
 	db.ol.mu.Lock()
 	var nums []layout.FileNum

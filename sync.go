@@ -208,6 +208,10 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 				ErrCausalGap, rg.Replica, rg.From, db.ol.remote[rg.Replica])
 		}
 	}
+	if err := db.refuseStale(vs); err != nil {
+		db.commitMu.Unlock()
+		return 0, err
+	}
 	if vs.MaxHLC > 0 {
 		if err := db.ol.clock.Observe(vs.MaxHLC); err != nil {
 			db.commitMu.Unlock()

@@ -1,0 +1,393 @@
+package pluresdb
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"github.com/plures/pluresdb/lsm"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/plures/pluresdb/internal/vfs"
+)
+
+// TestClockSurvivesDroppedHistory: a replica that imported writes from a
+// peer whose clock runs 50 s ahead, and then dropped that history, must
+// not come back from a restart with a clock behind them. Its later local
+// write to the same key must win on both replicas.
+func TestClockSurvivesDroppedHistory(t *testing.T) {
+	fs := vfs.NewMem()
+	ahead := func() time.Time { return time.Now().Add(50 * time.Second) }
+	a, err := Open("/a", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, Clock: ahead})
+	must(t, err)
+	defer func() { a.Close() }()
+	bOpts := &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, Retention: -1}
+	b, err := Open("/b", bOpts)
+	must(t, err)
+	must(t, a.Put([]byte("k"), []byte("from a")))
+	if n := syncPair(t, a, b); n != 1 {
+		t.Fatalf("synced %d", n)
+	}
+	must(t, b.Flush())
+	must(t, b.applyRetention(time.Now()))
+	if b.Metrics().OpLog.SegmentsDropped == 0 {
+		t.Fatal("no history dropped")
+	}
+	must(t, b.Close())
+	b, err = Open("/b", bOpts)
+	must(t, err)
+	defer func() { b.Close() }()
+	must(t, b.Put([]byte("k"), []byte("from b, later")))
+	syncPair(t, b, a)
+	syncPair(t, a, b)
+	for name, db := range map[string]*DB{"a": a, "b": b} {
+		v, err := db.Get([]byte("k"))
+		must(t, err)
+		if string(v) != "from b, later" {
+			t.Errorf("%s reads %q, want b's later write", name, v)
+		}
+	}
+}
+
+// TestStaleReplicaRefused: once a tombstone is collected, an older write
+// to its key from a replica that was away must not be applied: the whole
+// stream is refused with ErrStaleReplica, the key stays deleted, and the
+// refusal is counted. Fresh changes still sync.
+func TestStaleReplicaRefused(t *testing.T) {
+	fs := vfs.NewMem()
+	const retention = 50 * time.Millisecond
+	a, err := Open("/a", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, Retention: retention})
+	must(t, err)
+	defer a.Close()
+	away := openReplica(t, fs, "/away")
+	defer away.Close()
+	must(t, away.Put([]byte("other"), []byte("x")))
+	must(t, away.Put([]byte("k"), []byte("old write")))
+	var stale bytes.Buffer
+	_, err = away.ExportChanges(&stale, a.VersionVector())
+	must(t, err)
+
+	must(t, a.Put([]byte("k"), []byte("v")))
+	must(t, a.Put([]byte("stays"), []byte("v")))
+	must(t, a.Flush())
+	must(t, a.Delete([]byte("k")))
+	must(t, a.Flush()) // two tables: the compaction rewrites, not moves
+	time.Sleep(3 * retention)
+	must(t, a.Compact(nil, nil))
+	if _, _, err := a.getRaw([]byte("\x01k"), lsm.SeqNum(a.visible.Load())); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("tombstone not collected: %v", err)
+	}
+
+	n, err := a.ImportChanges(bytes.NewReader(stale.Bytes()))
+	if !errors.Is(err, ErrStaleReplica) || !errors.Is(err, ErrHistoryUnavailable) || n != 0 {
+		t.Fatalf("import of a stale write: %d, %v", n, err)
+	}
+	if !strings.Contains(err.Error(), "snapshot") {
+		t.Errorf("the error does not say to re-bootstrap: %v", err)
+	}
+	for _, k := range []string{"k", "other"} {
+		if v, err := a.Get([]byte(k)); !errors.Is(err, ErrNotFound) {
+			t.Errorf("%s after the refused import: %q, %v", k, v, err)
+		}
+	}
+	if got := a.Metrics().OpLog.StaleImports; got != 1 {
+		t.Errorf("StaleImports = %d, want 1", got)
+	}
+	// The horizon survives a restart.
+	must(t, a.Close())
+	a, err = Open("/a", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, Retention: retention})
+	must(t, err)
+	if _, err := a.ImportChanges(bytes.NewReader(stale.Bytes())); !errors.Is(err, ErrStaleReplica) {
+		t.Fatalf("import of a stale write after a restart: %v", err)
+	}
+
+	// A replica that keeps up syncs as ever.
+	fresh := openReplica(t, fs, "/fresh")
+	defer fresh.Close()
+	must(t, fresh.Put([]byte("new"), []byte("n")))
+	if n := syncPair(t, fresh, a); n != 1 {
+		t.Fatalf("fresh sync applied %d", n)
+	}
+	syncPair(t, a, fresh)
+	if dump(t, a) != dump(t, fresh) {
+		t.Fatal("replicas differ after a normal exchange")
+	}
+}
+
+// TestSubscribeGapRefused: resuming the feed from a position whose history
+// retention dropped fails instead of skipping what was dropped.
+func TestSubscribeGapRefused(t *testing.T) {
+	fs := vfs.NewMem()
+	db, err := Open("/a", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, Retention: -1})
+	must(t, err)
+	defer db.Close()
+	ctx := context.Background()
+	sub, err := db.Subscribe(ctx, Position{})
+	must(t, err)
+	for i := range 50 {
+		must(t, db.Put(fmt.Appendf(nil, "k%d", i), []byte("v")))
+	}
+	var saved Position
+	for range 10 {
+		c, err := sub.Next()
+		must(t, err)
+		saved = c.Pos
+	}
+	sub.Close()
+	must(t, db.Flush())
+	must(t, db.applyRetention(time.Now()))
+	must(t, db.Put([]byte("after"), []byte("v")))
+	sub, err = db.Subscribe(ctx, saved)
+	if err == nil {
+		c, nerr := sub.Next()
+		err = nerr
+		if err == nil {
+			t.Fatalf("resumed across dropped history: got %q at %+v", c.Op.Key, c.Pos)
+		}
+	}
+	if !errors.Is(err, ErrHistoryUnavailable) {
+		t.Fatalf("resume across dropped history: %v", err)
+	}
+	// The same after a restart.
+	must(t, db.Close())
+	db, err = Open("/a", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, Retention: -1})
+	must(t, err)
+	if _, err := db.Subscribe(ctx, saved); !errors.Is(err, ErrHistoryUnavailable) {
+		t.Fatalf("after a restart: %v", err)
+	}
+}
+
+// TestSubscribeInsideArchive: the feed resumes from any position inside
+// archived history, imports' multi-operation records included, with
+// exactly the operations after it, in order, then live ones.
+func TestSubscribeInsideArchive(t *testing.T) {
+	fs := vfs.NewMem()
+	opts := &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, HotHistory: -1}
+	db, err := Open("/a", opts)
+	must(t, err)
+	defer func() { db.Close() }()
+	peer := openReplica(t, fs, "/peer")
+	defer peer.Close()
+	for i := range 30 {
+		must(t, peer.Put(fmt.Appendf(nil, "p%d", i), []byte("x")))
+	}
+	for i := range 300 {
+		must(t, db.Put(fmt.Appendf(nil, "k%03d", i), []byte("v")))
+		if i == 100 {
+			syncPair(t, peer, db)
+		}
+	}
+	b := db.NewBatch()
+	for i := range 5 {
+		must(t, b.Put(fmt.Appendf(nil, "b%d", i), []byte("v")))
+	}
+	must(t, b.Commit(nil))
+
+	ctx := context.Background()
+	read := func(from Position, n int) []Change {
+		t.Helper()
+		sub, err := db.Subscribe(ctx, from)
+		must(t, err)
+		defer sub.Close()
+		var out []Change
+		for range n {
+			c, err := sub.Next()
+			must(t, err)
+			out = append(out, c)
+		}
+		return out
+	}
+	const total = 300 + 30 + 5
+	want := read(Position{}, total)
+	must(t, db.Flush())
+	must(t, db.applyRetention(time.Now()))
+	if db.Metrics().OpLog.ArchivedSegments == 0 {
+		t.Fatal("nothing archived")
+	}
+	must(t, db.Close())
+	db, err = Open("/a", opts)
+	must(t, err)
+	must(t, db.Put([]byte("live"), []byte("v")))
+	for _, i := range []int{0, 50, 100, 101, 115, 130, 131, 200, total - 2, total - 1} {
+		got := read(want[i].Pos, total-1-i+1)
+		for j, c := range got[:len(got)-1] {
+			w := want[i+1+j]
+			if c.Pos != w.Pos || string(c.Op.Key) != string(w.Op.Key) || c.Op.Seq != w.Op.Seq || c.Op.Replica != w.Op.Replica {
+				t.Fatalf("from %d: change %d is %+v %q, want %+v %q", i, j, c.Pos, c.Op.Key, w.Pos, w.Op.Key)
+			}
+		}
+		if last := got[len(got)-1]; string(last.Op.Key) != "live" {
+			t.Fatalf("from %d: after the archive %q, want the live write", i, last.Op.Key)
+		}
+	}
+}
+
+func TestArchivePositionsRoundTrip(t *testing.T) {
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 1))
+	for range 200 {
+		var pos []Position
+		p := Position{Seq: rng.Uint64N(1 << 40)}
+		for range rng.IntN(50) {
+			switch rng.IntN(4) {
+			case 0:
+				p.Seq++
+			case 1:
+				p.Index++
+			case 2:
+				p = Position{Seq: p.Seq + rng.Uint64N(100), Index: uint32(rng.IntN(3))}
+			default:
+				p = Position{Seq: rng.Uint64N(1 << 40)}
+			}
+			pos = append(pos, p)
+		}
+		enc := appendPositions(nil, pos)
+		got, err := decodePositions(enc, len(pos))
+		if err != nil || !slices.Equal(got, pos) {
+			t.Fatalf("seed %d: %v\n got %v\nwant %v", seed, err, got, pos)
+		}
+		for cut := range enc {
+			if _, err := decodePositions(enc[:cut], len(pos)); err == nil && cut < len(enc) {
+				t.Fatalf("seed %d: truncated to %d of %d decodes", seed, cut, len(enc))
+			}
+		}
+	}
+}
+
+// TestArchiveVersion1 reads archives written before they kept positions
+// (a bare change stream): export and as-of reads use them as before, and
+// the feed refuses to resume inside them rather than guess.
+func TestArchiveVersion1(t *testing.T) {
+	fs := vfs.NewMem()
+	opts := &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, HotHistory: -1}
+	db, err := Open("/a", opts)
+	must(t, err)
+	for i := range 200 {
+		must(t, db.Put(fmt.Appendf(nil, "k%03d", i), []byte("v")))
+	}
+	must(t, db.Flush())
+	must(t, db.applyRetention(time.Now()))
+	must(t, db.Close())
+	names, err := fs.List("/a")
+	must(t, err)
+	n := 0
+	for _, name := range names {
+		if !strings.HasSuffix(name, ".oparc") {
+			continue
+		}
+		// Rewrite as version 1: the stream alone.
+		f, err := fs.Open("/a/" + name)
+		must(t, err)
+		data, err := io.ReadAll(f)
+		must(t, err)
+		f.Close()
+		l, k := binary.Uvarint(data[len(archiveMagic)+1:])
+		start := len(archiveMagic) + 1 + k
+		must(t, vfs.WriteFileAtomic(fs, "/a/tmp", "/a/"+name, data[start:start+int(l)]))
+		n++
+	}
+	if n == 0 {
+		t.Fatal("nothing archived")
+	}
+	db, err = Open("/a", opts)
+	must(t, err)
+	defer db.Close()
+	b := openReplica(t, fs, "/b")
+	defer b.Close()
+	if got := syncPair(t, db, b); got != 200 {
+		t.Fatalf("export from version 1 archives: %d operations", got)
+	}
+	if _, err := db.GetAsOf([]byte("k007"), db.Now()); err != nil {
+		t.Fatalf("as-of read from a version 1 archive: %v", err)
+	}
+	sub, err := db.Subscribe(context.Background(), Position{Seq: 5})
+	if err == nil {
+		_, err = sub.Next()
+	}
+	if !errors.Is(err, ErrHistoryUnavailable) {
+		t.Fatalf("resume inside a version 1 archive: %v", err)
+	}
+}
+
+func FuzzArchivePositions(f *testing.F) {
+	f.Add(appendPositions(nil, []Position{{1, 0}, {2, 0}, {3, 0}, {9, 0}, {9, 1}}), 5)
+	f.Add([]byte{1, 3, 1, 2, 0}, 3)
+	f.Fuzz(func(t *testing.T, b []byte, count int) {
+		if count < 0 || count > 1<<16 {
+			return
+		}
+		pos, err := decodePositions(b, count)
+		if err != nil {
+			return
+		}
+		if got, err := decodePositions(appendPositions(nil, pos), count); err != nil || !slices.Equal(got, pos) {
+			t.Fatalf("re-encoding %v: %v, %v", pos, got, err)
+		}
+	})
+}
+
+// TestHorizonsSurviveCrash: the clock mark and the tombstone collection
+// horizon are durable once the history or tombstones under them are gone,
+// whatever a power cut leaves of unsynced writes (the databases run with
+// NoSync).
+func TestHorizonsSurviveCrash(t *testing.T) {
+	fs := vfs.NewMem()
+	ahead := func() time.Time { return time.Now().Add(50 * time.Second) }
+	a, err := Open("/a", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, Clock: ahead})
+	must(t, err)
+	defer a.Close()
+	const retention = 50 * time.Millisecond
+	bOpts := func(fs vfs.FS) *Options {
+		return &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, Retention: retention}
+	}
+	b, err := Open("/b", bOpts(fs))
+	must(t, err)
+	away := openReplica(t, fs, "/away")
+	defer away.Close()
+	must(t, away.Put([]byte("gone"), []byte("old write")))
+	var stale bytes.Buffer
+	_, err = away.ExportChanges(&stale, b.VersionVector())
+	must(t, err)
+
+	must(t, a.Put([]byte("k"), []byte("from a")))
+	syncPair(t, a, b)
+	must(t, b.Put([]byte("gone"), []byte("v")))
+	must(t, b.Flush())
+	must(t, b.Delete([]byte("gone")))
+	must(t, b.Flush())
+	time.Sleep(3 * retention)
+	must(t, b.Compact(nil, nil))
+	syncPair(t, b, a)
+	must(t, b.applyRetention(time.Now().Add(time.Minute)))
+	if b.Metrics().OpLog.SegmentsDropped == 0 {
+		t.Fatal("no history dropped")
+	}
+	crashed := fs.CrashClone()
+	must(t, b.Close())
+
+	b, err = Open("/b", bOpts(crashed))
+	must(t, err)
+	defer b.Close()
+	if _, err := b.ImportChanges(bytes.NewReader(stale.Bytes())); !errors.Is(err, ErrStaleReplica) {
+		t.Fatalf("stale import after a crash: %v", err)
+	}
+	must(t, b.Put([]byte("k"), []byte("from b, later")))
+	var buf bytes.Buffer
+	_, err = b.ExportChanges(&buf, a.VersionVector())
+	must(t, err)
+	_, err = a.ImportChanges(&buf)
+	must(t, err)
+	for name, db := range map[string]*DB{"a": a, "b": b} {
+		v, err := db.Get([]byte("k"))
+		must(t, err)
+		if string(v) != "from b, later" {
+			t.Errorf("%s reads %q, want b's later write", name, v)
+		}
+	}
+}
