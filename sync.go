@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/plures/pluresdb/compaction"
 	"github.com/plures/pluresdb/internal/batchrepr"
@@ -134,8 +135,8 @@ func (db *DB) exportSegment(sw *oplog.StreamWriter, idx *segIndex, limit int64, 
 // truncated, corrupt or newer-format stream is refused with an error
 // wrapping ErrCorruption or ErrNewerFormat and leaves the database
 // unchanged; so does a stream that starts after what this replica has
-// (ErrCausalGap) or one whose timestamps are implausibly far ahead of the
-// local clock (oplog.ErrClockDrift). A stream of up to about a quarter
+// (ErrCausalGap) or one with a timestamp more than Options.MaxClockDrift
+// ahead of the local clock (oplog.ErrClockDrift). A stream of up to about a quarter
 // memtable of operations is applied in one atomic batch; a larger one in
 // several, each leaving the database consistent, so that an import cut
 // short by a crash is completed by importing the stream again.
@@ -202,11 +203,9 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 				ErrCausalGap, rg.Replica, rg.From, db.ol.remote[rg.Replica])
 		}
 	}
-	if vs.MaxHLC > 0 {
-		if err := db.ol.clock.Observe(vs.MaxHLC); err != nil {
-			db.commitMu.Unlock()
-			return 0, err
-		}
+	if err := db.observeStream(vs); err != nil {
+		db.commitMu.Unlock()
+		return 0, err
 	}
 	im := importer{db: db, filtered: filtered, remote: db.ol.remote.Clone(), free: free}
 	last, n, seen, err := im.apply(chunks)
@@ -226,6 +225,28 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 		return n, nil
 	}
 	return n, db.publish(last, !db.opts.NoSync)
+}
+
+// observeStream moves the clock past the newest timestamp of vs, unless
+// that is more than Options.MaxClockDrift ahead of the local wall clock:
+// then it refuses the stream, naming the operation. Called with commitMu
+// held.
+func (db *DB) observeStream(vs *oplog.VerifiedStream) error {
+	if vs.MaxHLC == 0 {
+		return nil
+	}
+	if limit := db.opts.MaxClockDrift; limit >= 0 {
+		wall := db.ol.clock.Wall()
+		ahead := vs.MaxHLC.Time().Sub(wall)
+		if ahead > limit {
+			return fmt.Errorf("%w: replica %s operation %d has timestamp %s (%s), %v ahead of the local clock %s (Options.MaxClockDrift %v)",
+				oplog.ErrClockDrift, vs.MaxHLCReplica, vs.MaxHLCSeq, vs.MaxHLC,
+				vs.MaxHLC.Time().UTC().Format(time.RFC3339Nano), ahead.Round(time.Millisecond),
+				wall.UTC().Format(time.RFC3339Nano), limit)
+		}
+	}
+	db.ol.clock.Restore(vs.MaxHLC)
+	return nil
 }
 
 // importDecodeAhead is how many decoded chunks (of about 64 KiB of ops

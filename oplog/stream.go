@@ -541,6 +541,10 @@ type VerifiedStream struct {
 	Header StreamHeader
 	Count  int       // the number of ops
 	MaxHLC Timestamp // the highest timestamp of any op (0: no ops)
+	// MaxHLCReplica and MaxHLCSeq name the first op in stream order
+	// whose timestamp is MaxHLC.
+	MaxHLCReplica ReplicaID
+	MaxHLCSeq     uint64
 
 	d      decoder // over the whole stream
 	chunks []chunkRef
@@ -633,6 +637,7 @@ type chunkCheck struct {
 	h      *StreamHeader
 	spans  []chunkSpan
 	maxHLC Timestamp
+	maxOp  Op // replica and seq of the first op with maxHLC
 	ops    int   // ops checked
 	err    error // the first failure, at op index ops
 }
@@ -662,7 +667,10 @@ func (c *chunkCheck) check(op *Op, off int) error {
 	} else {
 		c.spans = append(c.spans, chunkSpan{rng: i, first: op.Seq, last: op.Seq, firstIdx: c.ops, firstOff: off})
 	}
-	c.maxHLC = max(c.maxHLC, op.HLC)
+	if op.HLC > c.maxHLC {
+		c.maxHLC = op.HLC
+		c.maxOp = Op{Replica: op.Replica, Seq: op.Seq}
+	}
 	c.ops++
 	return nil
 }
@@ -720,7 +728,9 @@ func (v *VerifiedStream) checkOps() error {
 			return c.err
 		}
 		count += c.ops
-		v.MaxHLC = max(v.MaxHLC, c.maxHLC)
+		if c.maxHLC > v.MaxHLC {
+			v.MaxHLC, v.MaxHLCReplica, v.MaxHLCSeq = c.maxHLC, c.maxOp.Replica, c.maxOp.Seq
+		}
 	}
 	if count != v.Count {
 		return v.d.corrupt(len(v.d.b)-8, "trailer counts %d ops, the stream holds %d", v.Count, count)
