@@ -104,4 +104,3 @@ func TestMaxClockDriftValidated(t *testing.T) {
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
-

@@ -637,7 +637,7 @@ type chunkCheck struct {
 	h      *StreamHeader
 	spans  []chunkSpan
 	maxHLC Timestamp
-	maxOp  Op // replica and seq of the first op with maxHLC
+	maxOp  Op    // replica and seq of the first op with maxHLC
 	ops    int   // ops checked
 	err    error // the first failure, at op index ops
 }
