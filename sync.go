@@ -42,6 +42,10 @@ func (db *DB) versionVectorLocked() oplog.VersionVector {
 // operations it wrote. The stream is self-describing and checksummed (see
 // oplog.ReadStream); ImportChanges applies it on the peer. since older than
 // the retained history gives ErrHistoryUnavailable.
+//
+// Only durable operations are exported: ExportChanges first syncs the log
+// up to its cut, so writes made with NoSync are exported too, at the cost
+// of that fsync.
 func (db *DB) ExportChanges(w io.Writer, since oplog.VersionVector) (int, error) {
 	return db.ExportChangesPrefix(w, since, nil)
 }
@@ -62,6 +66,7 @@ func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix
 		return 0, errs.ErrClosed
 	}
 	upTo := db.versionVectorLocked()
+	cut := db.lastSeq
 	size, err := db.wal.WriteBuffered()
 	if err != nil {
 		db.commitMu.Unlock()
@@ -73,6 +78,14 @@ func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix
 	floor := db.ol.floor.Clone()
 	db.ol.mu.Unlock()
 	db.commitMu.Unlock()
+	// Only durable operations leave: an operation a crash could still
+	// lose would have its sequence number reused for another after the
+	// restart, and the peer, holding the lost one, would skip the new one.
+	// So the cut is made durable first (a no-op unless NoSync writes, or
+	// commits still in their group commit, are in it).
+	if err := db.syncThrough(cut); err != nil {
+		return 0, err
+	}
 
 	h := oplog.StreamHeader{Source: db.ol.self, Prefix: prefix}
 	from := oplog.VersionVector{}
