@@ -54,14 +54,15 @@ type DB struct {
 	wal      *wal.Writer   // guarded by commitMu
 	lastSeq  lsm.SeqNum    // last sequence number assigned; guarded by commitMu
 	visible  atomic.Uint64 // sequence numbers <= visible are readable
+	closed   atomic.Bool   // set under commitMu
+	broken   atomic.Pointer[error]
+
 	// durable is the last sequence number whose log record is fsynced:
 	// raised by every sync of the log (commits, Sync, rotation, Close).
 	// Only what is durable leaves the process (ExportChanges, the change
 	// feed): a crash can lose what lies above it, and the sequence numbers
 	// of lost records are handed out again after the restart.
 	durable atomic.Uint64
-	closed  atomic.Bool // set under commitMu
-	broken  atomic.Pointer[error]
 
 	installMu sync.Mutex // orders MANIFEST edits with their installation
 
