@@ -16,9 +16,9 @@ import (
 
 // The cold archive. A sealed, flushed log segment older than
 // Options.HotHistory is rewritten as a change stream (oplog's format, zstd
-// chunks) holding only its operations, grouped by replica so that each
-// replica's run is delta-encoded, in a file NNNNNN.oparc named after the
-// segment; then the segment is removed. The projections and the records'
+// chunks) holding only its operations, in log order, each record's a
+// transaction of the stream (so an export from the archive keeps them
+// whole), in a file NNNNNN.oparc named after the segment; then the segment is removed. The projections and the records'
 // log positions are not kept: tables hold the state, and the change feed
 // resumes only within hot history. ExportChanges and GetAsOf read archives
 // as they read segments.
@@ -26,6 +26,7 @@ import (
 // archiveSegment moves segment s to the cold archive.
 func (db *DB) archiveSegment(s *segIndex) error {
 	var ops []oplog.Op
+	var ends []int // the number of ops up to the end of each record
 	sr, err := wal.OpenSegment(db.fs, db.dir, s.num)
 	if err != nil {
 		return err
@@ -49,8 +50,8 @@ func (db *DB) archiveSegment(s *segIndex) error {
 			sr.Close()
 			return err
 		}
+		ends = append(ends, len(ops))
 	}
-	sort.SliceStable(ops, func(i, j int) bool { return ops[i].Replica.Compare(ops[j].Replica) < 0 })
 
 	h := oplog.StreamHeader{Source: db.ol.self, Compress: true}
 	for r, rg := range s.ranges {
@@ -65,6 +66,10 @@ func (db *DB) archiveSegment(s *segIndex) error {
 	for i := range ops {
 		if err := sw.Add(&ops[i]); err != nil {
 			return fmt.Errorf("pluresdb: archiving segment %s: %w", s.num, err)
+		}
+		for len(ends) > 0 && ends[0] == i+1 {
+			ends = ends[1:]
+			sw.EndTransaction()
 		}
 	}
 	if _, err := sw.Close(); err != nil {

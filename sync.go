@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sort"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/wal"
 )
 
 // ReplicaID returns this database's replica ID.
@@ -131,13 +133,58 @@ func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix
 func (db *DB) exportSegment(sw *oplog.StreamWriter, idx *segIndex, limit int64, from, upTo oplog.VersionVector, prefix []byte) error {
 	// A segment and an archive both hold each replica's operations in
 	// ascending order, as a stream wants them.
-	return db.scanHistory(idx, limit, func(op *oplog.Op) error {
+	return db.scanTransactions(idx, limit, func(op *oplog.Op) error {
 		if op.Seq <= from[op.Replica] || op.Seq > upTo[op.Replica] ||
 			(prefix != nil && !bytes.HasPrefix(op.Key, prefix)) {
 			return nil
 		}
 		return sw.Add(op)
-	})
+	}, sw.EndTransaction)
+}
+
+// scanTransactions is scanHistory that also calls end after the last
+// operation of every transaction: a log record (a local batch, or an
+// import's batch of whole remote transactions), or what an archive's
+// stream says.
+func (db *DB) scanTransactions(s *segIndex, limit int64, fn func(op *oplog.Op) error, end func()) error {
+	if !s.archived {
+		sr, err := wal.OpenSegmentPrefix(db.fs, db.dir, s.num, limit)
+		if err == nil {
+			defer sr.Close()
+			for {
+				rec, err := sr.Next()
+				if err != nil {
+					if isEOF(err) {
+						return nil
+					}
+					return err
+				}
+				if err := decodeRecord(rec, db.ol.self, func(_ Position, op *oplog.Op) error { return fn(op) }); err != nil {
+					return err
+				}
+				end()
+			}
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		// Archived since the snapshot.
+	}
+	st, err := db.readArchive(s.num)
+	if err != nil {
+		return err
+	}
+	ends := st.Ends
+	for i := range st.Ops {
+		if err := fn(&st.Ops[i]); err != nil {
+			return err
+		}
+		if len(ends) > 0 && ends[0] == i {
+			ends = ends[1:]
+			end()
+		}
+	}
+	return nil
 }
 
 // ImportChanges applies a change stream written by a peer's ExportChanges
@@ -191,7 +238,7 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 				c = new(decodedChunk)
 			}
 			var err error
-			if c.ops, c.buf, err = vs.ChunkIn(i, c.ops[:0], c.buf); err != nil {
+			if c.ops, c.ends, c.buf, err = vs.ChunkIn(i, c.ops[:0], c.ends[:0], c.buf); err != nil {
 				// Verified already: only a bug gets here. The apply
 				// sees the channel close early and reports it.
 				return
@@ -272,8 +319,9 @@ const importFreeChunks = 512
 // decodedChunk is a chunk of a change stream decoded for the apply: its
 // ops, whose bytes alias buf.
 type decodedChunk struct {
-	ops []oplog.Op
-	buf []byte
+	ops  []oplog.Op
+	ends []int // indices in ops of the ops that end a transaction
+	buf  []byte
 }
 
 // importer applies remote operations under commitMu.
@@ -367,8 +415,13 @@ func importNamespace(op *oplog.Op) byte {
 // in the operand the memtable gets.
 const importBatchOverhead = lsm.MemtableEntryOverhead + 48
 
-// apply applies the operations of chunks in batches of at most a quarter
-// memtable. It returns the last sequence number written, how many
+// apply applies the operations of chunks in batches of about a quarter
+// memtable (a memtable for a bulk import), each ending where a
+// transaction of the stream does: a batch is logged as one record and made
+// visible with the rest of the import, so readers and a crash see each
+// transaction whole or not at all. A transaction larger than a batch
+// makes its batch larger: in a bulk import, whose operands go to L0
+// tables, that costs only memory. It returns the last sequence number written, how many
 // operations it applied and how many it saw.
 func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen int, err error) {
 	db := im.db
@@ -402,19 +455,27 @@ func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen
 		return nil
 	}
 	for c := range chunks {
-		ops := c.ops
+		ops, ends := c.ops, c.ends
 		seen += len(ops)
 		for i := range ops {
 			op := &ops[i]
-			if op.Replica == db.ol.self || op.Seq <= im.remote[op.Replica] {
-				continue // already here
+			// A batch ends only where a transaction does, so that each is
+			// applied (and survives a crash) all or nothing.
+			end := len(ends) > 0 && ends[0] == i
+			if end {
+				ends = ends[1:]
 			}
-			if !im.filtered {
-				im.remote[op.Replica] = op.Seq
+			if op.Replica != db.ol.self && op.Seq > im.remote[op.Replica] {
+				if !im.filtered {
+					im.remote[op.Replica] = op.Seq
+				}
+				im.applied = append(im.applied, *op)
+				size += im.cost(op)
 			}
-			im.applied = append(im.applied, *op)
-			size += im.cost(op)
-			if size < limit {
+			// (A selective import, which never ingests, holds up to
+			// half a memtable in a batch: a transaction bigger than that
+			// is split.)
+			if size < limit || !end && !(im.filtered && size >= 2*limit) {
 				continue
 			}
 			if !im.ingest && !im.filtered && n == 0 {
