@@ -198,8 +198,13 @@ func (db *DB) scanTransactions(s *segIndex, limit int64, fn func(op *oplog.Op) e
 // (ErrCausalGap) or one with a timestamp more than Options.MaxClockDrift
 // ahead of the local clock (oplog.ErrClockDrift). A stream of up to about a quarter
 // memtable of operations is applied in one atomic batch; a larger one in
-// several, each leaving the database consistent, so that an import cut
-// short by a crash is completed by importing the stream again.
+// several, each ending where a transaction of the stream does (the
+// operations their origin committed together), so a crash or a failure
+// leaves each transaction wholly applied or wholly absent, and an import
+// cut short is completed by importing the stream again. Readers see the
+// import once it is done (or has failed: then what it applied). A
+// selective stream (see ExportChangesPrefix) splits a transaction of
+// more than half a memtable.
 //
 // Operations are written without reading the stored state (see importer),
 // so Gets of the imported keys fold them until compaction has. A stream
