@@ -21,9 +21,10 @@ import (
 
 // The cold archive. A sealed, flushed log segment older than
 // Options.HotHistory is rewritten as a change stream (oplog's format, zstd
-// chunks) holding only its operations, grouped by replica so that each
-// replica's run is delta-encoded, in a file NNNNNN.oparc named after the
-// segment; then the segment is removed. The projections are not kept
+// chunks) holding only its operations, in log order, each record's a
+// transaction of the stream (so an export from the archive keeps them
+// whole), in a file NNNNNN.oparc named after the segment; then the
+// segment is removed. The projections are not kept
 // (tables hold the state); each operation's log position is, so the change
 // feed resumes anywhere in archived history. ExportChanges and GetAsOf
 // read archives as they read segments.
@@ -50,6 +51,7 @@ import (
 func (db *DB) archiveSegment(s *segIndex) error {
 	var ops []oplog.Op
 	var pos []Position
+	var ends []int // the number of ops up to the end of each record
 	sr, err := wal.OpenSegment(db.fs, db.dir, s.num)
 	if err != nil {
 		return err
@@ -74,18 +76,8 @@ func (db *DB) archiveSegment(s *segIndex) error {
 			sr.Close()
 			return err
 		}
+		ends = append(ends, len(ops))
 	}
-	order := make([]int, len(ops))
-	for i := range order {
-		order[i] = i
-	}
-	sort.SliceStable(order, func(i, j int) bool { return ops[order[i]].Replica.Compare(ops[order[j]].Replica) < 0 })
-	sorted := make([]oplog.Op, len(ops))
-	sortedPos := make([]Position, len(ops))
-	for i, k := range order {
-		sorted[i], sortedPos[i] = ops[k], pos[k]
-	}
-	ops, pos = sorted, sortedPos
 
 	h := oplog.StreamHeader{Source: db.ol.self, Compress: true}
 	for r, rg := range s.ranges {
@@ -103,6 +95,10 @@ func (db *DB) archiveSegment(s *segIndex) error {
 	for i := range ops {
 		if err := sw.Add(&ops[i]); err != nil {
 			return fmt.Errorf("pluresdb: archiving segment %s: %w", s.num, err)
+		}
+		for len(ends) > 0 && ends[0] == i+1 {
+			ends = ends[1:]
+			sw.EndTransaction()
 		}
 	}
 	if _, err := sw.Close(); err != nil {

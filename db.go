@@ -57,6 +57,13 @@ type DB struct {
 	closed   atomic.Bool   // set under commitMu
 	broken   atomic.Pointer[error]
 
+	// durable is the last sequence number whose log record is fsynced:
+	// raised by every sync of the log (commits, Sync, rotation, Close).
+	// Only what is durable leaves the process (ExportChanges, the change
+	// feed): a crash can lose what lies above it, and the sequence numbers
+	// of lost records are handed out again after the restart.
+	durable atomic.Uint64
+
 	installMu sync.Mutex // orders MANIFEST edits with their installation
 
 	// spareArena is the arena of a flushed memtable, for the next one.
@@ -132,6 +139,8 @@ func Open(dir string, opts *Options) (*DB, error) {
 		db.closeResources()
 		return nil, err
 	}
+	// What replay found is in synced tables.
+	db.durable.Store(db.visible.Load())
 	db.wg.Add(1)
 	go db.flushLoop()
 	db.bgMu.Lock()
@@ -665,20 +674,25 @@ func (db *DB) logLocked(b *Batch) (rec []byte, seq, last lsm.SeqNum, err error) 
 	}
 	seq = db.lastSeq + 1
 	last = seq + lsm.SeqNum(b.count) - 1
+	var ts oplog.Timestamp
 	if n := len(b.stamps); n > 0 {
 		// Local operations: timestamps in sequence order, so a local
 		// write sorts after everything this replica has written or seen.
-		ts := db.ol.clock.NowN(n)
+		ts = db.ol.clock.NowN(n)
 		for i, off := range b.stamps {
 			oplog.StampLocal(b.data[off:], ts+oplog.Timestamp(i))
 		}
-		db.ol.cur.noteOps(db.ol.self, uint64(seq), uint64(last), ts, ts+oplog.Timestamp(n-1))
-		db.ol.localSeq = uint64(last)
 	}
 	rec = batchrepr.SetHeader(b.data, seq, b.count)
 	if err := db.wal.Append(rec, false); err != nil {
 		db.setBroken(err)
 		return nil, 0, 0, fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
+	}
+	// Only a record in the log counts: the version vector and the
+	// segment index never name an operation the log lacks.
+	if n := len(b.stamps); n > 0 {
+		db.ol.cur.noteOps(db.ol.self, uint64(seq), uint64(last), ts, ts+oplog.Timestamp(n-1))
+		db.ol.localSeq = uint64(last)
 	}
 	db.ol.cur.noteRecord(seq, last)
 	db.lastSeq = last
@@ -813,9 +827,8 @@ func remoteOperandSize(op *oplog.Op) int {
 // publish syncs the WAL if asked and makes everything up to last readable.
 func (db *DB) publish(last lsm.SeqNum, sync bool) error {
 	if sync {
-		if err := db.wal.Sync(); err != nil {
-			db.setBroken(err)
-			return fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
+		if err := db.syncThrough(last); err != nil {
+			return err
 		}
 	}
 	// Batches are in the memtable in sequence order, so raising visible to
@@ -828,6 +841,34 @@ func (db *DB) publish(last lsm.SeqNum, sync bool) error {
 	}
 	db.ol.subs.published()
 	return nil
+}
+
+// syncThrough makes the log durable up to seq, a sequence number already
+// logged, and raises db.durable to it. The WAL's group commit shares the
+// fsync with every concurrent caller.
+func (db *DB) syncThrough(seq lsm.SeqNum) error {
+	if lsm.SeqNum(db.durable.Load()) >= seq {
+		return nil
+	}
+	if db.closed.Load() {
+		return errs.ErrClosed
+	}
+	if err := db.wal.Sync(); err != nil {
+		db.setBroken(err)
+		return fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
+	}
+	db.raiseDurable(seq)
+	return nil
+}
+
+// raiseDurable records that the log is fsynced up to seq.
+func (db *DB) raiseDurable(seq lsm.SeqNum) {
+	for {
+		cur := db.durable.Load()
+		if cur >= uint64(seq) || db.durable.CompareAndSwap(cur, uint64(seq)) {
+			return
+		}
+	}
 }
 
 // writable returns nil if writes are accepted. Called with commitMu held.
@@ -860,6 +901,7 @@ func (db *DB) rotateMemtable() error {
 		db.setBroken(err)
 		return fmt.Errorf("%w: %w", errs.ErrReadOnly, err)
 	}
+	db.raiseDurable(db.lastSeq) // Rotate fsynced the sealed segment
 	db.sealSegment(next)
 	db.stateMu.Lock()
 	db.imms = append(db.imms, db.mem)
@@ -1149,6 +1191,9 @@ func (db *DB) closeResources() error {
 	db.releasing.Store(true)
 	if db.wal != nil {
 		werr := db.wal.Close()
+		if werr == nil {
+			db.raiseDurable(db.lastSeq)
+		}
 		keep(werr)
 		// A clean shutdown, on record: the log is synced up to here, so at
 		// the next Open any damage in it is corruption, not a torn write.

@@ -102,7 +102,7 @@ func (ss *subscribers) close() {
 // Subscription is a change feed: every operation committed after a
 // position, local or imported, in commit order. It catches up from the log
 // and then follows commits live. Changes appear once they are visible to
-// readers (after their sync, unless the write asked for none). A
+// readers and durable (a write made with NoSync is synced for the feed). A
 // Subscription is used by one goroutine at a time.
 type Subscription struct {
 	db  *DB
@@ -372,13 +372,15 @@ func (s *Subscription) waitVisible(rec []byte) error {
 	return s.waitSeq(r.Seq + lsm.SeqNum(r.Count) - 1)
 }
 
-// waitSeq waits until seq is visible to readers.
+// waitSeq waits until seq is visible to readers, and makes it durable:
+// a change that leaves the process must survive a crash, or its position
+// would be reused for another.
 func (s *Subscription) waitSeq(seq lsm.SeqNum) error {
 	ss := &s.db.ol.subs
 	for {
 		ch := *ss.pub.Load()
 		if lsm.SeqNum(s.db.visible.Load()) >= seq {
-			return nil
+			return s.db.syncThrough(seq)
 		}
 		select {
 		case <-ch:

@@ -14,6 +14,7 @@ import (
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/lsm"
+	"github.com/plures/pluresdb/oplog"
 )
 
 // Limits on what one write may carry.
@@ -60,6 +61,17 @@ type Options struct {
 	// slower to read; the change feed resumes inside it too). 0 means one
 	// hour; negative archives a segment as soon as its data is flushed.
 	HotHistory time.Duration
+
+	// MaxClockDrift bounds how far ahead of the local wall clock the
+	// timestamp of an imported operation may be: ImportChanges refuses a
+	// stream holding one further ahead with an error wrapping
+	// oplog.ErrClockDrift that names the replica, the operation's sequence
+	// number and timestamp, and the local clock. Accepting such an
+	// operation would drag every later local timestamp into the future
+	// with it. 0 means one minute; negative means no limit (for replicas
+	// whose clocks are known to be off and trusted anyway). A positive
+	// value under a millisecond, the clock's resolution, is invalid.
+	MaxClockDrift time.Duration
 
 	// CacheSize is the block cache capacity in bytes. 0 means
 	// DefaultCacheSize(): a sixteenth of the machine's memory, between
@@ -272,6 +284,8 @@ func (o *Options) Validate() error {
 		return bad("ColdBlockSize", o.ColdBlockSize, "0 or between 256 B and 1 MiB")
 	case o.MaxOpenFiles < 0:
 		return bad("MaxOpenFiles", o.MaxOpenFiles, ">= 0")
+	case o.MaxClockDrift > 0 && o.MaxClockDrift < time.Millisecond:
+		return bad("MaxClockDrift", o.MaxClockDrift, "0, negative, or at least 1ms")
 	}
 	return nil
 }
@@ -287,6 +301,9 @@ func (o *Options) withDefaults() Options {
 	}
 	if c.HotHistory == 0 {
 		c.HotHistory = time.Hour
+	}
+	if c.MaxClockDrift == 0 {
+		c.MaxClockDrift = oplog.DefaultMaxDrift
 	}
 	if c.CacheSize == 0 {
 		c.CacheSize = DefaultCacheSize()

@@ -366,7 +366,7 @@ func (db *DB) refuseStale(vs *oplog.VerifiedStream) error {
 	var buf []byte
 	for i := range vs.NumChunks() {
 		var err error
-		if ops, buf, err = vs.ChunkIn(i, ops[:0], buf); err != nil {
+		if ops, _, buf, err = vs.ChunkIn(i, ops[:0], nil, buf); err != nil {
 			return err
 		}
 		for j := range ops {

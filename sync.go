@@ -6,14 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sort"
+	"time"
 
 	"github.com/plures/pluresdb/compaction"
 	"github.com/plures/pluresdb/internal/batchrepr"
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/wal"
 )
 
 // ReplicaID returns this database's replica ID.
@@ -41,6 +44,10 @@ func (db *DB) versionVectorLocked() oplog.VersionVector {
 // operations it wrote. The stream is self-describing and checksummed (see
 // oplog.ReadStream); ImportChanges applies it on the peer. since older than
 // the retained history gives ErrHistoryUnavailable.
+//
+// Only durable operations are exported: ExportChanges first syncs the log
+// up to its cut, so writes made with NoSync are exported too, at the cost
+// of that fsync.
 func (db *DB) ExportChanges(w io.Writer, since oplog.VersionVector) (int, error) {
 	return db.ExportChangesPrefix(w, since, nil)
 }
@@ -64,6 +71,7 @@ func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix
 		return 0, errs.ErrClosed
 	}
 	upTo := db.versionVectorLocked()
+	cut := db.lastSeq
 	size, err := db.wal.WriteBuffered()
 	if err != nil {
 		db.commitMu.Unlock()
@@ -75,6 +83,14 @@ func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix
 	floor := db.ol.floor.Clone()
 	db.ol.mu.Unlock()
 	db.commitMu.Unlock()
+	// Only durable operations leave: an operation a crash could still
+	// lose would have its sequence number reused for another after the
+	// restart, and the peer, holding the lost one, would skip the new one.
+	// So the cut is made durable first (a no-op unless NoSync writes, or
+	// commits still in their group commit, are in it).
+	if err := db.syncThrough(cut); err != nil {
+		return 0, err
+	}
 
 	h := oplog.StreamHeader{Source: db.ol.self, Prefix: prefix}
 	from := oplog.VersionVector{}
@@ -120,13 +136,58 @@ func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix
 func (db *DB) exportSegment(sw *oplog.StreamWriter, idx *segIndex, limit int64, from, upTo oplog.VersionVector, prefix []byte) error {
 	// A segment and an archive both hold each replica's operations in
 	// ascending order, as a stream wants them.
-	return db.scanHistory(idx, limit, func(op *oplog.Op) error {
+	return db.scanTransactions(idx, limit, func(op *oplog.Op) error {
 		if op.Seq <= from[op.Replica] || op.Seq > upTo[op.Replica] ||
 			(prefix != nil && !bytes.HasPrefix(op.Key, prefix)) {
 			return nil
 		}
 		return sw.Add(op)
-	})
+	}, sw.EndTransaction)
+}
+
+// scanTransactions is scanHistory that also calls end after the last
+// operation of every transaction: a log record (a local batch, or an
+// import's batch of whole remote transactions), or what an archive's
+// stream says.
+func (db *DB) scanTransactions(s *segIndex, limit int64, fn func(op *oplog.Op) error, end func()) error {
+	if !s.archived {
+		sr, err := wal.OpenSegmentPrefix(db.fs, db.dir, s.num, limit)
+		if err == nil {
+			defer sr.Close()
+			for {
+				rec, err := sr.Next()
+				if err != nil {
+					if isEOF(err) {
+						return nil
+					}
+					return err
+				}
+				if err := decodeRecord(rec, db.ol.self, func(_ Position, op *oplog.Op) error { return fn(op) }); err != nil {
+					return err
+				}
+				end()
+			}
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		// Archived since the snapshot.
+	}
+	st, _, err := db.readArchive(s.num)
+	if err != nil {
+		return err
+	}
+	ends := st.Ends
+	for i := range st.Ops {
+		if err := fn(&st.Ops[i]); err != nil {
+			return err
+		}
+		if len(ends) > 0 && ends[0] == i {
+			ends = ends[1:]
+			end()
+		}
+	}
+	return nil
 }
 
 // ImportChanges applies a change stream written by a peer's ExportChanges
@@ -137,11 +198,16 @@ func (db *DB) exportSegment(sw *oplog.StreamWriter, idx *segIndex, limit int64, 
 // truncated, corrupt or newer-format stream is refused with an error
 // wrapping ErrCorruption or ErrNewerFormat and leaves the database
 // unchanged; so does a stream that starts after what this replica has
-// (ErrCausalGap) or one whose timestamps are implausibly far ahead of the
-// local clock (oplog.ErrClockDrift). A stream of up to about a quarter
+// (ErrCausalGap) or one with a timestamp more than Options.MaxClockDrift
+// ahead of the local clock (oplog.ErrClockDrift). A stream of up to about a quarter
 // memtable of operations is applied in one atomic batch; a larger one in
-// several, each leaving the database consistent, so that an import cut
-// short by a crash is completed by importing the stream again.
+// several, each ending where a transaction of the stream does (the
+// operations their origin committed together), so a crash or a failure
+// leaves each transaction wholly applied or wholly absent, and an import
+// cut short is completed by importing the stream again. Readers see the
+// import once it is done (or has failed: then what it applied). A
+// selective stream (see ExportChangesPrefix) splits a transaction of
+// more than half a memtable.
 //
 // Operations are written without reading the stored state (see importer),
 // so Gets of the imported keys fold them until compaction has. A stream
@@ -183,7 +249,7 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 				c = new(decodedChunk)
 			}
 			var err error
-			if c.ops, c.buf, err = vs.ChunkIn(i, c.ops[:0], c.buf); err != nil {
+			if c.ops, c.ends, c.buf, err = vs.ChunkIn(i, c.ops[:0], c.ends[:0], c.buf); err != nil {
 				// Verified already: only a bug gets here. The apply
 				// sees the channel close early and reports it.
 				return
@@ -212,11 +278,9 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 		db.commitMu.Unlock()
 		return 0, err
 	}
-	if vs.MaxHLC > 0 {
-		if err := db.ol.clock.Observe(vs.MaxHLC); err != nil {
-			db.commitMu.Unlock()
-			return 0, err
-		}
+	if err := db.observeStream(vs); err != nil {
+		db.commitMu.Unlock()
+		return 0, err
 	}
 	im := importer{db: db, filtered: filtered, remote: db.ol.remote.Clone(), free: free}
 	last, n, seen, err := im.apply(chunks)
@@ -238,6 +302,28 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 	return n, db.publish(last, !db.opts.NoSync)
 }
 
+// observeStream moves the clock past the newest timestamp of vs, unless
+// that is more than Options.MaxClockDrift ahead of the local wall clock:
+// then it refuses the stream, naming the operation. Called with commitMu
+// held.
+func (db *DB) observeStream(vs *oplog.VerifiedStream) error {
+	if vs.MaxHLC == 0 {
+		return nil
+	}
+	if limit := db.opts.MaxClockDrift; limit >= 0 {
+		wall := db.ol.clock.Wall()
+		ahead := vs.MaxHLC.Time().Sub(wall)
+		if ahead > limit {
+			return fmt.Errorf("%w: replica %s operation %d has timestamp %s (%s), %v ahead of the local clock %s (Options.MaxClockDrift %v)",
+				oplog.ErrClockDrift, vs.MaxHLCReplica, vs.MaxHLCSeq, vs.MaxHLC,
+				vs.MaxHLC.Time().UTC().Format(time.RFC3339Nano), ahead.Round(time.Millisecond),
+				wall.UTC().Format(time.RFC3339Nano), limit)
+		}
+	}
+	db.ol.clock.Restore(vs.MaxHLC)
+	return nil
+}
+
 // importDecodeAhead is how many decoded chunks (of about 64 KiB of ops
 // each) an import keeps ready ahead of its apply.
 const importDecodeAhead = 32
@@ -248,8 +334,9 @@ const importFreeChunks = 512
 // decodedChunk is a chunk of a change stream decoded for the apply: its
 // ops, whose bytes alias buf.
 type decodedChunk struct {
-	ops []oplog.Op
-	buf []byte
+	ops  []oplog.Op
+	ends []int // indices in ops of the ops that end a transaction
+	buf  []byte
 }
 
 // importer applies remote operations under commitMu.
@@ -343,8 +430,13 @@ func importNamespace(op *oplog.Op) byte {
 // in the operand the memtable gets.
 const importBatchOverhead = lsm.MemtableEntryOverhead + 48
 
-// apply applies the operations of chunks in batches of at most a quarter
-// memtable. It returns the last sequence number written, how many
+// apply applies the operations of chunks in batches of about a quarter
+// memtable (a memtable for a bulk import), each ending where a
+// transaction of the stream does: a batch is logged as one record and made
+// visible with the rest of the import, so readers and a crash see each
+// transaction whole or not at all. A transaction larger than a batch
+// makes its batch larger: in a bulk import, whose operands go to L0
+// tables, that costs only memory. It returns the last sequence number written, how many
 // operations it applied and how many it saw.
 func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen int, err error) {
 	db := im.db
@@ -378,19 +470,27 @@ func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen
 		return nil
 	}
 	for c := range chunks {
-		ops := c.ops
+		ops, ends := c.ops, c.ends
 		seen += len(ops)
 		for i := range ops {
 			op := &ops[i]
-			if op.Replica == db.ol.self || op.Seq <= im.remote[op.Replica] {
-				continue // already here
+			// A batch ends only where a transaction does, so that each is
+			// applied (and survives a crash) all or nothing.
+			end := len(ends) > 0 && ends[0] == i
+			if end {
+				ends = ends[1:]
 			}
-			if !im.filtered {
-				im.remote[op.Replica] = op.Seq
+			if op.Replica != db.ol.self && op.Seq > im.remote[op.Replica] {
+				if !im.filtered {
+					im.remote[op.Replica] = op.Seq
+				}
+				im.applied = append(im.applied, *op)
+				size += im.cost(op)
 			}
-			im.applied = append(im.applied, *op)
-			size += im.cost(op)
-			if size < limit {
+			// (A selective import, which never ingests, holds up to
+			// half a memtable in a batch: a transaction bigger than that
+			// is split.)
+			if size < limit || !end && !(im.filtered && size >= 2*limit) {
 				continue
 			}
 			if !im.ingest && !im.filtered && n == 0 {

@@ -3,6 +3,7 @@ package fuzz
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"testing"
 
 	"github.com/plures/pluresdb/internal/errs"
@@ -84,9 +85,14 @@ func FuzzChangeStream(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted header %+v refused by the writer: %v", s.Header, err)
 		}
+		ends := s.Ends
 		for i := range s.Ops {
 			if err := sw.Add(&s.Ops[i]); err != nil {
 				t.Fatalf("accepted op %d refused by the writer: %v", i, err)
+			}
+			if len(ends) > 0 && ends[0] == i {
+				ends = ends[1:]
+				sw.EndTransaction()
 			}
 		}
 		if n, err := sw.Close(); err != nil || n != len(s.Ops) {
@@ -95,6 +101,9 @@ func FuzzChangeStream(f *testing.F) {
 		s2, err := oplog.ReadStream(&buf)
 		if err != nil || len(s2.Ops) != len(s.Ops) {
 			t.Fatalf("rewritten stream: %v", err)
+		}
+		if !slices.Equal(s.Ends, s2.Ends) {
+			t.Fatalf("transaction ends changed on rewrite: %v, then %v", s.Ends, s2.Ends)
 		}
 		for i := range s.Ops {
 			a, b := oplog.AppendOp(nil, &s.Ops[i]), oplog.AppendOp(nil, &s2.Ops[i])

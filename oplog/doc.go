@@ -171,7 +171,7 @@
 //
 //	+--------------------+-------------+----------------------+--------+----------------------+
 //	| magic "PLRSCHNG" 8 | version (1) | header length varint | header | xxhash64 of all      |
-//	|                    | = 1         |                      |        | bytes before it (8)  |
+//	|                    | = 2         |                      |        | bytes before it (8)  |
 //	+--------------------+-------------+----------------------+--------+----------------------+
 //	header: flags (1: bit 0 prefix, bit 1 compress) | source (16) | [prefix bytes] |
 //	        range count varint | ranges: replica (16), from varint, to varint (sorted by replica)
@@ -181,8 +181,21 @@
 //	| tag = 1 | codec (1) | raw size varint | stored bytes            | xxhash64 (8)  |
 //	|         |           |                 | (length varint + bytes) | of tag..bytes |
 //	+---------+-----------+-----------------+-------------------------+---------------+
-//	codec: 0 none, 1 S2, 2 zstd. Raw: one or more batches (see Batch), each a run
-//	of consecutive ops of one replica, never empty. The writer keeps a chunk's raw
+//	codec: 0 none, 1 S2, 2 zstd. Raw (what the codec compresses):
+//
+//	+-------------------------+------------------------------+-------+-------+----
+//	| end count varint        | ends: varint each            | batch | batch | ...
+//	+-------------------------+------------------------------+-------+-------+----
+//
+//	The batches (see Batch) are runs of consecutive ops of one replica, never
+//	empty; a chunk holds at least one op. The ends mark the ops that end a
+//	transaction: ops their origin committed together (a Batch.Commit; an import
+//	logs whole transactions of other replicas in one record, which its export
+//	keeps together), which a reader applies all or none. Each end is the number
+//	of the chunk's ops from the previous end (or the chunk's start) to the op
+//	that ends the transaction, less one, so a chunk of single-op transactions
+//	spends a zero byte on each. A transaction may go on into the next chunks;
+//	the stream's last op always ends one. The writer keeps a chunk's raw
 //	size under 64 KiB (an op larger than that gets its own); the reader refuses raw
 //	sizes above 16 MiB + 128 KiB, and chunks whose raw sizes add up to more than
 //	1024 times the stream's size (the writer stores a chunk raw rather than do so).
@@ -195,7 +208,12 @@
 //
 // The reader validates everything before it returns an op: every op
 // belongs to a range of the header (From < Seq <= To), in ascending
-// sequence per replica, and its key has the prefix.
+// sequence per replica, and its key has the prefix; every end lies within
+// its chunk's ops, and the last op ends a transaction.
+//
+// Version 1 streams, still read, have no ends: their raw chunks are only
+// the batches, and each op reads as a transaction of its own (they were
+// applied in batches cut anywhere).
 //
 // Merger is safe for concurrent use; a StreamWriter belongs to one
 // goroutine.

@@ -167,3 +167,6 @@ func (c *Clock) Last() Timestamp {
 	defer c.mu.Unlock()
 	return c.last
 }
+
+// Wall returns the wall-clock time the Clock reads.
+func (c *Clock) Wall() time.Time { return c.wall() }

@@ -26,7 +26,7 @@ import (
 // streamChunkTarget, which only the writer uses.
 const (
 	streamMagic   = "PLRSCHNG"
-	streamVersion = 1
+	streamVersion = 2 // 1: no transaction boundaries (still read)
 	whatStream    = "change stream"
 
 	streamFlagPrefix   = 0x01
@@ -174,6 +174,15 @@ type StreamWriter struct {
 	written  int64 // bytes written so far
 	rawTotal int64 // raw bytes of the chunks written so far
 	raw      bool  // tests: store every chunk raw
+	version  byte  // the format version written
+
+	// Transaction ends in the chunk: the op counts of the transactions
+	// (or their tails) that end in it, encoded as the chunk's prefix.
+	ends      []byte
+	nEnds     int
+	chunkOps  int // ops in the chunk, the pending run's included
+	lastEndAt int // ops in the chunk up to the last end
+	rawBuf    []byte
 }
 
 // Upper bounds of encoded sizes, for chunk planning.
@@ -185,6 +194,12 @@ const (
 // NewStreamWriter writes the stream header for h to w and returns a
 // writer for the ops. h.Ranges is copied and sorted by replica.
 func NewStreamWriter(w io.Writer, h StreamHeader) (*StreamWriter, error) {
+	return newStreamWriter(w, h, streamVersion)
+}
+
+// newStreamWriter is NewStreamWriter writing the given format version
+// (tests write version 1 with it).
+func newStreamWriter(w io.Writer, h StreamHeader, version byte) (*StreamWriter, error) {
 	h.Ranges = slices.Clone(h.Ranges)
 	slices.SortFunc(h.Ranges, func(a, b Range) int { return a.Replica.Compare(b.Replica) })
 	if h.Prefix != nil {
@@ -193,7 +208,7 @@ func NewStreamWriter(w io.Writer, h StreamHeader) (*StreamWriter, error) {
 	if err := validateHeader(&h); err != nil {
 		return nil, fmt.Errorf("oplog: stream header: %w", err)
 	}
-	sw := &StreamWriter{w: w, h: h, digest: xxhash.New()}
+	sw := &StreamWriter{w: w, h: h, digest: xxhash.New(), version: version}
 	sw.check = newRangeChecker(&sw.h)
 
 	var hdr []byte
@@ -215,7 +230,7 @@ func NewStreamWriter(w io.Writer, h StreamHeader) (*StreamWriter, error) {
 		hdr = binary.AppendUvarint(hdr, r.From)
 		hdr = binary.AppendUvarint(hdr, r.To)
 	}
-	b := append([]byte(streamMagic), streamVersion)
+	b := append([]byte(streamMagic), version)
 	b = binary.AppendUvarint(b, uint64(len(hdr)))
 	b = append(b, hdr...)
 	b = binary.LittleEndian.AppendUint64(b, xxhash.Sum64(b))
@@ -237,7 +252,8 @@ func (sw *StreamWriter) write(b []byte) error {
 
 // Add appends op. Ops of one replica come in ascending Seq within its
 // Range, with keys matching the Prefix; consecutive ops of one replica are
-// encoded as one batch. op is copied; the caller may reuse it.
+// encoded as one batch. op is copied; the caller may reuse it. op belongs
+// to the open transaction (see EndTransaction).
 func (sw *StreamWriter) Add(op *Op) error {
 	if sw.err != nil {
 		return sw.err
@@ -246,7 +262,7 @@ func (sw *StreamWriter) Add(op *Op) error {
 		return errors.New("oplog: Add on a closed StreamWriter")
 	}
 	opSize := batchOpBound + len(op.Key) + len(op.Field) + len(op.Value)
-	if batchHeaderBound+opSize > maxStreamChunk {
+	if 2*binary.MaxVarintLen64+batchHeaderBound+opSize > maxStreamChunk {
 		return fmt.Errorf("oplog: stream add: op %s/%d of %d bytes is too large", op.Replica, op.Seq, opSize)
 	}
 	if err := sw.check.check(op, 0); err != nil {
@@ -265,7 +281,7 @@ func (sw *StreamWriter) Add(op *Op) error {
 			opSize -= 2 * binary.MaxVarintLen64
 		}
 	}
-	if len(sw.chunk)+batchHeaderBound+sw.runSize+opSize > streamChunkTarget && len(sw.chunk)+len(sw.run) > 0 {
+	if len(sw.ends)+binary.MaxVarintLen64+len(sw.chunk)+batchHeaderBound+sw.runSize+opSize > streamChunkTarget && len(sw.chunk)+len(sw.run) > 0 {
 		sw.flushRun()
 		if err := sw.flushChunk(); err != nil {
 			return err
@@ -284,7 +300,20 @@ func (sw *StreamWriter) Add(op *Op) error {
 	sw.spans = append(sw.spans, sp)
 	sw.runSize += opSize
 	sw.ops++
+	sw.chunkOps++
 	return nil
+}
+
+// EndTransaction ends the open transaction: the ops added since the last
+// end were committed together on their origin, and a reader applies them
+// all or none. Without ops since the last end it does nothing; Close ends
+// the last transaction.
+func (sw *StreamWriter) EndTransaction() {
+	if n := sw.chunkOps - sw.lastEndAt; n > 0 {
+		sw.ends = binary.AppendUvarint(sw.ends, uint64(n-1))
+		sw.nEnds++
+		sw.lastEndAt = sw.chunkOps
+	}
 }
 
 // flushRun encodes the pending run into the chunk.
@@ -313,31 +342,41 @@ func (sw *StreamWriter) flushChunk() error {
 	if len(sw.chunk) == 0 {
 		return nil
 	}
+	// The transaction ends go first. (A transaction that goes on in the
+	// next chunk ends there.)
+	raw := sw.rawBuf[:0]
+	if sw.version >= 2 {
+		raw = binary.AppendUvarint(raw, uint64(sw.nEnds))
+		raw = append(raw, sw.ends...)
+	}
+	raw = append(raw, sw.chunk...)
+	sw.rawBuf = raw
 	var stored []byte
 	codec := byte(codecS2)
 	if sw.h.Compress {
 		codec = codecZstd
-		stored = zstdEncoder().EncodeAll(sw.chunk, sw.out[:0])
+		stored = zstdEncoder().EncodeAll(raw, sw.out[:0])
 	} else {
-		stored = s2.Encode(sw.out[:cap(sw.out)], sw.chunk)
+		stored = s2.Encode(sw.out[:cap(sw.out)], raw)
 	}
-	sw.rawTotal += int64(len(sw.chunk))
+	sw.rawTotal += int64(len(raw))
 	frameOverhead := int64(2 + 2*binary.MaxVarintLen64 + 8)
-	if len(stored) >= len(sw.chunk) || sw.raw ||
+	if len(stored) >= len(raw) || sw.raw ||
 		sw.rawTotal > maxExpansion*(sw.written+int64(len(stored))+frameOverhead) {
 		// Incompressible, or so compressible that the reader's bound on
 		// expansion would refuse the stream.
-		codec, stored = codecNone, sw.chunk
+		codec, stored = codecNone, raw
 	} else {
 		sw.out = stored[:0]
 	}
 	frame := make([]byte, 0, frameOverhead+int64(len(stored)))
 	frame = append(frame, tagChunk, codec)
-	frame = binary.AppendUvarint(frame, uint64(len(sw.chunk)))
+	frame = binary.AppendUvarint(frame, uint64(len(raw)))
 	frame = binary.AppendUvarint(frame, uint64(len(stored)))
 	frame = append(frame, stored...)
 	frame = binary.LittleEndian.AppendUint64(frame, xxhash.Sum64(frame))
-	sw.chunk = sw.chunk[:0]
+	sw.chunk, sw.ends = sw.chunk[:0], sw.ends[:0]
+	sw.nEnds, sw.chunkOps, sw.lastEndAt = 0, 0, 0
 	return sw.write(frame)
 }
 
@@ -352,6 +391,7 @@ func (sw *StreamWriter) Close() (int, error) {
 		return 0, errors.New("oplog: StreamWriter closed twice")
 	}
 	sw.closed = true
+	sw.EndTransaction()
 	sw.flushRun()
 	if err := sw.flushChunk(); err != nil {
 		return 0, err
@@ -370,6 +410,10 @@ func (sw *StreamWriter) Close() (int, error) {
 type Stream struct {
 	Header StreamHeader
 	Ops    []Op // in stream order; Key, Field and Value alias buffers of the stream
+	// Ends are the indices in Ops of the ops that end a transaction (the
+	// ops their origin committed together), ascending; the last op always
+	// ends one. A version 1 stream has no boundaries: every op ends one.
+	Ends []int
 }
 
 // ReadStream reads and validates a whole stream before returning anything:
@@ -443,12 +487,15 @@ func decodeStream(data []byte) (*Stream, error) {
 	s.Ops = make([]Op, 0, v.Count)
 	check := newRangeChecker(&s.Header)
 	for _, c := range v.chunks {
-		if s.Ops, _, err = decodeChunk(d, c, s.Ops, nil, &check); err != nil {
+		if s.Ops, s.Ends, _, err = decodeChunk(d, c, s.Ops, s.Ends, nil, &check); err != nil {
 			return nil, err
 		}
 	}
 	if v.Count != len(s.Ops) {
 		return nil, d.corrupt(len(data)-8, "trailer counts %d ops, the stream holds %d", v.Count, len(s.Ops))
+	}
+	if n := len(s.Ops); n > 0 && (len(s.Ends) == 0 || s.Ends[len(s.Ends)-1] != n-1) {
+		return nil, d.corrupt(len(data)-8, "the stream ends inside a transaction")
 	}
 	return s, nil
 }
@@ -466,10 +513,11 @@ func checkFraming(data []byte) (*VerifiedStream, error) {
 	if string(data[:len(streamMagic)]) != streamMagic {
 		return nil, d.corrupt(0, "bad magic %q", data[:len(streamMagic)])
 	}
-	switch v := data[len(streamMagic)]; {
-	case v > streamVersion:
-		return nil, errs.NewerFormatf(whatStream, uint32(v), streamVersion)
-	case v == 0:
+	version := data[len(streamMagic)]
+	switch {
+	case version > streamVersion:
+		return nil, errs.NewerFormatf(whatStream, uint32(version), streamVersion)
+	case version == 0:
 		return nil, d.corrupt(len(streamMagic), "format version 0")
 	}
 	d.off = len(streamMagic) + 1
@@ -505,6 +553,7 @@ func checkFraming(data []byte) (*VerifiedStream, error) {
 				return nil, d.corrupt(start, "chunks decompress to more than %d times the stream's size", maxExpansion)
 			}
 			budget -= int64(c.raw)
+			c.txns = version >= 2
 			v.chunks = append(v.chunks, c)
 		case tagTrailer:
 			count, err := d.uvarint("op count")
@@ -541,6 +590,10 @@ type VerifiedStream struct {
 	Header StreamHeader
 	Count  int       // the number of ops
 	MaxHLC Timestamp // the highest timestamp of any op (0: no ops)
+	// MaxHLCReplica and MaxHLCSeq name the first op in stream order
+	// whose timestamp is MaxHLC.
+	MaxHLCReplica ReplicaID
+	MaxHLCSeq     uint64
 
 	d      decoder // over the whole stream
 	chunks []chunkRef
@@ -571,16 +624,18 @@ func (v *VerifiedStream) NumChunks() int { return len(v.chunks) }
 // Field and Value alias a buffer of their own, allocated for the chunk.
 // It is safe to call concurrently.
 func (v *VerifiedStream) Chunk(i int, ops []Op) ([]Op, error) {
-	ops, _, err := v.ChunkIn(i, ops, nil)
+	ops, _, _, err := v.ChunkIn(i, ops, nil, nil)
 	return ops, err
 }
 
-// ChunkIn is Chunk with the ops' bytes decoded into buf when it is large
+// ChunkIn is Chunk that also appends to ends the indices in ops of the
+// chunk's ops that end a transaction (see Stream.Ends; a transaction
+// may span chunks), and decodes the ops' bytes into buf when it is large
 // enough (a buffer ChunkIn returned before, say, once nothing uses its
 // ops); it returns the buffer they alias.
-func (v *VerifiedStream) ChunkIn(i int, ops []Op, buf []byte) ([]Op, []byte, error) {
+func (v *VerifiedStream) ChunkIn(i int, ops []Op, ends []int, buf []byte) ([]Op, []int, []byte, error) {
 	d := decoder{what: whatStream, b: v.d.b}
-	return decodeChunk(&d, v.chunks[i], ops, buf, nil)
+	return decodeChunk(&d, v.chunks[i], ops, ends, buf, nil)
 }
 
 // rangeOf checks that op could have come from a writer and returns the
@@ -633,8 +688,11 @@ type chunkCheck struct {
 	h      *StreamHeader
 	spans  []chunkSpan
 	maxHLC Timestamp
-	ops    int   // ops checked
-	err    error // the first failure, at op index ops
+	maxOp  Op // replica and seq of the first op with maxHLC
+	// endsTxn: the chunk's last op ends a transaction.
+	endsTxn bool
+	ops     int   // ops checked
+	err     error // the first failure, at op index ops
 }
 
 func (c *chunkCheck) check(op *Op, off int) error {
@@ -662,7 +720,10 @@ func (c *chunkCheck) check(op *Op, off int) error {
 	} else {
 		c.spans = append(c.spans, chunkSpan{rng: i, first: op.Seq, last: op.Seq, firstIdx: c.ops, firstOff: off})
 	}
-	c.maxHLC = max(c.maxHLC, op.HLC)
+	if op.HLC > c.maxHLC {
+		c.maxHLC = op.HLC
+		c.maxOp = Op{Replica: op.Replica, Seq: op.Seq}
+	}
 	c.ops++
 	return nil
 }
@@ -683,6 +744,7 @@ func (v *VerifiedStream) checkOps() error {
 			defer wg.Done()
 			d := decoder{what: whatStream, b: v.d.b}
 			var ops []Op
+			var ends []int
 			var buf []byte
 			for {
 				i := int(next.Add(1) - 1)
@@ -691,7 +753,8 @@ func (v *VerifiedStream) checkOps() error {
 				}
 				c := &checks[i]
 				c.h = &v.Header
-				ops, buf, c.err = decodeChunk(&d, v.chunks[i], ops[:0], buf, c)
+				ops, ends, buf, c.err = decodeChunk(&d, v.chunks[i], ops[:0], ends[:0], buf, c)
+				c.endsTxn = len(ends) > 0 && ends[len(ends)-1] == len(ops)-1
 			}
 		}()
 	}
@@ -720,10 +783,15 @@ func (v *VerifiedStream) checkOps() error {
 			return c.err
 		}
 		count += c.ops
-		v.MaxHLC = max(v.MaxHLC, c.maxHLC)
+		if c.maxHLC > v.MaxHLC {
+			v.MaxHLC, v.MaxHLCReplica, v.MaxHLCSeq = c.maxHLC, c.maxOp.Replica, c.maxOp.Seq
+		}
 	}
 	if count != v.Count {
 		return v.d.corrupt(len(v.d.b)-8, "trailer counts %d ops, the stream holds %d", v.Count, count)
+	}
+	if n := len(checks); n > 0 && !checks[n-1].endsTxn {
+		return v.d.corrupt(len(v.d.b)-8, "the stream ends inside a transaction")
 	}
 	return nil
 }
@@ -792,6 +860,7 @@ type chunkRef struct {
 	codec  byte
 	raw    uint64
 	stored []byte
+	txns   bool // the raw chunk starts with its transaction ends (version 2)
 }
 
 // readChunkFrame reads the frame of the chunk whose tag was at start (d
@@ -831,7 +900,37 @@ type opChecker interface{ check(op *Op, off int) error }
 // checking each with check (nil: none). The chunk is decompressed into buf
 // when it is given (it returns it, grown if need be: the ops alias it),
 // else into a buffer of its own.
-func decodeChunk(d *decoder, c chunkRef, ops []Op, buf []byte, check opChecker) ([]Op, []byte, error) {
+func decodeChunk(d *decoder, c chunkRef, ops []Op, ends []int, buf []byte, check opChecker) ([]Op, []int, []byte, error) {
+	n0 := len(ops)
+	ops, buf, txnEnds, err := decodeChunkOps(d, c, ops, buf, check)
+	if err != nil {
+		return ops, ends, buf, err
+	}
+	if !c.txns {
+		for i := n0; i < len(ops); i++ {
+			ends = append(ends, i)
+		}
+		return ops, ends, buf, nil
+	}
+	if len(ops) == n0 {
+		return ops, ends, buf, d.corrupt(c.start, "chunk without ops")
+	}
+	at := n0 - 1
+	for p := 0; p < len(txnEnds); {
+		n, k := uvarint(txnEnds[p:])
+		if k <= 0 || n >= uint64(len(ops)-1-at) {
+			return ops[:n0], ends, buf, d.corrupt(c.start, "transaction end %d lies past the chunk's %d ops", len(ends), len(ops)-n0)
+		}
+		p += k
+		at += int(n) + 1
+		ends = append(ends, at)
+	}
+	return ops, ends, buf, nil
+}
+
+// decodeChunkOps is decodeChunk but for the transaction ends, which it
+// returns as encoded (nil for a version 1 chunk).
+func decodeChunkOps(d *decoder, c chunkRef, ops []Op, buf []byte, check opChecker) ([]Op, []byte, []byte, error) {
 	n0, start, raw, stored := len(ops), c.start, c.raw, c.stored
 	var err error
 	var payload []byte
@@ -841,41 +940,60 @@ func decodeChunk(d *decoder, c chunkRef, ops []Op, buf []byte, check opChecker) 
 	switch c.codec {
 	case codecNone:
 		if raw != uint64(len(stored)) {
-			return ops, buf, d.corrupt(start, "raw chunk of %d bytes claims %d", len(stored), raw)
+			return ops, buf, nil, d.corrupt(start, "raw chunk of %d bytes claims %d", len(stored), raw)
 		}
 		payload = stored
 	case codecS2:
 		if n, err := s2.DecodedLen(stored); err != nil || uint64(n) != raw {
-			return ops, buf, d.corrupt(start, "S2 chunk does not hold %d bytes (%v)", raw, err)
+			return ops, buf, nil, d.corrupt(start, "S2 chunk does not hold %d bytes (%v)", raw, err)
 		}
 		if payload, err = s2.Decode(buf[:raw], stored); err != nil {
-			return ops, buf, d.corrupt(start, "S2 chunk: %v", err)
+			return ops, buf, nil, d.corrupt(start, "S2 chunk: %v", err)
 		}
 	case codecZstd:
 		payload, err = zstdDecoder().DecodeAll(stored, buf[:0])
 		if err != nil || uint64(len(payload)) != raw {
-			return ops, buf, d.corrupt(start, "zstd chunk does not hold %d bytes (%v)", raw, err)
+			return ops, buf, nil, d.corrupt(start, "zstd chunk does not hold %d bytes (%v)", raw, err)
 		}
 	default:
-		return ops, buf, d.corrupt(start, "unknown chunk codec %d", c.codec)
+		return ops, buf, nil, d.corrupt(start, "unknown chunk codec %d", c.codec)
 	}
-	for p := 0; p < len(payload); {
+	p := 0
+	var txnEnds []byte
+	if c.txns {
+		// The transaction ends: a count, then each end as the number of
+		// ops since the previous end (or the chunk's start), less one.
+		count, k := uvarint(payload)
+		if k <= 0 || count > uint64(len(payload)-k) {
+			return ops, buf, nil, d.corrupt(start, "bad transaction end count")
+		}
+		p = k
+		for range count {
+			_, k := uvarint(payload[p:])
+			if k <= 0 {
+				return ops, buf, nil, d.corrupt(start, "chunk offset %d: bad transaction end", p)
+			}
+			p += k
+		}
+		txnEnds = payload[k:p]
+	}
+	for p < len(payload) {
 		_, got, n, err := DecodeBatch(ops, payload[p:])
 		if err != nil {
-			return ops[:n0], buf, d.corrupt(start, "chunk offset %d: %v", p, err)
+			return ops[:n0], buf, nil, d.corrupt(start, "chunk offset %d: %v", p, err)
 		}
 		if len(got) == len(ops) {
-			return ops[:n0], buf, d.corrupt(start, "chunk offset %d: empty batch", p)
+			return ops[:n0], buf, nil, d.corrupt(start, "chunk offset %d: empty batch", p)
 		}
 		if check != nil {
 			for i := len(ops); i < len(got); i++ {
 				if err := check.check(&got[i], p); err != nil {
-					return ops[:n0], buf, d.corrupt(start, "chunk offset %d: %v", p, err)
+					return ops[:n0], buf, nil, d.corrupt(start, "chunk offset %d: %v", p, err)
 				}
 			}
 		}
 		ops = got
 		p += n
 	}
-	return ops, buf, nil
+	return ops, buf, txnEnds, nil
 }

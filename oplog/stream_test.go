@@ -334,7 +334,7 @@ func forgeStreamCount(t *testing.T, h StreamHeader, ops []Op, count int) []byte 
 	for _, op := range ops {
 		sw.chunk = AppendBatch(sw.chunk, op.Replica, []Op{op})
 	}
-	sw.ops = count
+	sw.ops, sw.chunkOps = count, len(ops)
 	if _, err := sw.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +352,7 @@ func forgeStream(t *testing.T, h StreamHeader, ops []Op) []byte {
 	for _, op := range ops {
 		chunk = AppendBatch(chunk, op.Replica, []Op{op})
 	}
-	sw.chunk, sw.ops = chunk, len(ops)
+	sw.chunk, sw.ops, sw.chunkOps = chunk, len(ops), len(ops)
 	if _, err := sw.Close(); err != nil {
 		t.Fatal(err)
 	}
