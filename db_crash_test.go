@@ -645,6 +645,9 @@ func TestSalvageKeepsRecordsAfterDamage(t *testing.T) {
 	if len(lost) != 1 || lost[0].First == 0 || lost[0].First != lost[0].Last || lost[0].Segment != seg {
 		t.Fatalf("LostRanges = %+v, want one range of one sequence number", lost)
 	}
+	if h := db.Health(); len(h.Lost) != 1 || h.Lost[0].First != lost[0].First {
+		t.Fatalf("Health().Lost = %+v, want the lost range", h.Lost)
+	}
 	q := filepath.Join(dir, "quarantine", filepath.Base(seg))
 	if lost[0].Quarantined != q {
 		t.Fatalf("quarantined as %q, want %q", lost[0].Quarantined, q)

@@ -202,6 +202,10 @@ type Health struct {
 	// sync (ExportChanges, ImportChanges, AcknowledgePeer, ...) refuses
 	// until the database is repaired; documents read and write as usual.
 	OpLog string
+	// Lost lists what a salvaging Open (Options.Salvage) dropped from the
+	// log: the sequence numbers lost and where the damaged segment's copy
+	// was kept (see LostRanges).
+	Lost []LostRange
 }
 
 // DamagedFile is a file found damaged.
@@ -215,7 +219,7 @@ func (db *DB) Health() Health {
 	if db.closed.Load() {
 		return Health{Reason: "closed"}
 	}
-	h := Health{Writable: true, Quarantined: slices.Clone(db.quarantined)}
+	h := Health{Writable: true, Quarantined: slices.Clone(db.quarantined), Lost: db.LostRanges()}
 	for _, d := range db.tc.Damaged() {
 		h.Damaged = append(h.Damaged, DamagedFile{Path: d.Path, Err: d.Err})
 	}

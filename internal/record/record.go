@@ -431,14 +431,6 @@ func CheckTail(f io.ReaderAt, file string, base, from, size int64) error {
 	return nil
 }
 
-func isZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
 
 // wholeChunk reports whether a chunk with a valid checksum starts at b[i]
 // (b is one block, maybe short), and where it ends.
