@@ -431,7 +431,6 @@ func CheckTail(f io.ReaderAt, file string, base, from, size int64) error {
 	return nil
 }
 
-
 // wholeChunk reports whether a chunk with a valid checksum starts at b[i]
 // (b is one block, maybe short), and where it ends.
 func wholeChunk(b []byte, i int) (int, bool) {
