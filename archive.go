@@ -29,9 +29,9 @@ import (
 // feed resumes anywhere in archived history. ExportChanges and GetAsOf
 // read archives as they read segments.
 //
-// Format version 2:
+// Format version 3:
 //
-//	magic "PLRSOARC" | version u8 (2) | uvarint n | change stream (n bytes) |
+//	magic "PLRSOARC" | version u8 (3) | uvarint n | change stream (n bytes) |
 //	positions | xxhash64 (LE) of every byte before it
 //
 //	positions: uvarint runs | runs × (uvarint length | step u8 |
@@ -40,9 +40,19 @@ import (
 // The positions are those of the stream's operations, in stream order, as
 // runs: a run's first position is the previous run's last with its Seq
 // moved by the (zigzag) delta and its Index given; each next one adds 1 to
-// Seq (step 0: local writes, Index kept) or to Index (step 1: the
-// operations of one import record). A segment of local writes is one run.
+// Seq (step bit 0 clear: local writes, Index kept) or to Index (bit 0
+// set: the operations of one import record). Bits 1–2 of the step are the
+// run's opClass (0: logged, 1: a selective import's, 2: a repeat), which
+// says who reads the operations, as in the log. A segment of local writes
+// is one run.
 //
+// The stream holds every operation of the segment, whatever its class. It
+// is in log order, which is a sync stream's order unless the segment holds
+// a selective import: then the stream has the log-order flag, and its
+// header's ranges span every operation of each replica. Exports read the
+// logged operations and repeats, which are in order.
+//
+// Version 2 is version 3 without classes (every operation is logged).
 // Version 1 files are the bare change stream (they start with its magic):
 // they are read as before, but hold no positions, so the change feed
 // cannot resume inside them (ErrHistoryUnavailable).
@@ -51,6 +61,7 @@ import (
 func (db *DB) archiveSegment(s *segIndex) error {
 	var ops []oplog.Op
 	var pos []Position
+	var classes []opClass
 	var ends []int // the number of ops up to the end of each record
 	sr, err := wal.OpenSegment(db.fs, db.dir, s.num)
 	if err != nil {
@@ -65,11 +76,12 @@ func (db *DB) archiveSegment(s *segIndex) error {
 			}
 			return err
 		}
-		err = decodeRecord(rec, db.ol.self, func(p Position, op *oplog.Op) error {
+		err = decodeRecord(rec, db.ol.self, func(p Position, op *oplog.Op, class opClass) error {
 			c := *op
 			c.Key, c.Field, c.Value = bytes.Clone(op.Key), bytes.Clone(op.Field), bytes.Clone(op.Value)
 			ops = append(ops, c)
 			pos = append(pos, p)
+			classes = append(classes, class)
 			return nil
 		})
 		if err != nil {
@@ -79,9 +91,23 @@ func (db *DB) archiveSegment(s *segIndex) error {
 		ends = append(ends, len(ops))
 	}
 
+	// The ranges span every operation (the segment index's leave out
+	// the selective imports').
 	h := oplog.StreamHeader{Source: db.ol.self, Compress: true}
-	for r, rg := range s.ranges {
-		h.Ranges = append(h.Ranges, oplog.Range{Replica: r, From: rg.min - 1, To: rg.max})
+	spans := map[oplog.ReplicaID]*oplog.Range{}
+	for i := range ops {
+		op := &ops[i]
+		if classes[i] == opFiltered {
+			h.LogOrder = true
+		}
+		if rg := spans[op.Replica]; rg != nil {
+			rg.From, rg.To = min(rg.From, op.Seq-1), max(rg.To, op.Seq)
+		} else {
+			spans[op.Replica] = &oplog.Range{Replica: op.Replica, From: op.Seq - 1, To: op.Seq}
+		}
+	}
+	for _, rg := range spans {
+		h.Ranges = append(h.Ranges, *rg)
 	}
 	sort.Slice(h.Ranges, func(i, j int) bool { return h.Ranges[i].Replica.Compare(h.Ranges[j].Replica) < 0 })
 	var buf bytes.Buffer
@@ -106,7 +132,7 @@ func (db *DB) archiveSegment(s *segIndex) error {
 	}
 	buf.Write(binary.AppendUvarint(nil, uint64(stream.Len())))
 	buf.Write(stream.Bytes())
-	buf.Write(appendPositions(nil, pos))
+	buf.Write(appendPositions(nil, pos, classes))
 	buf.Write(binary.LittleEndian.AppendUint64(nil, xxhash.Sum64(buf.Bytes())))
 	path := layout.Path(db.dir, layout.TypeArchive, s.num)
 	tmp := layout.Path(db.dir, layout.TypeTemp, db.vs.NewFileNum())
@@ -150,7 +176,7 @@ func (db *DB) archiveSegment(s *segIndex) error {
 // Archive format constants.
 const (
 	archiveMagic   = "PLRSOARC"
-	archiveVersion = 2
+	archiveVersion = 3
 	streamMagic    = "PLRSCHNG" // a version 1 archive is a bare change stream
 )
 
@@ -160,16 +186,18 @@ const (
 	stepIndex = 1
 )
 
-// appendPositions encodes pos as runs (see the format above).
-func appendPositions(dst []byte, pos []Position) []byte {
+// appendPositions encodes pos, and the classes of their operations, as
+// runs (see the format above).
+func appendPositions(dst []byte, pos []Position, classes []opClass) []byte {
 	type run struct {
 		start Position
 		n     uint64
 		step  byte
+		class opClass
 	}
 	var runs []run
-	for _, p := range pos {
-		if n := len(runs); n > 0 {
+	for i, p := range pos {
+		if n := len(runs); n > 0 && runs[n-1].class == classes[i] {
 			r := &runs[n-1]
 			last := r.start
 			if r.step == stepSeq {
@@ -188,13 +216,13 @@ func appendPositions(dst []byte, pos []Position) []byte {
 				continue
 			}
 		}
-		runs = append(runs, run{start: p, n: 1})
+		runs = append(runs, run{start: p, n: 1, class: classes[i]})
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(runs)))
 	var prev uint64
 	for _, r := range runs {
 		dst = binary.AppendUvarint(dst, r.n)
-		dst = append(dst, r.step)
+		dst = append(dst, r.step|byte(r.class)<<1)
 		dst = binary.AppendVarint(dst, int64(r.start.Seq-prev))
 		dst = binary.AppendUvarint(dst, uint64(r.start.Index))
 		prev = r.start.Seq
@@ -205,8 +233,10 @@ func appendPositions(dst []byte, pos []Position) []byte {
 	return dst
 }
 
-// decodePositions decodes count positions; it never panics.
-func decodePositions(b []byte, count int) ([]Position, error) {
+// decodePositions decodes count positions and the classes of their
+// operations (nil: all logged) from a positions section of the given
+// archive version; it never panics.
+func decodePositions(b []byte, count int, version byte) ([]Position, []opClass, error) {
 	next := func() (uint64, error) {
 		v, n := binary.Uvarint(b)
 		if n <= 0 {
@@ -217,43 +247,56 @@ func decodePositions(b []byte, count int) ([]Position, error) {
 	}
 	runs, err := next()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if runs > uint64(count) || runs > uint64(len(b)) {
-		return nil, fmt.Errorf("%d position runs for %d operations", runs, count)
+		return nil, nil, fmt.Errorf("%d position runs for %d operations", runs, count)
 	}
 	out := make([]Position, 0, count)
+	var classes []opClass
+	maxStep := byte(stepIndex)
+	if version >= 3 {
+		maxStep = stepIndex | byte(numOpClasses-1)<<1
+	}
 	var prev uint64
 	for range runs {
 		n, err := next()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if len(b) == 0 {
-			return nil, errors.New("positions truncated")
+			return nil, nil, errors.New("positions truncated")
 		}
 		step := b[0]
 		b = b[1:]
 		d, k := binary.Varint(b)
 		if k <= 0 {
-			return nil, errors.New("positions truncated")
+			return nil, nil, errors.New("positions truncated")
 		}
 		b = b[k:]
 		idx, err := next()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
+		class := opClass(step >> 1)
+		step &= 1
 		switch {
 		case n == 0 || n > uint64(count-len(out)):
-			return nil, fmt.Errorf("position run of %d with %d operations left", n, count-len(out))
-		case step > stepIndex:
-			return nil, fmt.Errorf("unknown position step %d", step)
+			return nil, nil, fmt.Errorf("position run of %d with %d operations left", n, count-len(out))
+		case step|byte(class)<<1 > maxStep:
+			return nil, nil, fmt.Errorf("unknown position step %d", step|byte(class)<<1)
 		case idx > 1<<32-1 || step == stepIndex && idx+n-1 > 1<<32-1:
-			return nil, fmt.Errorf("position index %d out of range", idx)
+			return nil, nil, fmt.Errorf("position index %d out of range", idx)
+		}
+		if class != opLogged && classes == nil {
+			classes = make([]opClass, len(out), count)
 		}
 		p := Position{Seq: prev + uint64(d), Index: uint32(idx)}
 		for i := uint64(0); i < n; i++ {
 			out = append(out, p)
+			if classes != nil {
+				classes = append(classes, class)
+			}
 			if step == stepSeq {
 				p.Seq++
 			} else {
@@ -263,57 +306,80 @@ func decodePositions(b []byte, count int) ([]Position, error) {
 		prev = out[len(out)-1].Seq
 	}
 	if len(out) != count || len(b) != 0 {
-		return nil, fmt.Errorf("positions for %d of %d operations, %d bytes left", len(out), count, len(b))
+		return nil, nil, fmt.Errorf("positions for %d of %d operations, %d bytes left", len(out), count, len(b))
 	}
-	return out, nil
+	return out, classes, nil
 }
 
-// readArchive reads and verifies the archive of segment num. pos are the
-// log positions of its operations, in stream order; nil for a version 1
-// archive, which has none.
-func (db *DB) readArchive(num layout.FileNum) (*oplog.Stream, []Position, error) {
+// archived is a verified archive, decoded.
+type archived struct {
+	stream *oplog.Stream
+	// pos are the log positions of the stream's operations, in stream
+	// order; nil for a version 1 archive, which has none.
+	pos []Position
+	// classes are those of the operations; nil: all opLogged.
+	classes []opClass
+}
+
+// class returns the class of the stream's operation i.
+func (a *archived) class(i int) opClass {
+	if a.classes == nil {
+		return opLogged
+	}
+	return a.classes[i]
+}
+
+// readArchive reads and verifies the archive of segment num.
+func (db *DB) readArchive(num layout.FileNum) (*archived, error) {
 	path := layout.Path(db.dir, layout.TypeArchive, num)
 	f, err := db.fs.Open(path)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	data, err := io.ReadAll(f)
 	f.Close()
 	if err != nil {
-		return nil, nil, fmt.Errorf("pluresdb: reading archive %s: %w", path, err)
+		return nil, fmt.Errorf("pluresdb: reading archive %s: %w", path, err)
 	}
 	if bytes.HasPrefix(data, []byte(streamMagic)) {
 		st, err := oplog.ReadStream(bytes.NewReader(data))
 		if err != nil {
-			return nil, nil, fmt.Errorf("pluresdb: archive %s: %w", path, err)
+			return nil, fmt.Errorf("pluresdb: archive %s: %w", path, err)
 		}
-		return st, nil, nil
+		return &archived{stream: st}, nil
 	}
 	hdr := len(archiveMagic) + 1
+	version := byte(0)
+	if len(data) > len(archiveMagic) {
+		version = data[len(archiveMagic)]
+	}
 	switch {
 	case len(data) < hdr+8 || string(data[:len(archiveMagic)]) != archiveMagic:
-		return nil, nil, errs.Corruptf(path, 0, "not an op-log archive")
-	case data[len(archiveMagic)] > archiveVersion:
-		return nil, nil, errs.NewerFormatf(path, uint32(data[len(archiveMagic)]), archiveVersion)
-	case data[len(archiveMagic)] < 2:
-		return nil, nil, errs.Corruptf(path, int64(len(archiveMagic)), "archive version %d", data[len(archiveMagic)])
+		return nil, errs.Corruptf(path, 0, "not an op-log archive")
+	case version > archiveVersion:
+		return nil, errs.NewerFormatf(path, uint32(version), archiveVersion)
+	case version < 2:
+		return nil, errs.Corruptf(path, int64(len(archiveMagic)), "archive version %d", version)
 	}
 	body := data[:len(data)-8]
 	if got, want := binary.LittleEndian.Uint64(data[len(body):]), xxhash.Sum64(body); got != want {
-		return nil, nil, errs.Corruptf(path, int64(len(body)), "checksum mismatch: stored %#x, computed %#x", got, want)
+		return nil, errs.Corruptf(path, int64(len(body)), "checksum mismatch: stored %#x, computed %#x", got, want)
 	}
 	n, k := binary.Uvarint(body[hdr:])
 	if k <= 0 || n > uint64(len(body)-hdr-k) {
-		return nil, nil, errs.Corruptf(path, int64(hdr), "bad stream length")
+		return nil, errs.Corruptf(path, int64(hdr), "bad stream length")
 	}
 	start := hdr + k
 	st, err := oplog.ReadStream(bytes.NewReader(body[start : start+int(n)]))
 	if err != nil {
-		return nil, nil, fmt.Errorf("pluresdb: archive %s: %w", path, err)
+		return nil, fmt.Errorf("pluresdb: archive %s: %w", path, err)
 	}
-	pos, err := decodePositions(body[start+int(n):], len(st.Ops))
+	pos, classes, err := decodePositions(body[start+int(n):], len(st.Ops), version)
 	if err != nil {
-		return nil, nil, errs.Corruptf(path, int64(start)+int64(n), "%v", err)
+		return nil, errs.Corruptf(path, int64(start)+int64(n), "%v", err)
 	}
-	return st, pos, nil
+	if st.Header.LogOrder && classes == nil {
+		return nil, errs.Corruptf(path, int64(start), "a stream in log order without selective imports")
+	}
+	return &archived{stream: st, pos: pos, classes: classes}, nil
 }

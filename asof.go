@@ -112,8 +112,9 @@ func (db *DB) GetAsOf(key []byte, ts oplog.Timestamp) (Document, error) {
 	return d, nil
 }
 
-// scanHistory calls fn for every operation of segment s (read up to limit
-// bytes; -1: all), from the segment or its archive.
+// scanHistory calls fn for every operation of segment s that as-of reads
+// see (read up to limit bytes; -1: all; repeats left out), from the
+// segment or its archive.
 func (db *DB) scanHistory(s *segIndex, limit int64, fn func(op *oplog.Op) error) error {
 	if !s.archived {
 		sr, err := wal.OpenSegmentPrefix(db.fs, db.dir, s.num, limit)
@@ -127,7 +128,12 @@ func (db *DB) scanHistory(s *segIndex, limit int64, fn func(op *oplog.Op) error)
 					}
 					return err
 				}
-				if err := decodeRecord(rec, db.ol.self, func(_ Position, op *oplog.Op) error { return fn(op) }); err != nil {
+				if err := decodeRecord(rec, db.ol.self, func(_ Position, op *oplog.Op, c opClass) error {
+					if !c.history() {
+						return nil
+					}
+					return fn(op)
+				}); err != nil {
 					return err
 				}
 			}
@@ -137,12 +143,15 @@ func (db *DB) scanHistory(s *segIndex, limit int64, fn func(op *oplog.Op) error)
 		}
 		// Archived since the snapshot.
 	}
-	st, _, err := db.readArchive(s.num)
+	a, err := db.readArchive(s.num)
 	if err != nil {
 		return err
 	}
-	for i := range st.Ops {
-		if err := fn(&st.Ops[i]); err != nil {
+	for i := range a.stream.Ops {
+		if !a.class(i).history() {
+			continue
+		}
+		if err := fn(&a.stream.Ops[i]); err != nil {
 			return err
 		}
 	}

@@ -790,7 +790,7 @@ func recordEntries(rec []byte, operands [][]byte, add func(seq lsm.SeqNum, kind 
 // isIngested says whether key, an import record's op log entry's, marks
 // the record as ingested (see importer.ingestBatch).
 func isIngested(key []byte) bool {
-	return len(key) == 1+len(ingestedLogKey) && string(key[1:]) == string(ingestedLogKey)
+	return isLogKey(key, ingestedLogKey)
 }
 
 // importOperands rebuilds the remote operands of an import record's

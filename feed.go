@@ -296,8 +296,8 @@ func (s *Subscription) catchUpStep() error {
 
 // add decodes the changes of a record that lie after the position.
 func (s *Subscription) add(rec []byte) error {
-	return decodeRecord(rec, s.db.ol.self, func(pos Position, op *oplog.Op) error {
-		if pos.Seq > uint64(s.upToLimit()) || !s.pos.Less(pos) {
+	return decodeRecord(rec, s.db.ol.self, func(pos Position, op *oplog.Op, class opClass) error {
+		if !class.history() || pos.Seq > uint64(s.upToLimit()) || !s.pos.Less(pos) {
 			return nil
 		}
 		c := Change{Pos: pos, Op: *op}
@@ -312,7 +312,7 @@ func (s *Subscription) add(rec []byte) error {
 // addArchive queues the changes of archived segment num that lie after
 // the position, in log order.
 func (s *Subscription) addArchive(num layout.FileNum) error {
-	st, pos, err := s.db.readArchive(num)
+	a, err := s.db.readArchive(num)
 	if err != nil {
 		if s.db.closed.Load() {
 			return errs.ErrClosed
@@ -322,16 +322,16 @@ func (s *Subscription) addArchive(num layout.FileNum) error {
 		}
 		return err
 	}
-	if pos == nil {
+	if a.pos == nil {
 		return fmt.Errorf("%w: position %d/%d is in archived history written without positions (segment %s)",
 			ErrHistoryUnavailable, s.pos.Seq, s.pos.Index, num)
 	}
 	start := len(s.pending)
-	for i := range st.Ops {
-		if pos[i].Seq > uint64(s.upToLimit()) || !s.pos.Less(pos[i]) {
+	for i, p := range a.pos {
+		if !a.class(i).history() || p.Seq > uint64(s.upToLimit()) || !s.pos.Less(p) {
 			continue
 		}
-		s.pending = append(s.pending, Change{Pos: pos[i], Op: st.Ops[i]})
+		s.pending = append(s.pending, Change{Pos: p, Op: a.stream.Ops[i]})
 	}
 	added := s.pending[start:]
 	sort.Slice(added, func(i, j int) bool { return added[i].Pos.Less(added[j].Pos) })

@@ -233,6 +233,8 @@ func TestArchivePositionsRoundTrip(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 	for range 200 {
 		var pos []Position
+		var classes []opClass
+		mixed := rng.IntN(2) == 0
 		p := Position{Seq: rng.Uint64N(1 << 40)}
 		for range rng.IntN(50) {
 			switch rng.IntN(4) {
@@ -246,14 +248,31 @@ func TestArchivePositionsRoundTrip(t *testing.T) {
 				p = Position{Seq: rng.Uint64N(1 << 40)}
 			}
 			pos = append(pos, p)
+			c := opLogged
+			if mixed {
+				c = opClass(rng.IntN(int(numOpClasses)))
+			}
+			classes = append(classes, c)
 		}
-		enc := appendPositions(nil, pos)
-		got, err := decodePositions(enc, len(pos))
+		enc := appendPositions(nil, pos, classes)
+		got, gotClasses, err := decodePositions(enc, len(pos), archiveVersion)
 		if err != nil || !slices.Equal(got, pos) {
 			t.Fatalf("seed %d: %v\n got %v\nwant %v", seed, err, got, pos)
 		}
+		for i := range pos {
+			c := opLogged
+			if gotClasses != nil {
+				c = gotClasses[i]
+			}
+			if c != classes[i] {
+				t.Fatalf("seed %d: position %d: class %d, want %d", seed, i, c, classes[i])
+			}
+		}
+		if _, _, err := decodePositions(enc, len(pos), 2); mixed && slices.ContainsFunc(classes, func(c opClass) bool { return c != opLogged }) && err == nil {
+			t.Fatalf("seed %d: a version 2 archive took classes", seed)
+		}
 		for cut := range enc {
-			if _, err := decodePositions(enc[:cut], len(pos)); err == nil && cut < len(enc) {
+			if _, _, err := decodePositions(enc[:cut], len(pos), archiveVersion); err == nil && cut < len(enc) {
 				t.Fatalf("seed %d: truncated to %d of %d decodes", seed, cut, len(enc))
 			}
 		}
@@ -316,18 +335,26 @@ func TestArchiveVersion1(t *testing.T) {
 }
 
 func FuzzArchivePositions(f *testing.F) {
-	f.Add(appendPositions(nil, []Position{{1, 0}, {2, 0}, {3, 0}, {9, 0}, {9, 1}}), 5)
+	f.Add(appendPositions(nil, []Position{{1, 0}, {2, 0}, {3, 0}, {9, 0}, {9, 1}}, make([]opClass, 5)), 5)
+	f.Add(appendPositions(nil, []Position{{1, 0}, {1, 1}, {3, 0}}, []opClass{opFiltered, opRepeat, opLogged}), 3)
 	f.Add([]byte{1, 3, 1, 2, 0}, 3)
 	f.Fuzz(func(t *testing.T, b []byte, count int) {
 		if count < 0 || count > 1<<16 {
 			return
 		}
-		pos, err := decodePositions(b, count)
+		pos, classes, err := decodePositions(b, count, archiveVersion)
 		if err != nil {
 			return
 		}
-		if got, err := decodePositions(appendPositions(nil, pos), count); err != nil || !slices.Equal(got, pos) {
-			t.Fatalf("re-encoding %v: %v, %v", pos, got, err)
+		if classes == nil {
+			classes = make([]opClass, len(pos))
+		}
+		got, gotClasses, err := decodePositions(appendPositions(nil, pos, classes), count, archiveVersion)
+		if gotClasses == nil {
+			gotClasses = make([]opClass, len(got))
+		}
+		if err != nil || !slices.Equal(got, pos) || !slices.Equal(gotClasses, classes) {
+			t.Fatalf("re-encoding %v %v: %v %v, %v", pos, classes, got, gotClasses, err)
 		}
 	})
 }

@@ -101,12 +101,22 @@ func (s *segIndex) noteRecord(first, last lsm.SeqNum) {
 	s.lastSeq = last
 }
 
+// noteOps records operations of replica r, as exports see them: their
+// sequence numbers and timestamps.
 func (s *segIndex) noteOps(r oplog.ReplicaID, minSeq, maxSeq uint64, minTS, maxTS oplog.Timestamp) {
 	if rg, ok := s.ranges[r]; ok {
 		s.ranges[r] = seqRange{min(rg.min, minSeq), max(rg.max, maxSeq), min(rg.minHLC, minTS), max(rg.maxHLC, maxTS)}
 	} else {
 		s.ranges[r] = seqRange{minSeq, maxSeq, minTS, maxTS}
 	}
+	s.noteHLC(minTS, maxTS)
+}
+
+// noteHLC records the timestamps of operations that exports do not see
+// (opFiltered): the ranges leave them out, so that what retention drops
+// of them never moves the history floor, but as-of reads and the clock
+// mark need their timestamps.
+func (s *segIndex) noteHLC(minTS, maxTS oplog.Timestamp) {
 	if s.minHLC == 0 || minTS < s.minHLC {
 		s.minHLC = minTS
 	}
@@ -222,6 +232,9 @@ type opLog struct {
 	remote   oplog.VersionVector // highest applied seq of each other replica
 	localSeq uint64              // sequence number of the last local operation
 	cur      *segIndex           // index of the segment being written
+	// cursors are the selective-sync cursors, by prefix (metaCursor; see
+	// prefixsync.go).
+	cursors map[string]oplog.VersionVector
 
 	mu    sync.Mutex
 	segs  []*segIndex         // sealed segments still retained, oldest first
@@ -248,14 +261,48 @@ type opLog struct {
 	damage error
 }
 
+// opClass says which copy of an operation a log record holds, and so
+// who reads it (see "Selective imports" in ARCHITECTURE.md).
+type opClass uint8
+
+const (
+	// opLogged: a local write, or an operation of a full import; the
+	// version vector covers it. Everything reads it.
+	opLogged opClass = iota
+	// opFiltered: an operation of a selective import (a stream of
+	// ExportChangesPrefix), beyond the version vector. The change feed
+	// and as-of reads read it; exports do not (the version vector does
+	// not cover it, and a later full import logs it again).
+	opFiltered
+	// opRepeat: a full import's copy of an operation that a selective
+	// import logged before. Exports read it (it keeps each replica's
+	// operations in order there); the feed and as-of reads do not (they
+	// had the first copy).
+	opRepeat
+	numOpClasses
+)
+
+// history says whether the change feed and as-of reads see the class.
+func (c opClass) history() bool { return c != opRepeat }
+
+// exported says whether exports (and the segment indexes they use) see
+// the class.
+func (c opClass) exported() bool { return c != opFiltered }
+
 // decodeRecord calls fn for every document operation in a WAL record, in
-// order. self is this replica's ID. The Op's byte slices alias rec.
-func decodeRecord(rec []byte, self oplog.ReplicaID, fn func(pos Position, op *oplog.Op) error) error {
+// order, with its class. self is this replica's ID. The Op's byte slices
+// alias rec.
+//
+// An import record starts with a KindLogData entry holding the remote
+// operations (its key: none, ingestedLogKey or filteredLogKey); the
+// document entries after it are their projections. A full import's
+// record may end with a second KindLogData entry (repeatsLogKey) listing
+// which of its operations are repeats.
+func decodeRecord(rec []byte, self oplog.ReplicaID, fn func(pos Position, op *oplog.Op, class opClass) error) error {
 	r, err := batchrepr.NewReader(rec)
 	if err != nil {
 		return err
 	}
-	var ops []oplog.Op
 	for i := lsm.SeqNum(0); ; i++ {
 		e, ok, err := r.Next()
 		if err != nil {
@@ -266,34 +313,7 @@ func decodeRecord(rec []byte, self oplog.ReplicaID, fn func(pos Position, op *op
 		}
 		seq := r.Seq + i
 		if e.Kind == batchrepr.KindLogData {
-			// An import: its operations are here, and the document
-			// entries of this record are their projections.
-			p := e.Value
-			idx := uint32(0)
-			for len(p) > 0 {
-				_, batch, n, err := oplog.DecodeBatch(ops[:0], p)
-				if err != nil {
-					return err
-				}
-				ops = batch
-				p = p[n:]
-				for j := range batch {
-					if err := fn(Position{Seq: uint64(seq), Index: idx}, &batch[j]); err != nil {
-						return err
-					}
-					idx++
-				}
-			}
-			// Skip the projections.
-			for {
-				_, ok, err := r.Next()
-				if err != nil {
-					return err
-				}
-				if !ok {
-					return nil
-				}
-			}
+			return decodeImport(&r, seq, e.Key, e.Value, fn)
 		}
 		if len(e.Key) == 0 || (e.Key[0] != nsDocuments && e.Key[0] != nsCounters) || e.Kind == lsm.KindDelete {
 			continue
@@ -304,10 +324,119 @@ func decodeRecord(rec []byte, self oplog.ReplicaID, fn func(pos Position, op *op
 		}
 		op.Replica = self
 		op.Seq = uint64(seq)
-		if err := fn(Position{Seq: uint64(seq)}, &op); err != nil {
+		if err := fn(Position{Seq: uint64(seq)}, &op, opLogged); err != nil {
 			return err
 		}
 	}
+}
+
+// decodeImport calls fn for the operations of an import record whose
+// first entry, a KindLogData one at seq with key and value p, r has just
+// read.
+func decodeImport(r *batchrepr.Reader, seq lsm.SeqNum, key, p []byte, fn func(pos Position, op *oplog.Op, class opClass) error) error {
+	class := opLogged
+	if isLogKey(key, filteredLogKey) {
+		class = opFiltered
+	}
+	// The repeats, if any, are listed at the end of the record.
+	var repeats []byte
+	for {
+		e, ok, err := r.Next()
+		if err != nil {
+			return err
+		}
+		if !ok {
+			break
+		}
+		if e.Kind == batchrepr.KindLogData {
+			if !isLogKey(e.Key, repeatsLogKey) || class == opFiltered || repeats != nil {
+				return fmt.Errorf("import record at seq %d: unexpected op log entry %q", seq, e.Key)
+			}
+			repeats = e.Value
+		}
+	}
+	next, left, err := firstRepeat(&repeats)
+	if err != nil {
+		return fmt.Errorf("import record at seq %d: %w", seq, err)
+	}
+	var ops []oplog.Op
+	idx := uint32(0)
+	for len(p) > 0 {
+		_, batch, n, err := oplog.DecodeBatch(ops[:0], p)
+		if err != nil {
+			return err
+		}
+		ops = batch
+		p = p[n:]
+		for j := range batch {
+			c := class
+			if left > 0 && uint64(idx) == next {
+				c = opRepeat
+				if next, left, err = nextRepeat(&repeats, next, left); err != nil {
+					return fmt.Errorf("import record at seq %d: %w", seq, err)
+				}
+			}
+			if err := fn(Position{Seq: uint64(seq), Index: idx}, &batch[j], c); err != nil {
+				return err
+			}
+			idx++
+		}
+	}
+	if left > 0 {
+		return fmt.Errorf("import record at seq %d: repeat %d of %d operations", seq, next, idx)
+	}
+	return nil
+}
+
+// appendRepeats encodes the indices (ascending) of an import record's
+// repeated operations: uvarint count | uvarint first | uvarint gaps.
+func appendRepeats(dst []byte, idx []int) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(idx)))
+	prev := -1
+	for _, i := range idx {
+		dst = binary.AppendUvarint(dst, uint64(i-prev-1))
+		prev = i
+	}
+	return dst
+}
+
+// firstRepeat reads the count and first index of an encoded repeats list
+// (none: 0 left).
+func firstRepeat(b *[]byte) (next, left uint64, err error) {
+	if *b == nil {
+		return 0, 0, nil
+	}
+	n, k := binary.Uvarint(*b)
+	if k <= 0 || n > uint64(len(*b)) {
+		return 0, 0, errors.New("bad repeats list")
+	}
+	*b = (*b)[k:]
+	if n == 0 {
+		return 0, 0, nil
+	}
+	d, k := binary.Uvarint(*b)
+	if k <= 0 {
+		return 0, 0, errors.New("bad repeats list")
+	}
+	*b = (*b)[k:]
+	return d, n, nil
+}
+
+// nextRepeat moves past index cur of a repeats list with left entries.
+func nextRepeat(b *[]byte, cur, left uint64) (next, rest uint64, err error) {
+	left--
+	if left == 0 {
+		if len(*b) != 0 {
+			return 0, 0, errors.New("bytes after the repeats list")
+		}
+		return 0, 0, nil
+	}
+	d, k := binary.Uvarint(*b)
+	if k <= 0 || d > 1<<32 {
+		return 0, 0, errors.New("bad repeats list")
+	}
+	*b = (*b)[k:]
+	return cur + d + 1, left, nil
 }
 
 // indexRecord adds a record's operations to a segment index.
@@ -317,8 +446,12 @@ func indexRecord(s *segIndex, rec []byte, self oplog.ReplicaID) error {
 		return err
 	}
 	s.noteRecord(r.Seq, r.Seq+lsm.SeqNum(r.Count)-1)
-	return decodeRecord(rec, self, func(_ Position, op *oplog.Op) error {
-		s.noteOps(op.Replica, op.Seq, op.Seq, op.HLC, op.HLC)
+	return decodeRecord(rec, self, func(_ Position, op *oplog.Op, c opClass) error {
+		if c.exported() {
+			s.noteOps(op.Replica, op.Seq, op.Seq, op.HLC, op.HLC)
+		} else {
+			s.noteHLC(op.HLC, op.HLC)
+		}
 		return nil
 	})
 }
@@ -469,10 +602,18 @@ func (db *DB) readOpLogMeta(known map[layout.FileNum]*segIndex) error {
 		ol.gcHorizon.Store(binary.BigEndian.Uint64(v))
 	}
 	ol.peers = map[oplog.ReplicaID]oplog.VersionVector{}
+	ol.cursors = map[string]oplog.VersionVector{}
 	it := db.newIter(nsMeta, []byte("oplog/"), []byte("oplog0"), lsm.SeqNum(db.visible.Load()))
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.Key()
 		switch {
+		case bytes.HasPrefix(k, metaCursor):
+			p, vv, err := db.decodeCursor(k, it.Value())
+			if err != nil {
+				it.Close()
+				return err
+			}
+			ol.cursors[p] = vv
 		case bytes.HasPrefix(k, metaPeers) && len(k) == len(metaPeers)+16:
 			var id oplog.ReplicaID
 			copy(id[:], k[len(metaPeers):])
@@ -514,6 +655,7 @@ func (db *DB) openOpLog() error {
 		ol.damage = err
 		ol.remote, ol.floor = oplog.VersionVector{}, oplog.VersionVector{}
 		ol.peers = map[oplog.ReplicaID]oplog.VersionVector{}
+		ol.cursors = map[string]oplog.VersionVector{}
 		clear(known)
 		db.log.Error().Err(err).Msg("op log metadata unreadable: sync disabled until the database is repaired")
 	}
@@ -600,15 +742,15 @@ func (ol *opLog) clockMarkFor(segs ...*segIndex) (oplog.Timestamp, bool) {
 func (db *DB) lastPosition(s *segIndex) (Position, error) {
 	var last Position
 	if s.archived {
-		_, pos, err := db.readArchive(s.num)
+		a, err := db.readArchive(s.num)
 		if err != nil {
 			return Position{}, err
 		}
-		if pos == nil {
+		if a.pos == nil {
 			return Position{Seq: uint64(s.lastSeq), Index: 1<<32 - 1}, nil
 		}
-		for _, p := range pos {
-			if last.Less(p) {
+		for i, p := range a.pos {
+			if a.class(i).history() && last.Less(p) {
 				last = p
 			}
 		}
@@ -627,8 +769,10 @@ func (db *DB) lastPosition(s *segIndex) (Position, error) {
 			}
 			return Position{}, err
 		}
-		if err := decodeRecord(rec, db.ol.self, func(p Position, _ *oplog.Op) error {
-			last = p
+		if err := decodeRecord(rec, db.ol.self, func(p Position, _ *oplog.Op, c opClass) error {
+			if c.history() {
+				last = p
+			}
 			return nil
 		}); err != nil {
 			return Position{}, err

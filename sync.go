@@ -53,9 +53,16 @@ func (db *DB) ExportChanges(w io.Writer, since oplog.VersionVector) (int, error)
 }
 
 // ExportChangesPrefix is ExportChanges limited to keys with the given
-// prefix (selective sync; nil: all keys). The importer applies such a
-// stream but does not advance its version vector, since it lacks the
-// other keys' operations: ask again with since = its VersionVector().
+// prefix (selective sync; nil: all keys). The importer logs and applies
+// such a stream (its change feed and as-of reads show the operations)
+// but does not advance its version vector, since it lacks the other
+// keys' operations; it advances its cursor for the prefix instead. Ask
+// again with since = the importer's PrefixVersionVector(prefix) to get
+// only what is new.
+//
+// A replica exports what its version vector covers: operations it holds
+// only through a selective import are not passed on until a full import
+// brings the rest of their replica's operations.
 func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix []byte) (int, error) {
 	if db.closed.Load() {
 		return 0, errs.ErrClosed
@@ -135,7 +142,8 @@ func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix
 
 func (db *DB) exportSegment(sw *oplog.StreamWriter, idx *segIndex, limit int64, from, upTo oplog.VersionVector, prefix []byte) error {
 	// A segment and an archive both hold each replica's operations in
-	// ascending order, as a stream wants them.
+	// ascending order, as a stream wants them, leaving out the selective
+	// imports' copies (opFiltered).
 	return db.scanTransactions(idx, limit, func(op *oplog.Op) error {
 		if op.Seq <= from[op.Replica] || op.Seq > upTo[op.Replica] ||
 			(prefix != nil && !bytes.HasPrefix(op.Key, prefix)) {
@@ -145,10 +153,11 @@ func (db *DB) exportSegment(sw *oplog.StreamWriter, idx *segIndex, limit int64, 
 	}, sw.EndTransaction)
 }
 
-// scanTransactions is scanHistory that also calls end after the last
-// operation of every transaction: a log record (a local batch, or an
-// import's batch of whole remote transactions), or what an archive's
-// stream says.
+// scanTransactions calls fn for every operation of segment s that
+// exports see (read up to limit bytes; -1: all), from the segment or its
+// archive, and end after the last operation of every transaction: a log
+// record (a local batch, or an import's batch of whole remote
+// transactions), or what an archive's stream says.
 func (db *DB) scanTransactions(s *segIndex, limit int64, fn func(op *oplog.Op) error, end func()) error {
 	if !s.archived {
 		sr, err := wal.OpenSegmentPrefix(db.fs, db.dir, s.num, limit)
@@ -162,7 +171,12 @@ func (db *DB) scanTransactions(s *segIndex, limit int64, fn func(op *oplog.Op) e
 					}
 					return err
 				}
-				if err := decodeRecord(rec, db.ol.self, func(_ Position, op *oplog.Op) error { return fn(op) }); err != nil {
+				if err := decodeRecord(rec, db.ol.self, func(_ Position, op *oplog.Op, c opClass) error {
+					if !c.exported() {
+						return nil
+					}
+					return fn(op)
+				}); err != nil {
 					return err
 				}
 				end()
@@ -173,14 +187,17 @@ func (db *DB) scanTransactions(s *segIndex, limit int64, fn func(op *oplog.Op) e
 		}
 		// Archived since the snapshot.
 	}
-	st, _, err := db.readArchive(s.num)
+	a, err := db.readArchive(s.num)
 	if err != nil {
 		return err
 	}
+	st := a.stream
 	ends := st.Ends
 	for i := range st.Ops {
-		if err := fn(&st.Ops[i]); err != nil {
-			return err
+		if a.class(i).exported() {
+			if err := fn(&st.Ops[i]); err != nil {
+				return err
+			}
 		}
 		if len(ends) > 0 && ends[0] == i {
 			ends = ends[1:]
@@ -191,8 +208,12 @@ func (db *DB) scanTransactions(s *segIndex, limit int64, fn func(op *oplog.Op) e
 }
 
 // ImportChanges applies a change stream written by a peer's ExportChanges
-// and returns how many operations it applied (operations this replica
-// already had are skipped: importing a stream twice changes nothing).
+// (or ExportChangesPrefix) and returns how many operations it applied
+// that this replica did not have. Operations it already had are skipped
+// (importing a stream twice changes nothing), but for those a selective
+// import brought before a full one: the full import logs them again,
+// in their replica's order, without applying anything new (see
+// PrefixVersionVector).
 //
 // The whole stream is read and verified before anything is applied: a
 // truncated, corrupt or newer-format stream is refused with an error
@@ -231,7 +252,14 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if vs.Header.LogOrder {
+		return 0, fmt.Errorf("%w: change stream in log order (an op-log archive's), not a sync stream", errs.ErrCorruption)
+	}
 	filtered := vs.Header.Prefix != nil
+	if len(vs.Header.Prefix) > MaxKeySize {
+		// No key has it, and its cursor could not be stored.
+		return 0, fmt.Errorf("%w: change stream prefix of %d bytes, limit %d", errs.ErrKeyTooLarge, len(vs.Header.Prefix), MaxKeySize)
+	}
 
 	// Decode the chunks ahead of the apply, on another goroutine, into
 	// the buffers of chunks the apply is done with.
@@ -267,11 +295,15 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 		db.commitMu.Unlock()
 		return 0, err
 	}
+	have := db.ol.remote
+	if filtered {
+		have = db.prefixVersionVectorLocked(vs.Header.Prefix)
+	}
 	for _, rg := range vs.Header.Ranges {
-		if rg.Replica != db.ol.self && rg.From > db.ol.remote[rg.Replica] {
+		if rg.Replica != db.ol.self && rg.From > have[rg.Replica] {
 			db.commitMu.Unlock()
 			return 0, fmt.Errorf("%w: the stream has replica %s's operations after %d, this replica has them up to %d",
-				ErrCausalGap, rg.Replica, rg.From, db.ol.remote[rg.Replica])
+				ErrCausalGap, rg.Replica, rg.From, have[rg.Replica])
 		}
 	}
 	if err := db.refuseStale(vs); err != nil {
@@ -282,7 +314,21 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 		db.commitMu.Unlock()
 		return 0, err
 	}
-	im := importer{db: db, filtered: filtered, remote: db.ol.remote.Clone(), free: free}
+	im := importer{db: db, filtered: filtered, remote: db.ol.remote.Clone(), count: vs.Count, free: free}
+	if filtered {
+		im.prefix = vs.Header.Prefix
+		im.cursor = db.ol.cursors[string(im.prefix)].Clone()
+		if im.cursor == nil {
+			im.cursor = oplog.VersionVector{}
+		}
+		for _, rg := range vs.Header.Ranges {
+			if rg.Replica != db.ol.self {
+				im.ranges = append(im.ranges, rg)
+			}
+		}
+	} else {
+		im.repeats = len(db.ol.cursors) > 0
+	}
 	last, n, seen, err := im.apply(chunks)
 	db.commitMu.Unlock()
 	if err == nil && seen != vs.Count {
@@ -365,12 +411,23 @@ type decodedChunk struct {
 type importer struct {
 	db       *DB
 	filtered bool
-	remote   oplog.VersionVector // advanced as operations are applied
-	batches  [2]*Batch
-	turn     int
-	applied  []oplog.Op // operations of the current batch
-	logBuf   []byte
-	opBuf    []byte
+	remote   oplog.VersionVector // advanced as operations are applied (but by a selective import)
+	count    int                 // the stream's operations
+	// A selective import advances the cursor of its prefix instead (see
+	// prefixsync.go): each batch writes it as far as the operations seen
+	// so far, the last one to the ends of the stream's ranges.
+	prefix      []byte
+	cursor      oplog.VersionVector
+	ranges      []oplog.Range
+	cursorDirty bool // the cursor moved since a batch last wrote it
+	// repeats: a full import while cursors exist. repeatIdx lists the
+	// operations of the batch that a cursor holds (opRepeat).
+	repeats   bool
+	repeatIdx []int
+	batches   [2]*Batch
+	turn      int
+	applied   []oplog.Op // operations of the current batch
+	logBuf    []byte
 	// The operands of the batches, by turn, as the record refers to them.
 	opArenas [2][]byte
 	opLists  [2][][]byte
@@ -401,6 +458,7 @@ type ingestTable struct {
 	b         *Batch
 	seq, last lsm.SeqNum
 	applied   []oplog.Op
+	repeats   int // how many of applied are repeats
 	vv        oplog.VersionVector
 	done      chan struct{} // closed when the table is written
 	metas     []*lsm.FileMeta
@@ -446,7 +504,7 @@ func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen
 	limit := db.opts.MemtableSize / 4
 	size := 0
 	flush := func() error {
-		if len(im.applied) == 0 {
+		if len(im.applied) == 0 && !im.cursorDirty {
 			return nil
 		}
 		l, k, err := im.write()
@@ -457,7 +515,7 @@ func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen
 		if err != nil {
 			return err
 		}
-		im.applied = im.applied[:0]
+		im.applied, im.repeatIdx = im.applied[:0], im.repeatIdx[:0]
 		size = 0
 		for i, c := range im.held {
 			select {
@@ -481,11 +539,27 @@ func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen
 				ends = ends[1:]
 			}
 			if op.Replica != db.ol.self && op.Seq > im.remote[op.Replica] {
-				if !im.filtered {
+				switch {
+				case im.filtered:
+					// The stream holds every operation on the prefix's
+					// keys from what the cursor has: past this one, the
+					// cursor holds them all.
+					if op.Seq > im.cursor[op.Replica] {
+						im.cursor[op.Replica] = op.Seq
+						im.cursorDirty = true
+					}
+					if !db.heldByCursor(op) {
+						im.applied = append(im.applied, *op)
+						size += im.cost(op)
+					}
+				default:
 					im.remote[op.Replica] = op.Seq
+					if im.repeats && db.heldByCursor(op) {
+						im.repeatIdx = append(im.repeatIdx, len(im.applied))
+					}
+					im.applied = append(im.applied, *op)
+					size += im.cost(op)
 				}
-				im.applied = append(im.applied, *op)
-				size += im.cost(op)
 			}
 			// (A selective import, which never ingests, holds up to
 			// half a memtable in a batch: a transaction bigger than that
@@ -515,6 +589,15 @@ func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen
 			}
 		}
 		im.held = append(im.held, c)
+	}
+	if im.filtered && seen == im.count {
+		// The whole stream is in: the cursor reaches its ranges' ends.
+		for _, rg := range im.ranges {
+			if rg.To > im.cursor[rg.Replica] {
+				im.cursor[rg.Replica] = rg.To
+				im.cursorDirty = true
+			}
+		}
 	}
 	if err := flush(); err != nil {
 		return last, n, seen, err
@@ -553,13 +636,11 @@ func (im *importer) write() (lsm.SeqNum, int, error) {
 	b := im.batches[turn]
 	b.Reset()
 	// The log entry comes first: it marks the record as an import, whose
-	// document entries are projections, not operations of this replica.
-	// Operations of one replica in a row share a delta-encoded run. (A
-	// filtered import logs none, see ExportChangesPrefix, but still has
-	// the entry: without it its operands would read as local operations.)
-	// The log entry, the record and the operands grow once, to about
-	// what they need (a bulk import's batches are megabytes, and new ones
-	// for each import).
+	// document entries are projections, not operations of this replica,
+	// and a selective import's as such (filteredLogKey). Operations of one
+	// replica in a row share a delta-encoded run. The log entry, the
+	// record and the operands grow once, to about what they need (a bulk
+	// import's batches are megabytes, and new ones for each import).
 	logSize, recSize, opSize := 0, 256, 0
 	for i := range im.applied {
 		op := &im.applied[i]
@@ -567,11 +648,8 @@ func (im *importer) write() (lsm.SeqNum, int, error) {
 		recSize += 1 + 2*binary.MaxVarintLen32 + 1 + len(op.Key) // an operand entry
 		opSize += remoteOperandSize(op)
 	}
-	if im.filtered {
-		logSize, opSize = 0, 0 // the operands are in the record
-	}
 	im.logBuf = slices.Grow(im.logBuf[:0], logSize)
-	for start := 0; start < len(im.applied) && !im.filtered; {
+	for start := 0; start < len(im.applied); {
 		end := start + 1
 		for end < len(im.applied) && im.applied[end].Replica == im.applied[start].Replica {
 			end++
@@ -580,42 +658,50 @@ func (im *importer) write() (lsm.SeqNum, int, error) {
 		start = end
 	}
 	var logKey []byte
-	if im.ingest {
+	switch {
+	case im.ingest:
 		logKey = ingestedLogKey
+	case im.filtered:
+		logKey = filteredLogKey
 	}
 	b.data = slices.Grow(b.data, len(im.logBuf)+recSize)
 	b.data = batchrepr.AppendEntry(b.data, batchrepr.KindLogData, nsMeta, logKey, im.logBuf)
 	b.count++
-	// The operands: in the record, or (when the log entry holds the
-	// operations) only referred to, and handed to the memtable insert
-	// beside the record (see recordEntries).
-	var operands [][]byte
-	if im.filtered {
-		for i := range im.applied {
-			op := &im.applied[i]
-			im.opBuf = oplog.AppendRemoteOperand(im.opBuf[:0], op)
-			b.add(lsm.KindMerge, importNamespace(op), op.Key, im.opBuf)
-		}
-	} else {
-		arena := slices.Grow(im.opArenas[turn][:0], opSize)
-		operands = im.opLists[turn][:0]
-		for i := range im.applied {
-			op := &im.applied[i]
-			start := len(arena)
-			arena = oplog.AppendRemoteOperand(arena, op)
-			operands = append(operands, arena[start:len(arena):len(arena)])
-			b.add(lsm.KindMerge, importNamespace(op), op.Key, nil)
-			b.memSize += len(arena) - start
-		}
-		im.opArenas[turn], im.opLists[turn] = arena, operands
+	// The operands are only referred to in the record, and handed to the
+	// memtable insert beside it (see recordEntries).
+	arena := slices.Grow(im.opArenas[turn][:0], opSize)
+	operands := im.opLists[turn][:0]
+	for i := range im.applied {
+		op := &im.applied[i]
+		start := len(arena)
+		arena = oplog.AppendRemoteOperand(arena, op)
+		operands = append(operands, arena[start:len(arena):len(arena)])
+		b.add(lsm.KindMerge, importNamespace(op), op.Key, nil)
+		b.memSize += len(arena) - start
 	}
+	im.opArenas[turn], im.opLists[turn] = arena, operands
 	if im.ingest {
 		// The operands go to the table, the rest of the record to the
 		// memtable.
 		b.memSize = 0
 	}
-	if !im.filtered {
+	if im.filtered {
+		// What the version vector holds, the cursor need not.
+		c := im.cursor.Clone()
+		pruneCursor(c, im.remote)
+		if len(c) > 0 {
+			b.add(lsm.KindSet, nsMeta, cursorKey(im.prefix), c.Append(nil))
+		} else {
+			b.add(lsm.KindDelete, nsMeta, cursorKey(im.prefix), nil)
+		}
+		im.cursorDirty = false
+	} else {
 		b.add(lsm.KindSet, nsMeta, metaVV, im.remote.Append(nil))
+	}
+	if len(im.repeatIdx) > 0 {
+		// Last in the record, after the entries an ingest numbers.
+		b.data = batchrepr.AppendEntry(b.data, batchrepr.KindLogData, nsMeta, repeatsLogKey, appendRepeats(nil, im.repeatIdx))
+		b.count++
 	}
 	if im.ingest {
 		return im.ingestBatch(b, turn, operands)
@@ -640,17 +726,30 @@ func (im *importer) write() (lsm.SeqNum, int, error) {
 		db.insertLocked(mem, rec, seq, last, operands)
 	}()
 	im.logged(im.applied, im.remote)
-	return last, len(im.applied), nil
+	return last, len(im.applied) - len(im.repeatIdx), nil
 }
 
 // logged records the operations of a batch just logged: in the index of
 // the log segment, a run of one replica at a time, and in the version
 // vector.
 func (im *importer) logged(applied []oplog.Op, vv oplog.VersionVector) {
+	db := im.db
 	if im.filtered {
+		for i := range applied {
+			db.ol.cur.noteHLC(applied[i].HLC, applied[i].HLC)
+		}
+		c := im.cursor.Clone()
+		pruneCursor(c, db.ol.remote)
+		if db.ol.cursors == nil {
+			db.ol.cursors = map[string]oplog.VersionVector{}
+		}
+		if len(c) > 0 {
+			db.ol.cursors[string(im.prefix)] = c
+		} else {
+			delete(db.ol.cursors, string(im.prefix))
+		}
 		return
 	}
-	db := im.db
 	for start := 0; start < len(applied); {
 		first := &applied[start]
 		lo, hi := first.HLC, first.HLC
@@ -664,11 +763,25 @@ func (im *importer) logged(applied []oplog.Op, vv oplog.VersionVector) {
 	db.ol.remote = vv.Clone()
 }
 
-// ingestedLogKey is the key (after its namespace byte) of the op log
-// entry of an import record whose operands were written to an L0 table
-// before the record was logged: its KindMerge entries are in that table,
-// and neither the memtable nor replay takes them (see recordEntries).
-var ingestedLogKey = []byte("ingested")
+// Keys (after their namespace byte) of op log entries.
+var (
+	// ingestedLogKey marks the op log entry of an import record whose
+	// operands were written to an L0 table before the record was logged:
+	// its KindMerge entries are in that table, and neither the memtable
+	// nor replay takes them (see recordEntries).
+	ingestedLogKey = []byte("ingested")
+	// filteredLogKey marks the op log entry of a selective import's
+	// record: its operations are opFiltered.
+	filteredLogKey = []byte("filtered")
+	// repeatsLogKey is that of the entry ending a full import's record
+	// that lists which of its operations are repeats (appendRepeats).
+	repeatsLogKey = []byte("repeats")
+)
+
+// isLogKey says whether key, an op log entry's, is nsMeta + name.
+func isLogKey(key, name []byte) bool {
+	return len(key) == 1+len(name) && key[0] == nsMeta && string(key[1:]) == string(name)
+}
 
 // startIngest readies the tree for an import's tables: the memtable's and
 // the sealed memtables' entries go to L0 first, since the tables will be
@@ -716,7 +829,7 @@ func (im *importer) ingestBatch(b *Batch, turn int, operands [][]byte) (lsm.SeqN
 		seq = prev.last + 1
 	}
 	t := &ingestTable{b: b, seq: seq, last: seq + lsm.SeqNum(b.count) - 1,
-		applied: im.applied, vv: im.remote.Clone(), done: make(chan struct{})}
+		applied: im.applied, repeats: len(im.repeatIdx), vv: im.remote.Clone(), done: make(chan struct{})}
 	im.applied = im.appliedSpare[:0]
 	run := &im.runs[turn]
 	run.Reset()
@@ -808,5 +921,5 @@ func (im *importer) install(t *ingestTable) (lsm.SeqNum, int, error) {
 	db.insertLocked(db.mem, rec, seq, last, nil)
 	im.logged(t.applied, t.vv)
 	im.appliedSpare = t.applied
-	return last, len(t.applied), nil
+	return last, len(t.applied) - t.repeats, nil
 }

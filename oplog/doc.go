@@ -173,8 +173,14 @@
 //	| magic "PLRSCHNG" 8 | version (1) | header length varint | header | xxhash64 of all      |
 //	|                    | = 2         |                      |        | bytes before it (8)  |
 //	+--------------------+-------------+----------------------+--------+----------------------+
-//	header: flags (1: bit 0 prefix, bit 1 compress) | source (16) | [prefix bytes] |
-//	        range count varint | ranges: replica (16), from varint, to varint (sorted by replica)
+//	header: flags (1: bit 0 prefix, bit 1 compress, bit 2 log order) | source (16) |
+//	        [prefix bytes] | range count varint |
+//	        ranges: replica (16), from varint, to varint (sorted by replica)
+//
+//	In a sync stream each replica's ops come in ascending sequence within
+//	its range. A stream with the log-order flag (only the cold archive
+//	writes one) keeps the order of a log instead, where an op need only lie
+//	in its range; no importer accepts it.
 //
 //	chunk:
 //	+---------+-----------+-----------------+-------------------------+---------------+

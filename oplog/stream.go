@@ -31,7 +31,8 @@ const (
 
 	streamFlagPrefix   = 0x01
 	streamFlagCompress = 0x02
-	streamFlagReserved = 0xfc
+	streamFlagLogOrder = 0x04
+	streamFlagReserved = 0xf8
 
 	tagChunk   = 1
 	tagTrailer = 2
@@ -75,6 +76,14 @@ type StreamHeader struct {
 	// noticeable for it and save on typical (JSON-like) values. Either
 	// way a chunk that does not shrink is stored raw.
 	Compress bool
+	// LogOrder says the ops are in the order of a replica's log rather
+	// than of a sync stream: within its replica an op's sequence number
+	// need only lie in its range, not follow the previous one. The cold
+	// archive writes it for segments whose log holds selective imports
+	// (whose ops come ahead of older ones of the same replica). Such a
+	// stream reads like any other but is no sync stream: importers refuse
+	// it.
+	LogOrder bool
 }
 
 // validateHeader checks what a writer is given and a reader decodes: a
@@ -117,7 +126,11 @@ func (c *rangeChecker) check(op *Op, _ int) error {
 	if err != nil {
 		return err
 	}
-	if err := checkSeq(op, c.last[i], c.h.Ranges[i].To); err != nil {
+	last := c.last[i]
+	if c.h.LogOrder {
+		last = c.h.Ranges[i].From
+	}
+	if err := checkSeq(op, last, c.h.Ranges[i].To); err != nil {
 		return err
 	}
 	if err := c.h.checkPrefix(op); err != nil {
@@ -218,6 +231,9 @@ func newStreamWriter(w io.Writer, h StreamHeader, version byte) (*StreamWriter, 
 	}
 	if h.Compress {
 		flags |= streamFlagCompress
+	}
+	if h.LogOrder {
+		flags |= streamFlagLogOrder
 	}
 	hdr = append(hdr, flags)
 	hdr = append(hdr, h.Source[:]...)
@@ -706,7 +722,7 @@ func (c *chunkCheck) check(op *Op, off int) error {
 		j--
 	}
 	last := c.h.Ranges[i].From
-	if j >= 0 {
+	if j >= 0 && !c.h.LogOrder {
 		last = c.spans[j].last
 	}
 	if err := checkSeq(op, last, c.h.Ranges[i].To); err != nil {
@@ -773,7 +789,7 @@ func (v *VerifiedStream) checkOps() error {
 			if c.err != nil && sp.firstIdx >= c.ops {
 				break
 			}
-			if sp.first <= last[sp.rng] {
+			if sp.first <= last[sp.rng] && !v.Header.LogOrder {
 				err := checkSeq(&Op{Replica: v.Header.Ranges[sp.rng].Replica, Seq: sp.first}, last[sp.rng], v.Header.Ranges[sp.rng].To)
 				return v.d.corrupt(v.chunks[i].start, "chunk offset %d: %v", sp.firstOff, err)
 			}
@@ -813,6 +829,7 @@ func decodeStreamHeader(h *StreamHeader, b []byte) error {
 		return corrupt(0, "reserved flag bits in %#x", flags)
 	}
 	h.Compress = flags&streamFlagCompress != 0
+	h.LogOrder = flags&streamFlagLogOrder != 0
 	copy(h.Source[:], b[1:])
 	d.off = 17
 	var err error
