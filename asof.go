@@ -35,7 +35,7 @@ func (db *DB) GetAsOf(key []byte, ts oplog.Timestamp) (Document, error) {
 		db.commitMu.Unlock()
 		return Document{}, errs.ErrClosed
 	}
-	size, err := db.wal.WriteBuffered()
+	size, err := db.liveLogSize()
 	if err != nil {
 		db.commitMu.Unlock()
 		return Document{}, err

@@ -109,6 +109,9 @@ type DB struct {
 	lost []LostRange
 	// quarantined lists the files open moved aside; set at open only.
 	quarantined []string
+	// roLiveSize is, in a read-only open, the readable size of the last
+	// log segment (see liveLogSize).
+	roLiveSize int64
 }
 
 // errMemInsert marks a memtable failure during replay, apart from damage
@@ -139,8 +142,17 @@ func Open(dir string, opts *Options) (*DB, error) {
 		db.closeResources()
 		return nil, err
 	}
-	// What replay found is in synced tables.
+	// What replay found is in synced tables (or, read-only, was durable
+	// in the log).
 	db.durable.Store(db.visible.Load())
+	if db.opts.ReadOnly {
+		// No flushes, compactions, retention or upgrade: nothing writes.
+		if _, ok, err := db.getMeta(metaDocFmt); err == nil && !ok {
+			db.closeResources()
+			return nil, fmt.Errorf("%w: %s needs a format upgrade: open it once without ReadOnly", errs.ErrReadOnly, dir)
+		}
+		return db, nil
+	}
 	db.wg.Add(1)
 	go db.flushLoop()
 	db.bgMu.Lock()
@@ -161,17 +173,27 @@ func Open(dir string, opts *Options) (*DB, error) {
 
 func (db *DB) open() error {
 	fs, dir := db.fs, db.dir
+	ro := db.opts.ReadOnly
 	if fi, err := fs.Stat(dir); err == nil && !fi.IsDir() {
 		return fmt.Errorf("%w: %s is a file", errs.ErrNotDatabase, dir)
+	} else if err != nil && ro {
+		return fmt.Errorf("%w: %s: %w", errs.ErrNotDatabase, dir, err)
 	}
-	if err := fs.MkdirAll(dir); err != nil {
-		return fmt.Errorf("pluresdb: creating %s: %w", dir, err)
+	if !ro {
+		if err := fs.MkdirAll(dir); err != nil {
+			return fmt.Errorf("pluresdb: creating %s: %w", dir, err)
+		}
 	}
-	lock, err := fs.Lock(layout.Path(dir, layout.TypeLock, 0))
-	if err != nil {
-		return fmt.Errorf("pluresdb: opening %s: %w", dir, err)
+	// A read-only open locks the LOCK file only if it exists: creating it
+	// would be a write. (Writers always create it, so none runs without.)
+	lockPath := layout.Path(dir, layout.TypeLock, 0)
+	if _, err := fs.Stat(lockPath); !ro || err == nil {
+		lock, err := fs.Lock(lockPath)
+		if err != nil {
+			return fmt.Errorf("pluresdb: opening %s: %w", dir, err)
+		}
+		db.lock = lock
 	}
-	db.lock = lock
 
 	names, err := fs.List(dir)
 	if err != nil {
@@ -194,9 +216,11 @@ func (db *DB) open() error {
 			hasEngineFiles = true
 		}
 	}
-	vsOpts := lsm.VersionSetOptions{FS: fs, Dir: dir, OnObsolete: db.removeTable}
+	vsOpts := lsm.VersionSetOptions{FS: fs, Dir: dir, OnObsolete: db.removeTable, ReadOnly: ro}
 	var ms *lsm.ManifestState
 	switch {
+	case ro && !hasCurrent:
+		return fmt.Errorf("%w: %s has no CURRENT file (a read-only open creates nothing)", errs.ErrNotDatabase, dir)
 	case hasCurrent:
 		// Check the tables before anything is written: a missing or
 		// truncated table refuses the open and changes no file.
@@ -212,6 +236,9 @@ func (db *DB) open() error {
 		format, err := lsm.ManifestFormat(fs, dir)
 		if err != nil {
 			return err
+		}
+		if ro && format == 1 {
+			return fmt.Errorf("%w: %s is of the first format and needs an upgrade: open it once without ReadOnly", errs.ErrReadOnly, dir)
 		}
 		if err := db.openReplica(format == 1, hasReplica); err != nil {
 			return err
@@ -246,7 +273,7 @@ func (db *DB) open() error {
 		}
 	}
 	db.picker = db.newPicker()
-	if db.opts.ColdDir != "" {
+	if db.opts.ColdDir != "" && !ro {
 		if err := db.checkColdDir(); err != nil {
 			return err
 		}
@@ -266,12 +293,20 @@ func (db *DB) open() error {
 	if err := db.openOpLog(); err != nil {
 		return err
 	}
+	if ro {
+		// The live segment holds operations too (see replayedReadOnly).
+		db.ol.clock.Restore(db.ol.cur.maxHLC)
+		db.ol.localSeq = max(db.ol.localSeq, db.ol.cur.ranges[db.ol.self].max)
+	}
 	if db.ol.damage == nil {
 		if _, _, err := db.getMeta(metaDocFmt); errors.Is(err, errs.ErrCorruption) {
 			db.ol.damage = err
 		} else if err != nil {
 			return err
 		}
+	}
+	if ro {
+		return nil
 	}
 	db.removeObsoleteFiles(ms)
 	db.removeUnreferencedVectorGraphs()
@@ -334,7 +369,20 @@ func (db *DB) replay() error {
 		}
 		pending = pending[:0]
 	}
-	res, err := wal.Replay(wal.RecoverOptions{FS: db.fs, Dir: db.dir, Salvage: db.opts.Salvage, Clean: clean, OnDamage: onDamage}, live,
+	ro := db.opts.ReadOnly
+	if ro {
+		// What the log holds beyond the tables stays in memory: a full
+		// memtable is kept as a sealed one instead of being flushed.
+		flushMem = func() error {
+			if mem == nil || mem.Empty() {
+				return nil
+			}
+			db.imms = append(db.imms, &memtable{m: mem, maxSeq: lastSeq})
+			mem = lsm.NewMemtable(db.opts.MemtableSize)
+			return nil
+		}
+	}
+	res, err := wal.Replay(wal.RecoverOptions{FS: db.fs, Dir: db.dir, Salvage: db.opts.Salvage, Clean: clean, OnDamage: onDamage, ReadOnly: ro}, live,
 		func(seg layout.FileNum, rec []byte) error {
 			r, err := batchrepr.NewReader(rec)
 			if err != nil {
@@ -394,7 +442,10 @@ func (db *DB) replay() error {
 	}
 	lostBefore(0)
 	if res.TornTail {
-		db.log.Warn().Int64("truncated_at", res.TruncatedAt).Msg("recovered from a torn log tail")
+		db.log.Warn().Int64("truncated_at", res.TruncatedAt).Bool("read_only", ro).Msg("recovered from a torn log tail")
+	}
+	if ro {
+		return db.replayedReadOnly(mem, live, res, lastSeq)
 	}
 	if err := flushMem(); err != nil {
 		return err
@@ -484,7 +535,7 @@ func (db *DB) removeTableFiles(metas []*lsm.FileMeta) {
 
 // removeTable deletes a table no live version references.
 func (db *DB) removeTable(num layout.FileNum) {
-	if db.releasing.Load() {
+	if db.releasing.Load() || db.opts.ReadOnly {
 		return
 	}
 	db.tc.Evict(num)
@@ -876,6 +927,9 @@ func (db *DB) writable() error {
 	if db.closed.Load() {
 		return errs.ErrClosed
 	}
+	if db.opts.ReadOnly {
+		return errReadOnlyOpen
+	}
 	if p := db.broken.Load(); p != nil {
 		return fmt.Errorf("%w: %w", errs.ErrReadOnly, *p)
 	}
@@ -1006,6 +1060,10 @@ func (db *DB) Flush() error {
 	if db.closed.Load() {
 		db.commitMu.Unlock()
 		return errs.ErrClosed
+	}
+	if db.opts.ReadOnly {
+		db.commitMu.Unlock()
+		return errReadOnlyOpen
 	}
 	var target *memtable
 	if !db.mem.m.Empty() {

@@ -33,9 +33,10 @@ var (
 	// ErrValueTooLarge: a value longer than MaxValueSize, or a batch larger
 	// than half the memtable.
 	ErrValueTooLarge = errs.ErrValueTooLarge
-	// ErrReadOnly: a write to the log failed (a full disk, an I/O error);
-	// the database refuses further writes until it is reopened. Reads go
-	// on. Health says why.
+	// ErrReadOnly: the database takes no writes. Either it was opened with
+	// Options.ReadOnly, or a write to the log failed (a full disk, an I/O
+	// error) and it refuses further writes until it is reopened; reads go
+	// on, and Health says why.
 	ErrReadOnly = errs.ErrReadOnly
 	// ErrInvalidOptions: Options.Validate rejected a field.
 	ErrInvalidOptions = errs.ErrInvalidOptions

@@ -155,7 +155,7 @@ func (s *Subscription) startCatchUp(first bool) error {
 		db.commitMu.Unlock()
 		return errs.ErrClosed
 	}
-	size, err := db.wal.WriteBuffered()
+	size, err := db.liveLogSize()
 	if err != nil {
 		db.commitMu.Unlock()
 		return err

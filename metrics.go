@@ -231,6 +231,11 @@ func (db *DB) Health() Health {
 		h.Reason = "log write failed: " + (*p).Error()
 		return h
 	}
+	if db.opts.ReadOnly {
+		h.Writable = false
+		h.Reason = "opened read-only (Options.ReadOnly)"
+		return h
+	}
 	db.bgMu.Lock()
 	defer db.bgMu.Unlock()
 	if db.bgErr != nil {

@@ -672,7 +672,7 @@ func (db *DB) openOpLog() error {
 	}
 	var all []*segIndex
 	for _, num := range segs {
-		if num == db.wal.Num() {
+		if num == db.ol.cur.num {
 			continue
 		}
 		if db.ol.legacy {

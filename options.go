@@ -186,6 +186,17 @@ type Options struct {
 	// segment and offset.
 	Salvage bool
 
+	// ReadOnly opens an existing database for reading only, for tools and
+	// inspection: Open writes no byte (no MANIFEST rewrite, no new log
+	// segment, no truncation of a torn log tail, no file moved or
+	// removed; the LOCK file is locked if it exists, never created).
+	// What the log holds beyond the tables is replayed into memory.
+	// Every write (Put, Batch.Commit, ImportChanges, Flush, Compact, ...)
+	// fails with an error wrapping ErrReadOnly. A database that needs an
+	// upgrade of its format, or is not a database, is refused. Salvage
+	// cannot be combined with it.
+	ReadOnly bool
+
 	// Logger receives the engine's events (flushes, compactions, errors).
 	// nil: silent.
 	Logger *zerolog.Logger
@@ -246,6 +257,8 @@ func (o *Options) Validate() error {
 		return fmt.Errorf("%w: %s = %v, want %s", errs.ErrInvalidOptions, field, v, want)
 	}
 	switch {
+	case o.ReadOnly && o.Salvage:
+		return bad("Salvage", o.Salvage, "false with ReadOnly (Salvage rewrites damaged log segments)")
 	case o.MemtableSize != 0 && (o.MemtableSize < 1<<20 || o.MemtableSize > 1<<30):
 		return bad("MemtableSize", o.MemtableSize, "0 or between 1 MiB and 1 GiB")
 	case o.MaxImmutableMemtables < 0:

@@ -79,7 +79,7 @@ func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix
 	}
 	upTo := db.versionVectorLocked()
 	cut := db.lastSeq
-	size, err := db.wal.WriteBuffered()
+	size, err := db.liveLogSize()
 	if err != nil {
 		db.commitMu.Unlock()
 		return 0, err

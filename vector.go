@@ -773,6 +773,9 @@ func (vi *VectorIndex) rebuild(g *hnsw.Index, floor uint64, snap lsm.SeqNum) (ui
 // maybeCheckpoint starts a background checkpoint when enough changes have
 // piled up since the last one (applied is the last change applied).
 func (vi *VectorIndex) maybeCheckpoint(applied uint64) {
+	if vi.db.opts.ReadOnly {
+		return
+	}
 	pending := int64(applied - vi.ckChange.Load())
 	if pending <= 0 || pending < max(vi.ckEvery.Load(), int64(vi.g.Len()/4)) {
 		return
@@ -806,6 +809,9 @@ func (vi *VectorIndex) maybeCheckpoint(applied uint64) {
 // trims the change log and removes the previous file. It does nothing when
 // no change has been applied since the current checkpoint.
 func (vi *VectorIndex) checkpoint() error {
+	if vi.db.opts.ReadOnly {
+		return nil // a read-only open writes nothing; the next open rebuilds
+	}
 	vi.ckMu.Lock()
 	defer vi.ckMu.Unlock()
 	db := vi.db

@@ -30,6 +30,10 @@ type VersionSetOptions struct {
 	// longer referenced by the durable manifest, so the DB may delete the
 	// file and drop it from its caches. It must not call LogAndApply.
 	OnObsolete func(num layout.FileNum)
+	// ReadOnly: LoadVersionSet reads the manifest and writes nothing (no
+	// new manifest, no CURRENT), and LogAndApply refuses every edit with
+	// an error wrapping errs.ErrReadOnly.
+	ReadOnly bool
 }
 
 // VersionSet owns the MANIFEST and the current Version, and hands out file
@@ -49,6 +53,7 @@ type VersionSet struct {
 	manifest *manifestWriter
 	err      error // sticky: a failed manifest write leaves the set unwritable
 	closed   bool
+	readOnly bool // see VersionSetOptions.ReadOnly
 	// cleanClose is the clean-close record of the last edit on record.
 	cleanClose *CleanClose
 
@@ -171,6 +176,14 @@ func LoadVersionSet(o VersionSetOptions) (*VersionSet, error) {
 		}
 	}
 
+	if o.ReadOnly {
+		vs.readOnly = true
+		vs.manifestNum.Store(uint64(oldNum))
+		vs.cleanClose = st.cleanClose
+		vs.install(v)
+		return vs, nil
+	}
+
 	// The snapshot carries a clean-close record forward: until the caller
 	// logs an edit of its own (after its WAL recovery), the database is
 	// still as it was closed, and a failed open must not forget that.
@@ -284,6 +297,8 @@ func (vs *VersionSet) logAndApplyLocked(e *VersionEdit) (*Version, error) {
 	switch {
 	case vs.closed:
 		return nil, errs.ErrClosed
+	case vs.readOnly:
+		return nil, fmt.Errorf("%w: opened read-only, the manifest takes no edit", errs.ErrReadOnly)
 	case vs.err != nil:
 		return nil, fmt.Errorf("lsm: manifest unwritable after an earlier error: %w", vs.err)
 	case e.HasLogNum && uint64(e.LogNum) < vs.logNum.Load():
@@ -412,5 +427,8 @@ func (vs *VersionSet) Close() error {
 		return nil
 	}
 	vs.closed = true
+	if vs.manifest == nil {
+		return nil // read-only
+	}
 	return vs.manifest.close()
 }

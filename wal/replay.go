@@ -35,6 +35,9 @@ type RecoverOptions struct {
 	// order: after the records before it were passed to fn and before the
 	// records after it are.
 	OnDamage func(Damage)
+	// ReadOnly: write nothing. A torn tail is reported (Result.TornTail,
+	// TruncatedAt) but left in place; Salvage is refused.
+	ReadOnly bool
 }
 
 // CleanClose is what a clean shutdown recorded of the log: its last
@@ -107,6 +110,9 @@ func Replay(opts RecoverOptions, nums []layout.FileNum, fn func(seg layout.FileN
 		opts.FS = vfs.Default
 	}
 	var res Result
+	if opts.ReadOnly && opts.Salvage {
+		return res, errors.New("wal: Replay: Salvage rewrites segments, ReadOnly writes nothing")
+	}
 	var missing error
 	if c := opts.Clean; c != nil && (len(nums) == 0 || nums[len(nums)-1] < c.Segment) {
 		path := layout.Path(opts.Dir, layout.TypeLog, c.Segment)
@@ -194,6 +200,10 @@ func (rs *segmentReplay) run() error {
 		cerr := errs.Corruptf(path, 0, "segment shorter than its header (%d bytes)", size)
 		if rs.tornOK() {
 			// Cut short while being created: nothing was ever in it.
+			if opts.ReadOnly {
+				rs.res.TornTail, rs.res.TruncatedAt = true, 0
+				return nil
+			}
 			if err := rewriteHeader(opts.FS, path); err != nil {
 				return err
 			}
@@ -266,6 +276,10 @@ func (rs *segmentReplay) run() error {
 }
 
 func (rs *segmentReplay) truncateTorn(end int64) error {
+	if rs.opts.ReadOnly {
+		rs.res.TornTail, rs.res.TruncatedAt = true, end
+		return nil
+	}
 	if err := truncate(rs.opts.FS, rs.path, end); err != nil {
 		return err
 	}

@@ -35,9 +35,10 @@ var (
 	ErrValueTooLarge = errors.New("pluresdb: value too large")
 	// ErrInvalidKey: an empty key.
 	ErrInvalidKey = errors.New("pluresdb: invalid key")
-	// ErrReadOnly: the engine stopped accepting writes after a failed write
-	// to disk (see DB.Health).
-	ErrReadOnly = errors.New("pluresdb: database is read-only after a write error")
+	// ErrReadOnly: the database takes no writes: it was opened with
+	// Options.ReadOnly, or the engine stopped accepting writes after a
+	// failed write to disk (see DB.Health).
+	ErrReadOnly = errors.New("pluresdb: database is read-only")
 	// ErrInvalidOptions: Options.Validate rejected a field.
 	ErrInvalidOptions = errors.New("pluresdb: invalid options")
 )

@@ -279,12 +279,9 @@ func stats(args []string) error {
 	if len(args) != 1 {
 		return errors.New("usage: plures stats DIR")
 	}
-	// Opening creates a database where there is none; an inspection
-	// tool must not.
-	if _, err := os.Stat(filepath.Join(args[0], "CURRENT")); err != nil {
-		return fmt.Errorf("%s: %w", args[0], pluresdb.ErrNotDatabase)
-	}
-	db, err := pluresdb.Open(args[0], nil)
+	// Read-only: an inspection tool writes nothing, and creates no
+	// database where there is none.
+	db, err := pluresdb.Open(args[0], &pluresdb.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}

@@ -22,7 +22,6 @@ import (
 	"html"
 	"io"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -40,12 +39,9 @@ func lsmCommand(args []string, stdout io.Writer) error {
 		return errors.New("usage: plures lsm [-html FILE] DIR")
 	}
 	dir := fs.Arg(0)
-	// Opening creates a database where there is none; an inspection tool
-	// must not.
-	if _, err := os.Stat(filepath.Join(dir, "CURRENT")); err != nil {
-		return fmt.Errorf("%s: %w", dir, pluresdb.ErrNotDatabase)
-	}
-	db, err := pluresdb.Open(dir, nil)
+	// Read-only: an inspection tool writes nothing, and creates no
+	// database where there is none.
+	db, err := pluresdb.Open(dir, &pluresdb.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}
