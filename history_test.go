@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/plures/pluresdb/lsm"
 	"io"
 	"math/rand/v2"
 	"slices"
@@ -15,6 +14,8 @@ import (
 	"time"
 
 	"github.com/plures/pluresdb/internal/vfs"
+	"github.com/plures/pluresdb/lsm"
+	"github.com/plures/pluresdb/oplog"
 )
 
 // TestClockSurvivesDroppedHistory: a replica that imported writes from a
@@ -416,5 +417,61 @@ func TestHorizonsSurviveCrash(t *testing.T) {
 		if string(v) != "from b, later" {
 			t.Errorf("%s reads %q, want b's later write", name, v)
 		}
+	}
+}
+
+// TestTombstoneKeptUnderNewerOperand: a tombstone at the bottom of the
+// tree is not collected while an imported operand of its key, older by
+// timestamp (a concurrent write from a replica whose clock is behind),
+// sits above it outside the compaction: the operand would fold onto
+// nothing and bring the deleted document back. Once a compaction folds
+// them together, the key stays deleted.
+func TestTombstoneKeptUnderNewerOperand(t *testing.T) {
+	fs := vfs.NewMem()
+	a, err := Open("/a", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, Retention: -1})
+	must(t, err)
+	defer a.Close()
+	behind := func() time.Time { return time.Now().Add(-10 * time.Second) }
+	b, err := Open("/b", &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, Clock: behind})
+	must(t, err)
+	defer b.Close()
+	must(t, b.Put([]byte("k"), []byte("b's older write")))
+
+	// a deletes k; a lagging peer keeps the tombstone while it goes to
+	// the bottom.
+	var lagging oplog.ReplicaID
+	lagging[0] = 9
+	must(t, a.AcknowledgePeer(lagging, oplog.VersionVector{}))
+	must(t, a.Put([]byte("k"), []byte("a's")))
+	must(t, a.Put([]byte("other"), []byte("v")))
+	must(t, a.Flush())
+	must(t, a.Delete([]byte("k")))
+	must(t, a.Compact(nil, nil))
+	must(t, a.ForgetPeer(lagging))
+
+	// b's write arrives: an operand above the tombstone.
+	syncPair(t, b, a)
+	ukey := []byte("\x01k")
+	a.stateMu.RLock()
+	_, _, opSeq, _, err := a.getLocked(ukey, lsm.MaxSeqNum)
+	must(t, err)
+	tomb, kind, tombSeq, found, err := a.getLocked(ukey, opSeq-1)
+	a.stateMu.RUnlock()
+	must(t, err)
+	if !found || kind != lsm.KindSet || tombSeq >= opSeq {
+		t.Fatalf("setup: below the operand at %d: found %v kind %v seq %d", opSeq, found, kind, tombSeq)
+	}
+	// By its timestamps alone the tombstone may go: every peer has it.
+	if ok, err := oplog.Collectible(tomb, a.ReplicaID(), func(oplog.ReplicaID) oplog.Timestamp { return a.Now() }); err != nil || !ok {
+		t.Fatalf("setup: the tombstone is not collectible by its timestamp (%v, %v)", ok, err)
+	}
+	collect := a.tombstoneCollector()
+	if collect(ukey, tomb, tombSeq) {
+		t.Fatal("the tombstone would be collected under a newer operand of its key")
+	}
+	// Folded together, the key stays deleted.
+	must(t, a.Compact(nil, nil))
+	if _, err := a.Get([]byte("k")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deleted key after the fold: %v", err)
 	}
 }

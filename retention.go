@@ -251,7 +251,7 @@ func (db *DB) ForgetPeer(peer oplog.ReplicaID) error {
 // that takes no wait (the commit lock free, room in the memtable: a
 // compaction must never wait for writers, who may be waiting for it), and
 // otherwise the collection stays under the persisted horizon.
-func (db *DB) tombstoneCollector() func(ukey, value []byte) bool {
+func (db *DB) tombstoneCollector() func(ukey, value []byte, seq lsm.SeqNum) bool {
 	limit := min(horizonTS(time.Now(), db.retention()), db.ol.clock.Last())
 	db.ol.mu.Lock()
 	segs := db.ol.snapshotSegs()
@@ -295,14 +295,26 @@ func (db *DB) tombstoneCollector() func(ukey, value []byte) bool {
 	}
 	durable := db.raiseGCHorizon(want)
 	self := db.ol.self
-	return func(ukey, value []byte) bool {
+	return func(ukey, value []byte, seq lsm.SeqNum) bool {
 		if len(ukey) == 0 || ukey[0] != nsDocuments {
 			return false
 		}
 		ok, err := oplog.Collectible(value, self, func(r oplog.ReplicaID) oplog.Timestamp {
 			return min(horizon(r), durable)
 		})
-		return err == nil && ok
+		if err != nil || !ok {
+			return false
+		}
+		// Only if nothing newer of the key lies outside the compaction:
+		// an imported operand older than the tombstone (by timestamp)
+		// may sit above it, in a memtable or a higher level, and would
+		// fold onto nothing, bringing the deleted document back. (Imports
+		// after the horizon was raised are refused, see refuseStale; the
+		// ones before are in the tree now.)
+		db.stateMu.RLock()
+		_, _, newest, found, err := db.getLocked(ukey, lsm.MaxSeqNum)
+		db.stateMu.RUnlock()
+		return err == nil && found && newest == seq
 	}
 }
 

@@ -38,10 +38,14 @@ type WriteSpec struct {
 	// it. 0 means no horizon.
 	GCHorizon lsm.SeqNum
 	// Collect, if set, is asked about every full value that reaches the
-	// bottom (Bottommost, oldest snapshot stripe): true drops the value and
-	// everything older of its key, as for a tombstone. The op log uses it
-	// for CRDT tombstones every peer has seen.
-	Collect func(ukey, value []byte) bool
+	// bottom (Bottommost, oldest snapshot stripe), with its sequence
+	// number: true drops the value and everything older of its key, as for
+	// a tombstone. The op log uses it for CRDT tombstones every peer has
+	// seen. Entries of the key newer than seq may lie outside the
+	// compaction (memtables, higher levels): a merge operand there would
+	// fold onto nothing once the value is gone, so the collector must say
+	// false when one exists.
+	Collect func(ukey, value []byte, seq lsm.SeqNum) bool
 	// Merger folds merge operands into the value beneath them. With a
 	// Merger, the operands of a key within one snapshot stripe that sit on
 	// a full value (or on a tombstone, or at the bottom of the tree) become
@@ -176,7 +180,7 @@ func (w *writer) add(ikey, value []byte) error {
 		if len(w.opEnds) > 0 {
 			return w.fold(value, true, true)
 		}
-		if w.spec.Collect != nil && w.spec.Bottommost && w.curStripe == 0 && w.spec.Collect(ukey, value) {
+		if w.spec.Collect != nil && w.spec.Bottommost && w.curStripe == 0 && w.spec.Collect(ukey, value, seq) {
 			w.st.Dropped++
 			return nil
 		}
