@@ -447,6 +447,16 @@ func (db *DB) replay() error {
 	if ro {
 		return db.replayedReadOnly(mem, live, res, lastSeq)
 	}
+	// What was replayed becomes durable elsewhere (tables, the version
+	// vector, exports): the log that holds it must be durable first. A
+	// killed process leaves its last writes in the page cache, not on
+	// disk; a power cut after this open must not take them from the
+	// history while the tables keep them.
+	for _, s := range live {
+		if err := syncSegment(db.fs, layout.Path(db.dir, layout.TypeLog, s)); err != nil {
+			return err
+		}
+	}
 	if err := flushMem(); err != nil {
 		return err
 	}
@@ -1273,4 +1283,20 @@ func (db *DB) closeResources() error {
 		keep(db.lock.Close())
 	}
 	return firstErr
+}
+
+// syncSegment fsyncs the log segment at path.
+func syncSegment(fs vfs.FS, path string) error {
+	f, err := fs.Open(path)
+	if err != nil {
+		return fmt.Errorf("pluresdb: syncing %s: %w", path, err)
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("pluresdb: syncing %s: %w", path, err)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package vfs
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -380,6 +381,42 @@ func (fs *MemFS) CrashCloneWith(rng *rand.Rand, mode CrashMode) *MemFS {
 			}
 			cd.files[name] = cn
 			cd.durable[name] = cn
+		}
+		c.dirs[p] = cd
+	}
+	return c
+}
+
+// KillClone returns what a killed process leaves (SIGKILL, not a power
+// cut): every file and directory entry as it is, written bytes included,
+// but what was not synced is still not durable: a CrashClone of the
+// clone loses it as a CrashClone of fs would. Nothing is shared with fs;
+// locks are not carried over.
+func (fs *MemFS) KillClone() *MemFS {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	c := &MemFS{dirs: make(map[string]*memDir, len(fs.dirs)), locks: map[string]bool{}}
+	nodes := map[*memNode]*memNode{}
+	clone := func(n *memNode) *memNode {
+		if cn := nodes[n]; cn != nil {
+			return cn
+		}
+		n.mu.RLock()
+		cn := &memNode{data: bytes.Clone(n.data), synced: bytes.Clone(n.synced)}
+		for _, op := range n.pending {
+			cn.pending = append(cn.pending, memOp{off: op.off, data: bytes.Clone(op.data), trunc: op.trunc})
+		}
+		n.mu.RUnlock()
+		nodes[n] = cn
+		return cn
+	}
+	for p, d := range fs.dirs {
+		cd := newMemDir()
+		for name, n := range d.files {
+			cd.files[name] = clone(n)
+		}
+		for name, n := range d.durable {
+			cd.durable[name] = clone(n)
 		}
 		c.dirs[p] = cd
 	}

@@ -533,3 +533,57 @@ func TestMemCrashCloneWith(t *testing.T) {
 		t.Fatalf("only %d outcomes of truncate+write: %v", len(seen), seen)
 	}
 }
+
+// TestKillClone: a killed process's clone keeps every written byte and
+// directory entry, but what was unsynced stays unsynced.
+func TestKillClone(t *testing.T) {
+	fs := NewMem()
+	if err := fs.MkdirAll("/d"); err != nil {
+		t.Fatal(err)
+	}
+	f, err := fs.Create("/d/f")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("synced"))
+	if err := f.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.SyncDir("/d"); err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte(" and not"))
+	g, _ := fs.Create("/d/new")
+	g.Write([]byte("x"))
+
+	read := func(fs *MemFS, name string) string {
+		t.Helper()
+		h, err := fs.Open(name)
+		if err != nil {
+			return "<" + err.Error() + ">"
+		}
+		defer h.Close()
+		n, _ := h.Size()
+		b := make([]byte, n)
+		h.ReadAt(b, 0)
+		return string(b)
+	}
+	k := fs.KillClone()
+	if got := read(k, "/d/f"); got != "synced and not" {
+		t.Fatalf("kill clone holds %q", got)
+	}
+	if got := read(k, "/d/new"); got != "x" {
+		t.Fatalf("kill clone lost an unsynced directory entry: %q", got)
+	}
+	c := k.CrashClone()
+	if got := read(c, "/d/f"); got != "synced" {
+		t.Fatalf("power cut after the kill holds %q", got)
+	}
+	if _, err := c.Stat("/d/new"); err == nil {
+		t.Fatal("power cut after the kill kept an unsynced directory entry")
+	}
+	// The original is untouched by the clones.
+	if got := read(fs, "/d/f"); got != "synced and not" {
+		t.Fatalf("original holds %q", got)
+	}
+}
