@@ -30,6 +30,11 @@ func (db *DB) GetAsOf(key []byte, ts oplog.Timestamp) (Document, error) {
 	if err := checkKV(key, nil); err != nil {
 		return Document{}, err
 	}
+	// Without the op log's metadata the history floor is unknown: an
+	// answer could lack operations retention dropped, and not say so.
+	if err := db.opLogUsable(); err != nil {
+		return Document{}, err
+	}
 	db.commitMu.Lock()
 	if db.closed.Load() {
 		db.commitMu.Unlock()

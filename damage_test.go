@@ -2,6 +2,7 @@ package pluresdb
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -321,6 +322,13 @@ func TestOpLogMetadataDamage(t *testing.T) {
 	}
 	if err := db.AcknowledgePeer(db.ReplicaID(), nil); !errors.Is(err, ErrCorruption) {
 		t.Fatalf("AcknowledgePeer: %v", err)
+	}
+	// History readers too: without the floor they could not tell a gap.
+	if _, err := db.GetAsOf([]byte("k0001"), db.Now()); !errors.Is(err, ErrCorruption) {
+		t.Fatalf("GetAsOf: %v, want ErrCorruption", err)
+	}
+	if _, err := db.Subscribe(context.Background(), Position{}); !errors.Is(err, ErrCorruption) {
+		t.Fatalf("Subscribe: %v, want ErrCorruption", err)
 	}
 	if err := db.Put([]byte("new"), []byte("v")); err != nil {
 		t.Fatal(err)

@@ -138,6 +138,11 @@ func (db *DB) Subscribe(ctx context.Context, from Position) (*Subscription, erro
 	if db.closed.Load() {
 		return nil, errs.ErrClosed
 	}
+	// Without the op log's metadata the history floor is unknown: a gap
+	// could not be told from a resumable position.
+	if err := db.opLogUsable(); err != nil {
+		return nil, err
+	}
 	s := &Subscription{db: db, ctx: ctx, pos: from}
 	if err := s.startCatchUp(true); err != nil {
 		return nil, err
