@@ -8,7 +8,7 @@
 //	000013.sst       sorted table
 //	000014.tmp       a file being written; removed on open
 //	000015.hnsw      a vector index graph checkpoint (see the root package's vector.go)
-//	000016.oparc     the cold archive of op-log segment 000016.log (a zstd change stream)
+//	000016.oparc     the cold archive of op-log segment 000016.log (its operations as a zstd change stream, with their log positions)
 //
 // File numbers come from one counter kept in the MANIFEST, so a number names
 // exactly one file of one kind for the life of the database.
