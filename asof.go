@@ -2,13 +2,10 @@ package pluresdb
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
-	"os"
 
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/oplog"
-	"github.com/plures/pluresdb/wal"
 )
 
 // Now returns a timestamp of this replica's hybrid logical clock: every
@@ -121,44 +118,10 @@ func (db *DB) GetAsOf(key []byte, ts oplog.Timestamp) (Document, error) {
 // see (read up to limit bytes; -1: all; repeats left out), from the
 // segment or its archive.
 func (db *DB) scanHistory(s *segIndex, limit int64, fn func(op *oplog.Op) error) error {
-	if !s.archived {
-		sr, err := wal.OpenSegmentPrefix(db.fs, db.dir, s.num, limit)
-		if err == nil {
-			defer sr.Close()
-			for {
-				rec, err := sr.Next()
-				if err != nil {
-					if isEOF(err) {
-						return nil
-					}
-					return err
-				}
-				if err := decodeRecord(rec, db.ol.self, func(_ Position, op *oplog.Op, c opClass) error {
-					if !c.history() {
-						return nil
-					}
-					return fn(op)
-				}); err != nil {
-					return err
-				}
-			}
+	return db.scanPositions(s, limit, func(_ Position, op *oplog.Op, c opClass) error {
+		if !c.history() {
+			return nil
 		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		// Archived since the snapshot.
-	}
-	a, err := db.readArchive(s.num)
-	if err != nil {
-		return err
-	}
-	for i := range a.stream.Ops {
-		if !a.class(i).history() {
-			continue
-		}
-		if err := fn(&a.stream.Ops[i]); err != nil {
-			return err
-		}
-	}
-	return nil
+		return fn(op)
+	})
 }

@@ -201,15 +201,27 @@ func (s *Subscription) startCatchUp(first bool) error {
 // Next returns the next change, waiting for one. It returns ctx's error
 // once ctx is done and ErrClosed once the database closes.
 func (s *Subscription) Next() (Change, error) {
+	c, _, err := s.next(true)
+	return c, err
+}
+
+// TryNext is Next without the wait: ok is false when the feed has
+// delivered every change committed so far. A reader of a database no one
+// writes to (a read-only open) stops there.
+func (s *Subscription) TryNext() (c Change, ok bool, err error) {
+	return s.next(false)
+}
+
+func (s *Subscription) next(wait bool) (Change, bool, error) {
 	for {
 		if s.err != nil {
-			return Change{}, s.err
+			return Change{}, false, s.err
 		}
 		if len(s.pending) > 0 {
 			c := s.pending[0]
 			s.pending = s.pending[1:]
 			s.pos = c.Pos
-			return c, nil
+			return c, true, nil
 		}
 		if err := s.ctx.Err(); err != nil {
 			s.fail(err)
@@ -228,19 +240,33 @@ func (s *Subscription) Next() (Change, error) {
 			}
 			continue
 		}
+		if !wait {
+			select {
+			case rec := <-s.q:
+				s.take(rec)
+				continue
+			default:
+				return Change{}, false, nil
+			}
+		}
 		select {
 		case rec := <-s.q:
-			if err := s.waitVisible(rec); err != nil {
-				s.fail(err)
-				continue
-			}
-			if err := s.add(rec); err != nil {
-				s.fail(err)
-			}
+			s.take(rec)
 		case <-s.ctx.Done():
 		case <-s.db.ol.subs.done:
 			s.fail(errs.ErrClosed)
 		}
+	}
+}
+
+// take queues the changes of a live record.
+func (s *Subscription) take(rec []byte) {
+	if err := s.waitVisible(rec); err != nil {
+		s.fail(err)
+		return
+	}
+	if err := s.add(rec); err != nil {
+		s.fail(err)
 	}
 }
 

@@ -475,3 +475,85 @@ func TestTombstoneKeptUnderNewerOperand(t *testing.T) {
 		t.Fatalf("deleted key after the fold: %v", err)
 	}
 }
+
+// TestKeyHistory: the operations on a key, from the log and the archive,
+// in log order at their feed positions, a peer's included.
+func TestKeyHistory(t *testing.T) {
+	fs := vfs.NewMem()
+	opts := &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, HotHistory: -1}
+	db, err := Open("/a", opts)
+	must(t, err)
+	defer func() { db.Close() }()
+	peer := openReplica(t, fs, "/peer")
+	defer peer.Close()
+	must(t, peer.SetField([]byte("k"), []byte("f"), []byte("peer's")))
+	must(t, db.Put([]byte("k"), []byte("v1")))
+	must(t, db.Put([]byte("other"), []byte("x")))
+	syncPair(t, peer, db)
+	must(t, db.Flush())
+	must(t, db.applyRetention(time.Now())) // the first segment to the archive
+	must(t, db.Incr([]byte("k"), []byte("n"), 2))
+	must(t, db.Delete([]byte("k")))
+
+	got, complete, err := db.KeyHistory([]byte("k"))
+	must(t, err)
+	if !complete {
+		t.Fatal("history reported incomplete with nothing dropped")
+	}
+	want := []oplog.OpKind{oplog.KindPut, oplog.KindSetField, oplog.KindIncr, oplog.KindDelete}
+	if len(got) != len(want) {
+		t.Fatalf("%d operations, want %d: %+v", len(got), len(want), got)
+	}
+	for i, c := range got {
+		if c.Op.Kind != want[i] || string(c.Op.Key) != "k" {
+			t.Fatalf("operation %d: %v on %q, want %v", i, c.Op.Kind, c.Op.Key, want[i])
+		}
+		if i > 0 && !got[i-1].Pos.Less(c.Pos) {
+			t.Fatalf("positions out of order: %v then %v", got[i-1].Pos, c.Pos)
+		}
+	}
+	if got[1].Op.Replica != peer.ReplicaID() {
+		t.Fatalf("the peer's write is attributed to %s", got[1].Op.Replica)
+	}
+	if db.Metrics().OpLog.ArchivedSegments == 0 {
+		t.Fatal("nothing archived: the test reads only the log")
+	}
+}
+
+// TestTryNext: TryNext delivers what is committed, then says so instead of
+// waiting, and sees a later commit.
+func TestTryNext(t *testing.T) {
+	db := openReplica(t, vfs.NewMem(), "/a")
+	defer db.Close()
+	for i := range 5 {
+		must(t, db.Put(fmt.Appendf(nil, "k%d", i), []byte("v")))
+	}
+	sub, err := db.Subscribe(context.Background(), Position{})
+	must(t, err)
+	defer sub.Close()
+	n := 0
+	for {
+		_, ok, err := sub.TryNext()
+		must(t, err)
+		if !ok {
+			break
+		}
+		n++
+	}
+	if n != 5 {
+		t.Fatalf("TryNext delivered %d changes, want 5", n)
+	}
+	must(t, db.Put([]byte("later"), []byte("v")))
+	var c Change
+	ok := false
+	for range 1000 { // the live record may take a moment to become visible
+		if c, ok, err = sub.TryNext(); err != nil || ok {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	must(t, err)
+	if !ok || string(c.Op.Key) != "later" {
+		t.Fatalf("TryNext after a commit: %v %q", ok, c.Op.Key)
+	}
+}

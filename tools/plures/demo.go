@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"hash"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -264,29 +266,58 @@ func replicas(a *pluresdb.DB, dirB string) error {
 	return nil
 }
 
-func printLevels(db *pluresdb.DB) {
+func printLevels(db *pluresdb.DB) { printLevelsTo(os.Stdout, db) }
+
+func printLevelsTo(w io.Writer, db *pluresdb.DB) {
 	m := db.Metrics()
 	for l, lm := range m.Levels {
 		if lm.Files > 0 {
-			fmt.Printf("    L%d: %d tables, %.1f MiB\n", l, lm.Files, float64(lm.Bytes)/(1<<20))
+			fmt.Fprintf(w, "    L%d: %d tables, %.1f MiB\n", l, lm.Files, float64(lm.Bytes)/(1<<20))
 		}
 	}
-	fmt.Printf("    write amplification so far %.2f, cache hits %d, misses %d\n",
+	fmt.Fprintf(w, "    write amplification so far %.2f, cache hits %d, misses %d\n",
 		m.WriteAmplification, m.CacheHits, m.CacheMisses)
 }
 
-func stats(args []string) error {
-	if len(args) != 1 {
-		return errors.New("usage: plures stats DIR")
+// stats runs `plures stats [-json] DIR`.
+func stats(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
+	asJSON := fs.Bool("json", false, "print JSON: the metrics and the health")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return errors.New("usage: plures stats [-json] DIR")
 	}
 	// Read-only: an inspection tool writes nothing, and creates no
 	// database where there is none.
-	db, err := pluresdb.Open(args[0], &pluresdb.Options{ReadOnly: true})
+	db, err := pluresdb.Open(fs.Arg(0), &pluresdb.Options{ReadOnly: true})
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	fmt.Println(args[0])
-	printLevels(db)
+	if *asJSON {
+		h := db.Health()
+		damaged := make([]string, 0, len(h.Damaged))
+		for _, d := range h.Damaged {
+			damaged = append(damaged, d.Path+": "+d.Err.Error())
+		}
+		b, err := json.Marshal(struct {
+			Dir         string           `json:"dir"`
+			Replica     string           `json:"replica"`
+			Metrics     pluresdb.Metrics `json:"metrics"`
+			Damaged     []string         `json:"damaged,omitempty"`
+			Quarantined []string         `json:"quarantined,omitempty"`
+			OpLog       string           `json:"oplog_damage,omitempty"`
+		}{fs.Arg(0), db.ReplicaID().String(), db.Metrics(), damaged, h.Quarantined, h.OpLog})
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(stdout, "%s\n", b)
+		return err
+	}
+	fmt.Fprintln(stdout, fs.Arg(0))
+	fmt.Fprintf(stdout, "  replica %s\n", db.ReplicaID())
+	printLevelsTo(stdout, db)
 	return nil
 }

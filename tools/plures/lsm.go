@@ -32,11 +32,12 @@ import (
 func lsmCommand(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("lsm", flag.ContinueOnError)
 	htmlOut := fs.String("html", "", "also write the tree as a self-contained HTML `file`")
+	asJSON := fs.Bool("json", false, "print each table as a JSON line")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: plures lsm [-html FILE] DIR")
+		return errors.New("usage: plures lsm [-json] [-html FILE] DIR")
 	}
 	dir := fs.Arg(0)
 	// Read-only: an inspection tool writes nothing, and creates no
@@ -50,9 +51,31 @@ func lsmCommand(args []string, stdout io.Writer) error {
 		return err
 	}
 
-	fmt.Fprintln(stdout, dir)
-	if err := writeLSMText(stdout, tables); err != nil {
-		return err
+	if *asJSON {
+		p := &printer{w: stdout, json: true}
+		for _, t := range tables {
+			p.print(struct {
+				Level       int       `json:"level"`
+				Num         uint64    `json:"num"`
+				Size        uint64    `json:"size"`
+				Cold        bool      `json:"cold"`
+				Smallest    bytesJSON `json:"smallest"`
+				Largest     bytesJSON `json:"largest"`
+				SmallestSeq uint64    `json:"smallest_seq"`
+				LargestSeq  uint64    `json:"largest_seq"`
+				Entries     uint64    `json:"entries"`
+				Deletions   uint64    `json:"deletions"`
+			}{t.Level, t.Num, t.Size, t.Cold, jsonBytes(t.Smallest), jsonBytes(t.Largest),
+				t.SmallestSeq, t.LargestSeq, t.Entries, t.Deletions}, "")
+		}
+		if p.err != nil {
+			return p.err
+		}
+	} else {
+		fmt.Fprintln(stdout, dir)
+		if err := writeLSMText(stdout, tables); err != nil {
+			return err
+		}
 	}
 	if *htmlOut == "" {
 		return nil

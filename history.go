@@ -1,0 +1,109 @@
+package pluresdb
+
+import (
+	"bytes"
+	"errors"
+	"os"
+
+	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/wal"
+)
+
+// KeyHistory returns the operations on key that the retained op history
+// holds (hot segments and the cold archive), in log order, each at its
+// log position, as the change feed delivers them (a selective import's
+// included, a full import's repeats left out). complete is false when
+// retention has dropped history: older operations on key may be gone.
+// Operations in an archive written before archives kept positions have
+// the zero Position.
+func (db *DB) KeyHistory(key []byte) (changes []Change, complete bool, err error) {
+	if err := checkKV(key, nil); err != nil {
+		return nil, false, err
+	}
+	if err := db.opLogUsable(); err != nil {
+		return nil, false, err
+	}
+	db.commitMu.Lock()
+	if db.closed.Load() {
+		db.commitMu.Unlock()
+		return nil, false, errs.ErrClosed
+	}
+	size, err := db.liveLogSize()
+	if err != nil {
+		db.commitMu.Unlock()
+		return nil, false, err
+	}
+	live := db.ol.cur.clone()
+	db.ol.mu.Lock()
+	segs := append(db.ol.snapshotSegs(), live)
+	complete = len(db.ol.floor) == 0
+	db.ol.mu.Unlock()
+	db.commitMu.Unlock()
+
+	h := keyHash(key)
+	add := func(pos Position, op *oplog.Op, c opClass) error {
+		if !c.history() || !bytes.Equal(op.Key, key) {
+			return nil
+		}
+		ch := Change{Pos: pos, Op: *op}
+		ch.Op.Key, ch.Op.Field, ch.Op.Value = bytes.Clone(op.Key), bytes.Clone(op.Field), bytes.Clone(op.Value)
+		changes = append(changes, ch)
+		return nil
+	}
+	for _, s := range segs {
+		if s.keys != nil && !s.keys.Contains(h) {
+			continue // none on this key
+		}
+		limit := int64(-1)
+		if s == live {
+			limit = size
+		}
+		if err := db.scanPositions(s, limit, add); err != nil {
+			return nil, false, err
+		}
+	}
+	return changes, complete, nil
+}
+
+// scanPositions calls fn for every operation of segment s (read up to
+// limit bytes; -1: all), from the segment or its archive, with its log
+// position and class.
+func (db *DB) scanPositions(s *segIndex, limit int64, fn func(pos Position, op *oplog.Op, c opClass) error) error {
+	if !s.archived {
+		sr, err := wal.OpenSegmentPrefix(db.fs, db.dir, s.num, limit)
+		if err == nil {
+			defer sr.Close()
+			for {
+				rec, err := sr.Next()
+				if err != nil {
+					if isEOF(err) {
+						return nil
+					}
+					return err
+				}
+				if err := decodeRecord(rec, db.ol.self, fn); err != nil {
+					return err
+				}
+			}
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		// Archived since the snapshot.
+	}
+	a, err := db.readArchive(s.num)
+	if err != nil {
+		return err
+	}
+	for i := range a.stream.Ops {
+		var pos Position
+		if a.pos != nil {
+			pos = a.pos[i]
+		}
+		if err := fn(pos, &a.stream.Ops[i], a.class(i)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
