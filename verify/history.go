@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 
 	"github.com/plures/pluresdb/internal/archive"
 	"github.com/plures/pluresdb/internal/batchrepr"
@@ -76,7 +77,6 @@ func (c *checker) checkSegment(h *historyResult, size int64, torn bool) error {
 	h.checked = true
 	p := &fileProgress{c: c, size: size}
 	defer p.finish()
-	c.count("log", size)
 	add := func(f Finding) int {
 		f.File = h.path
 		h.findings = append(h.findings, f)
@@ -103,6 +103,9 @@ func (c *checker) checkSegment(h *historyResult, size int64, torn bool) error {
 	}
 	// The header, checked by the wal package.
 	sr, err := wal.OpenSegmentPrefix(c.fs, c.dir, h.seg.Num, size)
+	if err != nil && c.archivedMeanwhile(h, err) {
+		return c.checkArchive(h, -1)
+	}
 	if err != nil {
 		f := findingOf(err, h.path)
 		if !isCorruption(err) {
@@ -113,11 +116,15 @@ func (c *checker) checkSegment(h *historyResult, size int64, torn bool) error {
 	}
 	sr.Close()
 	file, err := c.fs.Open(h.path)
+	if err != nil && c.archivedMeanwhile(h, err) {
+		return c.checkArchive(h, -1)
+	}
 	if err != nil {
 		h.losses = append(h.losses, loss{finding: add(c.openFailed(h.path, err))})
 		return nil
 	}
 	defer file.Close()
+	c.count("log", size)
 	p.add(segmentHeaderSize)
 	cr := &counted{r: io.NewSectionReader(file, segmentHeaderSize, size-segmentHeaderSize), p: p}
 	r := record.NewReader(bufio.NewReaderSize(cr, ioBuffer), h.path, segmentHeaderSize)
@@ -207,12 +214,24 @@ func (c *checker) checkSegment(h *historyResult, size int64, torn bool) error {
 	return nil
 }
 
+// archivedMeanwhile reports whether a log segment of a fixed file set
+// could not be opened because the running database archived it, and
+// then makes h its archive.
+func (c *checker) archivedMeanwhile(h *historyResult, err error) bool {
+	if c.opts.Files == nil || !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	h.seg.Archived, h.seg.Limit = true, -1
+	h.path = layout.Path(c.dir, layout.TypeArchive, h.seg.Num)
+	return true
+}
+
 // checkArchive reads and checks an archive.
-func (c *checker) checkArchive(h *historyResult, size int64) error {
+func (c *checker) checkArchive(h *historyResult, _ int64) error {
 	h.checked = true
-	data, fs := c.readFile(h.path, "archive")
-	if fs != nil {
-		for _, f := range fs {
+	data, found := c.readFile(h.path, "archive")
+	if found != nil {
+		for _, f := range found {
 			h.findings = append(h.findings, f)
 			h.losses = append(h.losses, loss{finding: len(h.findings) - 1})
 		}

@@ -363,6 +363,9 @@ func (cr *counted) Read(b []byte) (int, error) {
 func (c *checker) readFile(path string, what string) ([]byte, []Finding) {
 	f, err := c.fs.Open(path)
 	if err != nil {
+		if c.removed(path, err) {
+			return nil, []Finding{}
+		}
 		return nil, []Finding{c.openFailed(path, err)}
 	}
 	defer f.Close()
@@ -405,13 +408,22 @@ func (c *checker) openFailed(path string, err error) Finding {
 	return Finding{Kind: Unreadable, File: path, Offset: -1, Message: err.Error()}
 }
 
+// removed reports whether err says that the running database removed
+// the file of its fixed set at path, and if so lists it as skipped.
+func (c *checker) removed(path string, err error) bool {
+	if c.opts.Files == nil || !errors.Is(err, fs.ErrNotExist) {
+		return false
+	}
+	c.progMu.Lock()
+	c.rep.Skipped = append(c.rep.Skipped, path)
+	c.progMu.Unlock()
+	return true
+}
+
 // notFound records a file of a fixed set that a running database removed
 // (skipped), or, otherwise, what a failed Stat means.
 func (c *checker) notFound(path string, err error, what string) {
-	if c.opts.Files != nil && errors.Is(err, fs.ErrNotExist) {
-		c.progMu.Lock()
-		c.rep.Skipped = append(c.rep.Skipped, path)
-		c.progMu.Unlock()
+	if c.removed(path, err) {
 		return
 	}
 	f := c.openFailed(path, err)
