@@ -11,7 +11,7 @@ import (
 )
 
 // checkVector reads and decodes a vector checkpoint.
-func (c *checker) checkVector(path string, size int64) []Finding {
+func (c *checker) checkVector(path string) []Finding {
 	data, fs := c.readFile(path, "vector")
 	if fs != nil {
 		return fs

@@ -253,7 +253,7 @@ func (c *checker) run() error {
 			continue
 		}
 		jobs = append(jobs, job{size: fi.Size(), run: func() error {
-			vecFindings[i] = c.checkVector(path, fi.Size())
+			vecFindings[i] = c.checkVector(path)
 			return nil
 		}})
 	}
@@ -528,6 +528,11 @@ func (c *checker) dirSegments() []Segment {
 func (c *checker) checkReplica() {
 	path := layout.Path(c.dir, layout.TypeReplica, 0)
 	if !c.hasReplica {
+		if format, err := lsm.ManifestFormat(c.fs, c.dir); err == nil && format == 1 {
+			c.rep.add(Finding{Kind: Warning, File: path, Offset: -1,
+				Message: "no REPLICA in a first-format database: the next open upgrades it and makes a replica ID"})
+			return
+		}
 		c.rep.add(Finding{Kind: Missing, File: path, Offset: -1,
 			Message: "REPLICA is missing: the database does not open until it is restored (its replica ID names every local operation)"})
 		return

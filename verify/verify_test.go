@@ -17,6 +17,7 @@ import (
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
+	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/verify"
 )
 
@@ -396,5 +397,64 @@ func TestCouldNotRun(t *testing.T) {
 	buildDB(t, dir, false)
 	if _, err := verify.Dir(ctx, nil, dir, verify.Options{}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
+	}
+}
+
+// TestMetaMismatch: a table whose MANIFEST entry disagrees with its
+// properties is reported, with the entry's ranges.
+func TestMetaMismatch(t *testing.T) {
+	fs := vfs.NewMem()
+	vs, err := lsm.CreateVersionSet(lsm.VersionSetOptions{FS: fs, Dir: "/db"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	num := vs.NewFileNum()
+	path := layout.Path("/db", layout.TypeTable, num)
+	f, err := fs.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := lsm.NewTableWriter(f, lsm.TableWriterOptions{})
+	for i := range 100 {
+		if err := w.Add(lsm.MakeInternalKey(fmt.Appendf(nil, "\x01k%03d", i), lsm.SeqNum(i+1), lsm.KindSet), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	props, err := w.Finish()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Sync()
+	f.Close()
+	meta := &lsm.FileMeta{Num: num, Size: props.FileSize, Smallest: props.Smallest, Largest: props.Largest,
+		SmallestSeq: props.SmallestSeq, LargestSeq: props.LargestSeq + 5, NumEntries: props.NumEntries}
+	if err := vs.LogAndApply(&lsm.VersionEdit{NewFiles: []lsm.NewFile{{Level: 1, Meta: meta}}}); err != nil {
+		t.Fatal(err)
+	}
+	vs.Close()
+	rep, err := verify.Dir(context.Background(), fs, "/db", verify.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *verify.Finding
+	for i, f := range rep.Findings {
+		if f.Kind == verify.MetaMismatch && f.File == path {
+			got = &rep.Findings[i]
+		}
+	}
+	if got == nil || !strings.Contains(got.Message, "sequence numbers 1..100, the MANIFEST 1..105") || got.Keys == nil || len(got.Seqs) != 1 {
+		t.Fatalf("no meta mismatch for %s: %+v", path, rep.Findings)
+	}
+}
+
+// TestFirstFormat: a database of the first format, which has no REPLICA
+// yet, is clean (a warning says the next open makes one).
+func TestFirstFormat(t *testing.T) {
+	rep, err := verify.Dir(context.Background(), nil, "../testdata/format-v1", verify.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Clean || rep.Counts[verify.Warning] != 1 || rep.FilesByType["table"] != 1 || rep.FilesByType["log"] != 1 {
+		t.Fatalf("clean %v, %v, %v: %+v", rep.Clean, rep.Counts, rep.FilesByType, rep.Findings)
 	}
 }
