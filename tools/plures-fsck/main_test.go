@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plures/pluresdb"
 	"github.com/plures/pluresdb/internal/layout"
@@ -197,5 +198,21 @@ func TestFsckQuiet(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	if code := run([]string{"--quiet", dir}, &stdout, &stderr); code != exitClean || stdout.Len() != 0 || stderr.Len() != 0 {
 		t.Fatalf("quiet on a clean database: exit %d, %q %q", code, stdout.String(), stderr.String())
+	}
+}
+
+func TestProgressBar(t *testing.T) {
+	var out bytes.Buffer
+	b := &progressBar{w: &out, start: time.Now().Add(-time.Second)}
+	b.update(50<<20, 100<<20)
+	b.update(60<<20, 100<<20) // within 100 ms: not drawn
+	b.update(100<<20, 100<<20)
+	s := out.String()
+	if strings.Count(s, "\r[") != 2 || !strings.Contains(s, " 50% 50.0 MiB of 100.0 MiB") || !strings.Contains(s, "100% 100.0 MiB") {
+		t.Fatalf("bar drawn as %q", s)
+	}
+	b.clear()
+	if !strings.HasSuffix(out.String(), "\r") {
+		t.Fatal("bar not cleared")
 	}
 }
