@@ -145,8 +145,11 @@ func printReport(w io.Writer, rep *verify.Report, quiet bool) {
 			continue
 		}
 		if f.File != file {
+			if !quiet || file != "" {
+				fmt.Fprintln(w)
+			}
 			file = f.File
-			fmt.Fprintf(w, "\n%s\n", relative(rep, file))
+			fmt.Fprintf(w, "%s\n", relative(rep, file))
 		}
 		where := ""
 		if f.Offset >= 0 {
