@@ -2,16 +2,13 @@ package pluresdb
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sort"
 
-	"github.com/cespare/xxhash/v2"
-
-	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/internal/archive"
 	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/lsm"
@@ -29,39 +26,14 @@ import (
 // feed resumes anywhere in archived history. ExportChanges and GetAsOf
 // read archives as they read segments.
 //
-// Format version 3:
-//
-//	magic "PLRSOARC" | version u8 (3) | uvarint n | change stream (n bytes) |
-//	positions | xxhash64 (LE) of every byte before it
-//
-//	positions: uvarint runs | runs × (uvarint length | step u8 |
-//	           varint seq delta | uvarint index)
-//
-// The positions are those of the stream's operations, in stream order, as
-// runs: a run's first position is the previous run's last with its Seq
-// moved by the (zigzag) delta and its Index given; each next one adds 1 to
-// Seq (step bit 0 clear: local writes, Index kept) or to Index (bit 0
-// set: the operations of one import record). Bits 1–2 of the step are the
-// run's opClass (0: logged, 1: a selective import's, 2: a repeat), which
-// says who reads the operations, as in the log. A segment of local writes
-// is one run.
-//
-// The stream holds every operation of the segment, whatever its class. It
-// is in log order, which is a sync stream's order unless the segment holds
-// a selective import: then the stream has the log-order flag, and its
-// header's ranges span every operation of each replica. Exports read the
-// logged operations and repeats, which are in order.
-//
-// Version 2 is version 3 without classes (every operation is logged).
-// Version 1 files are the bare change stream (they start with its magic):
-// they are read as before, but hold no positions, so the change feed
-// cannot resume inside them (ErrHistoryUnavailable).
+// The file format (version 3 keeps each operation's log position and
+// class) is internal/archive's.
 
 // archiveSegment moves segment s to the cold archive.
 func (db *DB) archiveSegment(s *segIndex) error {
 	var ops []oplog.Op
-	var pos []Position
-	var classes []opClass
+	var pos []archive.Position
+	var classes []archive.Class
 	var ends []int // the number of ops up to the end of each record
 	sr, err := wal.OpenSegment(db.fs, db.dir, s.num)
 	if err != nil {
@@ -80,8 +52,8 @@ func (db *DB) archiveSegment(s *segIndex) error {
 			c := *op
 			c.Key, c.Field, c.Value = bytes.Clone(op.Key), bytes.Clone(op.Field), bytes.Clone(op.Value)
 			ops = append(ops, c)
-			pos = append(pos, p)
-			classes = append(classes, class)
+			pos = append(pos, archive.Position(p))
+			classes = append(classes, archive.Class(class))
 			return nil
 		})
 		if err != nil {
@@ -97,7 +69,7 @@ func (db *DB) archiveSegment(s *segIndex) error {
 	spans := map[oplog.ReplicaID]*oplog.Range{}
 	for i := range ops {
 		op := &ops[i]
-		if classes[i] == opFiltered {
+		if opClass(classes[i]) == opFiltered {
 			h.LogOrder = true
 		}
 		if rg := spans[op.Replica]; rg != nil {
@@ -110,9 +82,6 @@ func (db *DB) archiveSegment(s *segIndex) error {
 		h.Ranges = append(h.Ranges, *rg)
 	}
 	sort.Slice(h.Ranges, func(i, j int) bool { return h.Ranges[i].Replica.Compare(h.Ranges[j].Replica) < 0 })
-	var buf bytes.Buffer
-	buf.WriteString(archiveMagic)
-	buf.WriteByte(archiveVersion)
 	var stream bytes.Buffer
 	sw, err := oplog.NewStreamWriter(&stream, h)
 	if err != nil {
@@ -130,13 +99,10 @@ func (db *DB) archiveSegment(s *segIndex) error {
 	if _, err := sw.Close(); err != nil {
 		return err
 	}
-	buf.Write(binary.AppendUvarint(nil, uint64(stream.Len())))
-	buf.Write(stream.Bytes())
-	buf.Write(appendPositions(nil, pos, classes))
-	buf.Write(binary.LittleEndian.AppendUint64(nil, xxhash.Sum64(buf.Bytes())))
+	data := archive.Encode(stream.Bytes(), pos, classes)
 	path := layout.Path(db.dir, layout.TypeArchive, s.num)
 	tmp := layout.Path(db.dir, layout.TypeTemp, db.vs.NewFileNum())
-	if err := vfs.WriteFileAtomic(db.fs, tmp, path, buf.Bytes()); err != nil {
+	if err := vfs.WriteFileAtomic(db.fs, tmp, path, data); err != nil {
 		return fmt.Errorf("pluresdb: writing archive %s: %w", path, err)
 	}
 	arch := *s
@@ -164,7 +130,7 @@ func (db *DB) archiveSegment(s *segIndex) error {
 		}
 		db.setKeyFilter(uint64(s.num), keyFilterOf(hashes))
 	}
-	db.m.opArchivedBytes.Add(uint64(buf.Len()))
+	db.m.opArchivedBytes.Add(uint64(len(data)))
 	db.m.opArchivedOps.Add(uint64(len(ops)))
 	logPath := layout.Path(db.dir, layout.TypeLog, s.num)
 	if err := db.fs.Remove(logPath); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -173,143 +139,14 @@ func (db *DB) archiveSegment(s *segIndex) error {
 	return nil
 }
 
-// Archive format constants.
+// The archive stores opClass values as archive.Class: they must agree
+// (a difference overflows one of these constants).
 const (
-	archiveMagic   = "PLRSOARC"
-	archiveVersion = 3
-	streamMagic    = "PLRSCHNG" // a version 1 archive is a bare change stream
+	_ = uint8(opLogged-opClass(archive.Logged)) + uint8(opClass(archive.Logged)-opLogged)
+	_ = uint8(opFiltered-opClass(archive.Filtered)) + uint8(opClass(archive.Filtered)-opFiltered)
+	_ = uint8(opRepeat-opClass(archive.Repeat)) + uint8(opClass(archive.Repeat)-opRepeat)
+	_ = uint8(numOpClasses-opClass(archive.NumClasses)) + uint8(opClass(archive.NumClasses)-numOpClasses)
 )
-
-// Position run steps.
-const (
-	stepSeq   = 0
-	stepIndex = 1
-)
-
-// appendPositions encodes pos, and the classes of their operations, as
-// runs (see the format above).
-func appendPositions(dst []byte, pos []Position, classes []opClass) []byte {
-	type run struct {
-		start Position
-		n     uint64
-		step  byte
-		class opClass
-	}
-	var runs []run
-	for i, p := range pos {
-		if n := len(runs); n > 0 && runs[n-1].class == classes[i] {
-			r := &runs[n-1]
-			last := r.start
-			if r.step == stepSeq {
-				last.Seq += r.n - 1
-			} else {
-				last.Index += uint32(r.n - 1)
-			}
-			switch {
-			case (r.n == 1 || r.step == stepSeq) && p == Position{last.Seq + 1, last.Index}:
-				r.step = stepSeq
-				r.n++
-				continue
-			case (r.n == 1 || r.step == stepIndex) && p == Position{last.Seq, last.Index + 1}:
-				r.step = stepIndex
-				r.n++
-				continue
-			}
-		}
-		runs = append(runs, run{start: p, n: 1, class: classes[i]})
-	}
-	dst = binary.AppendUvarint(dst, uint64(len(runs)))
-	var prev uint64
-	for _, r := range runs {
-		dst = binary.AppendUvarint(dst, r.n)
-		dst = append(dst, r.step|byte(r.class)<<1)
-		dst = binary.AppendVarint(dst, int64(r.start.Seq-prev))
-		dst = binary.AppendUvarint(dst, uint64(r.start.Index))
-		prev = r.start.Seq
-		if r.step == stepSeq {
-			prev += r.n - 1
-		}
-	}
-	return dst
-}
-
-// decodePositions decodes count positions and the classes of their
-// operations (nil: all logged) from a positions section of the given
-// archive version; it never panics.
-func decodePositions(b []byte, count int, version byte) ([]Position, []opClass, error) {
-	next := func() (uint64, error) {
-		v, n := binary.Uvarint(b)
-		if n <= 0 {
-			return 0, errors.New("positions truncated")
-		}
-		b = b[n:]
-		return v, nil
-	}
-	runs, err := next()
-	if err != nil {
-		return nil, nil, err
-	}
-	if runs > uint64(count) || runs > uint64(len(b)) {
-		return nil, nil, fmt.Errorf("%d position runs for %d operations", runs, count)
-	}
-	out := make([]Position, 0, count)
-	var classes []opClass
-	maxStep := byte(stepIndex)
-	if version >= 3 {
-		maxStep = stepIndex | byte(numOpClasses-1)<<1
-	}
-	var prev uint64
-	for range runs {
-		n, err := next()
-		if err != nil {
-			return nil, nil, err
-		}
-		if len(b) == 0 {
-			return nil, nil, errors.New("positions truncated")
-		}
-		step := b[0]
-		b = b[1:]
-		d, k := binary.Varint(b)
-		if k <= 0 {
-			return nil, nil, errors.New("positions truncated")
-		}
-		b = b[k:]
-		idx, err := next()
-		if err != nil {
-			return nil, nil, err
-		}
-		class := opClass(step >> 1)
-		step &= 1
-		switch {
-		case n == 0 || n > uint64(count-len(out)):
-			return nil, nil, fmt.Errorf("position run of %d with %d operations left", n, count-len(out))
-		case step|byte(class)<<1 > maxStep:
-			return nil, nil, fmt.Errorf("unknown position step %d", step|byte(class)<<1)
-		case idx > 1<<32-1 || step == stepIndex && idx+n-1 > 1<<32-1:
-			return nil, nil, fmt.Errorf("position index %d out of range", idx)
-		}
-		if class != opLogged && classes == nil {
-			classes = make([]opClass, len(out), count)
-		}
-		p := Position{Seq: prev + uint64(d), Index: uint32(idx)}
-		for i := uint64(0); i < n; i++ {
-			out = append(out, p)
-			if classes != nil {
-				classes = append(classes, class)
-			}
-			if step == stepSeq {
-				p.Seq++
-			} else {
-				p.Index++
-			}
-		}
-		prev = out[len(out)-1].Seq
-	}
-	if len(out) != count || len(b) != 0 {
-		return nil, nil, fmt.Errorf("positions for %d of %d operations, %d bytes left", len(out), count, len(b))
-	}
-	return out, classes, nil
-}
 
 // archived is a verified archive, decoded.
 type archived struct {
@@ -341,45 +178,22 @@ func (db *DB) readArchive(num layout.FileNum) (*archived, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pluresdb: reading archive %s: %w", path, err)
 	}
-	if bytes.HasPrefix(data, []byte(streamMagic)) {
-		st, err := oplog.ReadStream(bytes.NewReader(data))
-		if err != nil {
-			return nil, fmt.Errorf("pluresdb: archive %s: %w", path, err)
+	a, err := archive.Decode(path, data)
+	if err != nil {
+		return nil, err
+	}
+	out := &archived{stream: a.Stream}
+	if a.Pos != nil {
+		out.pos = make([]Position, len(a.Pos))
+		for i, p := range a.Pos {
+			out.pos[i] = Position(p)
 		}
-		return &archived{stream: st}, nil
 	}
-	hdr := len(archiveMagic) + 1
-	version := byte(0)
-	if len(data) > len(archiveMagic) {
-		version = data[len(archiveMagic)]
+	if a.Classes != nil {
+		out.classes = make([]opClass, len(a.Classes))
+		for i, c := range a.Classes {
+			out.classes[i] = opClass(c)
+		}
 	}
-	switch {
-	case len(data) < hdr+8 || string(data[:len(archiveMagic)]) != archiveMagic:
-		return nil, errs.Corruptf(path, 0, "not an op-log archive")
-	case version > archiveVersion:
-		return nil, errs.NewerFormatf(path, uint32(version), archiveVersion)
-	case version < 2:
-		return nil, errs.Corruptf(path, int64(len(archiveMagic)), "archive version %d", version)
-	}
-	body := data[:len(data)-8]
-	if got, want := binary.LittleEndian.Uint64(data[len(body):]), xxhash.Sum64(body); got != want {
-		return nil, errs.Corruptf(path, int64(len(body)), "checksum mismatch: stored %#x, computed %#x", got, want)
-	}
-	n, k := binary.Uvarint(body[hdr:])
-	if k <= 0 || n > uint64(len(body)-hdr-k) {
-		return nil, errs.Corruptf(path, int64(hdr), "bad stream length")
-	}
-	start := hdr + k
-	st, err := oplog.ReadStream(bytes.NewReader(body[start : start+int(n)]))
-	if err != nil {
-		return nil, fmt.Errorf("pluresdb: archive %s: %w", path, err)
-	}
-	pos, classes, err := decodePositions(body[start+int(n):], len(st.Ops), version)
-	if err != nil {
-		return nil, errs.Corruptf(path, int64(start)+int64(n), "%v", err)
-	}
-	if st.Header.LogOrder && classes == nil {
-		return nil, errs.Corruptf(path, int64(start), "a stream in log order without selective imports")
-	}
-	return &archived{stream: st, pos: pos, classes: classes}, nil
+	return out, nil
 }

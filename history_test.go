@@ -7,12 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/plures/pluresdb/internal/archive"
 	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
@@ -229,57 +228,6 @@ func TestSubscribeInsideArchive(t *testing.T) {
 	}
 }
 
-func TestArchivePositionsRoundTrip(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	rng := rand.New(rand.NewPCG(seed, 1))
-	for range 200 {
-		var pos []Position
-		var classes []opClass
-		mixed := rng.IntN(2) == 0
-		p := Position{Seq: rng.Uint64N(1 << 40)}
-		for range rng.IntN(50) {
-			switch rng.IntN(4) {
-			case 0:
-				p.Seq++
-			case 1:
-				p.Index++
-			case 2:
-				p = Position{Seq: p.Seq + rng.Uint64N(100), Index: uint32(rng.IntN(3))}
-			default:
-				p = Position{Seq: rng.Uint64N(1 << 40)}
-			}
-			pos = append(pos, p)
-			c := opLogged
-			if mixed {
-				c = opClass(rng.IntN(int(numOpClasses)))
-			}
-			classes = append(classes, c)
-		}
-		enc := appendPositions(nil, pos, classes)
-		got, gotClasses, err := decodePositions(enc, len(pos), archiveVersion)
-		if err != nil || !slices.Equal(got, pos) {
-			t.Fatalf("seed %d: %v\n got %v\nwant %v", seed, err, got, pos)
-		}
-		for i := range pos {
-			c := opLogged
-			if gotClasses != nil {
-				c = gotClasses[i]
-			}
-			if c != classes[i] {
-				t.Fatalf("seed %d: position %d: class %d, want %d", seed, i, c, classes[i])
-			}
-		}
-		if _, _, err := decodePositions(enc, len(pos), 2); mixed && slices.ContainsFunc(classes, func(c opClass) bool { return c != opLogged }) && err == nil {
-			t.Fatalf("seed %d: a version 2 archive took classes", seed)
-		}
-		for cut := range enc {
-			if _, _, err := decodePositions(enc[:cut], len(pos), archiveVersion); err == nil && cut < len(enc) {
-				t.Fatalf("seed %d: truncated to %d of %d decodes", seed, cut, len(enc))
-			}
-		}
-	}
-}
-
 // TestArchiveVersion1 reads archives written before they kept positions
 // (a bare change stream): export and as-of reads use them as before, and
 // the feed refuses to resume inside them rather than guess.
@@ -307,8 +255,8 @@ func TestArchiveVersion1(t *testing.T) {
 		data, err := io.ReadAll(f)
 		must(t, err)
 		f.Close()
-		l, k := binary.Uvarint(data[len(archiveMagic)+1:])
-		start := len(archiveMagic) + 1 + k
+		l, k := binary.Uvarint(data[len(archive.Magic)+1:])
+		start := len(archive.Magic) + 1 + k
 		must(t, vfs.WriteFileAtomic(fs, "/a/tmp", "/a/"+name, data[start:start+int(l)]))
 		n++
 	}
@@ -333,31 +281,6 @@ func TestArchiveVersion1(t *testing.T) {
 	if !errors.Is(err, ErrHistoryUnavailable) {
 		t.Fatalf("resume inside a version 1 archive: %v", err)
 	}
-}
-
-func FuzzArchivePositions(f *testing.F) {
-	f.Add(appendPositions(nil, []Position{{1, 0}, {2, 0}, {3, 0}, {9, 0}, {9, 1}}, make([]opClass, 5)), 5)
-	f.Add(appendPositions(nil, []Position{{1, 0}, {1, 1}, {3, 0}}, []opClass{opFiltered, opRepeat, opLogged}), 3)
-	f.Add([]byte{1, 3, 1, 2, 0}, 3)
-	f.Fuzz(func(t *testing.T, b []byte, count int) {
-		if count < 0 || count > 1<<16 {
-			return
-		}
-		pos, classes, err := decodePositions(b, count, archiveVersion)
-		if err != nil {
-			return
-		}
-		if classes == nil {
-			classes = make([]opClass, len(pos))
-		}
-		got, gotClasses, err := decodePositions(appendPositions(nil, pos, classes), count, archiveVersion)
-		if gotClasses == nil {
-			gotClasses = make([]opClass, len(got))
-		}
-		if err != nil || !slices.Equal(got, pos) || !slices.Equal(gotClasses, classes) {
-			t.Fatalf("re-encoding %v %v: %v %v, %v", pos, classes, got, gotClasses, err)
-		}
-	})
 }
 
 // TestHorizonsSurviveCrash: the clock mark and the tombstone collection

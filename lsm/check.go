@@ -29,6 +29,13 @@ type ManifestState struct {
 	// Torn: the manifest ends in a torn record (a crash during an edit),
 	// ignored.
 	Torn bool
+	// LogNum and LastSeq are the last values the edits recorded: log
+	// segments below LogNum hold only data that is in tables, and every
+	// sequence number up to LastSeq was handed out before the last edit.
+	LogNum  layout.FileNum
+	LastSeq SeqNum
+	// CleanClose is set when the last edit recorded a clean close.
+	CleanClose *CleanClose
 }
 
 // ReadManifestState reads CURRENT and the manifest it names, as
@@ -53,6 +60,9 @@ func ReadManifestState(fs vfs.FS, dir string) (*ManifestState, error) {
 		NextFileNum: st.nextFileNum,
 		Deleted:     make(map[layout.FileNum]struct{}, len(st.builder.deleted)),
 		Torn:        st.torn,
+		LogNum:      st.logNum,
+		LastSeq:     st.lastSeq,
+		CleanClose:  st.cleanClose,
 	}
 	live := v.tableNums()
 	for n := range st.builder.deleted {

@@ -1,0 +1,251 @@
+// Command plures-fsck checks a PluresDB database directory: every
+// checksum of every file and the invariants between them (see "Checking
+// a database" in ARCHITECTURE.md). It only reads: it opens no database,
+// takes no lock and writes nothing. Run it on a closed database; a
+// running one checks itself with DB.Verify.
+//
+//	plures-fsck [--json] [--quiet] [--cold-dir DIR] DIR
+//
+// Exit status: 0 clean (warnings allowed), 1 damage found, 2 the check
+// could not run (bad arguments, no database, an I/O error that stopped
+// it).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/plures/pluresdb/verify"
+)
+
+// Exit codes.
+const (
+	exitClean   = 0
+	exitDamage  = 1
+	exitNotRun  = 2
+	programName = "plures-fsck"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	code := runContext(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run is the command with its arguments (without the program name); it
+// returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	return runContext(context.Background(), args, stdout, stderr)
+}
+
+func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	flags := flag.NewFlagSet(programName, flag.ContinueOnError)
+	flags.SetOutput(stderr)
+	asJSON := flags.Bool("json", false, "print the report as JSON")
+	quiet := flags.Bool("quiet", false, "print only damage, no summary and no progress")
+	coldDir := flags.String("cold-dir", "", "the directory of the cold tier's tables, if the database keeps them apart (Options.ColdDir)")
+	flags.Usage = func() {
+		fmt.Fprintf(stderr, "usage: %s [--json] [--quiet] [--cold-dir DIR] DIR\n\n", programName)
+		fmt.Fprintf(stderr, "Checks every file of a PluresDB database without writing anything.\n")
+		fmt.Fprintf(stderr, "Exit status: 0 clean, 1 damage found, 2 could not run.\n\n")
+		flags.PrintDefaults()
+	}
+	if err := flags.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitClean
+		}
+		return exitNotRun
+	}
+	if flags.NArg() != 1 {
+		flags.Usage()
+		return exitNotRun
+	}
+	dir := flags.Arg(0)
+
+	opts := verify.Options{ColdDir: *coldDir}
+	var bar *progressBar
+	if !*quiet && isTerminal(stderr) {
+		bar = &progressBar{w: stderr, start: time.Now()}
+		opts.Progress = bar.update
+	}
+	rep, err := verify.Dir(ctx, nil, dir, opts)
+	if bar != nil {
+		bar.clear()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
+		return exitNotRun
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", programName, err)
+			return exitNotRun
+		}
+	} else {
+		printReport(stdout, rep, *quiet)
+	}
+	if !rep.Clean {
+		return exitDamage
+	}
+	return exitClean
+}
+
+// printReport writes the human report: a summary, then the findings
+// grouped by file.
+func printReport(w io.Writer, rep *verify.Report, quiet bool) {
+	if !quiet {
+		fmt.Fprintf(w, "database %s\n", rep.Dir)
+		if rep.Replica != "" {
+			fmt.Fprintf(w, "replica  %s\n", rep.Replica)
+		}
+		if rep.Manifest != "" {
+			fmt.Fprintf(w, "manifest %s\n", relative(rep, rep.Manifest))
+		}
+		var types []string
+		for t, n := range rep.FilesByType {
+			types = append(types, fmt.Sprintf("%d %s", n, t))
+		}
+		sort.Strings(types)
+		mbps := 0.0
+		if s := rep.Duration.Seconds(); s > 0 {
+			mbps = float64(rep.Bytes) / 1e6 / s
+		}
+		fmt.Fprintf(w, "checked  %d files (%s), %s in %v (%.0f MB/s)\n", rep.Files, strings.Join(types, ", "),
+			byteSize(rep.Bytes), rep.Duration.Round(time.Millisecond), mbps)
+		var kinds []string
+		for k, n := range rep.Counts {
+			kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
+		}
+		sort.Strings(kinds)
+		switch {
+		case rep.Clean && len(rep.Findings) == 0:
+			fmt.Fprintf(w, "result   clean\n")
+		case rep.Clean:
+			fmt.Fprintf(w, "result   clean (%s)\n", strings.Join(kinds, ", "))
+		default:
+			fmt.Fprintf(w, "result   DAMAGED: %d problems (%s)\n", rep.Damage, strings.Join(kinds, ", "))
+		}
+	}
+	var file string
+	for _, f := range rep.Findings {
+		if quiet && !f.Kind.Damage() {
+			continue
+		}
+		if f.File != file {
+			if !quiet || file != "" {
+				fmt.Fprintln(w)
+			}
+			file = f.File
+			fmt.Fprintf(w, "%s\n", relative(rep, file))
+		}
+		where := ""
+		if f.Offset >= 0 {
+			where = fmt.Sprintf(" at offset %d", f.Offset)
+		}
+		fmt.Fprintf(w, "  %s%s: %s\n", f.Kind, where, f.Message)
+		if f.Keys != nil {
+			fmt.Fprintf(w, "    keys %s .. %s\n", bound(f.Keys.Smallest), bound(f.Keys.Largest))
+		}
+		for _, s := range f.Seqs {
+			who := "log sequence numbers"
+			if s.Replica != "" {
+				who = "replica " + s.Replica + " sequence numbers"
+			}
+			from, to := "?", "?"
+			if s.From != 0 {
+				from = fmt.Sprint(s.From)
+			}
+			if s.To != 0 {
+				to = fmt.Sprint(s.To)
+			}
+			fmt.Fprintf(w, "    %s %s .. %s\n", who, from, to)
+		}
+	}
+}
+
+// relative names a file by its path under the database directory.
+func relative(rep *verify.Report, path string) string {
+	if rel, err := filepath.Rel(rep.Dir, path); err == nil && !strings.HasPrefix(rel, "..") {
+		return rel
+	}
+	return path
+}
+
+// bound prints a key bound; nil is open.
+func bound(k []byte) string {
+	if k == nil {
+		return "(open)"
+	}
+	return fmt.Sprintf("%q", k)
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// isTerminal reports whether w is a character device (a terminal).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// progressBar draws one line on a terminal, redrawn at most ten times a
+// second.
+type progressBar struct {
+	w     io.Writer
+	start time.Time
+	drawn time.Time
+}
+
+const barWidth = 30
+
+func (b *progressBar) update(done, total int64) {
+	now := time.Now()
+	if now.Sub(b.drawn) < 100*time.Millisecond && done < total {
+		return
+	}
+	b.drawn = now
+	frac := 1.0
+	if total > 0 {
+		frac = float64(done) / float64(total)
+	}
+	n := int(frac * barWidth)
+	mbps := 0.0
+	if s := now.Sub(b.start).Seconds(); s > 0 {
+		mbps = float64(done) / 1e6 / s
+	}
+	fmt.Fprintf(b.w, "\r[%s%s] %3.0f%% %s of %s, %.0f MB/s ", strings.Repeat("#", n), strings.Repeat(" ", barWidth-n),
+		frac*100, byteSize(done), byteSize(total), mbps)
+}
+
+// clear erases the bar's line.
+func (b *progressBar) clear() {
+	if !b.drawn.IsZero() {
+		fmt.Fprintf(b.w, "\r%s\r", strings.Repeat(" ", barWidth+60))
+	}
+}
