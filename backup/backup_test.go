@@ -362,7 +362,7 @@ func TestManifestRoundTrip(t *testing.T) {
 	m := &Manifest{ID: newID(), Parent: newID(), ParentPath: "../full", Replica: oplog.NewReplicaID(),
 		Time: time.Unix(0, 1700000000123456789), LastSeq: 42,
 		VersionVector: oplog.VersionVector{oplog.NewReplicaID(): 7},
-		Files: []File{{Name: "000004.sst", Size: 100, Sum: 1, Base: 100}, {Name: "000005.log", Size: 50, Sum: 2, Base: 10, StoredSum: 3}, {Name: "REPLICA", Size: 37, Sum: 4, StoredSum: 4}}}
+		Files:         []File{{Name: "000004.sst", Size: 100, Sum: 1, Base: 100}, {Name: "000005.log", Size: 50, Sum: 2, Base: 10, StoredSum: 3}, {Name: "REPLICA", Size: 37, Sum: 4, StoredSum: 4}}}
 	b := m.Encode()
 	got, err := DecodeManifest(b, "BACKUP")
 	must(t, err)
