@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -374,4 +375,68 @@ func TestCheckpointFaults(t *testing.T) {
 	if h := db.Health(); !h.Writable {
 		t.Fatalf("database not writable after failed checkpoints: %+v", h)
 	}
+}
+
+// TestCheckpointLarge times a checkpoint of a database of about
+// PLURES_CHECKPOINT_MB megabytes on the operating system's filesystem
+// (skipped unless set), with writes going on.
+func TestCheckpointLarge(t *testing.T) {
+	mb, _ := strconv.Atoi(os.Getenv("PLURES_CHECKPOINT_MB"))
+	if mb <= 0 {
+		t.Skip("set PLURES_CHECKPOINT_MB to run")
+	}
+	root := t.TempDir()
+	db, err := Open(filepath.Join(root, "db"), &Options{NoSync: true})
+	must(t, err)
+	defer db.Close()
+	r := rand.New(rand.NewPCG(1, 1))
+	val := make([]byte, 1000)
+	start := time.Now()
+	b := db.NewBatch()
+	for i := 0; i < mb*1000; i++ {
+		for j := range val {
+			val[j] = byte(r.Uint32())
+		}
+		must(t, b.Put(fmt.Appendf(nil, "key%012d", r.Uint64N(1<<40)), val))
+		if b.Len() >= 100 {
+			must(t, b.Commit(nil))
+			b = db.NewBatch()
+		}
+	}
+	must(t, b.Commit(nil))
+	must(t, db.Flush())
+	must(t, db.WaitForCompactions())
+	var size int64
+	for _, ti := range db.Tables() {
+		size += int64(ti.Size)
+	}
+	t.Logf("loaded %d MB of values in %v; tables hold %d MB", mb, time.Since(start), size>>20)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			db.Put(fmt.Appendf(nil, "during%09d", i), val[:100])
+		}
+	}()
+	start = time.Now()
+	info, err := db.CheckpointWith(filepath.Join(root, "ck"), nil)
+	took := time.Since(start)
+	close(stop)
+	<-done
+	must(t, err)
+	t.Logf("checkpoint of %d MB: %v (%d files, %d MB linked, %d KB copied)",
+		(info.LinkedBytes+info.CopiedBytes)>>20, took, len(info.Files), info.LinkedBytes>>20, info.CopiedBytes>>10)
+	start = time.Now()
+	_, err = db.CheckpointWith(filepath.Join(root, "ck-copy"), &CheckpointOptions{NoLink: true})
+	must(t, err)
+	t.Logf("the same with copies (NoLink): %v", time.Since(start))
+	ck, err := Open(filepath.Join(root, "ck"), nil)
+	must(t, err)
+	must(t, ck.Close())
 }
