@@ -207,6 +207,32 @@ func LoadVersionSet(o VersionSetOptions) (*VersionSet, error) {
 	return vs, nil
 }
 
+// WriteManifest writes the manifest of a copy of a database (a
+// checkpoint) into dir: MANIFEST-num holding one snapshot edit of v and
+// the counters, as LoadVersionSet starts every manifest, and CURRENT
+// naming it, all synced. The copy's tables are v's, in dir; WAL segments
+// from logNum on are replayed when it opens. nextFileNum must be above num
+// and every file of the copy. It fails if dir holds a CURRENT.
+func WriteManifest(fs vfs.FS, dir string, num layout.FileNum, v *Version, logNum, nextFileNum layout.FileNum, lastSeq SeqNum) error {
+	if nextFileNum <= num {
+		return fmt.Errorf("lsm: next file number %s not above the manifest's %s", nextFileNum, num)
+	}
+	current := layout.Path(dir, layout.TypeCurrent, 0)
+	if _, err := fs.Stat(current); err == nil {
+		return fmt.Errorf("lsm: %s exists: not writing a manifest over another", current)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	m, err := createManifest(fs, dir, num, snapshotEdit(v, logNum, nextFileNum, lastSeq, nil))
+	if err != nil {
+		return err
+	}
+	if err := m.close(); err != nil {
+		return err
+	}
+	return setCurrent(fs, dir, num)
+}
+
 // CleanClose returns what the manifest records of a clean close, or nil
 // if the database was not closed cleanly (it crashed, or was never
 // closed) or an edit has been logged since the load.

@@ -598,3 +598,35 @@ func TestVersionSetConcurrent(t *testing.T) {
 	}
 	vs.Close()
 }
+
+func TestWriteManifest(t *testing.T) {
+	fs := vfs.NewMem()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(fs.MkdirAll("/copy"))
+	v := &Version{}
+	v.Levels[1] = []*FileMeta{{Num: 7, Size: 100, Smallest: MakeInternalKey([]byte("a"), 1, KindSet),
+		Largest: MakeInternalKey([]byte("b"), 2, KindSet), SmallestSeq: 1, LargestSeq: 2, Cold: true}}
+	if err := WriteManifest(fs, "/copy", 9, v, 8, 9, 2); err == nil {
+		t.Fatal("next file number not above the manifest's accepted")
+	}
+	must(WriteManifest(fs, "/copy", 9, v, 8, 10, 5))
+	ms, err := ReadManifestState(fs, "/copy")
+	must(err)
+	if ms.ManifestNum != 9 || ms.NextFileNum != 10 || len(ms.Version.Levels[1]) != 1 || !ms.Version.Levels[1][0].Cold {
+		t.Fatalf("manifest state %+v", ms)
+	}
+	// It survives a crash: everything was synced.
+	ms, err = ReadManifestState(fs.CrashClone(), "/copy")
+	must(err)
+	if ms.Version.Levels[1][0].Num != 7 {
+		t.Fatalf("after a crash: %+v", ms)
+	}
+	if err := WriteManifest(fs, "/copy", 11, v, 8, 12, 5); err == nil {
+		t.Fatal("a second manifest over CURRENT accepted")
+	}
+}

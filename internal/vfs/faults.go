@@ -30,6 +30,7 @@ const (
 	OpStat
 	OpLock
 	OpSyncDir
+	OpLink
 )
 
 var opNames = [...]string{
@@ -48,6 +49,7 @@ var opNames = [...]string{
 	OpStat:          "stat",
 	OpLock:          "lock",
 	OpSyncDir:       "syncdir",
+	OpLink:          "link",
 }
 
 func (op Op) String() string {
@@ -60,14 +62,14 @@ func (op Op) String() string {
 // mutating reports whether op can change what is stored.
 func (op Op) mutating() bool {
 	switch op {
-	case OpCreate, OpWrite, OpSync, OpTruncate, OpRemove, OpRename, OpMkdirAll, OpLock, OpSyncDir:
+	case OpCreate, OpWrite, OpSync, OpTruncate, OpRemove, OpRename, OpMkdirAll, OpLock, OpSyncDir, OpLink:
 		return true
 	}
 	return false
 }
 
 // Injector is asked before every operation of a WithFaults FS; a non-nil
-// result fails the operation. For Rename, path is the old name. It must be
+// result fails the operation. For Rename and Link, path is the old name. It must be
 // safe for concurrent use.
 type Injector func(op Op, path string) error
 
@@ -143,6 +145,15 @@ func (f *faultFS) Rename(oldname, newname string) error {
 		return err
 	}
 	return f.fs.Rename(oldname, newname)
+}
+
+// Link implements Linker when the wrapped FS does. For Link, path is the
+// old name.
+func (f *faultFS) Link(oldname, newname string) error {
+	if err := f.check(OpLink, oldname); err != nil {
+		return err
+	}
+	return Link(f.fs, oldname, newname)
 }
 
 func (f *faultFS) MkdirAll(dir string) error {

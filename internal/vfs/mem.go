@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -163,10 +164,15 @@ func (fs *MemFS) hasSubdir(p string) bool {
 	return false
 }
 
-// Rename implements FS. Only files can be renamed.
+// Rename implements FS. A directory can be renamed to a name that does
+// not exist or is an empty directory; like every directory change of
+// MemFS, that is durable at once.
 func (fs *MemFS) Rename(oldname, newname string) error {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
+	if op := filepath.Clean(oldname); fs.dirs[op] != nil {
+		return fs.renameDir(op, filepath.Clean(newname))
+	}
 	od, obase, n, err := fs.lookup("rename", oldname)
 	if err != nil {
 		return err
@@ -179,6 +185,65 @@ func (fs *MemFS) Rename(oldname, newname string) error {
 		return err
 	}
 	delete(od.files, obase)
+	nd.files[nbase] = n
+	return nil
+}
+
+// renameDir moves directory op and everything under it to np. fs.mu
+// must be held.
+func (fs *MemFS) renameDir(op, np string) error {
+	if op == "/" || op == "." || np == op || strings.HasPrefix(np, op+string(filepath.Separator)) {
+		return &os.PathError{Op: "rename", Path: op, Err: syscall.EINVAL}
+	}
+	parent := fs.dirs[filepath.Dir(np)]
+	if parent == nil {
+		return notExist("rename", np)
+	}
+	if parent.files[filepath.Base(np)] != nil {
+		return &os.PathError{Op: "rename", Path: np, Err: syscall.ENOTDIR}
+	}
+	if d := fs.dirs[np]; d != nil {
+		if len(d.files) > 0 || fs.hasSubdir(np) {
+			return &os.PathError{Op: "rename", Path: np, Err: syscall.ENOTEMPTY}
+		}
+		delete(fs.dirs, np)
+	}
+	moved := map[string]*memDir{}
+	for q, d := range fs.dirs {
+		if q == op {
+			moved[np] = d
+		} else if rest, ok := strings.CutPrefix(q, op+string(filepath.Separator)); ok {
+			moved[filepath.Join(np, rest)] = d
+		} else {
+			continue
+		}
+		delete(fs.dirs, q)
+	}
+	for q, d := range moved {
+		fs.dirs[q] = d
+	}
+	return nil
+}
+
+// Link implements Linker: newname becomes another name of oldname's
+// bytes. Its entry is durable after SyncDir, like a created file's.
+func (fs *MemFS) Link(oldname, newname string) error {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	_, _, n, err := fs.lookup("link", oldname)
+	if err != nil {
+		return err
+	}
+	if n == nil {
+		return notExist("link", oldname)
+	}
+	nd, nbase, existing, err := fs.lookup("link", newname)
+	if err != nil {
+		return err
+	}
+	if existing != nil {
+		return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: os.ErrExist}
+	}
 	nd.files[nbase] = n
 	return nil
 }

@@ -54,6 +54,7 @@ func (osFS) OpenReadWrite(name string) (File, error) {
 func (osFS) Remove(name string) error             { return os.Remove(name) }
 func (osFS) Rename(oldname, newname string) error { return os.Rename(oldname, newname) }
 func (osFS) MkdirAll(dir string) error            { return os.MkdirAll(dir, 0o755) }
+func (osFS) Link(oldname, newname string) error   { return os.Link(oldname, newname) }
 func (osFS) Stat(name string) (os.FileInfo, error) {
 	return os.Stat(name)
 }

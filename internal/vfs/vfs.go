@@ -69,6 +69,27 @@ type FS interface {
 	SyncDir(dir string) error
 }
 
+// Linker is implemented by a filesystem that can give a file a second
+// name (a hard link): both names then refer to the same bytes. The new
+// name is durable only after SyncDir of its directory. Checkpoints use it
+// where they can and copy where they cannot (see Link).
+type Linker interface {
+	Link(oldname, newname string) error
+}
+
+// ErrLinkUnsupported: the filesystem cannot make hard links.
+var ErrLinkUnsupported = errors.New("vfs: hard links not supported")
+
+// Link makes newname a hard link to oldname if fs implements Linker, and
+// returns an error wrapping ErrLinkUnsupported otherwise.
+func Link(fs FS, oldname, newname string) error {
+	l, ok := fs.(Linker)
+	if !ok {
+		return &os.LinkError{Op: "link", Old: oldname, New: newname, Err: ErrLinkUnsupported}
+	}
+	return l.Link(oldname, newname)
+}
+
 // WriteFileAtomic makes path hold data, durably and all at once: data goes
 // to tmp, which is synced, renamed over path, and the directory synced.
 // After a crash path holds either its old contents or data; tmp may be

@@ -534,6 +534,113 @@ func TestMemCrashCloneWith(t *testing.T) {
 	}
 }
 
+func TestLink(t *testing.T) {
+	for name, fs := range map[string]FS{"mem": NewMem(), "os": Default} {
+		t.Run(name, func(t *testing.T) {
+			dir := "/l"
+			if name == "os" {
+				dir = t.TempDir()
+			}
+			if err := fs.MkdirAll(filepath.Join(dir, "sub")); err != nil {
+				t.Fatal(err)
+			}
+			a, b := filepath.Join(dir, "a"), filepath.Join(dir, "sub", "b")
+			if err := WriteFileAtomic(fs, a+".tmp", a, []byte("hello")); err != nil {
+				t.Fatal(err)
+			}
+			if err := Link(fs, a, b); err != nil {
+				t.Fatal(err)
+			}
+			if err := Link(fs, a, b); err == nil {
+				t.Fatal("link over an existing name succeeded")
+			}
+			if err := fs.Remove(a); err != nil {
+				t.Fatal(err)
+			}
+			f, err := fs.Open(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(f)
+			f.Close()
+			if string(got) != "hello" {
+				t.Fatalf("link reads %q", got)
+			}
+		})
+	}
+	// A filesystem without links says so; fault injection passes links on.
+	if err := Link(noLinkFS{NewMem()}, "/a", "/b"); !errors.Is(err, ErrLinkUnsupported) {
+		t.Fatalf("link on a filesystem without links: %v", err)
+	}
+	mem := NewMem()
+	if err := WriteFileAtomic(mem, "/x.tmp", "/x", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	ffs := WithFaults(mem, FailOn([]Op{OpLink}, "/x", ErrInjected))
+	if err := Link(ffs, "/x", "/y"); !errors.Is(err, ErrInjected) {
+		t.Fatalf("injected link fault: %v", err)
+	}
+	if err := Link(WithFaults(mem, func(Op, string) error { return nil }), "/x", "/y"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type noLinkFS struct{ FS }
+
+func TestMemLinkCrash(t *testing.T) {
+	fs := NewMem()
+	fs.MkdirAll("/d")
+	if err := WriteFileAtomic(fs, "/a.tmp", "/a", []byte("data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := Link(fs, "/a", "/d/b"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.CrashClone().Stat("/d/b"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("unsynced link survived a crash: %v", err)
+	}
+	if err := fs.SyncDir("/d"); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := fs.CrashClone().Stat("/d/b"); err != nil || fi.Size() != 4 {
+		t.Fatalf("synced link after a crash: %v, %v", fi, err)
+	}
+}
+
+func TestMemRenameDir(t *testing.T) {
+	fs := NewMem()
+	for _, d := range []string{"/src/sub", "/empty", "/full"} {
+		if err := fs.MkdirAll(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range []string{"/src/f", "/src/sub/g", "/full/h"} {
+		if err := WriteFileAtomic(fs, p+".tmp", p, []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := fs.Rename("/src", "/full"); err == nil {
+		t.Fatal("rename over a non-empty directory succeeded")
+	}
+	if err := fs.Rename("/src", "/src/sub/x"); err == nil {
+		t.Fatal("rename into itself succeeded")
+	}
+	if err := fs.Rename("/src", "/empty"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.Stat("/src"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("old name still there: %v", err)
+	}
+	for _, p := range []string{"/empty/f", "/empty/sub/g"} {
+		if fi, err := fs.Stat(p); err != nil || fi.Size() == 0 {
+			t.Fatalf("%s after the rename: %v", p, err)
+		}
+	}
+	if names, _ := fs.CrashClone().List("/empty/sub"); len(names) != 1 {
+		t.Fatalf("renamed directory after a crash holds %v", names)
+	}
+}
+
 // TestKillClone: a killed process's clone keeps every written byte and
 // directory entry, but what was unsynced stays unsynced.
 func TestKillClone(t *testing.T) {

@@ -1,0 +1,414 @@
+// Command plures-backup makes, lists, verifies and restores backups of a
+// PluresDB database (see package backup).
+//
+//	plures-backup create --db DIR [--since PREV] DEST   full, or incremental on PREV
+//	plures-backup list DIR                              the backups in DIR
+//	plures-backup verify DIR                            every checksum of a backup and its chain
+//	plures-backup restore --same-replica BACKUP DIR     rebuild the database into DIR
+//
+// Every command takes --json. Exit codes: 0 done (verify: no damage), 1
+// damage found or the operation refused, 2 a usage or I/O error.
+//
+// create opens the database itself, and a database directory is locked
+// while a process has it open: the tool cannot back up a database that
+// another process holds open. A running application backs itself up in
+// process with backup.Create.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"github.com/plures/pluresdb"
+	"github.com/plures/pluresdb/backup"
+)
+
+const usageText = `usage:
+  plures-backup create --db DIR [--since PREV] [--json] DEST
+        back up the database in DIR into the new directory DEST: a full
+        backup, or with --since an incremental one holding only what the
+        backup PREV (and the backups it builds on) lacks
+  plures-backup list [--json] DIR
+        list the backups in DIR (and DIR itself if it is one)
+  plures-backup verify [--json] DIR
+        read every file of the backup in DIR and of the backups it builds
+        on, and check every checksum; reports every problem found
+  plures-backup restore --same-replica [--json] BACKUP DIR
+        rebuild the database backed up in BACKUP into the new directory DIR
+
+create opens the database itself. A database directory is locked while a
+process has it open, so the tool cannot back up a database that another
+process holds open: a running application backs itself up in process with
+the Go API (package backup, backup.Create), which needs no lock.
+
+restore keeps the replica ID of the backed-up database. A copy restored
+with the same ID must not run beside the original: both would write as one
+replica, and their peers would take different operations for the same
+ones. Restore to replace a lost or damaged original, and say so with
+--same-replica; without it restore refuses. Restoring as a new replica,
+restoring to a point in time and continuous backup are not provided.
+
+Exit codes: 0 done (verify: no damage), 1 damage found or operation
+refused (a non-empty target, a locked database, a missing --same-replica),
+2 usage or I/O error.
+`
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitDamage  = 1 // damage found, or the operation refused
+	exitFailure = 2 // usage or I/O error
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// usageError is a mistake on the command line.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// run executes the command line args and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usageText)
+		return exitFailure
+	}
+	var cmd func([]string, *env) error
+	switch args[0] {
+	case "create":
+		cmd = create
+	case "list":
+		cmd = list
+	case "verify":
+		cmd = verify
+	case "restore":
+		cmd = restore
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usageText)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "plures-backup: unknown command %q\n%s", args[0], usageText)
+		return exitFailure
+	}
+	e := &env{stdout: stdout, stderr: stderr}
+	err := cmd(args[1:], e)
+	if err == nil {
+		return exitOK
+	}
+	code := exitCode(err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "plures-backup %s: %v\n\n%s", args[0], err, usageText)
+	} else if !errors.Is(err, errReported) {
+		fmt.Fprintf(stderr, "plures-backup %s: %v\n", args[0], err)
+	}
+	if e.json && !errors.Is(err, errReported) {
+		e.emit(map[string]any{"error": err.Error(), "exit": code})
+	}
+	return code
+}
+
+// errReported: the command printed its own report of the failure.
+var errReported = errors.New("reported")
+
+// exitCode maps an error to the exit code.
+func exitCode(err error) int {
+	var ue usageError
+	switch {
+	case errors.As(err, &ue):
+		return exitFailure
+	case errors.Is(err, pluresdb.ErrCorruption), errors.Is(err, backup.ErrRefused), errors.Is(err, backup.ErrNotBackup),
+		errors.Is(err, pluresdb.ErrLocked), errors.Is(err, pluresdb.ErrNewerFormat), errors.Is(err, errDamage):
+		return exitDamage
+	}
+	return exitFailure
+}
+
+// errDamage: verify found damage (reported already).
+var errDamage = errors.New("damage found")
+
+// env is what a command writes to.
+type env struct {
+	stdout, stderr io.Writer
+	json           bool
+}
+
+func (e *env) emit(v any) {
+	enc := json.NewEncoder(e.stdout)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// progress returns a progress callback drawing a bar on stderr when it
+// is a terminal (nil otherwise), and a function that ends the bar.
+func (e *env) progress(what string) (func(done, total int64), func()) {
+	f, ok := e.stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(f.Fd())) {
+		return nil, func() {}
+	}
+	var bar *progressbar.ProgressBar
+	return func(done, total int64) {
+			if bar == nil {
+				bar = progressbar.NewOptions64(total, progressbar.OptionSetWriter(f), progressbar.OptionShowBytes(true),
+					progressbar.OptionSetDescription(what), progressbar.OptionThrottle(100*time.Millisecond),
+					progressbar.OptionClearOnFinish())
+			}
+			bar.Set64(done)
+		}, func() {
+			if bar != nil {
+				bar.Finish()
+			}
+		}
+}
+
+// parse parses flags and positional arguments in any order, and checks
+// the number of positional ones.
+func parse(fs *flag.FlagSet, args []string, positional ...string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, usageError{err.Error()}
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	if len(pos) != len(positional) {
+		return nil, usageError{fmt.Sprintf("want %d arguments (%v), got %d", len(positional), positional, len(pos))}
+	}
+	return pos, nil
+}
+
+// manifestJSON is a backup as --json prints it.
+type manifestJSON struct {
+	ID            string            `json:"id"`
+	Dir           string            `json:"dir,omitempty"`
+	Full          bool              `json:"full"`
+	Parent        string            `json:"parent,omitempty"`
+	ParentPath    string            `json:"parent_path,omitempty"`
+	Replica       string            `json:"replica"`
+	Time          time.Time         `json:"time"`
+	LastSeq       uint64            `json:"last_seq"`
+	VersionVector map[string]uint64 `json:"version_vector"`
+	Files         int               `json:"files"`
+	Bytes         int64             `json:"bytes"`
+	StoredBytes   int64             `json:"stored_bytes"`
+	Error         string            `json:"error,omitempty"`
+}
+
+func toJSON(dir string, m *backup.Manifest) manifestJSON {
+	j := manifestJSON{ID: m.ID.String(), Dir: dir, Full: m.Full(), ParentPath: m.ParentPath, Replica: m.Replica.String(),
+		Time: m.Time.UTC(), LastSeq: m.LastSeq, VersionVector: map[string]uint64{}, Files: len(m.Files), StoredBytes: m.StoredBytes()}
+	if !m.Full() {
+		j.Parent = m.Parent.String()
+	}
+	for r, s := range m.VersionVector {
+		j.VersionVector[r.String()] = s
+	}
+	for _, f := range m.Files {
+		j.Bytes += f.Size
+	}
+	return j
+}
+
+func describe(w io.Writer, j manifestJSON) {
+	kind := "full"
+	if !j.Full {
+		kind = "incremental on " + j.Parent
+	}
+	fmt.Fprintf(w, "%s  %s  %s\n  replica %s, last seq %d, %d files, %s (%s stored here)\n",
+		j.Dir, j.Time.Format(time.RFC3339), kind, j.Replica, j.LastSeq, j.Files, byteSize(j.Bytes), byteSize(j.StoredBytes))
+	fmt.Fprintf(w, "  id %s\n", j.ID)
+}
+
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.2f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// mustExist returns an I/O error for a path that does not exist.
+func mustExist(path string) error {
+	if _, err := os.Stat(path); err != nil {
+		return err
+	}
+	return nil
+}
+
+func create(args []string, e *env) error {
+	fs := flag.NewFlagSet("create", flag.ContinueOnError)
+	dbDir := fs.String("db", "", "the database directory (required)")
+	since := fs.String("since", "", "make an incremental backup on this backup")
+	fs.BoolVar(&e.json, "json", false, "print the result as JSON")
+	pos, err := parse(fs, args, "DEST")
+	if err != nil {
+		return err
+	}
+	if *dbDir == "" {
+		return usageError{"--db DIR is required"}
+	}
+	// Open would make a new database in a directory without one.
+	if err := mustExist(filepath.Join(*dbDir, "CURRENT")); err != nil {
+		return fmt.Errorf("%s is not a database: %w", *dbDir, err)
+	}
+	db, err := pluresdb.Open(*dbDir, nil)
+	if err != nil {
+		if errors.Is(err, pluresdb.ErrLocked) {
+			return fmt.Errorf("%w: another process has the database open; back it up from that process with backup.Create", err)
+		}
+		return err
+	}
+	prog, done := e.progress("backing up")
+	m, err := backup.Create(db, pos[0], &backup.Options{Since: *since, Progress: prog})
+	done()
+	if cerr := db.Close(); err == nil && cerr != nil {
+		return fmt.Errorf("closing the database: %w", cerr)
+	}
+	if err != nil {
+		return err
+	}
+	j := toJSON(pos[0], m)
+	if e.json {
+		e.emit(j)
+	} else {
+		describe(e.stdout, j)
+	}
+	return nil
+}
+
+func list(args []string, e *env) error {
+	fs := flag.NewFlagSet("list", flag.ContinueOnError)
+	fs.BoolVar(&e.json, "json", false, "print the result as JSON")
+	pos, err := parse(fs, args, "DIR")
+	if err != nil {
+		return err
+	}
+	if err := mustExist(pos[0]); err != nil {
+		return err
+	}
+	found, err := backup.List(pos[0], nil)
+	if err != nil {
+		return err
+	}
+	out := []manifestJSON{}
+	damaged := false
+	for _, l := range found {
+		if l.Err != nil {
+			damaged = true
+			out = append(out, manifestJSON{Dir: l.Dir, Error: l.Err.Error()})
+			continue
+		}
+		out = append(out, toJSON(l.Dir, l.Manifest))
+	}
+	if e.json {
+		e.emit(out)
+	} else {
+		if len(out) == 0 {
+			fmt.Fprintf(e.stdout, "no backups in %s\n", pos[0])
+		}
+		for _, j := range out {
+			if j.Error != "" {
+				fmt.Fprintf(e.stdout, "%s  DAMAGED: %s\n", j.Dir, j.Error)
+				continue
+			}
+			describe(e.stdout, j)
+		}
+	}
+	if damaged {
+		return fmt.Errorf("%w: a backup manifest could not be read: %w", errReported, errDamage)
+	}
+	return nil
+}
+
+func verify(args []string, e *env) error {
+	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
+	fs.BoolVar(&e.json, "json", false, "print the result as JSON")
+	pos, err := parse(fs, args, "DIR")
+	if err != nil {
+		return err
+	}
+	if err := mustExist(pos[0]); err != nil {
+		return err
+	}
+	prog, done := e.progress("verifying")
+	rep, err := backup.Verify(pos[0], &backup.Options{Progress: prog})
+	done()
+	if rep == nil {
+		return err
+	}
+	problems := []string{}
+	for _, p := range rep.Problems {
+		problems = append(problems, p.Error())
+	}
+	sort.Strings(problems)
+	if e.json {
+		var chain []manifestJSON
+		for _, b := range rep.Chain {
+			chain = append(chain, toJSON(b.Dir, b.Manifest))
+		}
+		e.emit(map[string]any{"ok": len(problems) == 0, "chain": chain, "files": rep.Files, "bytes": rep.Bytes, "problems": problems})
+	} else {
+		for _, b := range rep.Chain {
+			describe(e.stdout, toJSON(b.Dir, b.Manifest))
+		}
+		for _, p := range problems {
+			fmt.Fprintf(e.stdout, "DAMAGE: %s\n", p)
+		}
+		if len(problems) == 0 {
+			fmt.Fprintf(e.stdout, "ok: %d files, %s, every checksum matches\n", rep.Files, byteSize(rep.Bytes))
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %d problems: %w", errReported, len(problems), err)
+	}
+	return nil
+}
+
+func restore(args []string, e *env) error {
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	same := fs.Bool("same-replica", false, "restore with the source's replica ID (required; see the help)")
+	fs.BoolVar(&e.json, "json", false, "print the result as JSON")
+	pos, err := parse(fs, args, "BACKUP", "DIR")
+	if err != nil {
+		return err
+	}
+	if err := mustExist(pos[0]); err != nil {
+		return err
+	}
+	prog, done := e.progress("restoring")
+	m, err := backup.Restore(pos[0], pos[1], &backup.Options{SameReplica: *same, Progress: prog})
+	done()
+	if err != nil {
+		return err
+	}
+	j := toJSON(pos[0], m)
+	if e.json {
+		e.emit(map[string]any{"restored": pos[1], "backup": j})
+	} else {
+		fmt.Fprintf(e.stdout, "restored %s (replica %s, last seq %d, %d files, %s) into %s\n",
+			pos[0], j.Replica, j.LastSeq, j.Files, byteSize(j.Bytes), pos[1])
+	}
+	return nil
+}

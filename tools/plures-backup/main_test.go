@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/plures/pluresdb"
+)
+
+func runTool(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func expect(t *testing.T, want int, args ...string) string {
+	t.Helper()
+	code, out, errOut := runTool(t, args...)
+	if code != want {
+		t.Fatalf("%v: exit %d, want %d\nstdout: %s\nstderr: %s", args, code, want, out, errOut)
+	}
+	return out + errOut
+}
+
+func TestExitCodes(t *testing.T) {
+	root := t.TempDir()
+	dbDir := filepath.Join(root, "db")
+	db, err := pluresdb.Open(dbDir, &pluresdb.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2000 {
+		if err := db.Put(fmt.Appendf(nil, "k%05d", i), fmt.Appendf(nil, "v%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	full, inc := filepath.Join(root, "bk", "full"), filepath.Join(root, "bk", "inc")
+	// The database is open here: the tool is refused the lock.
+	if out := expect(t, exitDamage, "create", "--db", dbDir, full); !strings.Contains(out, "another process") {
+		t.Fatalf("locked database: %s", out)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Usage errors.
+	expect(t, exitFailure)
+	expect(t, exitFailure, "frobnicate")
+	expect(t, exitFailure, "create", full)
+	expect(t, exitFailure, "create", "--db", dbDir)
+	expect(t, exitFailure, "create", "--db", dbDir, "--bogus", full)
+	expect(t, exitFailure, "restore", "--same-replica", full)
+	expect(t, exitOK, "help")
+	// I/O errors: no such directory, no database.
+	expect(t, exitFailure, "verify", filepath.Join(root, "nope"))
+	expect(t, exitFailure, "create", "--db", filepath.Join(root, "nope"), full)
+
+	out := expect(t, exitOK, "create", "--json", "--db", dbDir, full)
+	var m manifestJSON
+	if err := json.Unmarshal([]byte(out), &m); err != nil || !m.Full || m.Files == 0 {
+		t.Fatalf("create --json: %v %+v\n%s", err, m, out)
+	}
+	db, err = pluresdb.Open(dbDir, &pluresdb.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		if err := db.Put(fmt.Appendf(nil, "new%03d", i), []byte("v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := map[string]string{}
+	it := db.NewIter(nil, nil)
+	for ok := it.First(); ok; ok = it.Next() {
+		want[string(it.Key())] = string(it.Value())
+	}
+	it.Close()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, exitOK, "create", "--db", dbDir, "--since", full, inc)
+	// Into an existing, non-empty directory: refused.
+	expect(t, exitDamage, "create", "--db", dbDir, full)
+
+	out = expect(t, exitOK, "list", "--json", filepath.Join(root, "bk"))
+	var listed []manifestJSON
+	if err := json.Unmarshal([]byte(out), &listed); err != nil || len(listed) != 2 || listed[1].Parent != listed[0].ID {
+		t.Fatalf("list --json: %v %+v", err, listed)
+	}
+	expect(t, exitOK, "verify", inc)
+	out = expect(t, exitOK, "verify", "--json", inc)
+	var vr struct {
+		OK    bool `json:"ok"`
+		Files int  `json:"files"`
+	}
+	if err := json.Unmarshal([]byte(out), &vr); err != nil || !vr.OK || vr.Files == 0 {
+		t.Fatalf("verify --json: %v %s", err, out)
+	}
+	// Not a backup.
+	expect(t, exitDamage, "verify", dbDir)
+
+	// Restore: refused without --same-replica, and into a non-empty
+	// directory; done otherwise.
+	target := filepath.Join(root, "restored")
+	if out := expect(t, exitDamage, "restore", inc, target); !strings.Contains(out, "must not run beside") {
+		t.Fatalf("restore without --same-replica: %s", out)
+	}
+	expect(t, exitOK, "restore", "--same-replica", inc, target)
+	expect(t, exitDamage, "restore", "--same-replica", inc, target)
+	rdb, err := pluresdb.Open(target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	it = rdb.NewIter(nil, nil)
+	for ok := it.First(); ok; ok = it.Next() {
+		got[string(it.Key())] = string(it.Value())
+	}
+	it.Close()
+	rdb.Close()
+	if len(got) != len(want) {
+		t.Fatalf("restored %d keys, want %d", len(got), len(want))
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Fatalf("restored %q = %q, want %q", k, got[k], v)
+		}
+	}
+
+	// Damage: a flipped bit in a stored table.
+	names, _ := os.ReadDir(full)
+	var table string
+	for _, n := range names {
+		if strings.HasSuffix(n.Name(), ".sst") {
+			table = filepath.Join(full, n.Name())
+			break
+		}
+	}
+	b, err := os.ReadFile(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	if err := os.WriteFile(table, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out := expect(t, exitDamage, "verify", inc); !strings.Contains(out, filepath.Base(table)) {
+		t.Fatalf("verify names no file: %s", out)
+	}
+	out = expect(t, exitDamage, "verify", "--json", full)
+	if err := json.Unmarshal([]byte(out), &vr); err != nil || vr.OK {
+		t.Fatalf("verify --json of a damaged backup: %v %s", err, out)
+	}
+	expect(t, exitDamage, "restore", "--same-replica", full, filepath.Join(root, "r2"))
+}
