@@ -193,7 +193,7 @@ func (db *DB) ExportSnapshot(w io.Writer) (SnapshotInfo, error) {
 //     the snapshot, which loses them (the error names them).
 //
 // ImportSnapshot holds the commit lock while it applies, as a bulk
-// ImportChanges does: writers wait.
+// ImportChanges does: writers wait. Retention waits too.
 func (db *DB) ImportSnapshot(r io.Reader) (SnapshotInfo, error) {
 	if db.closed.Load() {
 		return SnapshotInfo{}, errs.ErrClosed
@@ -212,6 +212,10 @@ func (db *DB) ImportSnapshot(r io.Reader) (SnapshotInfo, error) {
 		return info, err
 	}
 
+	// No retention pass meanwhile: it would write back the history floor
+	// and clock mark it read before the import raised them.
+	db.retentionMu.Lock()
+	defer db.retentionMu.Unlock()
 	db.commitMu.Lock()
 	if err := db.writable(); err != nil {
 		db.commitMu.Unlock()
