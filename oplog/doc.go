@@ -1,8 +1,9 @@
 // Package oplog owns the CRDT operation log's primitives: replica IDs and
 // the REPLICA file, the hybrid logical clock, version vectors, the
 // encoding of operations, alone and in per-replica runs (batches), document
-// states and their merge rules, and the change-stream format. The root
-// package keeps the log itself (its WAL segments) and wires these in.
+// states and their merge rules, the change-stream format and the
+// state-snapshot format. The root package keeps the log itself (its WAL
+// segments) and wires these in.
 //
 // Every change to a database is an Op stamped with this replica's ID, a
 // per-replica sequence number (rising; the engine uses its log sequence
@@ -221,8 +222,63 @@
 // the batches, and each op reads as a transaction of its own (they were
 // applied in batches cut anywhere).
 //
-// Merger is safe for concurrent use; a StreamWriter belongs to one
-// goroutine.
+// # State snapshot
+//
+// What DB.ExportSnapshot writes and DB.ImportSnapshot reads: a replica's
+// full user state at one point (snapshot.go), so another joins without
+// its op history. Little endian; streamed a chunk at a time.
+//
+//	+--------------------+-------------+----------------------+--------+----------------------+
+//	| magic "PLRSSNAP" 8 | version (1) | header length varint | header | xxhash64 of all      |
+//	|                    | = 1         |                      |        | bytes before it (8)  |
+//	+--------------------+-------------+----------------------+--------+----------------------+
+//	header: source replica ID (16) | clock (8) | collection horizon (8) |
+//	        version vector (as above; the source's own entry included)
+//
+//	chunk:
+//	+---------+-----------+-----------------+--------------------+----------------+---------------+
+//	| tag = 1 | codec (1) | raw size varint | stored size varint | stored bytes   | xxhash64 (8)  |
+//	|         |           |                 |                    |                | of tag..bytes |
+//	+---------+-----------+-----------------+--------------------+----------------+---------------+
+//	codec: 0 none, 1 S2, 2 zstd. Raw (what the codec compresses):
+//
+//	+---------------------+-----------------------------------------------+-----
+//	| entry count varint  | entry: namespace (1) | key bytes | state bytes | ...
+//	+---------------------+-----------------------------------------------+-----
+//
+//	trailer:
+//	+---------+----------------------+----------------------+-----------------------------------------+
+//	| tag = 2 | entry count varint   | chunk count varint   | xxhash64 (8) of every byte before this  |
+//	+---------+----------------------+----------------------+-----------------------------------------+
+//	and nothing after it.
+//
+// The counts are in the trailer, not the header: the writer streams in
+// one pass and knows them only at the end. Entries are in strictly
+// ascending (namespace, key) order, keys non-empty, across chunks; a
+// chunk holds at least one entry. The writer keeps a chunk's raw size
+// under 256 KiB (a larger entry gets its own chunk) and stores a chunk
+// raw rather than compress it beyond the reader's bound on expansion
+// (1024 times the bytes read so far); the reader refuses raw and stored
+// sizes above 16 MiB + 128 KiB. The root package allows the documents
+// (1) and counters (5) namespaces only.
+//
+// A state in a snapshot is portable: a document state (above) encoded
+// with the zero replica ID as "self", so every origin is in the replica
+// table and origin code 0 never occurs (the reader refuses it). The
+// source's local counter shares become shares of its ID that record as
+// counted the source's own entry of the version vector. Portable states
+// join (JoinPortable, JoinState): the higher whole register; per field the
+// higher register if above the whole one; per (counter, origin) the share
+// that counted the higher sequence number, but the importer's own share,
+// which counts all its increments. The join is associative, commutative
+// and idempotent.
+//
+// The reader checks every chunk's checksum, every entry's order and every
+// state before it returns an entry, and returns io.EOF only once the
+// trailer's counts and checksum match and nothing follows.
+//
+// Merger is safe for concurrent use; a StreamWriter, SnapshotWriter or
+// SnapshotReader belongs to one goroutine.
 //
 // # Concurrency
 //
