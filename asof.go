@@ -19,10 +19,12 @@ func (db *DB) Now() oplog.Timestamp { return db.ol.clock.Now() }
 // filter says they may hold an operation on key at or before ts, and the
 // few recent ones not yet filtered.
 //
-// Once retention has dropped history, the answer needs an operation that
-// wrote the whole document (Put or Delete) at or before ts within what is
-// retained; without one GetAsOf returns ErrHistoryUnavailable. Counters
-// are exact only while no history has been dropped.
+// Once retention has dropped history, or a snapshot was imported
+// (ImportSnapshot: its states hold operations the log never had), the
+// answer needs an operation that wrote the whole document (Put or Delete)
+// at or before ts within what is retained, and after the clock of every
+// snapshot imported; without one GetAsOf returns ErrHistoryUnavailable.
+// Counters are exact only while no history has been dropped.
 func (db *DB) GetAsOf(key []byte, ts oplog.Timestamp) (Document, error) {
 	if err := checkKV(key, nil); err != nil {
 		return Document{}, err
@@ -45,7 +47,11 @@ func (db *DB) GetAsOf(key []byte, ts oplog.Timestamp) (Document, error) {
 	live := db.ol.cur.clone()
 	db.ol.mu.Lock()
 	segs := append(db.ol.snapshotSegs(), live)
-	truncated := len(db.ol.floor) > 0
+	// History is incomplete once retention dropped some, or a snapshot
+	// brought state whose operations the log never held: then only a
+	// whole-document write (after the snapshot's clock) starts a fold.
+	snapClock := db.ol.snapClock
+	truncated := len(db.ol.floor) > 0 || snapClock != 0
 	db.ol.mu.Unlock()
 	db.commitMu.Unlock()
 
@@ -60,7 +66,7 @@ func (db *DB) GetAsOf(key []byte, ts oplog.Timestamp) (Document, error) {
 			counters, _, err = oplog.ApplyOp(counters, counters != nil, op, db.ol.self)
 		} else {
 			doc, _, err = oplog.ApplyOp(doc, doc != nil, op, db.ol.self)
-			sawWhole = sawWhole || op.Kind == oplog.KindPut || op.Kind == oplog.KindDelete
+			sawWhole = sawWhole || (op.Kind == oplog.KindPut || op.Kind == oplog.KindDelete) && op.HLC > snapClock
 		}
 		return err
 	}

@@ -227,14 +227,14 @@ func (db *DB) checkpointInto(tmp string, opts *CheckpointOptions) (*CheckpointIn
 		db.commitMu.Unlock()
 		return nil, errs.ErrClosed
 	}
-	liveSize, err := db.wal.WriteBuffered()
+	liveSize, err := db.liveLogSize()
 	if err != nil {
 		db.commitMu.Unlock()
 		return nil, fmt.Errorf("pluresdb: checkpoint: writing the log: %w", err)
 	}
 	cut := db.lastSeq
 	info := &CheckpointInfo{Replica: db.ol.self, VersionVector: db.versionVectorLocked(), LastSeq: uint64(cut), Time: time.Now()}
-	liveNum := db.wal.Num()
+	liveNum := db.ol.cur.num
 	db.stateMu.RLock()
 	v := db.version
 	v.Ref()

@@ -45,6 +45,11 @@ var (
 	// retention (uvarint seq | uvarint index): the change feed cannot
 	// resume before it.
 	metaFeedFloor = []byte("oplog/feedfloor")
+	// metaSnapClock is the newest clock of a snapshot this replica
+	// imported (8 bytes, big endian): the snapshot's states hold
+	// operations at or before it that the log does not, so as-of reads
+	// fold only from a whole-document write after it.
+	metaSnapClock = []byte("oplog/snapclock")
 )
 
 // seqRange is what a segment holds of one replica's operations: the
@@ -248,6 +253,9 @@ type opLog struct {
 	feedFloorSet bool
 	// clockMark is the persisted high-water mark of the clock (metaClock).
 	clockMark oplog.Timestamp
+	// snapClock is metaSnapClock (0: no snapshot imported); raised under
+	// commitMu and ol.mu.
+	snapClock oplog.Timestamp
 	peers     map[oplog.ReplicaID]oplog.VersionVector
 
 	subs subscribers
@@ -592,6 +600,14 @@ func (db *DB) readOpLogMeta(known map[layout.FileNum]*segIndex) error {
 			return errs.Corruptf(db.dir, -1, "op log feed floor: bad encoding")
 		}
 		ol.feedFloor, ol.feedFloorSet = Position{seq, uint32(idx)}, true
+	}
+	if v, ok, err := db.getMeta(metaSnapClock); err != nil {
+		return err
+	} else if ok {
+		if len(v) != 8 {
+			return errs.Corruptf(db.dir, -1, "op log snapshot clock: %d bytes, want 8", len(v))
+		}
+		ol.snapClock = oplog.Timestamp(binary.BigEndian.Uint64(v))
 	}
 	if v, ok, err := db.getMeta(metaGCHorizon); err != nil {
 		return err

@@ -53,7 +53,16 @@ func (db *DB) replayedReadOnly(mem *lsm.Memtable, live []layout.FileNum, res wal
 		db.ol.segs = db.ol.segs[:n-1]
 	}
 	db.roLiveSize = size
-	db.mem = &memtable{m: mem, logNum: cur, maxSeq: lastSeq}
+	// Nothing replayed was flushed: every memtable needs the log from the
+	// first replayed segment (a checkpoint copies from there).
+	first := cur
+	if len(live) > 0 {
+		first = live[0]
+	}
+	for _, imm := range db.imms {
+		imm.logNum = first
+	}
+	db.mem = &memtable{m: mem, logNum: first, maxSeq: lastSeq}
 	db.vs.SetLastSeq(lastSeq)
 	db.lastSeq = lastSeq
 	db.visible.Store(uint64(lastSeq))

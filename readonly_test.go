@@ -86,6 +86,14 @@ func checkWritesRefused(t *testing.T, db *DB, stream []byte) {
 			return err
 		},
 		"AcknowledgePeer": func() error { return db.AcknowledgePeer(db.ReplicaID(), db.VersionVector()) },
+		"ImportSnapshot": func() error {
+			var snap bytes.Buffer
+			if _, err := db.ExportSnapshot(&snap); err != nil {
+				return err
+			}
+			_, err := db.ImportSnapshot(&snap)
+			return err
+		},
 	}
 	for name, w := range writes {
 		if err := w(); !errors.Is(err, ErrReadOnly) {
@@ -221,5 +229,32 @@ func TestReadOnlyRefuses(t *testing.T) {
 	defer db.Close()
 	if _, err := Open("/db", &Options{FS: fs, ReadOnly: true}); !errors.Is(err, ErrLocked) {
 		t.Fatalf("read-only open of a database open elsewhere: %v", err)
+	}
+}
+
+// TestReadOnlyCheckpoint: a read-only open (after a crash, the log longer
+// than its memtable) checkpoints what it reads, and the copy opens with
+// the same contents; the source directory is unchanged.
+func TestReadOnlyCheckpoint(t *testing.T) {
+	fs := vfs.NewMem()
+	db, err := Open("/db", &Options{FS: fs, MemtableSize: 8 << 20})
+	must(t, err)
+	for i := range 3000 {
+		must(t, db.Put(fmt.Appendf(nil, "k%04d", i), bytes.Repeat([]byte{byte(i)}, 500)))
+	}
+	crashed := fs.CrashClone()
+	db.Close()
+	before := fileState(t, crashed, "/db")
+	ro, err := Open("/db", &Options{FS: crashed, ReadOnly: true, MemtableSize: 1 << 20})
+	must(t, err)
+	want := dump(t, ro)
+	must(t, ro.Checkpoint("/copy"))
+	must(t, ro.Close())
+	sameFiles(t, before, fileState(t, crashed, "/db"))
+	cp, err := Open("/copy", &Options{FS: crashed})
+	must(t, err)
+	defer cp.Close()
+	if got := dump(t, cp); got != want {
+		t.Fatal("the checkpoint of a read-only open differs from what it read")
 	}
 }

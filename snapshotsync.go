@@ -201,6 +201,10 @@ func (db *DB) ImportSnapshot(r io.Reader) (SnapshotInfo, error) {
 	if err := db.opLogUsable(); err != nil {
 		return SnapshotInfo{}, err
 	}
+	// Before the temp file: a read-only open writes nothing.
+	if err := db.writable(); err != nil {
+		return SnapshotInfo{}, err
+	}
 	tmp := layout.Path(db.dir, layout.TypeTemp, db.vs.NewFileNum())
 	defer func() {
 		if err := db.fs.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -370,7 +374,7 @@ func (im *snapshotImport) checkUndeliverable() error {
 				ErrStaleReplica, r, info.VersionVector[r]+1, s, h)
 		}
 	}
-	size, err := db.wal.WriteBuffered()
+	size, err := db.liveLogSize()
 	if err != nil {
 		return err
 	}
@@ -689,9 +693,14 @@ func (im *snapshotImport) finish() error {
 		floor[r] = max(floor[r], s)
 	}
 	horizon := max(oplog.Timestamp(db.ol.gcHorizon.Load()), info.Horizon)
+	db.ol.mu.Lock()
+	snapClock := max(db.ol.snapClock, info.Clock)
+	db.ol.mu.Unlock()
 	b := db.NewBatch()
 	b.add(lsm.KindSet, nsMeta, metaVV, remote.Append(nil))
 	b.add(lsm.KindSet, nsMeta, metaFloor, floor.Append(nil))
+	// As-of reads cannot see the states' operations: see metaSnapClock.
+	b.add(lsm.KindSet, nsMeta, metaSnapClock, binary.BigEndian.AppendUint64(nil, uint64(snapClock)))
 	if horizon != 0 {
 		b.add(lsm.KindSet, nsMeta, metaGCHorizon, binary.BigEndian.AppendUint64(nil, uint64(horizon)))
 	}
@@ -704,6 +713,7 @@ func (im *snapshotImport) finish() error {
 	db.ol.remote = remote
 	db.ol.mu.Lock()
 	db.ol.floor = floor
+	db.ol.snapClock = snapClock
 	db.ol.mu.Unlock()
 	db.ol.gcHorizon.Store(uint64(horizon))
 	return nil

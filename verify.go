@@ -44,7 +44,7 @@ func (db *DB) Verify(ctx context.Context, progress func(done, total int64)) (*ve
 		db.commitMu.Unlock()
 		return nil, errs.ErrClosed
 	}
-	size, err := db.wal.WriteBuffered()
+	size, err := db.liveLogSize()
 	if err != nil {
 		db.commitMu.Unlock()
 		return nil, err

@@ -269,11 +269,12 @@ func create(args []string, e *env) error {
 	if *dbDir == "" {
 		return usageError{"--db DIR is required"}
 	}
-	// Open would make a new database in a directory without one.
 	if err := mustExist(filepath.Join(*dbDir, "CURRENT")); err != nil {
 		return fmt.Errorf("%s is not a database: %w", *dbDir, err)
 	}
-	db, err := pluresdb.Open(*dbDir, nil)
+	// Read-only: the engine writes nothing to the database it backs up
+	// (the backup stages its checkpoint beside the files, then removes it).
+	db, err := pluresdb.Open(*dbDir, &pluresdb.Options{ReadOnly: true})
 	if err != nil {
 		if errors.Is(err, pluresdb.ErrLocked) {
 			return fmt.Errorf("%w: another process has the database open; back it up from that process with backup.Create", err)
