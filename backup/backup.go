@@ -43,8 +43,8 @@ var (
 	// ErrNotBackup: the directory holds no backup manifest.
 	ErrNotBackup = errors.New("backup: not a backup")
 	// ErrRefused: the operation would overwrite data or break a rule
-	// (a non-empty target, a restore without SameReplica, an incremental
-	// backup of another replica). Nothing was written.
+	// (a non-empty target, an incremental backup of another replica).
+	// Nothing was written.
 	ErrRefused = errors.New("backup: refused")
 )
 
@@ -58,8 +58,10 @@ type Options struct {
 	// Since makes Create incremental: the directory of the backup it
 	// builds on (full or incremental, of the same replica).
 	Since string
-	// SameReplica must be set for Restore: the restored database has the
-	// source's replica ID, and must never run beside the source.
+	// SameReplica makes Restore rebuild the backed-up replica itself, its
+	// replica ID and op history included: to replace a lost node, never
+	// to run beside the source. Without it the restored database is a new
+	// replica (see Restore).
 	SameReplica bool
 	// Progress, if set, is called as files are processed with the bytes
 	// done so far and the total.
@@ -487,14 +489,20 @@ func Verify(dir string, opts *Options) (*Report, error) {
 // it builds on) into targetDir, which must not exist or be empty. Every
 // file is checked against its checksum as it is written; a mismatch
 // stops the restore with an error wrapping ErrCorruption that names the
-// file, and targetDir is not created. opts.SameReplica must be set: the
-// restored database is the same replica as the source (its replica ID),
-// and must never run beside the source. It returns the backup's manifest.
+// file, and targetDir is not created. It returns the backup's manifest.
+//
+// By default the restored database is a new replica: a new replica ID,
+// holding the backed-up state (documents and counters, as a state
+// snapshot of the restored copy, see pluresdb.DB.ImportSnapshot) and
+// claiming the source's operations up to the backup's version vector, but
+// none of its op history; it may run beside the source and sync with it.
+// Vector indexes are rebuilt by the application (snapshots do not carry
+// them). With opts.SameReplica the backed-up replica itself is restored,
+// files as they were: its replica ID and history included, to replace a
+// lost node, never to run beside the source.
 func Restore(backupDir, targetDir string, opts *Options) (*Manifest, error) {
 	if opts == nil || !opts.SameReplica {
-		return nil, fmt.Errorf("%w: a restore keeps the replica ID of the backed-up database; a copy restored with the same ID "+
-			"must not run beside the original (both would write as one replica). Restore only to replace the original, "+
-			"and say so with SameReplica (--same-replica). Restoring as a new replica is not supported", ErrRefused)
+		return restoreNewReplica(backupDir, targetDir, opts)
 	}
 	fs := opts.fs()
 	targetDir = filepath.Clean(targetDir)
@@ -645,4 +653,59 @@ func relPath(from, target string) (string, error) {
 		return "", err
 	}
 	return filepath.Rel(a, b)
+}
+
+// restoreNewReplica restores the backup as itself into a temporary
+// directory beside targetDir, opens that read-only, and streams a state
+// snapshot of it into a new database, which becomes targetDir.
+func restoreNewReplica(backupDir, targetDir string, opts *Options) (*Manifest, error) {
+	fs := opts.fs()
+	targetDir = filepath.Clean(targetDir)
+	if err := checkEmptyTarget(fs, targetDir); err != nil {
+		return nil, err
+	}
+	same := tempBeside(targetDir, "restore-source")
+	fresh := tempBeside(targetDir, "restore-new")
+	defer removeTree(fs, same)
+	ok := false
+	defer func() {
+		if !ok {
+			removeTree(fs, fresh)
+		}
+	}()
+	o := Options{FS: fs, SameReplica: true}
+	if opts != nil {
+		o.Progress = opts.Progress
+	}
+	m, err := Restore(backupDir, same, &o)
+	if err != nil {
+		return nil, err
+	}
+	src, err := pluresdb.Open(same, &pluresdb.Options{FS: fs, ReadOnly: true})
+	if err != nil {
+		return nil, fmt.Errorf("backup: opening the restored copy: %w", err)
+	}
+	defer src.Close()
+	dst, err := pluresdb.Open(fresh, &pluresdb.Options{FS: fs})
+	if err != nil {
+		return nil, fmt.Errorf("backup: creating the new replica: %w", err)
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := src.ExportSnapshot(pw)
+		pw.CloseWithError(err)
+	}()
+	_, err = dst.ImportSnapshot(pr)
+	pr.CloseWithError(err) // stops the export if the import failed
+	if cerr := dst.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("backup: restoring as a new replica: %w", err)
+	}
+	if err := publishDir(fs, fresh, targetDir); err != nil {
+		return nil, err
+	}
+	ok = true
+	return m, nil
 }

@@ -1,6 +1,7 @@
 package backup
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -303,13 +304,12 @@ func TestRestoreRefusals(t *testing.T) {
 	_, err = Create(db, "/bk", &Options{FS: fs})
 	must(t, err)
 
-	if _, err := Restore("/bk", "/r", &Options{FS: fs}); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "must not run beside") {
-		t.Fatalf("restore without SameReplica: %v", err)
-	}
 	must(t, fs.MkdirAll("/r"))
 	must(t, vfs.WriteFileAtomic(fs, "/r/x.tmp", "/r/x", []byte("keep me")))
-	if _, err := Restore("/bk", "/r", &Options{FS: fs, SameReplica: true}); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "not empty") {
-		t.Fatalf("restore into a non-empty directory: %v", err)
+	for _, same := range []bool{true, false} {
+		if _, err := Restore("/bk", "/r", &Options{FS: fs, SameReplica: same}); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "not empty") {
+			t.Fatalf("restore (same replica %v) into a non-empty directory: %v", same, err)
+		}
 	}
 	if fi, err := fs.Stat("/r/x"); err != nil || fi.Size() != 7 {
 		t.Fatal("the non-empty target was touched")
@@ -386,5 +386,57 @@ func TestManifestRoundTrip(t *testing.T) {
 	newer[len(manifestMagic)] = manifestVersion + 1
 	if _, err := DecodeManifest(newer, "BACKUP"); !errors.Is(err, pluresdb.ErrNewerFormat) {
 		t.Fatalf("newer version: %v", err)
+	}
+}
+
+// TestRestoreAsNewReplica: by default a restore makes a new replica that
+// holds the backed-up state, runs beside the source, and converges with
+// it by sync, each side's later writes included; nothing temporary is
+// left beside the target.
+func TestRestoreAsNewReplica(t *testing.T) {
+	fs := vfs.NewMem()
+	src, err := pluresdb.Open("/db", &pluresdb.Options{FS: fs, NoSync: true})
+	must(t, err)
+	defer src.Close()
+	write(t, src, "a", 200)
+	must(t, src.SetField([]byte("doc"), []byte("f"), []byte("v")))
+	must(t, src.Incr([]byte("doc"), []byte("n"), 3))
+	_, err = Create(src, "/bk", &Options{FS: fs})
+	must(t, err)
+	write(t, src, "after-backup", 20)
+
+	m, err := Restore("/bk", "/new", &Options{FS: fs})
+	must(t, err)
+	dst, err := pluresdb.Open("/new", &pluresdb.Options{FS: fs, NoSync: true})
+	must(t, err)
+	defer dst.Close()
+	if dst.ReplicaID() == src.ReplicaID() || dst.ReplicaID() == m.Replica {
+		t.Fatal("a default restore kept the source's replica ID")
+	}
+	if d, err := dst.GetFields([]byte("doc")); err != nil || string(d.Fields["f"]) != "v" || d.Counters["n"] != 3 {
+		t.Fatalf("restored doc: %+v, %v", d, err)
+	}
+	must(t, dst.Put([]byte("from-new"), []byte("x")))
+	for range 2 {
+		for _, p := range [][2]*pluresdb.DB{{src, dst}, {dst, src}} {
+			var buf bytes.Buffer
+			_, err := p[0].ExportChanges(&buf, p[1].VersionVector())
+			must(t, err)
+			_, err = p[1].ImportChanges(&buf)
+			must(t, err)
+		}
+	}
+	if a, b := scanAll(t, src), scanAll(t, dst); fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("source (%d keys) and new replica (%d keys) differ after sync", len(a), len(b))
+	}
+	if d, err := dst.GetFields([]byte("doc")); err != nil || d.Counters["n"] != 3 {
+		t.Fatalf("counter after sync: %+v, %v (counted twice?)", d, err)
+	}
+	names, err := fs.List("/")
+	must(t, err)
+	for _, n := range names {
+		if strings.HasPrefix(n, ".new.") {
+			t.Fatalf("restore left %s beside the target", n)
+		}
 	}
 }

@@ -51,7 +51,8 @@ type Manifest struct {
 	// ParentPath is where the parent was, relative to this backup's
 	// directory when it could be made so.
 	ParentPath string
-	// Replica is the ID of the database backed up; a restore keeps it.
+	// Replica is the ID of the database backed up; a restore as the same
+	// replica keeps it.
 	Replica oplog.ReplicaID
 	// Time is the wall-clock time of the checkpoint's cut.
 	Time time.Time

@@ -4,15 +4,15 @@
 //	plures-backup create --db DIR [--since PREV] DEST   full, or incremental on PREV
 //	plures-backup list DIR                              the backups in DIR
 //	plures-backup verify DIR                            every checksum of a backup and its chain
-//	plures-backup restore --same-replica BACKUP DIR     rebuild the database into DIR
+//	plures-backup restore [--same-replica] BACKUP DIR   a new replica (or the same one) in DIR
 //
 // Every command takes --json. Exit codes: 0 done (verify: no damage), 1
 // damage found or the operation refused, 2 a usage or I/O error.
 //
-// create opens the database itself, and a database directory is locked
-// while a process has it open: the tool cannot back up a database that
-// another process holds open. A running application backs itself up in
-// process with backup.Create.
+// create opens the database itself, read-only, and a database directory
+// is locked while a process has it open: the tool cannot back up a
+// database that another process holds open. A running application backs
+// itself up in process with backup.Create.
 package main
 
 import (
@@ -43,24 +43,26 @@ const usageText = `usage:
   plures-backup verify [--json] DIR
         read every file of the backup in DIR and of the backups it builds
         on, and check every checksum; reports every problem found
-  plures-backup restore --same-replica [--json] BACKUP DIR
+  plures-backup restore [--same-replica] [--json] BACKUP DIR
         rebuild the database backed up in BACKUP into the new directory DIR
 
-create opens the database itself. A database directory is locked while a
+create opens the database itself, read-only. A database directory is locked while a
 process has it open, so the tool cannot back up a database that another
 process holds open: a running application backs itself up in process with
 the Go API (package backup, backup.Create), which needs no lock.
 
-restore keeps the replica ID of the backed-up database. A copy restored
-with the same ID must not run beside the original: both would write as one
-replica, and their peers would take different operations for the same
-ones. Restore to replace a lost or damaged original, and say so with
---same-replica; without it restore refuses. Restoring as a new replica,
-restoring to a point in time and continuous backup are not provided.
+restore makes a new replica by default: a new replica ID, the backed-up
+documents and counters (carried as a state snapshot), and the source's
+operations claimed up to the backup, but none of its op history; it may
+run beside the original and sync with it. Vector indexes are not carried:
+the application rebuilds them. --same-replica restores the backed-up
+replica itself, replica ID and history included, to replace a lost or
+damaged original: such a copy must never run beside the original (both
+would write as one replica). Restoring to a point in time and continuous
+backup are not provided.
 
 Exit codes: 0 done (verify: no damage), 1 damage found or operation
-refused (a non-empty target, a locked database, a missing --same-replica),
-2 usage or I/O error.
+refused (a non-empty target, a locked database), 2 usage or I/O error.
 `
 
 // Exit codes.
@@ -389,7 +391,7 @@ func verify(args []string, e *env) error {
 
 func restore(args []string, e *env) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
-	same := fs.Bool("same-replica", false, "restore with the source's replica ID (required; see the help)")
+	same := fs.Bool("same-replica", false, "restore the backed-up replica itself (its ID and history), to replace it; see the help")
 	fs.BoolVar(&e.json, "json", false, "print the result as JSON")
 	pos, err := parse(fs, args, "BACKUP", "DIR")
 	if err != nil {
@@ -405,11 +407,24 @@ func restore(args []string, e *env) error {
 		return err
 	}
 	j := toJSON(pos[0], m)
+	replica := j.Replica
+	if !*same {
+		db, err := pluresdb.Open(pos[1], &pluresdb.Options{ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		replica = db.ReplicaID().String()
+		db.Close()
+	}
 	if e.json {
-		e.emit(map[string]any{"restored": pos[1], "backup": j})
+		e.emit(map[string]any{"restored": pos[1], "backup": j, "replica": replica, "same_replica": *same})
 	} else {
-		fmt.Fprintf(e.stdout, "restored %s (replica %s, last seq %d, %d files, %s) into %s\n",
-			pos[0], j.Replica, j.LastSeq, j.Files, byteSize(j.Bytes), pos[1])
+		how := "as the new replica " + replica
+		if *same {
+			how = "as the same replica " + replica
+		}
+		fmt.Fprintf(e.stdout, "restored %s (replica %s, last seq %d, %d files, %s) into %s, %s\n",
+			pos[0], j.Replica, j.LastSeq, j.Files, byteSize(j.Bytes), pos[1], how)
 	}
 	return nil
 }

@@ -109,12 +109,13 @@ func TestExitCodes(t *testing.T) {
 	// Not a backup.
 	expect(t, exitDamage, "verify", dbDir)
 
-	// Restore: refused without --same-replica, and into a non-empty
-	// directory; done otherwise.
-	target := filepath.Join(root, "restored")
-	if out := expect(t, exitDamage, "restore", inc, target); !strings.Contains(out, "must not run beside") {
-		t.Fatalf("restore without --same-replica: %s", out)
+	// Restore: as a new replica by default, as the same one with
+	// --same-replica; refused into a non-empty directory.
+	newTarget := filepath.Join(root, "new-replica")
+	if out := expect(t, exitOK, "restore", inc, newTarget); !strings.Contains(out, "as the new replica") {
+		t.Fatalf("restore as a new replica: %s", out)
 	}
+	target := filepath.Join(root, "restored")
 	expect(t, exitOK, "restore", "--same-replica", inc, target)
 	expect(t, exitDamage, "restore", "--same-replica", inc, target)
 	rdb, err := pluresdb.Open(target, nil)
