@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/plures/pluresdb/internal/archive"
+	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
@@ -478,5 +479,88 @@ func TestTryNext(t *testing.T) {
 	must(t, err)
 	if !ok || string(c.Op.Key) != "later" {
 		t.Fatalf("TryNext after a commit: %v %q", ok, c.Op.Key)
+	}
+}
+
+// TestMissingHistoryFileIsLoud: an archive or a sealed log segment that
+// the op log's index lists but that is gone (deleted, never synced) is
+// history lost: exports and the feed from before it fail with
+// ErrHistoryUnavailable instead of sending less than asked, Health and
+// LostRanges name it, and exports after it still work.
+func TestMissingHistoryFileIsLoud(t *testing.T) {
+	for _, victim := range []string{"archive", "log"} {
+		t.Run(victim, func(t *testing.T) {
+			fs := vfs.NewMem()
+			opts := &Options{FS: fs, NoSync: true, MemtableSize: 1 << 20, HotHistory: -1}
+			if victim == "log" {
+				opts.HotHistory = 0 // keep sealed segments as they are
+			}
+			db, err := Open("/a", opts)
+			must(t, err)
+			for round := range 3 {
+				for i := range 300 {
+					must(t, db.Put(fmt.Appendf(nil, "r%d-k%03d", round, i), bytes.Repeat([]byte("v"), 50)))
+				}
+				must(t, db.Flush())
+			}
+			if victim == "archive" {
+				must(t, db.applyRetention(time.Now()))
+			}
+			db.ol.mu.Lock()
+			segs := db.ol.snapshotSegs()
+			db.ol.mu.Unlock()
+			must(t, db.Close())
+			// The second retained history file goes.
+			var s *segIndex
+			for _, g := range segs {
+				if g.archived == (victim == "archive") && len(g.ranges) > 0 {
+					if s != nil {
+						s = g
+						break
+					}
+					s = g
+				}
+			}
+			if s == nil {
+				t.Fatalf("no %s to delete", victim)
+			}
+			path := layout.Path("/a", layout.TypeLog, s.num)
+			if victim == "archive" {
+				path = layout.Path("/a", layout.TypeArchive, s.num)
+			}
+			must(t, fs.Remove(path))
+
+			db, err = Open("/a", opts)
+			must(t, err)
+			defer func() { db.Close() }()
+			if lost := db.Health().Lost; len(lost) != 1 || lost[0].Segment != path || !errors.Is(lost[0].Err, ErrCorruption) {
+				t.Fatalf("Health().Lost = %+v, want %s", lost, path)
+			}
+			var buf bytes.Buffer
+			if n, err := db.ExportChanges(&buf, nil); !errors.Is(err, ErrHistoryUnavailable) {
+				t.Fatalf("export from the start: %d operations, %v; want ErrHistoryUnavailable", n, err)
+			}
+			if _, err := db.Subscribe(context.Background(), Position{}); err == nil {
+				sub, _ := db.Subscribe(context.Background(), Position{})
+				if _, err := sub.Next(); !errors.Is(err, ErrHistoryUnavailable) {
+					t.Fatalf("feed from the start: %v", err)
+				}
+			} else if !errors.Is(err, ErrHistoryUnavailable) {
+				t.Fatalf("feed from the start: %v", err)
+			}
+			// From past the loss, all is there: the floor is in the vector.
+			since := oplog.VersionVector{db.ReplicaID(): s.ranges[db.ReplicaID()].max}
+			if _, err := db.ExportChanges(&buf, since); err != nil {
+				t.Fatalf("export after the loss: %v", err)
+			}
+			// And it stays so across a write and a restart.
+			must(t, db.Put([]byte("x"), []byte("y")))
+			must(t, db.Close())
+			db, err = Open("/a", opts)
+			must(t, err)
+			if _, err := db.ExportChanges(&buf, nil); !errors.Is(err, ErrHistoryUnavailable) {
+				t.Fatalf("export from the start after a restart: %v", err)
+			}
+		})
 	}
 }

@@ -1,12 +1,21 @@
 package pluresdb
 
-// LostRange is a range of the log that a salvaging Open (Options.Salvage)
-// could not replay: the damaged bytes it dropped and the sequence numbers
-// of the writes they held, which a peer or a backup may still supply.
+import (
+	"encoding/binary"
+
+	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/internal/layout"
+)
+
+// LostRange is a range of the log that Open found lost: damaged bytes a
+// salvaging Open (Options.Salvage) dropped, or a history file (a sealed
+// log segment or its archive) that the op log's index lists but that is
+// gone; with the sequence numbers of the records they held, which a peer
+// or a backup may still supply.
 type LostRange struct {
-	Segment     string // the log segment that held them
+	Segment     string // the log segment (or archive) that held them
 	Offset      int64  // where the dropped bytes started in it
-	Bytes       int64  // how many bytes were dropped
+	Bytes       int64  // how many bytes were dropped (0: unknown, a missing file)
 	Quarantined string // the copy of the segment as it was, before the salvage rewrote it
 	// First and Last bound the lost sequence numbers: those between the
 	// last record replayed before the damage and the first one after it.
@@ -16,9 +25,52 @@ type LostRange struct {
 	Err         error // the damage found
 }
 
-// LostRanges returns what the salvaging recovery of this Open dropped
-// from the log, in log order; nil when nothing was lost. Each range was
+// LostRanges returns what this Open found lost from the log (see
+// LostRange); nil when nothing was lost. Each range was
 // also logged at error level.
 func (db *DB) LostRanges() []LostRange {
 	return append([]LostRange(nil), db.lost...)
+}
+
+// historyLost handles segments whose index survives but whose files (log
+// segment and archive) are gone: their operations are lost to exports and
+// the change feed. They are treated as history retention dropped, so that
+// asking for them fails with ErrHistoryUnavailable instead of getting
+// less than asked: the history floor and the feed floor are raised past
+// them (durably, with the next commit; in memory only when read-only),
+// their clock is kept, and each is reported (LostRanges, Health, and the
+// log at error level). A peer or a backup holds what was lost.
+func (db *DB) historyLost(missing []*segIndex) {
+	ol := &db.ol
+	floor := ol.floor.Clone()
+	feedFloor := ol.feedFloor
+	for _, s := range missing {
+		for r, rg := range s.ranges {
+			floor[r] = max(floor[r], rg.max)
+		}
+		if p := (Position{Seq: uint64(s.lastSeq), Index: 1<<32 - 1}); !ol.feedFloorSet || feedFloor.Less(p) {
+			feedFloor = p
+		}
+		ol.clock.Restore(s.maxHLC)
+		path := layout.Path(db.dir, layout.TypeArchive, s.num)
+		if !s.archived {
+			path = layout.Path(db.dir, layout.TypeLog, s.num)
+		}
+		err := errs.Corruptf(path, 0, "missing: the op log's index lists it (log records %d..%d)", s.firstSeq, s.lastSeq)
+		db.lost = append(db.lost, LostRange{Segment: path, First: uint64(s.firstSeq), Last: uint64(s.lastSeq), Err: err})
+		db.log.Error().Err(err).Str("segment", path).Uint64("first_seq", uint64(s.firstSeq)).Uint64("last_seq", uint64(s.lastSeq)).
+			Msg("op history lost: exports and the change feed from before it now fail with ErrHistoryUnavailable; a peer or a backup holds it")
+	}
+	mark, raise := ol.clockMarkFor(missing...)
+	ol.floor = floor
+	ol.feedFloor, ol.feedFloorSet = feedFloor, true
+	db.queueMeta(metaFloor, floor.Append(nil))
+	db.queueMeta(metaFeedFloor, binary.AppendUvarint(binary.AppendUvarint(nil, feedFloor.Seq), uint64(feedFloor.Index)))
+	if raise {
+		ol.clockMark = mark
+		db.queueMeta(metaClock, binary.BigEndian.AppendUint64(nil, uint64(mark)))
+	}
+	for _, s := range missing {
+		db.queueMeta(segIndexKey(s.num), nil)
+	}
 }

@@ -719,17 +719,27 @@ func (db *DB) openOpLog() error {
 		}
 	}
 	// Archived segments, and index entries of segments that are gone.
+	// Retention deletes a segment's index before its files, and archiving
+	// writes the archive before the index says so: an index whose files
+	// are gone means history was lost (a file deleted or never synced),
+	// never that it was dropped.
+	var missing []*segIndex
 	for num, s := range known {
 		if slices.Contains(segs, num) {
 			continue
 		}
-		if s.archived {
-			if _, err := db.fs.Stat(layout.Path(db.dir, layout.TypeArchive, num)); err == nil {
-				all = append(all, s)
-				continue
+		if _, err := db.fs.Stat(layout.Path(db.dir, layout.TypeArchive, num)); err == nil {
+			if !s.archived {
+				s.archived = true
+				db.queueMeta(segIndexKey(num), s.encode())
 			}
+			all = append(all, s)
+			continue
 		}
-		db.queueMeta(segIndexKey(num), nil)
+		missing = append(missing, s)
+	}
+	if len(missing) > 0 && ol.damage == nil {
+		db.historyLost(missing)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i].num < all[j].num })
 	ol.segs = all
