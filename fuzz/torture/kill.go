@@ -32,7 +32,7 @@ const (
 	childSeedEnv  = "PLURES_TORTURE_SEED"
 	childRoundEnv = "PLURES_TORTURE_ROUND"
 	killKeys      = 200
-	flushEvery    = 64
+	flushEvery    = 16
 )
 
 // killWorkload is the workload of one round of the kill test.
