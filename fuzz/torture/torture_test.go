@@ -1,0 +1,82 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+var seedFlag = flag.Uint64("torture.seed", 0, "seed of TestTorture (0: from the clock)")
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		childMain()
+		return
+	}
+	os.Exit(m.Run())
+}
+
+// TestTorture runs a short version of the three parts: a few dozen kills,
+// faults and full disks. Faults of the listed known gap (a deleted
+// archive) are left out; the command reports them.
+func TestTorture(t *testing.T) {
+	seed := *seedFlag
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (-torture.seed %d to run again)", seed, seed)
+	cfg := Config{
+		Seed: seed,
+		Kills: KillConfig{Kills: 25, MaxDelay: 250 * time.Millisecond, Dir: t.TempDir() + "/db",
+			Command: func() *exec.Cmd { return exec.Command(os.Args[0]) }},
+		Faults:    60,
+		SkipKnown: true,
+		DiskFull:  25,
+	}
+	if testing.Short() {
+		cfg.Kills.Kills, cfg.Faults, cfg.DiskFull = 10, 30, 10
+	}
+	fig := Run(cfg)
+	var out bytes.Buffer
+	fig.Print(&out)
+	t.Log(out.String())
+	for _, f := range fig.Failures() {
+		t.Error(f)
+	}
+	// The figures must show that each part did its work.
+	switch {
+	case fig.Kill.Kills != cfg.Kills.Kills || fig.Kill.AckedBatches == 0:
+		t.Errorf("kill: %+v", fig.Kill)
+	case fig.Damage.Injected != cfg.Faults || fig.Damage.Detected == 0 || fig.Damage.FilesByType["archive"] == 0 || fig.Damage.RightReads == 0:
+		t.Errorf("damage: %+v", fig.Damage)
+	case fig.DiskFull.Injections != cfg.DiskFull || fig.DiskFull.FailedCommits == 0 || fig.DiskFull.AckedBatches == 0:
+		t.Errorf("diskfull: %+v", fig.DiskFull)
+	case fig.Damage.KnownGap != 0:
+		t.Errorf("damage: %d faults of a known gap injected with SkipKnown", fig.Damage.KnownGap)
+	}
+}
+
+// TestKnownGapReported: a deleted archive, the listed gap, is reported
+// as a failure when not skipped.
+func TestKnownGapReported(t *testing.T) {
+	base, err := buildDamageBase(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range base.files {
+		if fileType(p) != "archive" {
+			continue
+		}
+		f := fault{kind: "delete", file: p}
+		fig := DamageFigures{OpenRefusedBy: map[string]int{}, ReadOnlyRefusedBy: map[string]int{}, HarmlessWhy: map[string]int{}}
+		if _, fails := base.check(1, -1, nil, &fig), base.check(1, 0, &f, &fig); len(fails) == 0 || !strings.Contains(fails[0], "known gap") {
+			t.Fatalf("%s: failures %q, want the known gap", f, fails)
+		}
+		return
+	}
+	t.Fatal("no archive")
+}
