@@ -63,8 +63,8 @@ type Loss struct {
 // Recovered is a quarantined table whose entries the log holds: the next
 // open replays them.
 type Recovered struct {
-	File string           `json:"file"`
-	Keys *verify.KeyRange `json:"keys,omitempty"`
+	File string            `json:"file"`
+	Keys *verify.KeyRange  `json:"keys,omitempty"`
 	Seqs []verify.SeqRange `json:"seqs,omitempty"`
 	// FromLog is the first log segment the next open replays.
 	FromLog string `json:"from_log"`
