@@ -184,7 +184,13 @@ func (r *repairer) repairTables() error {
 		if m != nil && logIntact && replayFrom != 0 && replayFrom <= m.SmallestSeq && m.LargestSeq <= logLast {
 			r.res.Recovered = append(r.res.Recovered, Recovered{File: t.path, Keys: tableKeys(m), Seqs: tableSeqs(m), FromLog: layout.Name(layout.TypeLog, logNum)})
 		} else {
-			loss := Loss{File: t.path, Why: "table " + t.why + "; the log segments the next open replays do not hold all of its entries"}
+			why := "table " + t.why + "; the retained log does not hold all of its entries"
+			if m != nil && logHolds(segs, m) {
+				why = fmt.Sprintf("table %s; the retained log holds its sequence numbers %d..%d, but they are not replayed: the tables "+
+					"kept hold entries of the same records, and a merge operand replayed above the value a compaction folded it into "+
+					"reads wrong", t.why, m.SmallestSeq, m.LargestSeq)
+			}
+			loss := Loss{File: t.path, Why: why}
 			if m != nil {
 				loss.Keys, loss.Seqs = tableKeys(m), tableSeqs(m)
 			} else {
@@ -463,4 +469,26 @@ func describeLevels(levels [lsm.NumLevels][]*lsm.FileMeta) string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
+}
+
+// logHolds reports whether the retained log segments hold every sequence
+// number of the table, with no damage from the first one on.
+func logHolds(segs []segmentSeqs, m *lsm.FileMeta) bool {
+	from := -1
+	for i, s := range segs {
+		if s.first != 0 && s.first <= m.SmallestSeq {
+			from = i
+		}
+	}
+	if from < 0 {
+		return false
+	}
+	var last lsm.SeqNum
+	for _, s := range segs[from:] {
+		if s.damaged != nil {
+			return false
+		}
+		last = max(last, s.last)
+	}
+	return last >= m.LargestSeq
 }

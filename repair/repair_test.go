@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plures/pluresdb"
 	"github.com/plures/pluresdb/internal/errs"
@@ -108,6 +109,19 @@ func buildDB(t *testing.T, dir string, opts *pluresdb.Options, seed uint64) mode
 	round(3000)
 	if err := db.Flush(); err != nil {
 		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); opts.HotHistory < 0; {
+		// Sealed segments are archived in the background: wait for one.
+		if m, _ := filepath.Glob(filepath.Join(dir, "*.oparc")); len(m) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no archive written")
+		}
+		if err := db.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	round(500) // left in the log
 	keys := make([]string, nkeys)
