@@ -31,6 +31,10 @@ type tableFile struct {
 	why   string // what is wrong, when not clean
 	// newer: written by a newer format version; never quarantined.
 	newer bool
+	// level is the table's level in a MANIFEST that lists it.
+	level int
+	// missing: the MANIFEST lists it, the directory does not hold it.
+	missing bool
 }
 
 // segmentSeqs are the log sequence numbers a log segment holds.
@@ -78,68 +82,39 @@ func (r *repairer) repairTables() error {
 			for _, m := range files {
 				path := layout.Path(lsm.TableDir(r.dir, r.coldDir, m.Cold), layout.TypeTable, m.Num)
 				t := byPath[path]
-				if t == nil {
-					dropped = append(dropped, &tableFile{num: m.Num, path: path, meta: m, why: "missing: the MANIFEST lists it"})
-					continue
-				}
-				if !t.clean {
-					t.meta = m // the MANIFEST's ranges, whatever the file says
+				switch {
+				case t == nil:
+					dropped = append(dropped, &tableFile{num: m.Num, path: path, meta: m, level: level, missing: true, why: "missing: the MANIFEST lists it"})
+				case !t.clean:
+					t.meta, t.level = m, level // the MANIFEST's ranges, whatever the file says
 					dropped = append(dropped, t)
-					continue
+				default:
+					levels[level] = append(levels[level], m)
 				}
-				levels[level] = append(levels[level], m)
 			}
 		}
 		if len(dropped) == 0 {
 			return nil // nothing to rewrite
 		}
-	}
-	if keep {
 		if format, err := lsm.ManifestFormat(r.fs, r.dir); err == nil && format == 1 {
 			r.res.Refused = append(r.res.Refused, "the MANIFEST is of the first format, whose log segments hold raw values: open the database once with the engine (which upgrades it) before repairing its tables")
 			return nil
 		}
-	}
-	for _, t := range tables {
-		if !keep {
-			r.handled[t.path] = true
-			if !t.clean {
-				dropped = append(dropped, t)
-			}
-		}
-	}
-
-	var placed []*placedTable
-	if !keep {
+	} else {
+		var placed []*placedTable
 		for _, t := range tables {
 			if t.clean {
 				placed = append(placed, &placedTable{meta: t.meta, path: t.path})
+			} else {
+				dropped = append(dropped, t)
 			}
 		}
-		levels, err = r.place(placed)
-		if err != nil {
+		if levels, err = r.place(placed); err != nil {
 			r.res.Refused = append(r.res.Refused, fmt.Sprintf("the MANIFEST cannot be rebuilt: %v", err))
 			return nil
 		}
 	}
 
-	// The next open replays every log segment holding a sequence number
-	// above the newest one the kept tables hold, and no older segment.
-	var newest lsm.SeqNum
-	lastSeq := lsm.SeqNum(0)
-	if ms != nil {
-		lastSeq = ms.LastSeq
-	}
-	for _, files := range levels {
-		for _, m := range files {
-			newest = max(newest, m.LargestSeq)
-		}
-	}
-	for _, t := range tables {
-		if t.meta != nil {
-			lastSeq = max(lastSeq, t.meta.LargestSeq)
-		}
-	}
 	segs, err := r.scanLog()
 	if err != nil {
 		return err
@@ -152,37 +127,46 @@ func (r *repairer) repairTables() error {
 		maxNum = max(maxNum, ms.NextFileNum-1)
 	}
 	manifestNum := maxNum + 1
-	logNum := manifestNum // nothing to replay
-	for _, s := range segs {
-		if s.first != 0 && s.last > newest {
-			logNum = s.num
+
+	// A damaged table the log does not hold, whose keys reach into the
+	// op log's metadata, is kept where it is (or, when it cannot be, the
+	// tables are not repaired): see refuseMetaTable. Keeping one changes
+	// the plan, so the plan is made again until nothing more is kept.
+	var p replayPlan
+	for {
+		p = r.plan(levels, segs, ms, keep, manifestNum)
+		var still []*tableFile
+		for _, t := range dropped {
+			if p.recovers(t.meta) || t.meta != nil && !holdsMeta(t.meta) {
+				still = append(still, t)
+				continue
+			}
+			if !keep || t.missing {
+				r.refuseMetaTable(t, false)
+				return nil
+			}
+			r.refuseMetaTable(t, true)
+			levels[t.level] = append(levels[t.level], t.meta)
+		}
+		if len(still) == len(dropped) {
 			break
 		}
+		dropped = still
 	}
-	if keep {
-		logNum = min(logNum, ms.LogNum)
+	if keep && len(dropped) == 0 {
+		return nil // every damaged table stays
 	}
-	var replayFrom, logLast lsm.SeqNum
-	logIntact := true
-	for _, s := range segs {
-		lastSeq = max(lastSeq, s.last)
-		if s.num < logNum {
-			continue
-		}
-		if replayFrom == 0 {
-			replayFrom = s.first
-		}
-		logLast = max(logLast, s.last)
-		if s.damaged != nil {
-			logIntact = false
+	if !keep {
+		for _, t := range tables {
+			r.handled[t.path] = true
 		}
 	}
 
 	// Damaged tables to quarantine; their ranges lost unless replayed.
 	for _, t := range dropped {
 		m := t.meta
-		if m != nil && logIntact && replayFrom != 0 && replayFrom <= m.SmallestSeq && m.LargestSeq <= logLast {
-			r.res.Recovered = append(r.res.Recovered, Recovered{File: t.path, Keys: tableKeys(m), Seqs: tableSeqs(m), FromLog: layout.Name(layout.TypeLog, logNum)})
+		if p.recovers(m) {
+			r.res.Recovered = append(r.res.Recovered, Recovered{File: t.path, Keys: tableKeys(m), Seqs: tableSeqs(m), FromLog: layout.Name(layout.TypeLog, p.logNum)})
 		} else {
 			why := "table " + t.why + "; the retained log does not hold all of its entries"
 			if m != nil && logHolds(segs, m) {
@@ -203,6 +187,12 @@ func (r *repairer) repairTables() error {
 			if _, err := r.quarantine(t.path, "damaged table: "+t.why); err != nil {
 				return err
 			}
+		}
+	}
+	logNum, lastSeq := p.logNum, p.lastSeq
+	for _, t := range tables {
+		if t.meta != nil {
+			lastSeq = max(lastSeq, t.meta.LargestSeq)
 		}
 	}
 
@@ -362,7 +352,7 @@ func (r *repairer) checkTable(tf *tableFile) error {
 	}
 	switch {
 	case len(tc.Issues) > 0:
-		tf.why = fmt.Sprintf("%d damaged parts, the first: %v", len(tc.Issues), tc.Issues[0].Err)
+		tf.why = fmt.Sprintf("damaged in %d places, the first: %v", len(tc.Issues), tc.Issues[0].Err)
 	case !tc.PropsOK || tf.meta.NumEntries == 0 || len(tf.meta.Smallest) < lsm.TrailerLen || len(tf.meta.Largest) < lsm.TrailerLen:
 		tf.why = "its properties do not describe it"
 	default:
@@ -491,4 +481,84 @@ func logHolds(segs []segmentSeqs, m *lsm.FileMeta) bool {
 		last = max(last, s.last)
 	}
 	return last >= m.LargestSeq
+}
+
+// nsMeta is the namespace byte of the engine's metadata (keyspace.go in
+// the root package; part of the on-disk format).
+const nsMeta = 0x00
+
+// holdsMeta reports whether a table's key range reaches into the meta
+// namespace.
+func holdsMeta(m *lsm.FileMeta) bool {
+	k := lsm.UserKey(m.Smallest)
+	return len(k) == 0 || k[0] == nsMeta
+}
+
+// refuseMetaTable records that a damaged or missing table whose keys may
+// reach into the op log's metadata is not dropped: kept says it stays in
+// the MANIFEST as it is, otherwise the tables are not repaired at all.
+func (r *repairer) refuseMetaTable(t *tableFile, kept bool) {
+	msg := fmt.Sprintf("%s (%s): its key range reaches into (or, unreadable, may reach into) the op log's metadata, "+
+		"which the log does not hold: dropping it would lose this replica's sequence floor and clock mark (new operations "+
+		"could reuse sequence numbers) and the document format mark (the next open would re-encode every document). ", t.path, t.why)
+	if kept {
+		msg += "It is left in the MANIFEST as it is: the engine opens with it, reads that touch its damaged blocks fail " +
+			"with ErrCorruption, and sync stays off if the metadata is among them. "
+	} else {
+		msg += "The tables and the MANIFEST are left as they were. "
+	}
+	r.res.Refused = append(r.res.Refused, msg+"A backup (plures-backup restore) or a peer is needed")
+}
+
+// replayPlan is what the next open replays: the log from logNum, whose
+// first record has sequence number from and whose last has last.
+type replayPlan struct {
+	logNum     layout.FileNum
+	from, last lsm.SeqNum
+	intact     bool // no damage in the segments replayed
+	lastSeq    lsm.SeqNum
+}
+
+// plan makes the next open replay every log segment holding a sequence
+// number above the newest one the kept tables hold, and no older one
+// (with a trusted MANIFEST, also those it says to replay).
+func (r *repairer) plan(levels [lsm.NumLevels][]*lsm.FileMeta, segs []segmentSeqs, ms *lsm.ManifestState, keep bool, manifestNum layout.FileNum) replayPlan {
+	var newest lsm.SeqNum
+	for _, files := range levels {
+		for _, m := range files {
+			newest = max(newest, m.LargestSeq)
+		}
+	}
+	p := replayPlan{logNum: manifestNum, intact: true} // manifestNum: nothing to replay
+	if ms != nil {
+		p.lastSeq = ms.LastSeq
+	}
+	for _, s := range segs {
+		if s.first != 0 && s.last > newest {
+			p.logNum = s.num
+			break
+		}
+	}
+	if keep {
+		p.logNum = min(p.logNum, ms.LogNum)
+	}
+	for _, s := range segs {
+		p.lastSeq = max(p.lastSeq, s.last)
+		if s.num < p.logNum {
+			continue
+		}
+		if p.from == 0 {
+			p.from = s.first
+		}
+		p.last = max(p.last, s.last)
+		if s.damaged != nil {
+			p.intact = false
+		}
+	}
+	return p
+}
+
+// recovers reports whether the replay holds every entry of the table.
+func (p replayPlan) recovers(m *lsm.FileMeta) bool {
+	return m != nil && p.intact && p.from != 0 && p.from <= m.SmallestSeq && m.LargestSeq <= p.last
 }

@@ -344,25 +344,70 @@ func TestRepairTwice(t *testing.T) {
 	checkRepaired(t, dir, res3, want)
 }
 
+// victim picks a table of the database in dir: "meta", the table that
+// holds the op log's metadata and older data; "data", an older table
+// holding documents only; "newest", the newest table.
+func victim(t *testing.T, dir, which string) string {
+	t.Helper()
+	ms, err := lsm.ReadManifestState(vfs.Default, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []*lsm.FileMeta
+	for _, files := range ms.Version.Levels {
+		all = append(all, files...)
+	}
+	slices.SortFunc(all, func(a, b *lsm.FileMeta) int { return int(a.LargestSeq) - int(b.LargestSeq) })
+	var pick *lsm.FileMeta
+	switch which {
+	case "newest":
+		pick = all[len(all)-1]
+	case "meta":
+		for _, m := range all {
+			if lsm.UserKey(m.Smallest)[0] == 0 && m != all[len(all)-1] {
+				pick = m
+				break
+			}
+		}
+	case "data":
+		for _, m := range all[:len(all)-1] {
+			if lsm.UserKey(m.Smallest)[0] != 0 {
+				pick = m
+				break
+			}
+		}
+	}
+	if pick == nil {
+		for _, m := range all {
+			t.Logf("%s %d %q..%q seq %d..%d", m.Num, m.Size, lsm.UserKey(m.Smallest), lsm.UserKey(m.Largest), m.SmallestSeq, m.LargestSeq)
+		}
+		t.Fatalf("no %s table among %d", which, len(all))
+	}
+	return layout.Path(dir, layout.TypeTable, pick.Num)
+}
+
+func flipTableBit(t *testing.T, path string) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[len(data)/3] ^= 0x04 // inside a data block
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestRepairDamagedTable(t *testing.T) {
-	for _, which := range []string{"oldest", "newest"} {
+	for _, which := range []string{"data", "newest"} {
 		for _, lostManifest := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/manifest-lost=%v", which, lostManifest), func(t *testing.T) {
 				dir := filepath.Join(t.TempDir(), "db")
-				want := buildDB(t, dir, options(), 11)
-				tables := files(t, dir, layout.TypeTable)
-				victim := tables[0]
-				if which == "newest" {
-					victim = tables[len(tables)-1]
-				}
-				data, err := os.ReadFile(victim)
-				if err != nil {
-					t.Fatal(err)
-				}
-				data[len(data)/3] ^= 0x04 // inside a data block
-				if err := os.WriteFile(victim, data, 0o644); err != nil {
-					t.Fatal(err)
-				}
+				opts := options()
+				opts.TargetFileSize = 16 << 10 // several tables per level
+				want := buildDB(t, dir, opts, 11)
+				v := victim(t, dir, which)
+				flipTableBit(t, v)
 				if lostManifest {
 					os.Remove(filepath.Join(dir, "CURRENT"))
 				}
@@ -372,7 +417,7 @@ func TestRepairDamagedTable(t *testing.T) {
 				}
 				moved := false
 				for _, a := range res.Actions {
-					if a.Kind == repair.Quarantined && a.File == victim {
+					if a.Kind == repair.Quarantined && a.File == v {
 						moved = true
 					}
 				}
@@ -382,6 +427,9 @@ func TestRepairDamagedTable(t *testing.T) {
 				if len(res.Lost)+len(res.Recovered) != 1 {
 					t.Fatalf("lost %+v, recovered %+v: want the table in one of them", res.Lost, res.Recovered)
 				}
+				if which == "newest" && len(res.Recovered) != 1 {
+					t.Fatalf("the newest table is not recovered from the log: %+v", res.Lost)
+				}
 				differ := checkRepaired(t, dir, res, want)
 				t.Logf("lost %d ranges, recovered %d; %d keys differ from the model", len(res.Lost), len(res.Recovered), differ)
 				if len(res.Recovered) == 1 && differ != 0 {
@@ -389,6 +437,58 @@ func TestRepairDamagedTable(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestRepairKeepsMetaTable damages the table holding the op log's
+// metadata: repair does not drop it (the next open would lose the
+// replica's sequence floor and re-encode every document) and says so.
+func TestRepairKeepsMetaTable(t *testing.T) {
+	for _, lostManifest := range []bool{false, true} {
+		t.Run(fmt.Sprintf("manifest-lost=%v", lostManifest), func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "db")
+			opts := options()
+			opts.TargetFileSize = 16 << 10
+			want := buildDB(t, dir, opts, 12)
+			v := victim(t, dir, "meta")
+			flipTableBit(t, v)
+			if lostManifest {
+				os.Remove(filepath.Join(dir, "CURRENT"))
+			}
+			res := runRepair(t, dir)
+			if len(res.Refused) != 1 || !strings.Contains(res.Refused[0], "op log's metadata") {
+				t.Fatalf("refused %q", res.Refused)
+			}
+			if _, err := os.Stat(v); err != nil {
+				t.Fatalf("the table holding the metadata was moved: %v", err)
+			}
+			if lostManifest {
+				if res.Manifest != "" || len(res.Actions) != 0 {
+					t.Fatalf("the tables were changed: %+v", res.Actions)
+				}
+				return
+			}
+			// It opens as before the repair: every key reads right or
+			// fails with ErrCorruption, none silently wrong.
+			db, err := pluresdb.Open(dir, opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			got, errs := read(t, db, slices.Sorted(maps.Keys(want)))
+			failed := 0
+			for k, w := range want {
+				if err := errs[k]; err != nil {
+					if !errors.Is(err, pluresdb.ErrCorruption) {
+						t.Fatalf("key %s: %v", k, err)
+					}
+					failed++
+				} else if got[k] != w {
+					t.Fatalf("key %s = %s, want %s", k, got[k], w)
+				}
+			}
+			t.Logf("%d of %d keys fail with ErrCorruption (the damaged block may hold metadata only)", failed, len(want))
+		})
 	}
 }
 

@@ -13,6 +13,8 @@ import (
 
 	"github.com/plures/pluresdb"
 	"github.com/plures/pluresdb/internal/layout"
+	"github.com/plures/pluresdb/internal/vfs"
+	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/repair"
 )
 
@@ -76,10 +78,15 @@ func TestFsckRepair(t *testing.T) {
 		{"CURRENT deleted", func(t *testing.T, dir string) {
 			os.Remove(filepath.Join(dir, "CURRENT"))
 		}, exitClean, "wrote CURRENT"},
-		{"table bit", func(t *testing.T, dir string) {
+		{"newest table bit", func(t *testing.T, dir string) {
+			tables, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
+			p := tables[len(tables)-1]
+			flipBit(t, p, size(t, p)/2)
+		}, exitClean, "recovered"},
+		{"metadata table bit", func(t *testing.T, dir string) {
 			p := fileOf(t, dir, layout.TypeTable, 0)
 			flipBit(t, p, size(t, p)/2)
-		}, -1, "quarantine/"},
+		}, exitDamage, "REFUSED"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -96,6 +103,9 @@ func TestFsckRepair(t *testing.T) {
 			}
 			if !strings.Contains(out.String(), c.contains) {
 				t.Fatalf("repair report lacks %q:\n%s", c.contains, out.String())
+			}
+			if c.code == exitDamage {
+				return // refused: the check still finds the damage
 			}
 			out.Reset()
 			if code := run([]string{dir}, &out, &errOut); code != exitClean {
@@ -141,9 +151,46 @@ func copyDBDamaged(t *testing.T, src string, damage func(*testing.T, string)) st
 	return dir
 }
 
+// buildCompacted writes a closed, fully compacted database whose bottom
+// level holds several tables, and returns it with a table holding
+// documents only.
+func buildCompacted(t *testing.T) (dir, dataTable string) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "db")
+	db, err := pluresdb.Open(dir, &pluresdb.Options{MemtableSize: 1 << 20, NoSync: true, TargetFileSize: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20000 {
+		if err := db.Put(fmt.Appendf(nil, "key%06d", i), bytes.Repeat([]byte{'v'}, 100)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := db.Compact(nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := lsm.ReadManifestState(vfs.Default, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, files := range ms.Version.Levels {
+		for _, m := range files {
+			if lsm.UserKey(m.Smallest)[0] == 0x01 && dataTable == "" {
+				dataTable = layout.Path(dir, layout.TypeTable, m.Num)
+			}
+		}
+	}
+	if dataTable == "" {
+		t.Fatal("no table holds documents only")
+	}
+	return dir, dataTable
+}
+
 func TestFsckRepairJSONLost(t *testing.T) {
-	dir := copyDB(t, buildDB(t))
-	p := fileOf(t, dir, layout.TypeTable, 0)
+	dir, p := buildCompacted(t)
 	flipBit(t, p, size(t, p)/2)
 	var out, errOut bytes.Buffer
 	code := run([]string{"--repair", "--json", dir}, &out, &errOut)
@@ -159,21 +206,26 @@ func TestFsckRepairJSONLost(t *testing.T) {
 	if !rep.Check.Clean {
 		t.Fatalf("not clean after the repair:\n%s", out.String())
 	}
-	switch {
-	case len(rep.Repair.Lost) == 1:
-		l := rep.Repair.Lost[0]
-		if code != exitDamage || l.Keys == nil || len(l.Seqs) != 1 || rep.Repair.Recover == "" {
-			t.Fatalf("exit %d, lost %+v, recover %q", code, l, rep.Repair.Recover)
-		}
-	case len(rep.Repair.Recovered) == 1:
-		if code != exitClean {
-			t.Fatalf("exit %d with the table recovered from the log", code)
-		}
-	default:
-		t.Fatalf("the damaged table neither lost nor recovered:\n%s", out.String())
+	if len(rep.Repair.Lost) != 1 {
+		t.Fatalf("lost %+v, recovered %+v", rep.Repair.Lost, rep.Repair.Recovered)
+	}
+	l := rep.Repair.Lost[0]
+	if code != exitDamage || l.File != p || l.Keys == nil || len(l.Seqs) != 1 || rep.Repair.Recover == "" {
+		t.Fatalf("exit %d, lost %+v, recover %q", code, l, rep.Repair.Recover)
 	}
 	if len(rep.Repair.NotDone) != 2 {
 		t.Fatalf("not done: %q", rep.Repair.NotDone)
+	}
+	// Every key outside the lost range reads right.
+	res := &repair.Result{Lost: rep.Repair.Lost}
+	bad := readAll(t, dir)
+	for _, k := range bad {
+		if !inLost(res, k) {
+			t.Fatalf("key %s reads wrong and was not reported lost", k)
+		}
+	}
+	if len(bad) == 0 {
+		t.Fatal("no key lost with a table quarantined")
 	}
 }
 
