@@ -15,8 +15,9 @@
 //     in Result.Actions;
 //   - a MANIFEST that cannot be read (or a missing CURRENT) is rebuilt
 //     from the tables' own properties: every table that checks clean goes
-//     to L0, ordered so that a point read, which takes the first entry it
-//     finds in L0, finds the newest entry of every key (see orderL0);
+//     to L0 when L0's order (largest sequence number first) reads the
+//     newest entry of every key first, otherwise to levels 1 to 6 in the
+//     order the keys they share require (order.go);
 //   - a readable MANIFEST that lists a damaged or missing table is
 //     rewritten without it, keeping every other table where it was;
 //   - the log number of the new MANIFEST makes the next open replay every
@@ -25,6 +26,9 @@
 //     of a table that already holds it is not harmless, since compaction
 //     folds merge operands into a value at the operand's sequence number
 //     (TestReplayOfFoldedOperandsReadsWrong shows it);
+//   - a damaged table whose keys reach into the op log's metadata is
+//     never dropped unless the replay holds it: the replica's sequence
+//     floor, clock mark and document format mark are there;
 //   - a missing REPLICA is restored from the archives' change streams,
 //     whose Source is the replica that wrote them; without one it refuses
 //     and says that a peer or a backup is needed, and never makes a new ID;
