@@ -1,14 +1,22 @@
 // Command plures-fsck checks a PluresDB database directory: every
 // checksum of every file and the invariants between them (see "Checking
-// a database" in ARCHITECTURE.md). It only reads: it opens no database,
-// takes no lock and writes nothing. Run it on a closed database; a
-// running one checks itself with DB.Verify.
+// a database" in ARCHITECTURE.md). Without --repair it only reads: it
+// opens no database, takes no lock and writes nothing. Run it on a closed
+// database; a running one checks itself with DB.Verify.
 //
-//	plures-fsck [--json] [--quiet] [--cold-dir DIR] DIR
+// With --repair it takes the database's LOCK (and refuses, exit 2, if the
+// database is open), repairs what it can (see "Repair" in
+// ARCHITECTURE.md: damaged files to quarantine/, never deleted; a broken
+// MANIFEST rebuilt from the tables; a missing REPLICA restored from the
+// archives), checks again, and reports what it did and what is lost.
 //
-// Exit status: 0 clean (warnings allowed), 1 damage found, 2 the check
-// could not run (bad arguments, no database, an I/O error that stopped
-// it).
+//	plures-fsck [--repair] [--json] [--quiet] [--cold-dir DIR] DIR
+//
+// Exit status: 0 clean (warnings allowed; after --repair: clean and
+// nothing lost), 1 damage found (after --repair: damage left, data lost,
+// or a repair refused), 2 the check or repair could not run (bad
+// arguments, no database, the database is open, an I/O error that
+// stopped it).
 package main
 
 import (
@@ -25,6 +33,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/plures/pluresdb/repair"
 	"github.com/plures/pluresdb/verify"
 )
 
@@ -54,10 +63,12 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	flags.SetOutput(stderr)
 	asJSON := flags.Bool("json", false, "print the report as JSON")
 	quiet := flags.Bool("quiet", false, "print only damage, no summary and no progress")
+	doRepair := flags.Bool("repair", false, "repair the closed database: quarantine damaged files, rebuild a broken MANIFEST, restore REPLICA; then check again")
 	coldDir := flags.String("cold-dir", "", "the directory of the cold tier's tables, if the database keeps them apart (Options.ColdDir)")
 	flags.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s [--json] [--quiet] [--cold-dir DIR] DIR\n\n", programName)
-		fmt.Fprintf(stderr, "Checks every file of a PluresDB database without writing anything.\n")
+		fmt.Fprintf(stderr, "usage: %s [--repair] [--json] [--quiet] [--cold-dir DIR] DIR\n\n", programName)
+		fmt.Fprintf(stderr, "Checks every file of a PluresDB database without writing anything;\n")
+		fmt.Fprintf(stderr, "with --repair, repairs a closed one (nothing deleted: damaged files go to quarantine/).\n")
 		fmt.Fprintf(stderr, "Exit status: 0 clean, 1 damage found, 2 could not run.\n\n")
 		flags.PrintDefaults()
 	}
@@ -72,6 +83,16 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitNotRun
 	}
 	dir := flags.Arg(0)
+
+	var res *repair.Result
+	if *doRepair {
+		var err error
+		res, err = repair.Dir(ctx, nil, dir, repair.Options{ColdDir: *coldDir})
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", programName, err)
+			return exitNotRun
+		}
+	}
 
 	opts := verify.Options{ColdDir: *coldDir}
 	var bar *progressBar
@@ -90,14 +111,27 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		if err := enc.Encode(rep); err != nil {
+		var v any = rep
+		if res != nil {
+			v = struct {
+				Repair *repair.Result `json:"repair"`
+				Check  *verify.Report `json:"check"`
+			}{res, rep}
+		}
+		if err := enc.Encode(v); err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", programName, err)
 			return exitNotRun
 		}
 	} else {
+		if res != nil {
+			printRepair(stdout, res)
+			if !*quiet {
+				fmt.Fprintf(stdout, "\nafter the repair:\n")
+			}
+		}
 		printReport(stdout, rep, *quiet)
 	}
-	if !rep.Clean {
+	if !rep.Clean || res != nil && (len(res.Lost) > 0 || len(res.Refused) > 0) {
 		return exitDamage
 	}
 	return exitClean
@@ -160,20 +194,73 @@ func printReport(w io.Writer, rep *verify.Report, quiet bool) {
 			fmt.Fprintf(w, "    keys %s .. %s\n", bound(f.Keys.Smallest), bound(f.Keys.Largest))
 		}
 		for _, s := range f.Seqs {
-			who := "log sequence numbers"
-			if s.Replica != "" {
-				who = "replica " + s.Replica + " sequence numbers"
-			}
-			from, to := "?", "?"
-			if s.From != 0 {
-				from = fmt.Sprint(s.From)
-			}
-			if s.To != 0 {
-				to = fmt.Sprint(s.To)
-			}
-			fmt.Fprintf(w, "    %s %s .. %s\n", who, from, to)
+			printSeqs(w, s)
 		}
 	}
+}
+
+// printRepair writes what a repair did, what it recovered, what is lost
+// and what it would not do.
+func printRepair(w io.Writer, res *repair.Result) {
+	rel := &verify.Report{Dir: res.Dir}
+	fmt.Fprintf(w, "repair   %s\n", res.Dir)
+	if len(res.Actions) == 0 {
+		fmt.Fprintf(w, "  nothing changed\n")
+	}
+	for _, a := range res.Actions {
+		switch a.Kind {
+		case repair.Quarantined:
+			fmt.Fprintf(w, "  moved %s to %s: %s\n", relative(rel, a.File), relative(rel, a.To), a.Why)
+		default:
+			fmt.Fprintf(w, "  wrote %s: %s\n", relative(rel, a.File), a.Why)
+		}
+	}
+	for _, rc := range res.Recovered {
+		fmt.Fprintf(w, "recovered %s: the next open replays its entries from the log (from %s)\n", relative(rel, rc.File), rc.FromLog)
+		printRanges(w, rc.Keys, rc.Seqs)
+	}
+	for _, l := range res.Lost {
+		fmt.Fprintf(w, "LOST     %s: %s\n", relative(rel, l.File), l.Why)
+		printRanges(w, l.Keys, l.Seqs)
+	}
+	for _, r := range res.Refused {
+		fmt.Fprintf(w, "REFUSED  %s\n", r)
+	}
+	for _, f := range res.Unrepaired {
+		fmt.Fprintf(w, "left     %s: %s: %s\n", relative(rel, f.File), f.Kind, f.Message)
+	}
+	if res.Recover != "" {
+		fmt.Fprintf(w, "to get the lost data back: %s\n", res.Recover)
+	}
+	for _, n := range res.NotDone {
+		fmt.Fprintf(w, "not done: %s\n", n)
+	}
+}
+
+// printRanges writes a key range and sequence ranges.
+func printRanges(w io.Writer, keys *verify.KeyRange, seqs []verify.SeqRange) {
+	if keys != nil {
+		fmt.Fprintf(w, "    keys %s .. %s\n", bound(keys.Smallest), bound(keys.Largest))
+	}
+	for _, s := range seqs {
+		printSeqs(w, s)
+	}
+}
+
+// printSeqs writes a sequence range.
+func printSeqs(w io.Writer, s verify.SeqRange) {
+	who := "log sequence numbers"
+	if s.Replica != "" {
+		who = "replica " + s.Replica + " sequence numbers"
+	}
+	from, to := "?", "?"
+	if s.From != 0 {
+		from = fmt.Sprint(s.From)
+	}
+	if s.To != 0 {
+		to = fmt.Sprint(s.To)
+	}
+	fmt.Fprintf(w, "    %s %s .. %s\n", who, from, to)
 }
 
 // relative names a file by its path under the database directory.
