@@ -37,6 +37,7 @@ type historyResult struct {
 	// losses are findings whose lost sequence numbers are bounded by the
 	// files around this one.
 	losses []loss
+	segIdx []segIndexEntry // the op log's segment indexes its records write (segindex.go)
 }
 
 // loss is a lost range of log sequence numbers, From..To; 0: bounded by
@@ -157,6 +158,9 @@ func (c *checker) checkSegment(h *historyResult, size int64, torn bool) error {
 			}
 			if h.first == 0 {
 				h.first = seq
+			}
+			if c.opts.Files == nil {
+				recordSegIndexes(h, br)
 			}
 			expected = seq + uint64(br.Count)
 			h.next = expected

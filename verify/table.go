@@ -16,6 +16,7 @@ type tableResult struct {
 	level    int
 	path     string
 	findings []Finding
+	segIdx   []segIndexEntry // the op log's segment indexes it holds (segindex.go)
 }
 
 // statTable checks that the table exists with the size its entry
@@ -95,6 +96,9 @@ func (c *checker) checkTable(res *tableResult, size int64) error {
 	}
 	if m := res.meta; m != nil {
 		res.findings = append(res.findings, compareMeta(res.path, m, tc)...)
+	}
+	if c.opts.Files == nil {
+		c.tableSegIndexes(res)
 	}
 	return nil
 }

@@ -271,6 +271,8 @@ func (c *checker) run() error {
 	c.checkHistory(history)
 	if c.opts.Files == nil {
 		c.checkDirectory(levels)
+		c.checkSegIndexes(tables, history)
+		c.checkLiveSegment()
 	}
 	return nil
 }

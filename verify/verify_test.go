@@ -458,3 +458,37 @@ func TestFirstFormat(t *testing.T) {
 		t.Fatalf("clean %v, %v, %v: %+v", rep.Clean, rep.Counts, rep.FilesByType, rep.Findings)
 	}
 }
+
+// TestMissingHistoryFile: a deleted archive, or a deleted oldest log
+// segment, is found through the op log's own index of its history files
+// (nothing else lists them): a missing finding naming the file and its
+// log sequence numbers.
+func TestMissingHistoryFile(t *testing.T) {
+	for name, typ := range map[string]layout.FileType{"archive": layout.TypeArchive, "log": layout.TypeLog} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "db")
+			buildDB(t, dir, typ == layout.TypeArchive)
+			victims := files(t, dir, typ)
+			if len(victims) < 2 {
+				t.Fatalf("%d files of the type", len(victims))
+			}
+			victim := victims[0] // the oldest: nothing before it to miss it
+			if err := os.Remove(victim); err != nil {
+				t.Fatal(err)
+			}
+			rep, err := verify.Dir(context.Background(), vfs.Default, dir, verify.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var found *verify.Finding
+			for i, f := range rep.Findings {
+				if f.Kind == verify.Missing && f.File == victim {
+					found = &rep.Findings[i]
+				}
+			}
+			if found == nil || len(found.Seqs) != 1 || found.Seqs[0].From == 0 {
+				t.Fatalf("deleted %s: findings %+v", victim, rep.Findings)
+			}
+		})
+	}
+}

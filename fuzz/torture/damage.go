@@ -326,28 +326,16 @@ func (b *damageBase) harmless(f fault) string {
 const segmentHeaderSize = 16
 
 // knownGap names the engine gap f falls into, or "" if none. Each is a
-// failure (the engine hides lost history silently) that is understood
-// and listed in the README; SkipKnown leaves such faults out.
+// failure (the engine hides damage) that is understood and listed in the
+// README; SkipKnown leaves such faults out. None is known at present.
 //
-// A deleted history file (an archive, or a log segment) that is the
-// oldest or follows an archive: nothing records which archives and
-// segments exist (the MANIFEST does not list them), and an archive's
-// positions leave out the log records that held no operation, so the
-// checker cannot tell where the file after an archive must start; the
-// gap goes unreported, the engine opens and reads every key right (the
-// data is in tables), and ExportChanges returns the history without the
-// deleted file's operations and no error.
-func (b *damageBase) knownGap(f fault) string {
-	t := fileType(f.file)
-	if f.kind != "delete" || (t != "archive" && t != "log") {
-		return ""
-	}
-	i := slices.Index(b.history, f.file)
-	if t == "archive" || i == 0 || fileType(b.history[i-1]) == "archive" {
-		return "deleted " + t + " (the oldest history file or one after an archive): fsck finds nothing, ExportChanges silently leaves its operations out"
-	}
-	return ""
-}
+// (The last one, closed: a deleted archive, or a deleted log segment
+// that was the oldest history file or followed an archive, went
+// unreported and ExportChanges left its operations out without an error.
+// The op log's index of its history files now tells both fsck and Open
+// that the file is missing; exports from before it fail with
+// ErrHistoryUnavailable.)
+func (b *damageBase) knownGap(fault) string { return "" }
 
 // errKind names the sentinel an error wraps.
 func errKind(err error) string {
