@@ -20,8 +20,8 @@ func TestMain(m *testing.M) {
 }
 
 // TestTorture runs a short version of the three parts: a few dozen kills,
-// faults and full disks. Faults of the listed known gap (a deleted
-// archive) are left out; the command reports them.
+// faults and full disks. Faults of a listed known gap, if any, are left
+// out; the command reports them.
 func TestTorture(t *testing.T) {
 	seed := *seedFlag
 	if seed == 0 {
