@@ -56,4 +56,11 @@ var (
 	// some replica's operations; applying it would leave a hole. Ask the
 	// peer for the changes since VersionVector() instead.
 	ErrCausalGap = errors.New("pluresdb: change stream does not follow this replica's history")
+	// ErrRewound: a peer holds operations of this replica that it lacks:
+	// this replica lost history it had already passed on (restored in
+	// place from an older copy, say). Its next writes would reuse sequence
+	// numbers its peers hold for other operations, and the replicas would
+	// diverge. Rejoin as a new replica instead (a default backup restore,
+	// or ImportSnapshot into a new database).
+	ErrRewound = errors.New("pluresdb: a peer holds operations of this replica that it lacks")
 )

@@ -32,7 +32,8 @@ import (
 // last). The replica lost history it had passed on (a node restored in
 // place from an old copy); joining the snapshot would make it reuse
 // sequence numbers its peers hold already.
-var ErrSnapshotAhead = errors.New("pluresdb: the snapshot holds operations of this replica that it lacks")
+// It wraps ErrRewound.
+var ErrSnapshotAhead = fmt.Errorf("pluresdb: a snapshot from a peer: %w", ErrRewound)
 
 // SnapshotInfo describes a state snapshot written or applied.
 type SnapshotInfo struct {

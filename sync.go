@@ -300,6 +300,12 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 		have = db.prefixVersionVectorLocked(vs.Header.Prefix)
 	}
 	for _, rg := range vs.Header.Ranges {
+		if rg.Replica == db.ol.self && rg.To > db.ol.localSeq {
+			db.commitMu.Unlock()
+			return 0, fmt.Errorf("%w: the stream from %s holds this replica's (%s) operations up to %d, its own last is %d; "+
+				"do not write on this copy: rejoin as a new replica (restore without --same-replica, or ImportSnapshot into a new database)",
+				ErrRewound, vs.Header.Source, db.ol.self, rg.To, db.ol.localSeq)
+		}
 		if rg.Replica != db.ol.self && rg.From > have[rg.Replica] {
 			db.commitMu.Unlock()
 			return 0, fmt.Errorf("%w: the stream has replica %s's operations after %d, this replica has them up to %d",

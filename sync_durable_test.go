@@ -3,6 +3,7 @@ package pluresdb
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -205,5 +206,45 @@ func TestReplayedLogSurvivesPowerCut(t *testing.T) {
 	}
 	if n := strings.Count(dump(t, a), "\n"); n != replayed {
 		t.Fatalf("%d documents after the power cut, %d replayed before it", n, replayed)
+	}
+}
+
+// TestRewoundReplicaRefused: a replica restored in place from an older
+// copy lacks its own operations that its peers hold. An import from a
+// peer says so (ErrRewound) instead of letting it write again under
+// sequence numbers the peers hold for other operations.
+func TestRewoundReplicaRefused(t *testing.T) {
+	fs := vfs.NewMem()
+	a := openReplica(t, fs, "/a")
+	b := openReplica(t, fs, "/b")
+	defer b.Close()
+	for i := range 5 {
+		must(t, a.Put(fmt.Appendf(nil, "k%d", i), []byte("old")))
+	}
+	must(t, a.Checkpoint("/a-copy"))
+	for i := range 5 {
+		must(t, a.Put(fmt.Appendf(nil, "later%d", i), []byte("v")))
+	}
+	syncPair(t, a, b)
+	must(t, a.Close())
+
+	// The lost node comes back from the copy, same replica ID.
+	restored := openReplica(t, fs, "/a-copy")
+	defer restored.Close()
+	if restored.ReplicaID() != a.ReplicaID() {
+		t.Fatal("setup: the checkpoint has another replica ID")
+	}
+	var buf bytes.Buffer
+	_, err := b.ExportChanges(&buf, restored.VersionVector())
+	must(t, err)
+	if _, err := restored.ImportChanges(&buf); !errors.Is(err, ErrRewound) {
+		t.Fatalf("import into a rewound replica: %v, want ErrRewound", err)
+	}
+	// The snapshot path says the same.
+	var snap bytes.Buffer
+	_, err = b.ExportSnapshot(&snap)
+	must(t, err)
+	if _, err := restored.ImportSnapshot(&snap); !errors.Is(err, ErrRewound) {
+		t.Fatalf("snapshot into a rewound replica: %v, want ErrRewound", err)
 	}
 }

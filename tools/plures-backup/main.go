@@ -58,8 +58,11 @@ run beside the original and sync with it. Vector indexes are not carried:
 the application rebuilds them. --same-replica restores the backed-up
 replica itself, replica ID and history included, to replace a lost or
 damaged original: such a copy must never run beside the original (both
-would write as one replica). Restoring to a point in time and continuous
-backup are not provided.
+would write as one replica), and it must import from a peer before it
+writes: if its peers hold newer operations of it (it wrote after the
+backup), the import fails with ErrRewound, and it must rejoin as a new
+replica instead. Restoring to a point in time and continuous backup are
+not provided.
 
 Exit codes: 0 done (verify: no damage), 1 damage found or operation
 refused (a non-empty target, a locked database), 2 usage or I/O error.
