@@ -200,7 +200,8 @@ func (db *DB) open() error {
 		return err
 	}
 	var hasCurrent, hasEngineFiles, hasReplica bool
-	var foreign []string
+	var foreign, manifests []string
+	creationLeft := true // the engine files are what an interrupted creation leaves
 	replicaTmp := filepath.Base(layout.Path(dir, layout.TypeReplica, 0)) + ".tmp"
 	for _, name := range names {
 		t, _, ok := layout.Parse(name)
@@ -212,7 +213,14 @@ func (db *DB) open() error {
 			hasCurrent = true
 		case t == layout.TypeReplica:
 			hasReplica = true
-		case t == layout.TypeLog, t == layout.TypeTable, t == layout.TypeManifest:
+		case t == layout.TypeManifest:
+			hasEngineFiles = true
+			manifests = append(manifests, name)
+			if _, n, _ := layout.Parse(name); n != 1 {
+				creationLeft = false
+			}
+		case t == layout.TypeLog, t == layout.TypeTable:
+			creationLeft = false
 			hasEngineFiles = true
 		}
 	}
@@ -247,8 +255,30 @@ func (db *DB) open() error {
 		if err != nil {
 			return err
 		}
-	case hasEngineFiles:
+	case hasEngineFiles && !(creationLeft && len(foreign) == 0):
 		return errs.Corruptf(filepath.Join(dir, "CURRENT"), -1, "missing, but the directory holds tables or logs")
+	case hasEngineFiles && ro:
+		return fmt.Errorf("%w: %s holds only what an interrupted creation leaves (%s, no CURRENT)", errs.ErrNotDatabase, dir, manifests[0])
+	case hasEngineFiles:
+		// A creation cut short (a full disk, a crash) before CURRENT: the
+		// first MANIFEST alone, with no table or log segment, holds an
+		// empty version. It is moved aside, never deleted, and the
+		// creation starts again (keeping the REPLICA, if written).
+		for _, name := range manifests {
+			dst, err := db.moveAside(filepath.Join(dir, name), filepath.Join(dir, quarantineDir), name)
+			if err != nil {
+				return fmt.Errorf("pluresdb: %s: moving aside %s, left by an interrupted creation: %w", dir, name, err)
+			}
+			db.quarantined = append(db.quarantined, dst)
+			db.log.Warn().Str("file", name).Str("to", dst).Msg("creation was interrupted before CURRENT: its first MANIFEST moved to quarantine; creating again")
+		}
+		if err := db.openReplica(false, hasReplica); err != nil {
+			return err
+		}
+		db.vs, err = lsm.CreateVersionSet(vsOpts)
+		if err != nil {
+			return err
+		}
 	case len(foreign) > 0:
 		return fmt.Errorf("%w: %s holds files the engine did not write (%s)", errs.ErrNotDatabase, dir, foreign[0])
 	default:
