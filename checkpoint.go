@@ -118,7 +118,7 @@ func (db *DB) CheckpointWith(dir string, opts *CheckpointOptions) (*CheckpointIn
 			return nil, fmt.Errorf("pluresdb: checkpoint into the database's own directory %s", dir)
 		}
 	}
-	if err := checkEmptyTarget(db.fs, dir); err != nil {
+	if err := vfs.CheckEmptyDir(db.fs, dir); err != nil {
 		return nil, err
 	}
 	var suffix [6]byte
@@ -145,7 +145,7 @@ func (db *DB) CheckpointWith(dir string, opts *CheckpointOptions) (*CheckpointIn
 		}
 	}
 	if err != nil {
-		if rerr := removeTree(db.fs, tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		if rerr := vfs.RemoveAll(db.fs, tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			db.log.Error().Err(rerr).Str("dir", tmp).Msg("checkpoint failed; removing its temporary directory failed too")
 		}
 		return nil, err
@@ -154,58 +154,15 @@ func (db *DB) CheckpointWith(dir string, opts *CheckpointOptions) (*CheckpointIn
 	return info, nil
 }
 
-// checkEmptyTarget refuses a target that exists and is not an empty
-// directory.
-func checkEmptyTarget(fs vfs.FS, dir string) error {
-	fi, err := fs.Stat(dir)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil
-	case err != nil:
-		return err
-	case !fi.IsDir():
-		return fmt.Errorf("pluresdb: %s exists and is a file", dir)
-	}
-	names, err := fs.List(dir)
-	if err != nil {
-		return err
-	}
-	if len(names) > 0 {
-		return fmt.Errorf("pluresdb: %s exists and is not empty (%d entries, %s first)", dir, len(names), names[0])
-	}
-	return nil
-}
-
 // removeEmptyDir removes dir if it is an empty directory.
 func removeEmptyDir(fs vfs.FS, dir string) error {
-	if err := checkEmptyTarget(fs, dir); err != nil {
+	if err := vfs.CheckEmptyDir(fs, dir); err != nil {
 		return err
 	}
 	if err := fs.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return nil
-}
-
-// removeTree removes dir and everything under it.
-func removeTree(fs vfs.FS, dir string) error {
-	names, err := fs.List(dir)
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		p := filepath.Join(dir, name)
-		if fi, err := fs.Stat(p); err == nil && fi.IsDir() {
-			if err := removeTree(fs, p); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := fs.Remove(p); err != nil {
-			return err
-		}
-	}
-	return fs.Remove(dir)
 }
 
 // checkpointInto takes the cut and writes the checkpoint into tmp.

@@ -265,7 +265,7 @@ func (db *DB) open() error {
 		// empty version. It is moved aside, never deleted, and the
 		// creation starts again (keeping the REPLICA, if written).
 		for _, name := range manifests {
-			dst, err := db.moveAside(filepath.Join(dir, name), filepath.Join(dir, quarantineDir), name)
+			dst, err := vfs.MoveAside(fs, filepath.Join(dir, name), filepath.Join(dir, quarantineDir))
 			if err != nil {
 				return fmt.Errorf("pluresdb: %s: moving aside %s, left by an interrupted creation: %w", dir, name, err)
 			}

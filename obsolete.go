@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/internal/vfs"
 )
 
 // quarantineDir is the folder, inside the database directory (and inside
@@ -29,38 +30,19 @@ func (db *DB) removeFile(path string) {
 func (db *DB) quarantine(dir, name, why string) {
 	qdir := filepath.Join(dir, quarantineDir)
 	src := filepath.Join(dir, name)
-	dst, err := db.moveAside(src, qdir, name)
-	if err != nil {
+	dst, err := vfs.MoveAside(db.fs, src, qdir)
+	if dst != "" {
+		db.quarantined = append(db.quarantined, dst)
+	}
+	if err != nil && dst == "" {
 		db.log.Error().Err(err).Str("file", src).Str("why", why).Msg("could not quarantine file; left in place")
 		return
 	}
-	db.quarantined = append(db.quarantined, dst)
+	if err != nil {
+		db.log.Error().Err(err).Str("file", src).Str("to", dst).Msg("quarantined file: the move may not be durable")
+	}
 	db.log.Warn().Str("file", src).Str("to", dst).Str("why", why).
 		Msg("file not provably obsolete: moved to quarantine")
-}
-
-func (db *DB) moveAside(src, qdir, name string) (string, error) {
-	if err := db.fs.MkdirAll(qdir); err != nil {
-		return "", err
-	}
-	dst := filepath.Join(qdir, name)
-	for i := 1; ; i++ {
-		_, err := db.fs.Stat(dst)
-		if errors.Is(err, os.ErrNotExist) {
-			break
-		}
-		if err != nil {
-			return "", err
-		}
-		dst = filepath.Join(qdir, fmt.Sprintf("%s.%d", name, i))
-	}
-	if err := db.fs.Rename(src, dst); err != nil {
-		return "", err
-	}
-	if err := db.fs.SyncDir(qdir); err != nil {
-		return dst, err
-	}
-	return dst, db.fs.SyncDir(filepath.Dir(src))
 }
 
 // opLogUsable returns nil when the op log's metadata was read at open,

@@ -116,7 +116,7 @@ func Create(db *pluresdb.DB, dest string, opts *Options) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backup: checkpoint: %w", err)
 	}
-	defer removeTree(fs, staging)
+	defer vfs.RemoveAll(fs, staging)
 	m.Replica, m.Time, m.LastSeq, m.VersionVector = info.Replica, info.Time, info.LastSeq, info.VersionVector
 	if parent != nil {
 		top := parent.top()
@@ -134,7 +134,7 @@ func Create(db *pluresdb.DB, dest string, opts *Options) (*Manifest, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			removeTree(fs, tmp)
+			vfs.RemoveAll(fs, tmp)
 		}
 	}()
 	var total, done int64
@@ -521,7 +521,7 @@ func Restore(backupDir, targetDir string, opts *Options) (*Manifest, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			removeTree(fs, tmp)
+			vfs.RemoveAll(fs, tmp)
 		}
 	}()
 	var total, done int64
@@ -570,21 +570,11 @@ func restoreFile(fs vfs.FS, pieces []piece, dst string, f *File, dir string) err
 // checkEmptyTarget refuses a target that exists and is not an empty
 // directory.
 func checkEmptyTarget(fs vfs.FS, dir string) error {
-	fi, err := fs.Stat(dir)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil
-	case err != nil:
+	if err := vfs.CheckEmptyDir(fs, dir); err != nil {
+		if errors.Is(err, vfs.ErrNotEmpty) {
+			return fmt.Errorf("%w: %w", ErrRefused, err)
+		}
 		return err
-	case !fi.IsDir():
-		return fmt.Errorf("%w: %s exists and is a file", ErrRefused, dir)
-	}
-	names, err := fs.List(dir)
-	if err != nil {
-		return err
-	}
-	if len(names) > 0 {
-		return fmt.Errorf("%w: %s exists and is not empty (%d entries, %s first)", ErrRefused, dir, len(names), names[0])
 	}
 	return nil
 }
@@ -612,27 +602,6 @@ func tempBeside(dir, what string) string {
 	var b [6]byte
 	rand.Read(b[:])
 	return filepath.Join(filepath.Dir(dir), "."+filepath.Base(dir)+"."+what+"-"+hex.EncodeToString(b[:]))
-}
-
-// removeTree removes dir and everything under it.
-func removeTree(fs vfs.FS, dir string) error {
-	names, err := fs.List(dir)
-	if err != nil {
-		return err
-	}
-	for _, name := range names {
-		p := filepath.Join(dir, name)
-		if fi, err := fs.Stat(p); err == nil && fi.IsDir() {
-			if err := removeTree(fs, p); err != nil {
-				return err
-			}
-			continue
-		}
-		if err := fs.Remove(p); err != nil {
-			return err
-		}
-	}
-	return fs.Remove(dir)
 }
 
 func newID() ID {
@@ -666,11 +635,11 @@ func restoreNewReplica(backupDir, targetDir string, opts *Options) (*Manifest, e
 	}
 	same := tempBeside(targetDir, "restore-source")
 	fresh := tempBeside(targetDir, "restore-new")
-	defer removeTree(fs, same)
+	defer vfs.RemoveAll(fs, same)
 	ok := false
 	defer func() {
 		if !ok {
-			removeTree(fs, fresh)
+			vfs.RemoveAll(fs, fresh)
 		}
 	}()
 	o := Options{FS: fs, SameReplica: true}

@@ -179,7 +179,7 @@ func TestIncrementalChain(t *testing.T) {
 	must(t, err)
 
 	// A missing parent breaks the chain, clearly.
-	must(t, removeTree(fs, "/moved/x/0-full"))
+	must(t, vfs.RemoveAll(fs, "/moved/x/0-full"))
 	if _, err := Verify("/moved/x/2-inc", &Options{FS: fs}); !errors.Is(err, pluresdb.ErrCorruption) || !strings.Contains(err.Error(), "chain incomplete") {
 		t.Fatalf("verify of a broken chain: %v", err)
 	}

@@ -2,9 +2,7 @@ package repair
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 
@@ -180,31 +178,13 @@ func (r *repairer) run() error {
 // no file there has (a suffix .1, .2, ... keeps both), and makes the
 // move durable.
 func (r *repairer) quarantine(path, why string) (string, error) {
-	dir, name := filepath.Split(path)
-	dir = filepath.Clean(dir)
-	qdir := filepath.Join(dir, wal.QuarantineDir)
-	if err := r.fs.MkdirAll(qdir); err != nil {
-		return "", fmt.Errorf("repair: %w", err)
-	}
-	dst := filepath.Join(qdir, name)
-	for i := 1; ; i++ {
-		_, err := r.fs.Stat(dst)
-		if errors.Is(err, os.ErrNotExist) {
-			break
+	qdir := filepath.Join(filepath.Dir(path), wal.QuarantineDir)
+	dst, err := vfs.MoveAside(r.fs, path, qdir)
+	if err != nil {
+		if dst != "" {
+			return "", fmt.Errorf("repair: moved %s to %s, but the move may not be durable: %w", path, dst, err)
 		}
-		if err != nil {
-			return "", fmt.Errorf("repair: %w", err)
-		}
-		dst = filepath.Join(qdir, fmt.Sprintf("%s.%d", name, i))
-	}
-	if err := r.fs.Rename(path, dst); err != nil {
 		return "", fmt.Errorf("repair: moving %s to quarantine: %w", path, err)
-	}
-	if err := r.fs.SyncDir(qdir); err != nil {
-		return "", fmt.Errorf("repair: %w", err)
-	}
-	if err := r.fs.SyncDir(dir); err != nil {
-		return "", fmt.Errorf("repair: %w", err)
 	}
 	r.res.Actions = append(r.res.Actions, Action{Kind: Quarantined, File: path, To: dst, Why: why})
 	return dst, nil

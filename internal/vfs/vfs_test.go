@@ -694,3 +694,46 @@ func TestKillClone(t *testing.T) {
 		t.Fatalf("original holds %q", got)
 	}
 }
+
+// TestTreeHelpers: MoveAside never overwrites, CheckEmptyDir tells empty
+// from not, RemoveAll removes a tree.
+func TestTreeHelpers(t *testing.T) {
+	fs := NewMem()
+	for _, p := range []string{"/d/a", "/e/a"} {
+		if err := fs.MkdirAll(filepath.Dir(p)); err != nil {
+			t.Fatal(err)
+		}
+		if err := WriteFileAtomic(fs, p+".tmp", p, []byte(p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := MoveAside(fs, "/d/a", "/q")
+	if err != nil || first != "/q/a" {
+		t.Fatalf("MoveAside: %q, %v", first, err)
+	}
+	second, err := MoveAside(fs, "/e/a", "/q")
+	if err != nil || second != "/q/a.1" {
+		t.Fatalf("MoveAside over a taken name: %q, %v", second, err)
+	}
+	if fi, err := fs.CrashClone().Stat("/q/a.1"); err != nil || fi.Size() != 4 {
+		t.Fatalf("the move is not durable: %v", err)
+	}
+	if err := CheckEmptyDir(fs, "/d"); err != nil {
+		t.Fatalf("empty directory: %v", err)
+	}
+	if err := CheckEmptyDir(fs, "/none"); err != nil {
+		t.Fatalf("missing directory: %v", err)
+	}
+	if err := CheckEmptyDir(fs, "/q"); !errors.Is(err, ErrNotEmpty) {
+		t.Fatalf("non-empty directory: %v", err)
+	}
+	if err := CheckEmptyDir(fs, "/q/a"); !errors.Is(err, ErrNotEmpty) {
+		t.Fatalf("a file: %v", err)
+	}
+	if err := RemoveAll(fs, "/q"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fs.Stat("/q"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("after RemoveAll: %v", err)
+	}
+}
