@@ -129,5 +129,5 @@ func (db *DB) scanHistory(s *segIndex, limit int64, fn func(op *oplog.Op) error)
 			return nil
 		}
 		return fn(op)
-	})
+	}, nil)
 }

@@ -59,7 +59,7 @@ func (db *DB) KeyHistory(key []byte) (changes []Change, complete bool, err error
 		if s == live {
 			limit = size
 		}
-		if err := db.scanPositions(s, limit, add); err != nil {
+		if err := db.scanPositions(s, limit, add, nil); err != nil {
 			return nil, false, err
 		}
 	}
@@ -68,8 +68,10 @@ func (db *DB) KeyHistory(key []byte) (changes []Change, complete bool, err error
 
 // scanPositions calls fn for every operation of segment s (read up to
 // limit bytes; -1: all), from the segment or its archive, with its log
-// position and class.
-func (db *DB) scanPositions(s *segIndex, limit int64, fn func(pos Position, op *oplog.Op, c opClass) error) error {
+// position and class, and end (if not nil) after the last operation of
+// every transaction: a log record (a local batch, or an import's batch of
+// whole remote transactions), or what an archive's stream says.
+func (db *DB) scanPositions(s *segIndex, limit int64, fn func(pos Position, op *oplog.Op, c opClass) error, end func()) error {
 	if !s.archived {
 		sr, err := wal.OpenSegmentPrefix(db.fs, db.dir, s.num, limit)
 		if err == nil {
@@ -85,6 +87,9 @@ func (db *DB) scanPositions(s *segIndex, limit int64, fn func(pos Position, op *
 				if err := decodeRecord(rec, db.ol.self, fn); err != nil {
 					return err
 				}
+				if end != nil {
+					end()
+				}
 			}
 		}
 		if !errors.Is(err, os.ErrNotExist) {
@@ -96,6 +101,7 @@ func (db *DB) scanPositions(s *segIndex, limit int64, fn func(pos Position, op *
 	if err != nil {
 		return err
 	}
+	ends := a.stream.Ends
 	for i := range a.stream.Ops {
 		var pos Position
 		if a.pos != nil {
@@ -103,6 +109,12 @@ func (db *DB) scanPositions(s *segIndex, limit int64, fn func(pos Position, op *
 		}
 		if err := fn(pos, &a.stream.Ops[i], a.class(i)); err != nil {
 			return err
+		}
+		if len(ends) > 0 && ends[0] == i {
+			ends = ends[1:]
+			if end != nil {
+				end()
+			}
 		}
 	}
 	return nil

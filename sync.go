@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"sort"
 	"time"
@@ -16,7 +15,6 @@ import (
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
-	"github.com/plures/pluresdb/wal"
 )
 
 // ReplicaID returns this database's replica ID.
@@ -159,52 +157,12 @@ func (db *DB) exportSegment(sw *oplog.StreamWriter, idx *segIndex, limit int64, 
 // record (a local batch, or an import's batch of whole remote
 // transactions), or what an archive's stream says.
 func (db *DB) scanTransactions(s *segIndex, limit int64, fn func(op *oplog.Op) error, end func()) error {
-	if !s.archived {
-		sr, err := wal.OpenSegmentPrefix(db.fs, db.dir, s.num, limit)
-		if err == nil {
-			defer sr.Close()
-			for {
-				rec, err := sr.Next()
-				if err != nil {
-					if isEOF(err) {
-						return nil
-					}
-					return err
-				}
-				if err := decodeRecord(rec, db.ol.self, func(_ Position, op *oplog.Op, c opClass) error {
-					if !c.exported() {
-						return nil
-					}
-					return fn(op)
-				}); err != nil {
-					return err
-				}
-				end()
-			}
+	return db.scanPositions(s, limit, func(_ Position, op *oplog.Op, c opClass) error {
+		if !c.exported() {
+			return nil
 		}
-		if !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		// Archived since the snapshot.
-	}
-	a, err := db.readArchive(s.num)
-	if err != nil {
-		return err
-	}
-	st := a.stream
-	ends := st.Ends
-	for i := range st.Ops {
-		if a.class(i).exported() {
-			if err := fn(&st.Ops[i]); err != nil {
-				return err
-			}
-		}
-		if len(ends) > 0 && ends[0] == i {
-			ends = ends[1:]
-			end()
-		}
-	}
-	return nil
+		return fn(op)
+	}, end)
 }
 
 // ImportChanges applies a change stream written by a peer's ExportChanges
