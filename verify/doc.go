@@ -18,14 +18,16 @@
 //     another size; tables the MANIFEST deleted are obsolete, not
 //     damage; quarantine/ is listed, not checked); log sequence numbers
 //     ascending and contiguous inside and across segments, archives'
-//     positions rising and between their neighbours'.
+//     positions rising and between their neighbours'; every history
+//     file the op log's own index lists (segindex.go) present.
 //
 // Damage goes into the Report as Findings; the error of Dir is only for
 // a check that could not run. Each Finding names the file, the offset,
 // its Kind and, where known, the keys and the sequence numbers it
 // affects, so a repair can act on it.
 //
-// Speed: each file is read once, sequentially, with large reads; files
+// Speed: each file is read once, sequentially, with large reads (a
+// table's first blocks twice: the op log's index sorts first); files
 // are checked in parallel, one goroutine per file, as many at once as
 // GOMAXPROCS (Options.Parallelism).
 package verify
