@@ -46,10 +46,8 @@ type DamageFigures struct {
 	Harmless    int            `json:"undetectable_by_design"`
 	HarmlessWhy map[string]int `json:"undetectable_by_design_kinds"`
 	Undetected  int            `json:"undetected"`
-	// KnownGap: faults of a known gap (knownGap), failures all.
-	KnownGap   int `json:"known_gap"`
-	WrongReads int `json:"wrong_reads"`
-	RightReads int `json:"right_reads"`
+	WrongReads  int            `json:"wrong_reads"`
+	RightReads  int            `json:"right_reads"`
 	// ReadsRefused are reads that failed with ErrCorruption.
 	ReadsRefused int `json:"reads_refused"`
 	// ExportsRefused: ExportChanges failed with ErrCorruption or
@@ -325,18 +323,6 @@ func (b *damageBase) harmless(f fault) string {
 // segmentHeaderSize is the size of a log segment's header (package wal).
 const segmentHeaderSize = 16
 
-// knownGap names the engine gap f falls into, or "" if none. Each is a
-// failure (the engine hides damage) that is understood and listed in the
-// README; SkipKnown leaves such faults out. None is known at present.
-//
-// (The last one, closed: a deleted archive, or a deleted log segment
-// that was the oldest history file or followed an archive, went
-// unreported and ExportChanges left its operations out without an error.
-// The op log's index of its history files now tells both fsck and Open
-// that the file is missing; exports from before it fail with
-// ErrHistoryUnavailable.)
-func (b *damageBase) knownGap(fault) string { return "" }
-
 // errKind names the sentinel an error wraps.
 func errKind(err error) string {
 	switch {
@@ -353,8 +339,7 @@ func errKind(err error) string {
 }
 
 // RunDamage runs faults from..from+n-1 of the damage test with seed.
-// With skipKnown, faults in a known gap (knownGap) are not injected.
-func RunDamage(seed uint64, from, n int, skipKnown bool) DamageFigures {
+func RunDamage(seed uint64, from, n int) DamageFigures {
 	fig := DamageFigures{FilesByType: map[string]int{}, ByFault: map[string]int{}, HarmlessWhy: map[string]int{},
 		OpenRefusedBy: map[string]int{}, ReadOnlyRefusedBy: map[string]int{}}
 	base, err := buildDamageBase(seed)
@@ -378,12 +363,6 @@ func RunDamage(seed uint64, from, n int, skipKnown bool) DamageFigures {
 	for i := from; i < from+n; i++ {
 		rng := rand.New(rand.NewPCG(seed, 3000+uint64(i)))
 		f := base.pickFault(rng)
-		for skipKnown && base.knownGap(f) != "" {
-			f = base.pickFault(rng)
-		}
-		if base.knownGap(f) != "" {
-			fig.KnownGap++
-		}
 		fig.Injected++
 		fig.ByFault[f.kind+" "+fileType(f.file)]++
 		fig.Failures = append(fig.Failures, base.check(seed, i, &f, &fig)...)
@@ -446,11 +425,7 @@ func (b *damageBase) check(seed uint64, i int, f *fault, fig *DamageFigures) []s
 		fig.HarmlessWhy[why]++
 	default:
 		fig.Undetected++
-		if gap := b.knownGap(*f); gap != "" {
-			failf("known gap: %s", gap)
-		} else {
-			failf("fsck reports no damage")
-		}
+		failf("fsck reports no damage")
 	}
 	if len(found) > 0 && why != "" {
 		failf("fsck reports damage %v for a harmless fault", found)

@@ -39,7 +39,6 @@ func main() {
 	maxDelay := flag.Duration("kill-delay", 250*time.Millisecond, "kills come at a uniformly random time within this much of the child's start")
 	faults := flag.Int("faults", 50, "faults injected into copies of a closed database")
 	from := flag.Int("fault-from", 0, "number of the first fault (to run one fault again: -faults 1 -fault-from N)")
-	skipKnown := flag.Bool("skip-known", false, "inject no fault of a known, listed engine gap (a deleted archive, or a deleted log segment that is the oldest history file or follows an archive)")
 	diskfull := flag.Int("diskfull", 20, "runs with the disk filling at a random operation")
 	diskfullFrom := flag.Int("diskfull-from", 0, "number of the first disk-full run (to run one again: -diskfull 1 -diskfull-from N)")
 	seed := flag.Uint64("seed", 0, "seed (0: from the clock)")
@@ -65,7 +64,6 @@ func main() {
 			Command: func() *exec.Cmd { return exec.Command(self) }},
 		Faults:       *faults,
 		FaultFrom:    *from,
-		SkipKnown:    *skipKnown,
 		DiskFull:     *diskfull,
 		DiskFullFrom: *diskfullFrom,
 	}

@@ -15,7 +15,6 @@ type Config struct {
 	Kills        KillConfig // its Seed is set from Seed
 	Faults       int
 	FaultFrom    int
-	SkipKnown    bool // leave out the faults of known gaps (knownGap)
 	DiskFull     int
 	DiskFullFrom int
 }
@@ -43,7 +42,7 @@ func Run(cfg Config) Figures {
 		timed("kill", func() { k := RunKill(kc); fig.Kill = &k })
 	}
 	if cfg.Faults > 0 {
-		timed("damage", func() { d := RunDamage(cfg.Seed, cfg.FaultFrom, cfg.Faults, cfg.SkipKnown); fig.Damage = &d })
+		timed("damage", func() { d := RunDamage(cfg.Seed, cfg.FaultFrom, cfg.Faults); fig.Damage = &d })
 	}
 	if cfg.DiskFull > 0 {
 		timed("diskfull", func() { d := RunDiskFull(cfg.Seed, cfg.DiskFullFrom, cfg.DiskFull); fig.DiskFull = &d })
@@ -74,8 +73,8 @@ func (f Figures) Print(w io.Writer) {
 	}
 	if d := f.Damage; d != nil {
 		fmt.Fprintf(w, "damage: database of %d files (%s), %d keys\n", d.Files, fmtCounts(d.FilesByType), d.Keys)
-		fmt.Fprintf(w, "damage: %d faults injected (%s); detected by fsck %d, undetectable by design %d (%s), undetected %d (of which a known gap %d); wrong reads %d; history exports short without an error %d, refused %d\n",
-			d.Injected, fmtCounts(d.ByFault), d.Detected, d.Harmless, fmtCounts(d.HarmlessWhy), d.Undetected, d.KnownGap, d.WrongReads, d.ExportsShort, d.ExportsRefused)
+		fmt.Fprintf(w, "damage: %d faults injected (%s); detected by fsck %d, undetectable by design %d (%s), undetected %d; wrong reads %d; history exports short without an error %d, refused %d\n",
+			d.Injected, fmtCounts(d.ByFault), d.Detected, d.Harmless, fmtCounts(d.HarmlessWhy), d.Undetected, d.WrongReads, d.ExportsShort, d.ExportsRefused)
 		fmt.Fprintf(w, "damage: opens refused %d (%s), then read-only opens refused %d (%s); reads refused with ErrCorruption %d, right reads %d (%.1fs)\n",
 			d.OpensRefused, fmtCounts(d.OpenRefusedBy), d.ReadOnlyRefused, fmtCounts(d.ReadOnlyRefusedBy), d.ReadsRefused, d.RightReads, f.Seconds["damage"])
 	}

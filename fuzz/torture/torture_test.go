@@ -20,8 +20,7 @@ func TestMain(m *testing.M) {
 }
 
 // TestTorture runs a short version of the three parts: a few dozen kills,
-// faults and full disks. Faults of a listed known gap, if any, are left
-// out; the command reports them.
+// faults and full disks.
 func TestTorture(t *testing.T) {
 	seed := *seedFlag
 	if seed == 0 {
@@ -32,9 +31,8 @@ func TestTorture(t *testing.T) {
 		Seed: seed,
 		Kills: KillConfig{Kills: 25, MaxDelay: 250 * time.Millisecond, Dir: t.TempDir() + "/db",
 			Command: func() *exec.Cmd { return exec.Command(os.Args[0]) }},
-		Faults:    60,
-		SkipKnown: true,
-		DiskFull:  25,
+		Faults:   60,
+		DiskFull: 25,
 	}
 	if testing.Short() {
 		cfg.Kills.Kills, cfg.Faults, cfg.DiskFull = 10, 30, 10
@@ -54,12 +52,10 @@ func TestTorture(t *testing.T) {
 		t.Errorf("damage: %+v", fig.Damage)
 	case fig.DiskFull.Injections != cfg.DiskFull || fig.DiskFull.FailedCommits == 0 || fig.DiskFull.AckedBatches == 0:
 		t.Errorf("diskfull: %+v", fig.DiskFull)
-	case fig.Damage.KnownGap != 0:
-		t.Errorf("damage: %d faults of a known gap injected with SkipKnown", fig.Damage.KnownGap)
 	}
 }
 
-// TestDeletedArchiveDetected: a deleted archive (once a known gap) is
+// TestDeletedArchiveDetected: a deleted archive (once undetected) is
 // found by fsck, and the history export refuses rather than come up
 // short.
 func TestDeletedArchiveDetected(t *testing.T) {
