@@ -31,6 +31,7 @@ import (
 
 	"github.com/plures/pluresdb"
 	"github.com/plures/pluresdb/backup"
+	"github.com/plures/pluresdb/tools/internal/human"
 )
 
 const usageText = `usage:
@@ -238,20 +239,8 @@ func describe(w io.Writer, j manifestJSON) {
 		kind = "incremental on " + j.Parent
 	}
 	fmt.Fprintf(w, "%s  %s  %s\n  replica %s, last seq %d, %d files, %s (%s stored here)\n",
-		j.Dir, j.Time.Format(time.RFC3339), kind, j.Replica, j.LastSeq, j.Files, byteSize(j.Bytes), byteSize(j.StoredBytes))
+		j.Dir, j.Time.Format(time.RFC3339), kind, j.Replica, j.LastSeq, j.Files, bytesOf(j.Bytes), bytesOf(j.StoredBytes))
 	fmt.Fprintf(w, "  id %s\n", j.ID)
-}
-
-func byteSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.2f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
 
 // mustExist returns an I/O error for a path that does not exist.
@@ -383,7 +372,7 @@ func verify(args []string, e *env) error {
 			fmt.Fprintf(e.stdout, "DAMAGE: %s\n", p)
 		}
 		if len(problems) == 0 {
-			fmt.Fprintf(e.stdout, "ok: %d files, %s, every checksum matches\n", rep.Files, byteSize(rep.Bytes))
+			fmt.Fprintf(e.stdout, "ok: %d files, %s, every checksum matches\n", rep.Files, bytesOf(rep.Bytes))
 		}
 	}
 	if err != nil {
@@ -427,7 +416,10 @@ func restore(args []string, e *env) error {
 			how = "as the same replica " + replica
 		}
 		fmt.Fprintf(e.stdout, "restored %s (replica %s, last seq %d, %d files, %s) into %s, %s\n",
-			pos[0], j.Replica, j.LastSeq, j.Files, byteSize(j.Bytes), pos[1], how)
+			pos[0], j.Replica, j.LastSeq, j.Files, bytesOf(j.Bytes), pos[1], how)
 	}
 	return nil
 }
+
+// bytesOf formats a byte count for the report.
+func bytesOf(n int64) string { return human.Bytes(uint64(max(n, 0))) }

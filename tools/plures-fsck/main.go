@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/plures/pluresdb/repair"
+	"github.com/plures/pluresdb/tools/internal/human"
 	"github.com/plures/pluresdb/verify"
 )
 
@@ -96,7 +97,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 
 	opts := verify.Options{ColdDir: *coldDir}
 	var bar *progressBar
-	if !*quiet && isTerminal(stderr) {
+	if !*quiet && human.IsTerminal(stderr) {
 		bar = &progressBar{w: stderr, start: time.Now()}
 		opts.Progress = bar.update
 	}
@@ -158,7 +159,7 @@ func printReport(w io.Writer, rep *verify.Report, quiet bool) {
 			mbps = float64(rep.Bytes) / 1e6 / s
 		}
 		fmt.Fprintf(w, "checked  %d files (%s), %s in %v (%.0f MB/s)\n", rep.Files, strings.Join(types, ", "),
-			byteSize(rep.Bytes), rep.Duration.Round(time.Millisecond), mbps)
+			bytesOf(rep.Bytes), rep.Duration.Round(time.Millisecond), mbps)
 		var kinds []string
 		for k, n := range rep.Counts {
 			kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
@@ -279,28 +280,6 @@ func bound(k []byte) string {
 	return fmt.Sprintf("%q", k)
 }
 
-func byteSize(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
-
-// isTerminal reports whether w is a character device (a terminal).
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
 // progressBar draws one line on a terminal, redrawn at most ten times a
 // second.
 type progressBar struct {
@@ -327,7 +306,7 @@ func (b *progressBar) update(done, total int64) {
 		mbps = float64(done) / 1e6 / s
 	}
 	fmt.Fprintf(b.w, "\r[%s%s] %3.0f%% %s of %s, %.0f MB/s ", strings.Repeat("#", n), strings.Repeat(" ", barWidth-n),
-		frac*100, byteSize(done), byteSize(total), mbps)
+		frac*100, bytesOf(done), bytesOf(total), mbps)
 }
 
 // clear erases the bar's line.
@@ -336,3 +315,6 @@ func (b *progressBar) clear() {
 		fmt.Fprintf(b.w, "\r%s\r", strings.Repeat(" ", barWidth+60))
 	}
 }
+
+// bytesOf formats a byte count for the report.
+func bytesOf(n int64) string { return human.Bytes(uint64(max(n, 0))) }

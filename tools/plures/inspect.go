@@ -23,6 +23,7 @@ import (
 	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/tools/internal/human"
 	"github.com/plures/pluresdb/wal"
 )
 
@@ -464,7 +465,7 @@ func dumpSSTCommand(args []string, stdout io.Writer) error {
 		Props lsm.TableProps `json:"props"`
 	}{props}, fmt.Sprintf("table %s: %d entries (%d deletions, %d merges), seq %d..%d, %d data blocks, %s",
 		num, props.NumEntries, props.NumDeletions, props.NumMerges, props.SmallestSeq, props.LargestSeq,
-		props.DataBlocks, humanBytes(props.FileSize)))
+		props.DataBlocks, human.Bytes(props.FileSize)))
 	it := tbl.NewIter()
 	for ok := it.First(); ok && p.err == nil; ok = it.Next() {
 		ukey, seq, kind, ok := lsm.SplitInternalKey(it.Key())

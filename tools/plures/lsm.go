@@ -26,6 +26,7 @@ import (
 	"strings"
 
 	"github.com/plures/pluresdb"
+	"github.com/plures/pluresdb/tools/internal/human"
 )
 
 // lsmCommand runs `plures lsm [-html FILE] DIR`.
@@ -141,21 +142,21 @@ func writeLSMText(w io.Writer, tables []pluresdb.TableInfo) error {
 	levels := summarizeLevels(tables)
 	for _, s := range levels {
 		total += s.bytes
-		fmt.Fprintf(&b, "L%d  %-5s %4d tables %10s\n", s.level, s.tier(), s.files, humanBytes(s.bytes))
+		fmt.Fprintf(&b, "L%d  %-5s %4d tables %10s\n", s.level, s.tier(), s.files, human.Bytes(s.bytes))
 		for _, t := range s.tables {
 			tier := ""
 			if s.tier() == "mixed" && t.Cold {
 				tier = "  cold"
 			}
 			fmt.Fprintf(&b, "  %06d %10s  entries %d  deletions %d  seq %d-%d  %s .. %s%s\n",
-				t.Num, humanBytes(t.Size), t.Entries, t.Deletions, t.SmallestSeq, t.LargestSeq,
+				t.Num, human.Bytes(t.Size), t.Entries, t.Deletions, t.SmallestSeq, t.LargestSeq,
 				formatKey(t.Smallest, 32), formatKey(t.Largest, 32), tier)
 		}
 	}
 	if len(levels) == 0 {
 		b.WriteString("no tables\n")
 	} else {
-		fmt.Fprintf(&b, "total %d tables, %s\n", len(tables), humanBytes(total))
+		fmt.Fprintf(&b, "total %d tables, %s\n", len(tables), human.Bytes(total))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
@@ -186,19 +187,6 @@ func isPrintable(k []byte) bool {
 		}
 	}
 	return true
-}
-
-func humanBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	f, i := float64(n)/unit, 0
-	for f >= unit && i < 4 {
-		f /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %ciB", f, "KMGTP"[i])
 }
 
 // keyRanks maps every boundary key of tables to its position in [0,1]
@@ -307,22 +295,22 @@ text.inside { fill: #fff; pointer-events: none; }
 	b.WriteString("<table class=\"summary\">\n<tr><th>level</th><th>tier</th><th>tables</th><th>size</th></tr>\n")
 	for _, s := range levels {
 		fmt.Fprintf(&b, "<tr><td>L%d</td><td>%s</td><td>%d</td><td>%s</td></tr>\n",
-			s.level, s.tier(), s.files, humanBytes(s.bytes))
+			s.level, s.tier(), s.files, human.Bytes(s.bytes))
 	}
 	fmt.Fprintf(&b, "<tr><th>total</th><th></th><th>%d</th><th>%s</th></tr>\n</table>\n",
-		len(tables), humanBytes(total))
+		len(tables), human.Bytes(total))
 	if m != nil {
 		// Counters start at zero on every Open: for a database opened
 		// just to draw it they say what opening cost, not its history.
 		b.WriteString("<table class=\"summary\">\n<tr><th colspan=\"2\">counters since this open</th></tr>\n")
 		row := func(k, v string) { fmt.Fprintf(&b, "<tr><td>%s</td><td>%s</td></tr>\n", k, esc(v)) }
 		row("write amplification", fmt.Sprintf("%.2f", m.WriteAmplification))
-		row("log bytes", humanBytes(m.WALBytes))
-		row("flushes", fmt.Sprintf("%d (%s)", m.Flushes, humanBytes(m.FlushBytes)))
-		row("compactions", fmt.Sprintf("%d (%s)", m.Compactions, humanBytes(m.CompactionBytes)))
+		row("log bytes", human.Bytes(m.WALBytes))
+		row("flushes", fmt.Sprintf("%d (%s)", m.Flushes, human.Bytes(m.FlushBytes)))
+		row("compactions", fmt.Sprintf("%d (%s)", m.Compactions, human.Bytes(m.CompactionBytes)))
 		row("stalls", fmt.Sprintf("%d (%s)", m.Stalls, m.StallTime))
 		row("cache hits / misses", fmt.Sprintf("%d / %d", m.CacheHits, m.CacheMisses))
-		row("memtable", fmt.Sprintf("%s, %d immutable", humanBytes(uint64(max(m.MemtableBytes, 0))), m.ImmutableMemtables))
+		row("memtable", fmt.Sprintf("%s, %d immutable", human.Bytes(uint64(max(m.MemtableBytes, 0))), m.ImmutableMemtables))
 		b.WriteString("</table>\n")
 	}
 	b.WriteString(`<p><span class="swatch" style="background:#e8743b"></span> hot
@@ -357,7 +345,7 @@ text.inside { fill: #fff; pointer-events: none; }
 		fmt.Fprintf(&b, "<g class=\"level\" data-level=\"%d\">\n", l)
 		label := fmt.Sprintf("L%d: empty", l)
 		if r.s.files > 0 {
-			label = fmt.Sprintf("L%d: %d tables, %s", l, r.s.files, humanBytes(r.s.bytes))
+			label = fmt.Sprintf("L%d: %d tables, %s", l, r.s.files, human.Bytes(r.s.bytes))
 		}
 		fmt.Fprintf(&b, "<rect x=\"0\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#f4f4f4\"/>\n",
 			r.y, width, r.n*svgLaneHeight)
@@ -373,7 +361,7 @@ text.inside { fill: #fff; pointer-events: none; }
 			fmt.Fprintf(&b, "<rect class=\"table %s\" data-table=\"%d\" x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\">",
 				tier, t.Num, x0, ty, w, svgLaneHeight-2)
 			fmt.Fprintf(&b, "<title>L%d table %06d (%s)\n%s, %d entries, %d deletions\nseq %d-%d\n%s .. %s</title></rect>\n",
-				t.Level, t.Num, tier, humanBytes(t.Size), t.Entries, t.Deletions, t.SmallestSeq, t.LargestSeq,
+				t.Level, t.Num, tier, human.Bytes(t.Size), t.Entries, t.Deletions, t.SmallestSeq, t.LargestSeq,
 				esc(formatKey(t.Smallest, 128)), esc(formatKey(t.Largest, 128)))
 			if w >= 50 {
 				fmt.Fprintf(&b, "<text class=\"inside\" x=\"%.1f\" y=\"%d\">%06d</text>\n", x0+4, ty+14, t.Num)

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/plures/pluresdb"
+	"github.com/plures/pluresdb/tools/internal/human"
 )
 
 // buildDB writes a small database with tables in L0 and in a deeper level.
@@ -83,14 +84,14 @@ func TestLSMCommandText(t *testing.T) {
 	t.Log("\n" + text)
 	for _, ti := range tables {
 		line := fmt.Sprintf("  %06d %10s  entries %d  deletions %d  seq %d-%d  %s .. %s",
-			ti.Num, humanBytes(ti.Size), ti.Entries, ti.Deletions, ti.SmallestSeq, ti.LargestSeq,
+			ti.Num, human.Bytes(ti.Size), ti.Entries, ti.Deletions, ti.SmallestSeq, ti.LargestSeq,
 			formatKey(ti.Smallest, 32), formatKey(ti.Largest, 32))
 		if !strings.Contains(text, line+"\n") {
 			t.Errorf("output lacks the line for table %d: %q", ti.Num, line)
 		}
 	}
 	for _, s := range summarizeLevels(tables) {
-		head := fmt.Sprintf("L%d  %-5s %4d tables %10s\n", s.level, s.tier(), s.files, humanBytes(s.bytes))
+		head := fmt.Sprintf("L%d  %-5s %4d tables %10s\n", s.level, s.tier(), s.files, human.Bytes(s.bytes))
 		if !strings.Contains(text, head) {
 			t.Errorf("output lacks the level header %q", head)
 		}
