@@ -65,7 +65,15 @@ type TableCheck struct {
 	Smallest, Largest          []byte
 	SmallestSeq, LargestSeq    SeqNum
 	Issues                     []TableIssue
+	// Collected are the entries of the intact data blocks whose user key
+	// has the prefix given to CheckTableCollect, in order (copies).
+	Collected []TableEntry
+
+	collect []byte // the prefix to collect; nil: none
 }
+
+// TableEntry is an entry of a table: its internal key and value.
+type TableEntry struct{ Key, Value []byte }
 
 // tableCheckBuffer is the size of the sequential reads of data blocks.
 const tableCheckBuffer = 1 << 20
@@ -79,7 +87,15 @@ const tableCheckBuffer = 1 << 20
 // bytes read as they are read. Damage goes into the result; the error is
 // for I/O only.
 func CheckTable(r io.ReaderAt, size int64, name string, progress func(n int64)) (*TableCheck, error) {
-	c := &TableCheck{}
+	return CheckTableCollect(r, size, name, progress, nil)
+}
+
+// CheckTableCollect is CheckTable that also returns, in
+// TableCheck.Collected, the entries of the intact data blocks whose user
+// key has prefix (nil: none), read in the same pass: a checker that
+// needs some of a table's contents reads the file once.
+func CheckTableCollect(r io.ReaderAt, size int64, name string, progress func(n int64), prefix []byte) (*TableCheck, error) {
+	c := &TableCheck{collect: prefix}
 	note := func(kind TableIssueKind, off int64, lower, upper []byte, format string, args ...any) {
 		c.Issues = append(c.Issues, TableIssue{Kind: kind, Offset: off, Err: errs.Corruptf(name, off, format, args...),
 			Lower: lower, Upper: upper})
@@ -356,8 +372,12 @@ func (c *TableCheck) checkBlock(it *blockIter, b *block, i int, e indexEntry, lo
 	it.init(b, TrailerLen)
 	prev := prevKey
 	var last []byte
+	var collected []TableEntry // committed only if the block is intact
 	for ok := it.First(); ok; ok = it.Next() {
 		k := it.key
+		if c.collect != nil && len(k) >= TrailerLen && bytes.HasPrefix(k[:len(k)-TrailerLen], c.collect) {
+			collected = append(collected, TableEntry{Key: bytes.Clone(k), Value: bytes.Clone(it.val)})
+		}
 		if prev != nil && CompareInternal(prev, k) >= 0 {
 			note(TableKeyOrder, off, lower, e.sep, "data block %d: key %q does not follow %q", i, k, prev)
 			return false
@@ -407,6 +427,7 @@ func (c *TableCheck) checkBlock(it *blockIter, b *block, i int, e indexEntry, lo
 	c.Entries += entries
 	c.Deletions += dels
 	c.Merges += merges
+	c.Collected = append(c.Collected, collected...)
 	it.key = last
 	return true
 }

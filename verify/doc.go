@@ -26,8 +26,7 @@
 // its Kind and, where known, the keys and the sequence numbers it
 // affects, so a repair can act on it.
 //
-// Speed: each file is read once, sequentially, with large reads (a
-// table's first blocks twice: the op log's index sorts first); files
+// Speed: each file is read once, sequentially, with large reads; files
 // are checked in parallel, one goroutine per file, as many at once as
 // GOMAXPROCS (Options.Parallelism).
 package verify

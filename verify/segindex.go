@@ -34,30 +34,19 @@ type segIndexEntry struct {
 	value []byte
 }
 
-// tableSegIndexes reads the segment index entries of a table (they sort
-// first: the meta namespace is 0). Damage is the table check's to report:
-// what cannot be read is skipped.
-func (c *checker) tableSegIndexes(res *tableResult) {
-	f, err := c.fs.Open(res.path)
-	if err != nil {
-		return
-	}
-	t, err := lsm.OpenTable(f, res.path, 0, nil)
-	if err != nil {
-		f.Close()
-		return
-	}
-	defer t.Close()
-	it := t.NewIter()
-	defer it.Close()
-	for ok := it.SeekGE(lsm.MakeInternalKey(segIndexPrefix, lsm.MaxSeqNum, lsm.KindMax)); ok; ok = it.Next() {
-		ukey, seq, kind, ok := lsm.SplitInternalKey(it.Key())
-		if !ok || !bytes.HasPrefix(ukey, segIndexPrefix) {
-			break
+// tableSegIndexes turns the entries a table check collected (those
+// under segIndexPrefix, from intact blocks: damage is the table check's
+// to report) into segment index versions.
+func tableSegIndexes(collected []lsm.TableEntry) []segIndexEntry {
+	var out []segIndexEntry
+	for _, e := range collected {
+		ukey, seq, kind, ok := lsm.SplitInternalKey(e.Key)
+		if !ok {
+			continue
 		}
-		res.segIdx = append(res.segIdx, segIndexEntry{key: string(ukey), seq: uint64(seq),
-			del: kind == lsm.KindDelete, value: bytes.Clone(it.Value())})
+		out = append(out, segIndexEntry{key: string(ukey), seq: uint64(seq), del: kind == lsm.KindDelete, value: e.Value})
 	}
+	return out
 }
 
 // recordSegIndexes appends the segment index entries of a log record.

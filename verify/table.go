@@ -63,7 +63,11 @@ func (c *checker) checkTable(res *tableResult, size int64) error {
 	}
 	defer file.Close()
 	p := &fileProgress{c: c, size: size}
-	tc, err := lsm.CheckTable(file, size, res.path, p.add)
+	var collect []byte
+	if c.opts.Files == nil {
+		collect = segIndexPrefix // the op log's index of its history files (segindex.go)
+	}
+	tc, err := lsm.CheckTableCollect(file, size, res.path, p.add, collect)
 	p.finish()
 	c.count("table", size)
 	if err != nil {
@@ -97,9 +101,7 @@ func (c *checker) checkTable(res *tableResult, size int64) error {
 	if m := res.meta; m != nil {
 		res.findings = append(res.findings, compareMeta(res.path, m, tc)...)
 	}
-	if c.opts.Files == nil {
-		c.tableSegIndexes(res)
-	}
+	res.segIdx = tableSegIndexes(tc.Collected)
 	return nil
 }
 
