@@ -627,7 +627,10 @@ func relPath(from, target string) (string, error) {
 // restoreNewReplica restores the backup as itself into a temporary
 // directory beside targetDir, opens that read-only, and streams a state
 // snapshot of it into a new database, which becomes targetDir.
-func restoreNewReplica(backupDir, targetDir string, opts *Options) (*Manifest, error) {
+//
+// The temporary directories are removed; one that cannot be is named in
+// the error (joined to the restore's own, if any), never left silently.
+func restoreNewReplica(backupDir, targetDir string, opts *Options) (_ *Manifest, err error) {
 	fs := opts.fs()
 	targetDir = filepath.Clean(targetDir)
 	if err := checkEmptyTarget(fs, targetDir); err != nil {
@@ -635,11 +638,16 @@ func restoreNewReplica(backupDir, targetDir string, opts *Options) (*Manifest, e
 	}
 	same := tempBeside(targetDir, "restore-source")
 	fresh := tempBeside(targetDir, "restore-new")
-	defer vfs.RemoveAll(fs, same)
 	ok := false
 	defer func() {
+		cleanup := []string{same}
 		if !ok {
-			vfs.RemoveAll(fs, fresh)
+			cleanup = append(cleanup, fresh)
+		}
+		for _, dir := range cleanup {
+			if rerr := vfs.RemoveAll(fs, dir); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				err = errors.Join(err, fmt.Errorf("backup: removing the temporary directory %s: %w", dir, rerr))
+			}
 		}
 	}()
 	o := Options{FS: fs, SameReplica: true}
