@@ -94,7 +94,7 @@ type Backup struct {
 // the filesystem allows, and removed at the end. The backup's files are
 // copies, never links to the database's. dest appears only when the
 // backup is complete.
-func Create(db *pluresdb.DB, dest string, opts *Options) (*Manifest, error) {
+func Create(db *pluresdb.DB, dest string, opts *Options) (_ *Manifest, err error) {
 	fs := opts.fs()
 	dest = filepath.Clean(dest)
 	if err := checkEmptyTarget(fs, dest); err != nil {
@@ -116,7 +116,7 @@ func Create(db *pluresdb.DB, dest string, opts *Options) (*Manifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("backup: checkpoint: %w", err)
 	}
-	defer vfs.RemoveAll(fs, staging)
+	defer removeTemp(fs, staging, &err)
 	m.Replica, m.Time, m.LastSeq, m.VersionVector = info.Replica, info.Time, info.LastSeq, info.VersionVector
 	if parent != nil {
 		top := parent.top()
@@ -134,7 +134,7 @@ func Create(db *pluresdb.DB, dest string, opts *Options) (*Manifest, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			vfs.RemoveAll(fs, tmp)
+			removeTemp(fs, tmp, &err)
 		}
 	}()
 	var total, done int64
@@ -500,7 +500,7 @@ func Verify(dir string, opts *Options) (*Report, error) {
 // them). With opts.SameReplica the backed-up replica itself is restored,
 // files as they were: its replica ID and history included, to replace a
 // lost node, never to run beside the source.
-func Restore(backupDir, targetDir string, opts *Options) (*Manifest, error) {
+func Restore(backupDir, targetDir string, opts *Options) (_ *Manifest, err error) {
 	if opts == nil || !opts.SameReplica {
 		return restoreNewReplica(backupDir, targetDir, opts)
 	}
@@ -521,7 +521,7 @@ func Restore(backupDir, targetDir string, opts *Options) (*Manifest, error) {
 	ok := false
 	defer func() {
 		if !ok {
-			vfs.RemoveAll(fs, tmp)
+			removeTemp(fs, tmp, &err)
 		}
 	}()
 	var total, done int64
@@ -645,9 +645,7 @@ func restoreNewReplica(backupDir, targetDir string, opts *Options) (_ *Manifest,
 			cleanup = append(cleanup, fresh)
 		}
 		for _, dir := range cleanup {
-			if rerr := vfs.RemoveAll(fs, dir); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-				err = errors.Join(err, fmt.Errorf("backup: removing the temporary directory %s: %w", dir, rerr))
-			}
+			removeTemp(fs, dir, &err)
 		}
 	}()
 	o := Options{FS: fs, SameReplica: true}
@@ -685,4 +683,12 @@ func restoreNewReplica(backupDir, targetDir string, opts *Options) (_ *Manifest,
 	}
 	ok = true
 	return m, nil
+}
+
+// removeTemp removes the temporary directory dir, joining a failure to
+// *err: a directory left behind is named, never silent.
+func removeTemp(fs vfs.FS, dir string, err *error) {
+	if rerr := vfs.RemoveAll(fs, dir); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		*err = errors.Join(*err, fmt.Errorf("backup: removing the temporary directory %s: %w", dir, rerr))
+	}
 }
