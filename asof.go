@@ -131,3 +131,145 @@ func (db *DB) scanHistory(s *segIndex, limit int64, fn func(op *oplog.Op) error)
 		return fn(op)
 	}, nil)
 }
+
+// VersionVectorAt returns the version vector of this replica's state as
+// of ts: for every replica, the operations it holds of that replica with
+// timestamps at or before ts. A replica's operations carry timestamps in
+// sequence order, so these are a prefix of them, and the vector names a
+// state ExportChangesUpTo can rebuild on another replica (a point-in-time
+// restore). It never splits a log record: of the operations one record
+// holds of one replica (a local transaction, or an import's batch of a
+// peer's whole transactions), all are at or before ts or none counts.
+//
+// Operations retention dropped (or a snapshot import brought without
+// their history) count when they are known to be at or before ts: the
+// replica's first retained operation is, or the clock mark of what left
+// the log is. Otherwise the vector is unknown and VersionVectorAt returns
+// ErrHistoryUnavailable, naming the replica and the oldest time it can
+// answer for.
+func (db *DB) VersionVectorAt(ts oplog.Timestamp) (oplog.VersionVector, error) {
+	if db.closed.Load() {
+		return nil, errs.ErrClosed
+	}
+	if err := db.opLogUsable(); err != nil {
+		return nil, err
+	}
+	db.commitMu.Lock()
+	if db.closed.Load() {
+		db.commitMu.Unlock()
+		return nil, errs.ErrClosed
+	}
+	upTo := db.versionVectorLocked()
+	size, err := db.liveLogSize()
+	if err != nil {
+		db.commitMu.Unlock()
+		return nil, err
+	}
+	live := db.ol.cur.clone()
+	db.ol.mu.Lock()
+	segs := append(db.ol.snapshotSegs(), live)
+	floor := db.ol.floor.Clone()
+	left := max(db.ol.clockMark, db.ol.snapClock)
+	db.ol.mu.Unlock()
+	db.commitMu.Unlock()
+
+	vv := oplog.VersionVector{}
+	// open: the replicas whose boundary is still ahead.
+	open := map[oplog.ReplicaID]bool{}
+	for r, to := range upTo {
+		if to == 0 {
+			continue
+		}
+		open[r] = true
+		if floor[r] == 0 {
+			continue
+		}
+		// The dropped operations are at or before ts if the first
+		// retained one is (timestamps rise with sequence numbers), or
+		// if everything that left the log is.
+		first, ok := oplog.Timestamp(0), false
+		for _, s := range segs {
+			if rg, has := s.ranges[r]; has && rg.max > floor[r] {
+				first, ok = rg.minHLC, true
+				break
+			}
+		}
+		if (ok && first <= ts) || left <= ts {
+			vv[r] = floor[r]
+			continue
+		}
+		return nil, fmt.Errorf("%w: replica %s's operations up to %d left the history, and may be after %s; "+
+			"the oldest time this replica can rebuild is %s", ErrHistoryUnavailable, r, floor[r], ts, left)
+	}
+	for _, s := range segs {
+		if len(open) == 0 {
+			break
+		}
+		var straddle []oplog.ReplicaID
+		for r, rg := range s.ranges {
+			if !open[r] || rg.max <= vv[r] {
+				continue
+			}
+			switch {
+			case rg.maxHLC <= ts:
+				vv[r] = max(vv[r], min(rg.max, upTo[r]))
+			case rg.minHLC > ts:
+				delete(open, r)
+			default:
+				straddle = append(straddle, r)
+			}
+		}
+		if len(straddle) == 0 {
+			continue
+		}
+		limit := int64(-1)
+		if s == live {
+			limit = size
+		}
+		if err := db.boundaryIn(s, limit, ts, straddle, upTo, vv); err != nil {
+			return nil, err
+		}
+		for _, r := range straddle {
+			delete(open, r)
+		}
+	}
+	return vv, nil
+}
+
+// boundaryIn reads segment s for the replicas rs, whose operations in it
+// start at or before ts and end after it, and raises vv[r] to the last
+// sequence number of r's last record part wholly at or before ts.
+func (db *DB) boundaryIn(s *segIndex, limit int64, ts oplog.Timestamp, rs []oplog.ReplicaID, upTo, vv oplog.VersionVector) error {
+	type part struct {
+		last   uint64
+		maxHLC oplog.Timestamp
+	}
+	want := map[oplog.ReplicaID]bool{}
+	for _, r := range rs {
+		want[r] = true
+	}
+	cur := map[oplog.ReplicaID]*part{}
+	done := map[oplog.ReplicaID]bool{}
+	return db.scanTransactions(s, limit, func(op *oplog.Op) error {
+		if !want[op.Replica] || done[op.Replica] || op.Seq <= vv[op.Replica] || op.Seq > upTo[op.Replica] {
+			return nil
+		}
+		p := cur[op.Replica]
+		if p == nil {
+			p = &part{}
+			cur[op.Replica] = p
+		}
+		p.last = max(p.last, op.Seq)
+		p.maxHLC = max(p.maxHLC, op.HLC)
+		return nil
+	}, func() {
+		for r, p := range cur {
+			if p.maxHLC <= ts {
+				vv[r] = max(vv[r], p.last)
+			} else {
+				done[r] = true
+			}
+			delete(cur, r)
+		}
+	})
+}

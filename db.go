@@ -358,6 +358,7 @@ func (db *DB) replay() error {
 		}
 	}
 	lastSeq := db.vs.LastSeq()
+	manifestSeq := lastSeq
 	var mem *lsm.Memtable // made at the first record: most opens have none
 	var flushed []*lsm.FileMeta
 	flushMem := func() error {
@@ -436,7 +437,13 @@ func (db *DB) replay() error {
 			// An import record's operands, when it refers to them.
 			var operands [][]byte
 			extra := 0
-			if first, ok, _ := r.Next(); ok && first.Kind == batchrepr.KindLogData && !isIngested(first.Key) {
+			// A bulk import's record whose table this MANIFEST never
+			// recorded (its sequence numbers are past the MANIFEST's: a
+			// restored backup's log outlives its tables) has its
+			// operands rebuilt from its operations, like any import's.
+			orphan := false
+			if first, ok, _ := r.Next(); ok && first.Kind == batchrepr.KindLogData && (!isIngested(first.Key) || r.Seq > manifestSeq) {
+				orphan = isIngested(first.Key)
 				if operands, err = importOperands(first.Value); err != nil {
 					return errs.Corruptf(layout.Path(db.dir, layout.TypeLog, seg), -1, "%v", err)
 				}
@@ -452,7 +459,7 @@ func (db *DB) replay() error {
 					return err
 				}
 			}
-			err = recordEntries(rec, operands, func(seq lsm.SeqNum, kind lsm.Kind, key, value []byte) error {
+			err = recordEntries(rec, operands, orphan, func(seq lsm.SeqNum, kind lsm.Kind, key, value []byte) error {
 				if err := mem.Add(seq, kind, key, value); err != nil {
 					return fmt.Errorf("%w: %w", errMemInsert, err)
 				}
@@ -808,7 +815,7 @@ func (db *DB) insertLocked(mem *memtable, rec []byte, seq, last lsm.SeqNum, oper
 		}
 	} else {
 		in := mem.m.NewInserter()
-		err = recordEntries(rec, operands, in.Add)
+		err = recordEntries(rec, operands, false, in.Add)
 		if err == nil {
 			err = in.Flush()
 		}
@@ -834,8 +841,9 @@ func (db *DB) insertLocked(mem *memtable, rec []byte, seq, last lsm.SeqNum, oper
 //
 // A bulk import's record (its op log entry's key is ingestedLogKey) was
 // logged after its operands were written to an L0 table: its KindMerge
-// entries are skipped.
-func recordEntries(rec []byte, operands [][]byte, add func(seq lsm.SeqNum, kind lsm.Kind, key, value []byte) error) error {
+// entries are skipped, unless orphan says the table is not in the tree
+// (see replay).
+func recordEntries(rec []byte, operands [][]byte, orphan bool, add func(seq lsm.SeqNum, kind lsm.Kind, key, value []byte) error) error {
 	r, err := batchrepr.NewReader(rec)
 	if err != nil {
 		return err
@@ -851,7 +859,7 @@ func recordEntries(rec []byte, operands [][]byte, add func(seq lsm.SeqNum, kind 
 			break
 		}
 		if e.Kind == batchrepr.KindLogData {
-			if i == 0 && isIngested(e.Key) {
+			if i == 0 && isIngested(e.Key) && !orphan {
 				ingested = true
 			} else if i == 0 && operands == nil {
 				if operands, err = importOperands(e.Value); err != nil {

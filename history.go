@@ -119,3 +119,16 @@ func (db *DB) scanPositions(s *segIndex, limit int64, fn func(pos Position, op *
 	}
 	return nil
 }
+
+// RecordClock returns the newest timestamp of the document operations in
+// rec, one record of a log segment (0: it holds none). Tools that read a
+// closed or running database's sealed segments (a backup follower) learn
+// with it how far in time the log they hold reaches.
+func RecordClock(rec []byte) (oplog.Timestamp, error) {
+	var last oplog.Timestamp
+	err := decodeRecord(rec, oplog.ReplicaID{}, func(_ Position, op *oplog.Op, _ opClass) error {
+		last = max(last, op.HLC)
+		return nil
+	})
+	return last, err
+}

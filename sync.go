@@ -62,6 +62,25 @@ func (db *DB) ExportChanges(w io.Writer, since oplog.VersionVector) (int, error)
 // only through a selective import are not passed on until a full import
 // brings the rest of their replica's operations.
 func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix []byte) (int, error) {
+	return db.exportChanges(w, since, nil, prefix)
+}
+
+// ExportChangesUpTo is ExportChanges limited to the operations at or
+// below upTo (per replica; a replica upTo lacks is left out): the changes
+// that take the holder of since to the state upTo names, such as one
+// VersionVectorAt returned (a point-in-time restore). upTo should end
+// where records do, as VersionVectorAt's does: the importer applies the
+// stream's transactions whole, and a bound inside one cuts it.
+func (db *DB) ExportChangesUpTo(w io.Writer, since, upTo oplog.VersionVector) (int, error) {
+	if upTo == nil {
+		upTo = oplog.VersionVector{}
+	}
+	return db.exportChanges(w, since, upTo, nil)
+}
+
+// exportChanges writes the operations above since, at or below bound
+// (nil: no bound), of keys with prefix (nil: all).
+func (db *DB) exportChanges(w io.Writer, since, bound oplog.VersionVector, prefix []byte) (int, error) {
 	if db.closed.Load() {
 		return 0, errs.ErrClosed
 	}
@@ -76,6 +95,11 @@ func (db *DB) ExportChangesPrefix(w io.Writer, since oplog.VersionVector, prefix
 		return 0, errs.ErrClosed
 	}
 	upTo := db.versionVectorLocked()
+	if bound != nil {
+		for r, to := range upTo {
+			upTo[r] = min(to, bound[r])
+		}
+	}
 	cut := db.lastSeq
 	size, err := db.liveLogSize()
 	if err != nil {

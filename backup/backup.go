@@ -13,11 +13,12 @@
 //
 // Restore rebuilds the database from the chain, checking every file's
 // checksum as it writes it, into a new directory that appears only when
-// complete. It restores the same replica (the same replica ID): a
-// restored copy must not run beside the database it was taken from, or
-// two writers would hand out the same sequence numbers as one replica.
-// Restoring as a new replica, and restoring to a point in time, are not
-// provided.
+// complete: by default as a new replica (a state snapshot of the
+// backed-up database), with Options.SameReplica as the backed-up replica
+// itself, and with Options.At as the state it had at a time (a new
+// replica). Follow keeps a follower: an incremental backup that ships
+// each log segment the database seals, so a restore is at most the live
+// segment behind.
 //
 // The backup package imports the root package; the root never imports it.
 package backup
@@ -31,6 +32,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"github.com/cespare/xxhash/v2"
 
@@ -63,6 +65,9 @@ type Options struct {
 	// to run beside the source. Without it the restored database is a new
 	// replica (see Restore).
 	SameReplica bool
+	// At makes Restore rebuild the state as of that time (a point-in-time
+	// restore, see Restore); zero: the newest state the backup holds.
+	At time.Time
 	// Progress, if set, is called as files are processed with the bytes
 	// done so far and the total.
 	Progress func(done, total int64)
@@ -501,6 +506,13 @@ func Verify(dir string, opts *Options) (*Report, error) {
 // files as they were: its replica ID and history included, to replace a
 // lost node, never to run beside the source.
 func Restore(backupDir, targetDir string, opts *Options) (_ *Manifest, err error) {
+	if opts != nil && !opts.At.IsZero() {
+		if opts.SameReplica {
+			return nil, fmt.Errorf("%w: a point-in-time restore makes a new replica; the same replica cannot go back in time "+
+				"(its peers hold its later operations)", ErrRefused)
+		}
+		return restoreAt(backupDir, targetDir, opts)
+	}
 	if opts == nil || !opts.SameReplica {
 		return restoreNewReplica(backupDir, targetDir, opts)
 	}
@@ -648,36 +660,27 @@ func restoreNewReplica(backupDir, targetDir string, opts *Options) (_ *Manifest,
 			removeTemp(fs, dir, &err)
 		}
 	}()
-	o := Options{FS: fs, SameReplica: true}
-	if opts != nil {
-		o.Progress = opts.Progress
-	}
-	m, err := Restore(backupDir, same, &o)
+	c, err := loadChain(fs, backupDir)
 	if err != nil {
 		return nil, err
 	}
-	src, err := pluresdb.Open(same, &pluresdb.Options{FS: fs, ReadOnly: true})
+	src, err := openRestored(fs, backupDir, same, opts)
 	if err != nil {
-		return nil, fmt.Errorf("backup: opening the restored copy: %w", err)
+		return nil, err
 	}
 	defer src.Close()
 	dst, err := pluresdb.Open(fresh, &pluresdb.Options{FS: fs})
 	if err != nil {
 		return nil, fmt.Errorf("backup: creating the new replica: %w", err)
 	}
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := src.ExportSnapshot(pw)
-		pw.CloseWithError(err)
-	}()
-	_, err = dst.ImportSnapshot(pr)
-	pr.CloseWithError(err) // stops the export if the import failed
+	_, err = pipe(src.ExportSnapshot, dst.ImportSnapshot)
 	if cerr := dst.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
 		return nil, fmt.Errorf("backup: restoring as a new replica: %w", err)
 	}
+	m := c.top().Manifest
 	if err := publishDir(fs, fresh, targetDir); err != nil {
 		return nil, err
 	}

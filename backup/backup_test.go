@@ -2,6 +2,7 @@ package backup
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cespare/xxhash/v2"
 
 	"github.com/plures/pluresdb"
 	"github.com/plures/pluresdb/internal/vfs"
@@ -381,6 +384,26 @@ func TestManifestRoundTrip(t *testing.T) {
 		if _, err := DecodeManifest(c, "BACKUP"); err == nil {
 			t.Fatalf("bit %d flipped: accepted", i)
 		}
+	}
+	// A follower's fields round-trip too.
+	f := *m
+	f.Follow, f.Shipped = true, 12
+	got, err = DecodeManifest(f.Encode(), "BACKUP")
+	must(t, err)
+	if !reflect.DeepEqual(got, &f) {
+		t.Fatalf("follower round trip: %+v, want %+v", got, &f)
+	}
+	// A version 1 manifest (no flags) still reads.
+	body := b[len(manifestMagic)+1 : len(b)-8]
+	n, k := binary.Uvarint(body)
+	v1 := append([]byte(manifestMagic), 1)
+	v1 = binary.AppendUvarint(v1, n-2)
+	v1 = append(v1, body[k:len(body)-2]...)
+	v1 = binary.LittleEndian.AppendUint64(v1, xxhash.Sum64(v1))
+	got, err = DecodeManifest(v1, "BACKUP")
+	must(t, err)
+	if !reflect.DeepEqual(got, m) {
+		t.Fatalf("version 1: %+v, want %+v", got, m)
 	}
 	newer := append([]byte(nil), b...)
 	newer[len(manifestMagic)] = manifestVersion + 1

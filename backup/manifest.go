@@ -25,13 +25,16 @@ const ManifestName = "BACKUP"
 // The manifest format; part of it.
 const (
 	manifestMagic   = "PLRSBKUP"
-	manifestVersion = 1
+	manifestVersion = 2
 	// maxManifestSize bounds what is read: a manifest names every file
 	// of a database once.
 	maxManifestSize = 64 << 20
 	// maxNameLen bounds a file name.
 	maxNameLen = 255
 )
+
+// flagFollow marks a follower's manifest.
+const flagFollow = 1
 
 // ID names one backup.
 type ID [16]byte
@@ -62,6 +65,15 @@ type Manifest struct {
 	VersionVector oplog.VersionVector
 	// Files lists the restored database's files, sorted by name.
 	Files []File
+	// Follow marks a follower (see Follow): an incremental backup that
+	// holds the log segments its database sealed after its parent was
+	// taken. Its VersionVector is its parent's (what it holds beyond that
+	// is in the log it carries), its LastSeq the last sequence number of
+	// the log it holds, and Time that of the last segment shipped.
+	Follow bool
+	// Shipped is, for a follower, the last log segment it holds sealed
+	// (0: none yet).
+	Shipped layout.FileNum
 }
 
 // File is one file of the database a backup restores.
@@ -113,8 +125,11 @@ func (m *Manifest) File(name string) *File {
 //	      replica 16 | varint time (Unix ns) | uvarint lastSeq |
 //	      bytes versionVector (oplog's encoding) | uvarint files |
 //	      files × (bytes name | uvarint size | sum u64 LE |
-//	               uvarint base | storedSum u64 LE)
+//	               uvarint base | storedSum u64 LE) |
+//	      uvarint flags (bit 0: a follower) | uvarint shipped
 //	bytes = uvarint length | that many bytes
+//
+// Version 1 manifests end the body after the files (not a follower).
 //
 // Files are sorted by name, each named once.
 func (m *Manifest) Encode() []byte {
@@ -134,6 +149,12 @@ func (m *Manifest) Encode() []byte {
 		body = binary.AppendUvarint(body, uint64(f.Base))
 		body = binary.LittleEndian.AppendUint64(body, f.StoredSum)
 	}
+	var flags uint64
+	if m.Follow {
+		flags |= flagFollow
+	}
+	body = binary.AppendUvarint(body, flags)
+	body = binary.AppendUvarint(body, uint64(m.Shipped))
 	b := append([]byte(manifestMagic), manifestVersion)
 	b = binary.AppendUvarint(b, uint64(len(body)))
 	b = append(b, body...)
@@ -150,7 +171,8 @@ func DecodeManifest(b []byte, file string) (*Manifest, error) {
 	if len(b) < len(manifestMagic)+1+8 || string(b[:len(manifestMagic)]) != manifestMagic {
 		return nil, errs.Corruptf(file, 0, "not a backup manifest (bad magic)")
 	}
-	if v := b[len(manifestMagic)]; v > manifestVersion {
+	v := b[len(manifestMagic)]
+	if v > manifestVersion {
 		return nil, errs.NewerFormatf(file, uint32(v), manifestVersion)
 	} else if v == 0 {
 		return nil, errs.Corruptf(file, int64(len(manifestMagic)), "version 0")
@@ -202,8 +224,19 @@ func DecodeManifest(b []byte, file string) (*Manifest, error) {
 		}
 		m.Files = append(m.Files, f)
 	}
+	if v >= 2 {
+		flags := d.uvarint("flags")
+		if d.err == nil && flags&^flagFollow != 0 {
+			d.fail("unknown flags %#x", flags)
+		}
+		m.Follow = flags&flagFollow != 0
+		m.Shipped = layout.FileNum(d.uvarint("shipped segment"))
+		if d.err == nil && m.Follow && m.Parent.IsZero() {
+			d.fail("a follower without a parent")
+		}
+	}
 	if d.err == nil && d.off != len(d.b) {
-		d.fail("%d bytes after the last file", len(d.b)-d.off)
+		d.fail("%d bytes after the last field", len(d.b)-d.off)
 	}
 	if d.err != nil {
 		return nil, d.err

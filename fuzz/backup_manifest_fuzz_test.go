@@ -26,6 +26,8 @@ func FuzzBackupManifest(f *testing.F) {
 	m.Parent[0] = 1
 	valid := m.Encode()
 	f.Add(valid)
+	m.Follow, m.Shipped = true, 7
+	f.Add(m.Encode())
 	f.Add(valid[9 : len(valid)-8])
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -47,8 +49,11 @@ func FuzzBackupManifest(f *testing.F) {
 			}
 		}
 		check(data)
-		framed := append([]byte("PLRSBKUP\x01"), binary.AppendUvarint(nil, uint64(len(data)))...)
-		framed = append(framed, data...)
-		check(binary.LittleEndian.AppendUint64(framed, xxhash.Sum64(framed)))
+		for _, version := range []byte{1, 2} {
+			framed := append([]byte("PLRSBKUP"), version)
+			framed = binary.AppendUvarint(framed, uint64(len(data)))
+			framed = append(framed, data...)
+			check(binary.LittleEndian.AppendUint64(framed, xxhash.Sum64(framed)))
+		}
 	})
 }

@@ -5,6 +5,8 @@
 //	plures-backup list DIR                              the backups in DIR
 //	plures-backup verify DIR                            every checksum of a backup and its chain
 //	plures-backup restore [--same-replica] BACKUP DIR   a new replica (or the same one) in DIR
+//	plures-backup restore --at TIME BACKUP DIR          the state at TIME, as a new replica
+//	plures-backup follow --db DIR BASE DEST             ship each sealed log segment into DEST
 //
 // Every command takes --json. Exit codes: 0 done (verify: no damage), 1
 // damage found or the operation refused, 2 a usage or I/O error.
@@ -16,14 +18,17 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -44,8 +49,16 @@ const usageText = `usage:
   plures-backup verify [--json] DIR
         read every file of the backup in DIR and of the backups it builds
         on, and check every checksum; reports every problem found
-  plures-backup restore [--same-replica] [--json] BACKUP DIR
-        rebuild the database backed up in BACKUP into the new directory DIR
+  plures-backup restore [--same-replica | --at TIME] [--json] BACKUP DIR
+        rebuild the database backed up in BACKUP into the new directory DIR;
+        with --at (RFC 3339, e.g. 2026-12-02T15:04:05.123Z) the state it
+        had at that time
+  plures-backup follow --db DIR [--once] [--interval 1s] [--json] BASE DEST
+        keep DEST, an incremental backup on the backup BASE of the database
+        in DIR, holding every log segment the database seals after BASE,
+        each shipped as it seals (so DEST is at most the live segment
+        behind); runs until interrupted, or with --once ships what is
+        sealed and exits; resumes a DEST it made before
 
 create opens the database itself, read-only. A database directory is locked while a
 process has it open, so the tool cannot back up a database that another
@@ -62,8 +75,19 @@ damaged original: such a copy must never run beside the original (both
 would write as one replica), and it must import from a peer before it
 writes: if its peers hold newer operations of it (it wrote after the
 backup), the import fails with ErrRewound, and it must rejoin as a new
-replica instead. Restoring to a point in time and continuous backup are
-not provided.
+replica instead.
+
+restore --at rebuilds the state as of a time, as a new replica: every
+operation the database held with a timestamp at or before it (whole log
+records), from the newest backup of BACKUP's chain that precedes the time
+and the log BACKUP carries (a follower's included) after that. A time after
+BACKUP, or one older than the history it retains, is refused and says so.
+
+follow reads only sealed log segments, which the database never changes,
+and takes no lock: it runs beside the open database, in another process.
+A segment that leaves the database before it is shipped (retention
+archives sealed segments after about an hour) stops it with an error;
+take a new backup and follow that.
 
 Exit codes: 0 done (verify: no damage), 1 damage found or operation
 refused (a non-empty target, a locked database), 2 usage or I/O error.
@@ -101,6 +125,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cmd = verify
 	case "restore":
 		cmd = restore
+	case "follow":
+		cmd = follow
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
@@ -136,7 +162,8 @@ func exitCode(err error) int {
 	case errors.As(err, &ue):
 		return exitFailure
 	case errors.Is(err, pluresdb.ErrCorruption), errors.Is(err, backup.ErrRefused), errors.Is(err, backup.ErrNotBackup),
-		errors.Is(err, pluresdb.ErrLocked), errors.Is(err, pluresdb.ErrNewerFormat), errors.Is(err, errDamage):
+		errors.Is(err, pluresdb.ErrLocked), errors.Is(err, pluresdb.ErrNewerFormat), errors.Is(err, errDamage),
+		errors.Is(err, backup.ErrFollowGap), errors.Is(err, pluresdb.ErrHistoryUnavailable):
 		return exitDamage
 	}
 	return exitFailure
@@ -215,6 +242,8 @@ type manifestJSON struct {
 	Files         int               `json:"files"`
 	Bytes         int64             `json:"bytes"`
 	StoredBytes   int64             `json:"stored_bytes"`
+	Follow        bool              `json:"follow,omitempty"`
+	Shipped       string            `json:"shipped,omitempty"`
 	Error         string            `json:"error,omitempty"`
 }
 
@@ -223,6 +252,12 @@ func toJSON(dir string, m *backup.Manifest) manifestJSON {
 		Time: m.Time.UTC(), LastSeq: m.LastSeq, VersionVector: map[string]uint64{}, Files: len(m.Files), StoredBytes: m.StoredBytes()}
 	if !m.Full() {
 		j.Parent = m.Parent.String()
+	}
+	if m.Follow {
+		j.Follow = true
+		if m.Shipped != 0 {
+			j.Shipped = fmt.Sprintf("%06d.log", uint64(m.Shipped))
+		}
 	}
 	for r, s := range m.VersionVector {
 		j.VersionVector[r.String()] = s
@@ -237,6 +272,12 @@ func describe(w io.Writer, j manifestJSON) {
 	kind := "full"
 	if !j.Full {
 		kind = "incremental on " + j.Parent
+	}
+	if j.Follow {
+		kind = "follower of " + j.Parent
+		if j.Shipped != "" {
+			kind += ", shipped through " + j.Shipped
+		}
 	}
 	fmt.Fprintf(w, "%s  %s  %s\n  replica %s, last seq %d, %d files, %s (%s stored here)\n",
 		j.Dir, j.Time.Format(time.RFC3339), kind, j.Replica, j.LastSeq, j.Files, bytesOf(j.Bytes), bytesOf(j.StoredBytes))
@@ -384,6 +425,7 @@ func verify(args []string, e *env) error {
 func restore(args []string, e *env) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	same := fs.Bool("same-replica", false, "restore the backed-up replica itself (its ID and history), to replace it; see the help")
+	at := fs.String("at", "", "restore the state at this time (RFC 3339), as a new replica")
 	fs.BoolVar(&e.json, "json", false, "print the result as JSON")
 	pos, err := parse(fs, args, "BACKUP", "DIR")
 	if err != nil {
@@ -392,8 +434,20 @@ func restore(args []string, e *env) error {
 	if err := mustExist(pos[0]); err != nil {
 		return err
 	}
+	opts := &backup.Options{SameReplica: *same}
+	if *at != "" {
+		t, err := time.Parse(time.RFC3339Nano, *at)
+		if err != nil {
+			return usageError{fmt.Sprintf("--at: %v (want RFC 3339, e.g. 2026-12-02T15:04:05Z)", err)}
+		}
+		if *same {
+			return usageError{"--at restores a new replica; it does not go with --same-replica"}
+		}
+		opts.At = t
+	}
 	prog, done := e.progress("restoring")
-	m, err := backup.Restore(pos[0], pos[1], &backup.Options{SameReplica: *same, Progress: prog})
+	opts.Progress = prog
+	m, err := backup.Restore(pos[0], pos[1], opts)
 	done()
 	if err != nil {
 		return err
@@ -409,14 +463,58 @@ func restore(args []string, e *env) error {
 		db.Close()
 	}
 	if e.json {
-		e.emit(map[string]any{"restored": pos[1], "backup": j, "replica": replica, "same_replica": *same})
+		out := map[string]any{"restored": pos[1], "backup": j, "replica": replica, "same_replica": *same}
+		if !opts.At.IsZero() {
+			out["at"] = opts.At.UTC()
+		}
+		e.emit(out)
 	} else {
 		how := "as the new replica " + replica
 		if *same {
 			how = "as the same replica " + replica
 		}
+		if !opts.At.IsZero() {
+			how += ", as of " + opts.At.UTC().Format(time.RFC3339Nano)
+		}
 		fmt.Fprintf(e.stdout, "restored %s (replica %s, last seq %d, %d files, %s) into %s, %s\n",
 			pos[0], j.Replica, j.LastSeq, j.Files, bytesOf(j.Bytes), pos[1], how)
+	}
+	return nil
+}
+
+func follow(args []string, e *env) error {
+	fs := flag.NewFlagSet("follow", flag.ContinueOnError)
+	dbDir := fs.String("db", "", "the database directory (required; read, never locked)")
+	once := fs.Bool("once", false, "ship the segments sealed now and exit")
+	interval := fs.Duration("interval", time.Second, "how often to look for sealed segments")
+	fs.BoolVar(&e.json, "json", false, "print each shipment as a JSON line")
+	pos, err := parse(fs, args, "BASE", "DEST")
+	if err != nil {
+		return err
+	}
+	if *dbDir == "" {
+		return usageError{"--db DIR is required"}
+	}
+	if err := mustExist(pos[0]); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	shipped := func(s backup.Shipment) {
+		if e.json {
+			enc := json.NewEncoder(e.stdout)
+			enc.Encode(map[string]any{"segment": s.Segment, "bytes": s.Bytes, "last_seq": s.LastSeq, "time": s.Time.UTC()})
+			return
+		}
+		fmt.Fprintf(e.stdout, "shipped %s (%s), through seq %d, state as of %s\n",
+			s.Segment, bytesOf(s.Bytes), s.LastSeq, s.Time.UTC().Format(time.RFC3339Nano))
+	}
+	m, err := backup.Follow(ctx, *dbDir, pos[0], pos[1], &backup.FollowOptions{Interval: *interval, Once: *once, Shipped: shipped})
+	if err != nil {
+		return err
+	}
+	if !e.json {
+		describe(e.stdout, toJSON(pos[1], m))
 	}
 	return nil
 }

@@ -8,8 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/plures/pluresdb"
+	"github.com/plures/pluresdb/backup"
 )
 
 func runTool(t *testing.T, args ...string) (int, string, string) {
@@ -163,4 +165,73 @@ func TestExitCodes(t *testing.T) {
 		t.Fatalf("verify --json of a damaged backup: %v %s", err, out)
 	}
 	expect(t, exitDamage, "restore", "--same-replica", full, filepath.Join(root, "r2"))
+}
+
+// TestFollowAndPointInTime: follow ships the segments an open database
+// seals (the tool takes no lock), and restore --at rebuilds an earlier
+// state from the follower.
+func TestFollowAndPointInTime(t *testing.T) {
+	root := t.TempDir()
+	dbDir := filepath.Join(root, "db")
+	db, err := pluresdb.Open(dbDir, &pluresdb.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	put := func(prefix string, n int) {
+		for i := range n {
+			if err := db.Put(fmt.Appendf(nil, "%s%04d", prefix, i), fmt.Appendf(nil, "v%d", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	put("a", 500)
+	full := filepath.Join(root, "bk", "full")
+	if _, err := backup.Create(db, full, nil); err != nil {
+		t.Fatal(err)
+	}
+	put("b", 500)
+	time.Sleep(3 * time.Millisecond)
+	mid := time.Now()
+	time.Sleep(3 * time.Millisecond)
+	put("c", 500)
+	if err := db.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	follower := filepath.Join(root, "bk", "follow")
+	expect(t, exitFailure, "follow", full, follower) // --db missing
+	out := expect(t, exitOK, "follow", "--db", dbDir, "--once", "--json", full, follower)
+	if !strings.Contains(out, `"segment"`) {
+		t.Fatalf("follow --json shipped nothing: %s", out)
+	}
+	out = expect(t, exitOK, "list", "--json", follower)
+	var listed []manifestJSON
+	if err := json.Unmarshal([]byte(out), &listed); err != nil || len(listed) != 1 || !listed[0].Follow || listed[0].Shipped == "" {
+		t.Fatalf("list --json of a follower: %v %s", err, out)
+	}
+	expect(t, exitOK, "verify", follower)
+
+	expect(t, exitFailure, "restore", "--at", "yesterday", follower, filepath.Join(root, "x"))
+	expect(t, exitFailure, "restore", "--same-replica", "--at", mid.Format(time.RFC3339Nano), follower, filepath.Join(root, "x"))
+	expect(t, exitDamage, "restore", "--at", time.Now().Add(time.Hour).Format(time.RFC3339Nano), follower, filepath.Join(root, "x"))
+	target := filepath.Join(root, "at-mid")
+	if out := expect(t, exitOK, "restore", "--at", mid.Format(time.RFC3339Nano), follower, target); !strings.Contains(out, "as of") {
+		t.Fatalf("restore --at: %s", out)
+	}
+	rdb, err := pluresdb.Open(target, &pluresdb.Options{ReadOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	n, prefixes := 0, map[byte]int{}
+	it := rdb.NewIter(nil, nil)
+	for ok := it.First(); ok; ok = it.Next() {
+		n++
+		prefixes[it.Key()[0]]++
+	}
+	it.Close()
+	if n != 1000 || prefixes['a'] != 500 || prefixes['b'] != 500 {
+		t.Fatalf("restored as of the middle: %d keys %v, want a and b only", n, prefixes)
+	}
 }
