@@ -59,7 +59,9 @@ type DamageFigures struct {
 	OpenRefusedBy     map[string]int `json:"opens_refused_by_kind"`
 	ReadOnlyRefused   int            `json:"read_only_opens_refused"`
 	ReadOnlyRefusedBy map[string]int `json:"read_only_opens_refused_by_kind"`
-	Failures          []string       `json:"failures,omitempty"`
+	// Repair: each detected fault repaired on a fresh copy.
+	Repair   RepairFigures `json:"repair"`
+	Failures []string      `json:"failures,omitempty"`
 }
 
 // damageBase is the closed database every fault starts from.
@@ -372,8 +374,7 @@ func RunDamage(seed uint64, from, n int) DamageFigures {
 
 // check injects f (none if nil) into a fresh copy, runs the checker and
 // reads every key, adding to fig. It returns the failures.
-func (b *damageBase) check(seed uint64, i int, f *fault, fig *DamageFigures) []string {
-	var fails []string
+func (b *damageBase) check(seed uint64, i int, f *fault, fig *DamageFigures) (fails []string) {
 	what := "the undamaged database"
 	if f != nil {
 		what = f.String()
@@ -437,6 +438,11 @@ func (b *damageBase) check(seed uint64, i int, f *fault, fig *DamageFigures) []s
 	// field reads as a newer format: a refusal too, nothing read wrong.
 	refusal := func(kind string) bool {
 		return kind == "ErrCorruption" || kind == "ErrNotDatabase" || (kind == "ErrNewerFormat" && f.kind == "flip")
+	}
+	// Whatever the engine makes of the damage, repair must cope with it
+	// (and never hide a loss).
+	if f != nil && len(found) > 0 {
+		defer b.repairCheck(*f, &fig.Repair, failf)
 	}
 	db, err := pluresdb.Open(damageDir, &pluresdb.Options{FS: mem})
 	if err != nil {

@@ -9,7 +9,9 @@
 //     segments, archives) get one fault each (a flipped bit, a truncated
 //     file, a deleted file); the checker (package verify) must report
 //     damage, and the engine must read every key right or refuse with
-//     ErrCorruption (or refuse to open);
+//     ErrCorruption (or refuse to open); then each damaged copy is
+//     repaired (package repair) and must open and read every key right,
+//     or report the key's range lost;
 //   - diskfull: the filesystem starts failing writes with ENOSPC at a
 //     random operation; every write succeeds or fails with a clear error,
 //     and after a reopen with room again every acknowledged write is

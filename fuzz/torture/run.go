@@ -77,6 +77,9 @@ func (f Figures) Print(w io.Writer) {
 			d.Injected, fmtCounts(d.ByFault), d.Detected, d.Harmless, fmtCounts(d.HarmlessWhy), d.Undetected, d.WrongReads, d.ExportsShort, d.ExportsRefused)
 		fmt.Fprintf(w, "damage: opens refused %d (%s), then read-only opens refused %d (%s); reads refused with ErrCorruption %d, right reads %d (%.1fs)\n",
 			d.OpensRefused, fmtCounts(d.OpenRefusedBy), d.ReadOnlyRefused, fmtCounts(d.ReadOnlyRefusedBy), d.ReadsRefused, d.RightReads, f.Seconds["damage"])
+		r := d.Repair
+		fmt.Fprintf(w, "repair: %d repairs of detected faults, refused in part %d; repaired databases opened %d (%d with Salvage), nothing lost %d, clean after repair %d; key reads right %d, in reported losses %d, refused in files repair left damaged %d, wrong outside them %d\n",
+			r.Runs, r.Refused, r.Opened, r.WithSalvage, r.Whole, r.Clean, r.KeysRight, r.KeysLost, r.KeysRefused, r.Wrong)
 	}
 	if d := f.DiskFull; d != nil {
 		fmt.Fprintf(w, "diskfull: %d injections, %d acknowledged batches (%d writes), failed commits %d (%s), other errors %d (%s); acknowledged writes lost %d, reopen failures %d, writes refused after reopen %d (%.1fs)\n",

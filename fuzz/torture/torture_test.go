@@ -50,6 +50,8 @@ func TestTorture(t *testing.T) {
 		t.Errorf("kill: %+v", fig.Kill)
 	case fig.Damage.Injected != cfg.Faults || fig.Damage.Detected == 0 || fig.Damage.FilesByType["archive"] == 0 || fig.Damage.RightReads == 0:
 		t.Errorf("damage: %+v", fig.Damage)
+	case fig.Damage.Repair.Runs != fig.Damage.Detected || fig.Damage.Repair.Opened == 0 || fig.Damage.Repair.KeysRight == 0:
+		t.Errorf("repair: %+v", fig.Damage.Repair)
 	case fig.DiskFull.Injections != cfg.DiskFull || fig.DiskFull.FailedCommits == 0 || fig.DiskFull.AckedBatches == 0:
 		t.Errorf("diskfull: %+v", fig.DiskFull)
 	}

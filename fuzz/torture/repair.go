@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/plures/pluresdb"
+	"github.com/plures/pluresdb/repair"
+	"github.com/plures/pluresdb/verify"
+)
+
+// Part 2, continued: repair. Every fault the checker found is repaired
+// on a fresh damaged copy (package repair, as plures-fsck --repair runs
+// it); the repaired database must open (with Options.Salvage when the
+// repair left damaged log records, as its report says to), and every key
+// must read right or lie in a range the repair reported lost. A key read
+// wrong outside every reported loss is a failure: repair never hides
+// what it could not bring back.
+
+// RepairFigures are the results of repairing the damaged copies.
+type RepairFigures struct {
+	Runs int `json:"repairs"`
+	// Refused: repair would not do all of it and said why (a missing
+	// REPLICA with no archive to restore it from, say).
+	Refused int `json:"refused"`
+	// Opened: the repaired database opened; WithSalvage: only with
+	// Options.Salvage, dropping the damaged log records repair reported.
+	Opened      int `json:"opened"`
+	WithSalvage int `json:"opened_with_salvage"`
+	// Whole: every key read right after the repair (the log held what
+	// the damaged files did, or nothing was lost).
+	Whole int `json:"nothing_lost"`
+	// KeysRight and KeysLost count the key reads after repairs: right,
+	// or wrong inside a range the repair reported lost.
+	KeysRight int `json:"keys_right"`
+	KeysLost  int `json:"keys_in_reported_losses"`
+	// KeysRefused: reads that fail with ErrCorruption in a file the
+	// repair reported it left damaged (Refused, Unrepaired).
+	KeysRefused int `json:"keys_refused"`
+	// Wrong: key reads wrong outside every reported loss (failures).
+	Wrong int `json:"keys_wrong"`
+	// Clean: the checker finds no damage in the repaired directory
+	// (repair leaves damaged log records for Options.Salvage).
+	Clean int `json:"clean_after_repair"`
+}
+
+// lossCovers says whether a reported loss may hold key: its key range
+// holds the key in the documents' or counters' namespace, or it names
+// lost operations without keys (damaged log records).
+func lossCovers(losses []repair.Loss, salvaged []pluresdb.LostRange, key string) bool {
+	if len(salvaged) > 0 {
+		return true // dropped log records: any key's later writes
+	}
+	for _, l := range losses {
+		if l.Keys == nil {
+			if len(l.Seqs) > 0 {
+				return true
+			}
+			continue
+		}
+		for _, ns := range []byte{nsDocuments, nsCounters} {
+			sk := append([]byte{ns}, key...)
+			if bytes.Compare(l.Keys.Smallest, sk) <= 0 && bytes.Compare(sk, l.Keys.Largest) <= 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// The namespaces of the engine's stored keys (ARCHITECTURE.md, "Keys").
+const (
+	nsDocuments = 0x01
+	nsCounters  = 0x05
+)
+
+// repairCheck repairs a fresh copy damaged by f and reads it back.
+func (b *damageBase) repairCheck(f fault, fig *RepairFigures, failf func(string, ...any)) {
+	mem, err := b.copyTo()
+	if err != nil {
+		failf("repair: copy: %v", err)
+		return
+	}
+	if err := b.inject(mem, f); err != nil {
+		failf("repair: inject: %v", err)
+		return
+	}
+	fig.Runs++
+	res, err := repair.Dir(context.Background(), mem, damageDir, repair.Options{})
+	if err != nil {
+		failf("repair could not run: %v", err)
+		return
+	}
+	if len(res.Refused) > 0 {
+		fig.Refused++
+	}
+	if rep, err := verify.Dir(context.Background(), mem, damageDir, verify.Options{Parallelism: 1}); err == nil &&
+		!slices.ContainsFunc(rep.Findings, func(f verify.Finding) bool { return f.Kind.Damage() }) {
+		fig.Clean++
+	}
+	db, err := pluresdb.Open(damageDir, &pluresdb.Options{FS: mem})
+	if err != nil && errors.Is(err, pluresdb.ErrCorruption) {
+		db, err = pluresdb.Open(damageDir, &pluresdb.Options{FS: mem, Salvage: true})
+		if err == nil {
+			fig.WithSalvage++
+		}
+	}
+	if err != nil {
+		if len(res.Refused) == 0 {
+			failf("the repaired database does not open: %v (repair: %s)", err, summary(res))
+		}
+		return
+	}
+	defer db.Close()
+	fig.Opened++
+	salvaged := db.LostRanges()
+	var wrong []string
+	lost := 0
+	for k := range damageKeys {
+		key := keyName(k)
+		got, err := readDoc(db, key)
+		switch {
+		case err == nil && got.String() == b.model[key].String():
+			fig.KeysRight++
+		case lossCovers(res.Lost, salvaged, key):
+			fig.KeysLost++
+			lost++
+		case errors.Is(err, pluresdb.ErrCorruption) && (len(res.Refused) > 0 || len(res.Unrepaired) > 0):
+			// A damaged file repair said it left as it was.
+			fig.KeysRefused++
+			lost++
+		default:
+			fig.Wrong++
+			if err != nil {
+				wrong = append(wrong, fmt.Sprintf("%s: %v", key, err))
+			} else {
+				wrong = append(wrong, fmt.Sprintf("%s = %s, want %s", key, got, b.model[key]))
+			}
+		}
+	}
+	if len(wrong) > 0 {
+		more := ""
+		if len(wrong) > 3 {
+			more = fmt.Sprintf(" and %d more", len(wrong)-3)
+			wrong = wrong[:3]
+		}
+		failf("after repair (%s), wrong reads outside every reported loss: %s%s", summary(res), strings.Join(wrong, "; "), more)
+		return
+	}
+	if lost == 0 {
+		fig.Whole++
+	}
+}
+
+// summary is a repair result in one line.
+func summary(res *repair.Result) string {
+	var parts []string
+	for _, a := range res.Actions {
+		parts = append(parts, fmt.Sprintf("%s %s", a.Kind, a.File))
+	}
+	for _, l := range res.Lost {
+		parts = append(parts, "lost in "+l.File)
+	}
+	for _, r := range res.Refused {
+		parts = append(parts, "refused: "+r)
+	}
+	if len(parts) == 0 {
+		return "no action"
+	}
+	return strings.Join(parts, "; ")
+}
