@@ -36,18 +36,6 @@ var value = bytes.Repeat([]byte{'v'}, 100)
 func historyWhole(i int) bool { return i%2 == 1 || i%10 == 2 }
 func fieldOnly(i int) bool    { return i%10 == 4 }
 
-// sync exports from a to b what b lacks.
-func syncTo(t *testing.T, a, b *pluresdb.DB) {
-	t.Helper()
-	var buf bytes.Buffer
-	if _, err := a.ExportChanges(&buf, b.VersionVector()); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.ImportChanges(&buf); err != nil {
-		t.Fatal(err)
-	}
-}
-
 type built struct {
 	db, peer, backup string
 }
