@@ -377,7 +377,8 @@ func (r *refiller) sync(sdb *pluresdb.DB) (int, string) {
 	case errors.Is(err, pluresdb.ErrRewound):
 		return n, fmt.Sprintf("not synced: the source holds operations of this replica that this replica lacks (a "+
 			"copy of it, taken after the operations the damage lost): importing them would make this replica reuse their "+
-			"sequence numbers; the range refill above joined their effect on the lost ranges only (%v)", err)
+			"sequence numbers, and its states of the lost ranges are refused for the same reason (ErrSnapshotAhead); "+
+			"such a replica rejoins as a new one (%v)", err)
 	case errors.Is(err, pluresdb.ErrCausalGap), errors.Is(err, pluresdb.ErrHistoryUnavailable):
 		return n, fmt.Sprintf("not synced: the source no longer has the operations this replica lacks in its history, or "+
 			"they do not follow this replica's; sync with a replica that has them, or import a snapshot (%v)", err)
