@@ -76,6 +76,12 @@ var snapshotLogKey = []byte("snapshot")
 // are local to each replica (rebuild them on the importer), and the rest
 // are projections of the documents.
 func (db *DB) ExportSnapshot(w io.Writer) (SnapshotInfo, error) {
+	return db.exportSnapshot(w, nil)
+}
+
+// exportSnapshot is ExportSnapshot, limited to the stored keys of rng
+// (nil: all).
+func (db *DB) exportSnapshot(w io.Writer, rng *storedRange) (SnapshotInfo, error) {
 	if db.closed.Load() {
 		return SnapshotInfo{}, errs.ErrClosed
 	}
@@ -113,7 +119,11 @@ func (db *DB) ExportSnapshot(w io.Writer) (SnapshotInfo, error) {
 	}
 	var buf []byte
 	for _, ns := range []byte{nsDocuments, nsCounters} {
-		ui, v, err := db.newUserIter([]byte{ns}, []byte{ns + 1}, cut)
+		lo, hi, inRange := rng.bounds(ns)
+		if !inRange {
+			continue
+		}
+		ui, v, err := db.newUserIter(lo, hi, cut)
 		if err != nil {
 			return info, err
 		}
@@ -196,25 +206,34 @@ func (db *DB) ExportSnapshot(w io.Writer) (SnapshotInfo, error) {
 // ImportSnapshot holds the commit lock while it applies, as a bulk
 // ImportChanges does: writers wait. Retention waits too.
 func (db *DB) ImportSnapshot(r io.Reader) (SnapshotInfo, error) {
+	im, err := db.importSnapshot(r, nil)
+	return *im.info, err
+}
+
+// importSnapshot is ImportSnapshot, or with rng a range import (see
+// ImportSnapshotRange).
+func (db *DB) importSnapshot(r io.Reader, rng *storedRange) (*snapshotImport, error) {
+	im := &snapshotImport{db: db, info: &SnapshotInfo{}, rng: rng}
 	if db.closed.Load() {
-		return SnapshotInfo{}, errs.ErrClosed
+		return im, errs.ErrClosed
 	}
 	if err := db.opLogUsable(); err != nil {
-		return SnapshotInfo{}, err
+		return im, err
 	}
 	// Before the temp file: a read-only open writes nothing.
 	if err := db.writable(); err != nil {
-		return SnapshotInfo{}, err
+		return im, err
 	}
-	tmp := layout.Path(db.dir, layout.TypeTemp, db.vs.NewFileNum())
+	im.tmp = layout.Path(db.dir, layout.TypeTemp, db.vs.NewFileNum())
 	defer func() {
-		if err := db.fs.Remove(tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
-			db.log.Error().Err(err).Str("file", tmp).Msg("removing a snapshot's temp file")
+		if err := db.fs.Remove(im.tmp); err != nil && !errors.Is(err, os.ErrNotExist) {
+			db.log.Error().Err(err).Str("file", im.tmp).Msg("removing a snapshot's temp file")
 		}
 	}()
-	info, err := db.receiveSnapshot(r, tmp)
+	info, err := db.receiveSnapshot(r, im.tmp, rng)
+	*im.info = info
 	if err != nil {
-		return info, err
+		return im, err
 	}
 
 	// No retention pass meanwhile: it would write back the history floor
@@ -224,9 +243,8 @@ func (db *DB) ImportSnapshot(r io.Reader) (SnapshotInfo, error) {
 	db.commitMu.Lock()
 	if err := db.writable(); err != nil {
 		db.commitMu.Unlock()
-		return info, err
+		return im, err
 	}
-	im := snapshotImport{db: db, info: &info, tmp: tmp}
 	err = im.check()
 	if err == nil {
 		err = im.apply()
@@ -237,18 +255,30 @@ func (db *DB) ImportSnapshot(r io.Reader) (SnapshotInfo, error) {
 		// retry expects.
 		err = errors.Join(err, db.publish(im.last, true))
 	}
-	return info, err
+	return im, err
 }
 
 // receiveSnapshot copies a snapshot from r into the file tmp while
 // verifying it whole, and returns what its header and entries say.
-func (db *DB) receiveSnapshot(r io.Reader, tmp string) (SnapshotInfo, error) {
+func (db *DB) receiveSnapshot(r io.Reader, tmp string, rng *storedRange) (SnapshotInfo, error) {
 	f, err := db.fs.Create(tmp)
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
 	cw := &countingWriter{w: f}
-	info, err := scanSnapshot(io.TeeReader(r, cw), nil)
+	var inRange func(ns byte, key, state []byte) error
+	if rng != nil {
+		// A range import joins nothing outside its range: a snapshot
+		// holding more is refused before anything is applied.
+		inRange = func(ns byte, key, _ []byte) error {
+			if !rng.contains(ns, key) {
+				return fmt.Errorf("%w: snapshot entry %q of namespace %d outside the range imported (%s)",
+					errs.ErrCorruption, key, ns, rng)
+			}
+			return nil
+		}
+	}
+	info, err := scanSnapshot(io.TeeReader(r, cw), inRange)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -324,6 +354,12 @@ type snapshotImport struct {
 	info *SnapshotInfo
 	tmp  string
 	have oplog.VersionVector // this replica's version vector, its own entry included
+	// rng limits a range import (ImportSnapshotRange) to its stored keys;
+	// nil: a whole snapshot.
+	rng *storedRange
+	// lacking is what finishRange found the source lacked (see
+	// RangeImport.Lacking).
+	lacking oplog.VersionVector
 
 	b    *Batch
 	last lsm.SeqNum // last sequence number written
@@ -347,8 +383,14 @@ func (im *snapshotImport) check() error {
 				oplog.ErrClockDrift, info.Clock, ahead.Round(time.Millisecond), wall.UTC().Format(time.RFC3339Nano), limit)
 		}
 	}
-	if err := im.checkUndeliverable(); err != nil {
-		return err
+	// A range import does not take the source's version vector, so it
+	// changes nothing about which operations this replica can pass on
+	// to the source: the check of a whole snapshot's
+	// (checkUndeliverable) is not its business.
+	if im.rng == nil {
+		if err := im.checkUndeliverable(); err != nil {
+			return err
+		}
 	}
 	return im.checkStale()
 }
@@ -529,7 +571,11 @@ func (im *snapshotImport) apply() error {
 	}
 	readAt := db.lastSeq
 	for _, ns := range []byte{nsDocuments, nsCounters} {
-		ui, v, err := db.newUserIter([]byte{ns}, []byte{ns + 1}, readAt)
+		lo, hi, inRange := im.rng.bounds(ns)
+		if !inRange {
+			continue // receiveSnapshot refused entries of ns
+		}
+		ui, v, err := db.newUserIter(lo, hi, readAt)
 		if err != nil {
 			return err
 		}
@@ -550,6 +596,9 @@ func (im *snapshotImport) apply() error {
 	}
 	if err := im.flush(); err != nil {
 		return err
+	}
+	if im.rng != nil {
+		return im.finishRange()
 	}
 	return im.finish()
 }

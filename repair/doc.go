@@ -34,5 +34,7 @@
 //     and says that a peer or a backup is needed, and never makes a new ID;
 //   - what is lost (the key and sequence ranges of a quarantined table
 //     the log does not hold, the sequence ranges of damaged log records)
-//     goes into Result.Lost with how to get it back.
+//     goes into Result.Lost with how to get it back; package refill
+//     (which imports the root, as this one must not) brings lost key
+//     ranges back from the op history, a peer or a backup.
 package repair

@@ -96,16 +96,18 @@ type Result struct {
 	Recover string `json:"recover,omitempty"`
 }
 
-// notDone are the refills this version leaves to the operator.
-var notDone = []string{
-	"--from-peer: refilling lost ranges from a peer (the peer's ExportChanges, then ImportChanges here) is not done by repair",
-	"--from-backup: refilling lost ranges from a backup (plures-backup restore into a new directory, then sync) is not done by repair",
-}
+// notDone are the repairs this version leaves to the operator: none.
+// Refilling lost key ranges from the op history, a peer or a backup is
+// package refill's (plures-fsck --repair --from-peer/--from-backup),
+// which imports the root package as this one must not.
+var notDone = []string{}
 
 // recoverHint says how lost data comes back.
 const recoverHint = "lost operations come back from a peer that has them (its ExportChanges since this replica's " +
 	"version vector, imported here with ImportChanges) or from a backup (plures-backup restore into a new " +
-	"directory, then sync the two); lost key ranges of a table hold the state of those keys as this replica had it"
+	"directory, then sync the two); lost key ranges of a table hold the state of those keys as this replica had it: " +
+	"plures-fsck --repair rebuilds what the retained op history holds of them, and with --from-peer DIR or " +
+	"--from-backup DIR joins a source's state of them and syncs with it"
 
 // Dir repairs the closed database in dir. The error is for a repair that
 // could not run: no such directory, not a database, the database is open

@@ -8,15 +8,26 @@
 // database is open), repairs what it can (see "Repair" in
 // ARCHITECTURE.md: damaged files to quarantine/, never deleted; a broken
 // MANIFEST rebuilt from the tables; a missing REPLICA restored from the
-// archives), checks again, and reports what it did and what is lost.
+// archives), then refills the key ranges of the tables it dropped (package
+// refill: the keys the retained op history rebuilds, then, with
+// --from-peer and --from-backup, each source's state of them and a sync
+// with it), checks again, and reports what it did, what came back and
+// what is lost.
 //
-//	plures-fsck [--repair] [--json] [--quiet] [--cold-dir DIR] DIR
+//	plures-fsck [--repair [--from-peer DIR]... [--from-backup DIR]...] [--json] [--quiet] [--cold-dir DIR] DIR
 //
-// Exit status: 0 clean (warnings allowed; after --repair: clean and
-// nothing lost), 1 damage found (after --repair: damage left, data lost,
-// or a repair refused), 2 the check or repair could not run (bad
-// arguments, no database, the database is open, an I/O error that
-// stopped it).
+// --from-peer (a closed database directory of a peer, opened read-only)
+// and --from-backup (a backup directory, restored into a temporary
+// directory beside DIR and removed after) may each be given several
+// times; sources are used in the order given.
+//
+// Exit status: 0 clean (warnings allowed; after --repair: clean, nothing
+// refused, and nothing lost, or every lost key range refilled whole and
+// every source synced), 1 damage found (after --repair: damage left,
+// data lost and not all of it refilled, a source that could not be used
+// or synced, or a repair refused), 2 the check or repair could not run
+// (bad arguments, no database, the database is open, an I/O error that
+// stopped it, a temporary directory that could not be removed).
 package main
 
 import (
@@ -33,6 +44,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/plures/pluresdb/refill"
 	"github.com/plures/pluresdb/repair"
 	"github.com/plures/pluresdb/tools/internal/human"
 	"github.com/plures/pluresdb/verify"
@@ -66,11 +78,19 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	quiet := flags.Bool("quiet", false, "print only damage, no summary and no progress")
 	doRepair := flags.Bool("repair", false, "repair the closed database: quarantine damaged files, rebuild a broken MANIFEST, restore REPLICA; then check again")
 	coldDir := flags.String("cold-dir", "", "the directory of the cold tier's tables, if the database keeps them apart (Options.ColdDir)")
+	var sources []refill.SourceSpec
+	flags.Var(sourceFlag{&sources, refill.Peer}, "from-peer",
+		"with --repair: refill lost key ranges from this peer's closed database directory (opened read-only), then sync with it; repeatable")
+	flags.Var(sourceFlag{&sources, refill.Backup}, "from-backup",
+		"with --repair: refill lost key ranges from this backup (restored into a temporary directory beside DIR), then sync with it; repeatable")
 	flags.Usage = func() {
-		fmt.Fprintf(stderr, "usage: %s [--repair] [--json] [--quiet] [--cold-dir DIR] DIR\n\n", programName)
+		fmt.Fprintf(stderr, "usage: %s [--repair [--from-peer DIR]... [--from-backup DIR]...] [--json] [--quiet] [--cold-dir DIR] DIR\n\n", programName)
 		fmt.Fprintf(stderr, "Checks every file of a PluresDB database without writing anything;\n")
-		fmt.Fprintf(stderr, "with --repair, repairs a closed one (nothing deleted: damaged files go to quarantine/).\n")
-		fmt.Fprintf(stderr, "Exit status: 0 clean, 1 damage found, 2 could not run.\n\n")
+		fmt.Fprintf(stderr, "with --repair, repairs a closed one (nothing deleted: damaged files go to quarantine/),\n")
+		fmt.Fprintf(stderr, "rebuilds the lost key ranges the retained op history holds, and joins the rest from\n")
+		fmt.Fprintf(stderr, "each --from-peer and --from-backup source, then syncs with it.\n")
+		fmt.Fprintf(stderr, "Exit status: 0 clean (after --repair: nothing lost, or everything refilled), 1 damage found\n")
+		fmt.Fprintf(stderr, "or data lost, 2 could not run.\n\n")
 		flags.PrintDefaults()
 	}
 	if err := flags.Parse(args); err != nil {
@@ -84,14 +104,29 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitNotRun
 	}
 	dir := flags.Arg(0)
+	if len(sources) > 0 && !*doRepair {
+		fmt.Fprintf(stderr, "%s: --from-peer and --from-backup need --repair\n", programName)
+		return exitNotRun
+	}
 
 	var res *repair.Result
+	var fill *refill.Result
 	if *doRepair {
 		var err error
 		res, err = repair.Dir(ctx, nil, dir, repair.Options{ColdDir: *coldDir})
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", programName, err)
 			return exitNotRun
+		}
+		if len(refill.Ranges(res.Lost)) > 0 || len(sources) > 0 {
+			fill, err = refill.Dir(ctx, dir, res.Lost, refill.Options{ColdDir: *coldDir, Sources: sources})
+			if err != nil {
+				if fill != nil {
+					printRefill(stderr, res, fill)
+				}
+				fmt.Fprintf(stderr, "%s: %v\n", programName, err)
+				return exitNotRun
+			}
 		}
 	}
 
@@ -116,8 +151,9 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if res != nil {
 			v = struct {
 				Repair *repair.Result `json:"repair"`
+				Refill *refill.Result `json:"refill,omitempty"`
 				Check  *verify.Report `json:"check"`
-			}{res, rep}
+			}{res, fill, rep}
 		}
 		if err := enc.Encode(v); err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", programName, err)
@@ -126,16 +162,90 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	} else {
 		if res != nil {
 			printRepair(stdout, res)
+			if fill != nil {
+				printRefill(stdout, res, fill)
+			}
 			if !*quiet {
 				fmt.Fprintf(stdout, "\nafter the repair:\n")
 			}
 		}
 		printReport(stdout, rep, *quiet)
 	}
-	if !rep.Clean || res != nil && (len(res.Lost) > 0 || len(res.Refused) > 0) {
+	if !rep.Clean || res != nil && (len(res.Refused) > 0 || lostLeft(res, fill)) {
 		return exitDamage
 	}
 	return exitClean
+}
+
+// lostLeft says whether a repair leaves something lost: a loss the
+// refill cannot bring back (a damaged log record's operations), a lost
+// key range not refilled whole, or a source not used or synced.
+func lostLeft(res *repair.Result, fill *refill.Result) bool {
+	if len(res.Lost) > len(refill.Ranges(res.Lost)) {
+		return true
+	}
+	if fill == nil {
+		return len(res.Lost) > 0
+	}
+	return !fill.Complete
+}
+
+// sourceFlag collects --from-peer and --from-backup, in order.
+type sourceFlag struct {
+	list *[]refill.SourceSpec
+	kind refill.SourceKind
+}
+
+func (f sourceFlag) String() string { return "" }
+
+func (f sourceFlag) Set(v string) error {
+	if v == "" {
+		return errors.New("an empty directory")
+	}
+	*f.list = append(*f.list, refill.SourceSpec{Kind: f.kind, Path: v})
+	return nil
+}
+
+// printRefill writes what came back of the lost key ranges.
+func printRefill(w io.Writer, res *repair.Result, fill *refill.Result) {
+	rel := &verify.Report{Dir: res.Dir}
+	if fill.NotRun != "" {
+		fmt.Fprintf(w, "REFILL NOT RUN: %s\n", fill.NotRun)
+	}
+	for _, s := range fill.Sources {
+		fmt.Fprintf(w, "source   %s %s", s.Kind, s.Path)
+		if s.Replica != "" {
+			fmt.Fprintf(w, " (replica %s)", s.Replica)
+		}
+		fmt.Fprintln(w)
+		switch {
+		case s.Error != "":
+			fmt.Fprintf(w, "  NOT USED: %s\n", s.Error)
+		case s.Sync != "":
+			fmt.Fprintf(w, "  synced %d operations, then %s\n", s.Imported, s.Sync)
+		default:
+			fmt.Fprintf(w, "  synced: %d operations imported\n", s.Imported)
+		}
+	}
+	for _, rg := range fill.Ranges {
+		state := "refilled whole"
+		if !rg.Complete {
+			state = "STILL LOST in part"
+		}
+		fmt.Fprintf(w, "refill   %s: %s: %d keys from the op history, %d from sources (which held %d keys of it)\n",
+			relative(rel, rg.File), state, rg.FromHistory, rg.FromSource, rg.SourceKeys)
+		fmt.Fprintf(w, "    keys %s .. %s\n", bound(rg.Keys.Smallest), bound(rg.Keys.Largest))
+		for _, r := range rg.Remaining {
+			fmt.Fprintf(w, "    remaining: %s\n", r)
+		}
+		for i, k := range rg.Unrebuilt {
+			if i == 10 {
+				fmt.Fprintf(w, "    ... and %d more lost keys\n", len(rg.Unrebuilt)-i)
+				break
+			}
+			fmt.Fprintf(w, "    lost key %q\n", k)
+		}
+	}
 }
 
 // printReport writes the human report: a summary, then the findings
