@@ -627,11 +627,20 @@ func (im *snapshotImport) walk(ns byte, ui *lsm.UserIter, peek func() (bool, []b
 		var state []byte
 		var changed bool
 		var err error
-		if local && bytes.Equal(ui.Key()[1:], key) {
-			state, changed, err = oplog.JoinState(ui.Value(), true, p, self)
-			local = ui.Next()
+		hasLocal := local && bytes.Equal(ui.Key()[1:], key)
+		var lv []byte
+		if hasLocal {
+			lv = ui.Value()
+		}
+		if im.rng != nil {
+			// A refill: this replica's own share of a lost key may lack
+			// increments the source counted.
+			state, changed, err = oplog.JoinStateRefill(lv, hasLocal, p, self, db.ol.localSeq)
 		} else {
-			state, changed, err = oplog.JoinState(nil, false, p, self)
+			state, changed, err = oplog.JoinState(lv, hasLocal, p, self)
+		}
+		if hasLocal {
+			local = ui.Next()
 		}
 		if err != nil {
 			return fmt.Errorf("%w: joining key %q: %v", errs.ErrCorruption, key, err)

@@ -130,6 +130,23 @@ func JoinPortable(dst, a, b []byte) ([]byte, error) {
 // whether it differs from local. Unchanged, it returns local itself. The
 // new state aliases neither argument. Errors wrap errs.ErrCorruption.
 func JoinState(local []byte, hasLocal bool, p []byte, self ReplicaID) (newState []byte, changed bool, err error) {
+	return joinState(local, hasLocal, p, self, 0)
+}
+
+// JoinStateRefill is JoinState for a state that refills a key the
+// importer lost (a damaged table dropped): its own counter share may be
+// missing increments, so a share of self in p that counted every
+// increment self has issued (its sequence number at least selfSeq, self's
+// last) replaces the local one instead of losing to it. A share that
+// counted fewer loses, as in JoinState.
+func JoinStateRefill(local []byte, hasLocal bool, p []byte, self ReplicaID, selfSeq uint64) (newState []byte, changed bool, err error) {
+	if selfSeq == 0 {
+		selfSeq = 1 // no increment issued: a source share of 0 counts them all, but there is none to take
+	}
+	return joinState(local, hasLocal, p, self, selfSeq)
+}
+
+func joinState(local []byte, hasLocal bool, p []byte, self ReplicaID, selfSeq uint64) (newState []byte, changed bool, err error) {
 	if self.IsZero() {
 		return nil, false, errs.Corruptf(whatPortable, -1, "the zero replica ID cannot own a state")
 	}
@@ -146,7 +163,7 @@ func JoinState(local []byte, hasLocal bool, p []byte, self ReplicaID) (newState 
 	if err := o.decodePortable(p); err != nil {
 		return nil, false, err
 	}
-	ds.join(o)
+	ds.joinOwn(o, selfSeq)
 	out := ds.encode(make([]byte, 0, ds.size()))
 	if hasLocal && bytes.Equal(out, local) {
 		return local, false, nil
@@ -182,7 +199,12 @@ func PruneState(state []byte, self ReplicaID, drop func(origin ReplicaID, ts Tim
 // of ds.self's counter in ds counts all of ds.self's increments and
 // always wins; any other share is replaced by o's if o's counted a higher
 // sequence number.
-func (ds *docState) join(o *docState) {
+func (ds *docState) join(o *docState) { ds.joinOwn(o, 0) }
+
+// joinOwn is join where, if selfSeq is not 0, a share of ds.self in o
+// that counted at least selfSeq replaces ds.self's own (see
+// JoinStateRefill).
+func (ds *docState) joinOwn(o *docState, selfSeq uint64) {
 	if o.hasWhole {
 		ds.setWhole(o.whole)
 	}
@@ -201,9 +223,13 @@ func (ds *docState) join(o *docState) {
 			return ds.compareCounter(&c, n, e.origin)
 		})
 		if e.origin == ds.self {
+			complete := selfSeq != 0 && e.seq >= selfSeq
 			e.seq = 0 // a local share keeps none
-			if !found {
+			switch {
+			case !found:
 				ds.counters = slices.Insert(ds.counters, i, e)
+			case complete:
+				ds.counters[i].sum = e.sum
 			}
 			continue
 		}

@@ -259,3 +259,48 @@ func TestPruneState(t *testing.T) {
 		t.Fatal("pruning nothing changed the state")
 	}
 }
+
+// TestJoinStateRefill: a refill takes the source's record of the
+// importer's own counter share when it counted every increment the
+// importer issued (the local share lost some with a damaged table), and
+// keeps the local share otherwise.
+func TestJoinStateRefill(t *testing.T) {
+	incr := func(r ReplicaID, seq uint64) *Op {
+		return &Op{Replica: r, Seq: seq, HLC: Timestamp(seq) << 16, Kind: KindIncr, Key: []byte("k"), Field: []byte("n"), Delta: 1}
+	}
+	var full, partial, src []byte
+	var err error
+	for seq := uint64(1); seq <= 10; seq++ {
+		if full, _, err = ApplyOp(full, full != nil, incr(repA, seq), repA); err != nil {
+			t.Fatal(err)
+		}
+		if seq > 5 {
+			if partial, _, err = ApplyOp(partial, partial != nil, incr(repA, seq), repA); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if src, _, err = ApplyOp(src, src != nil, incr(repA, seq), repB); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := AppendPortableState(nil, src, repB, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := func(state []byte) int64 {
+		d := decode(t, state)
+		return d.Counters["n"]
+	}
+	if got, _, err := JoinState(partial, true, p, repA); err != nil || sum(got) != 5 {
+		t.Fatalf("JoinState keeps the local share: %d, %v", sum(got), err)
+	}
+	if got, _, err := JoinStateRefill(partial, true, p, repA, 10); err != nil || sum(got) != 10 {
+		t.Fatalf("JoinStateRefill with a source that counted all: %d, %v", sum(got), err)
+	}
+	if got, _, err := JoinStateRefill(partial, true, p, repA, 11); err != nil || sum(got) != 5 {
+		t.Fatalf("JoinStateRefill with a source that missed one: %d, %v", sum(got), err)
+	}
+	if got, changed, err := JoinStateRefill(full, true, p, repA, 10); err != nil || changed || sum(got) != 10 {
+		t.Fatalf("JoinStateRefill of a whole state: %d, changed %v, %v", sum(got), changed, err)
+	}
+}

@@ -16,6 +16,8 @@ package refill
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +29,7 @@ import (
 
 	"github.com/plures/pluresdb"
 	"github.com/plures/pluresdb/backup"
+	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/oplog"
 	"github.com/plures/pluresdb/repair"
 	"github.com/plures/pluresdb/verify"
@@ -69,6 +72,9 @@ type SourceSpec struct {
 
 // Options configure a refill.
 type Options struct {
+	// FS is the filesystem of the database and the sources; nil: the
+	// operating system's.
+	FS vfs.FS
 	// ColdDir is the database's Options.ColdDir ("": none).
 	ColdDir string
 	// Sources are used in order: for every lost range, each source's
@@ -153,7 +159,11 @@ func Dir(ctx context.Context, dir string, lost []repair.Loss, opts Options) (*Re
 		res.Complete = true
 		return res, nil
 	}
-	db, err := pluresdb.Open(dir, &pluresdb.Options{ColdDir: opts.ColdDir, Retention: keepHistory, HotHistory: keepHistory})
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	db, err := pluresdb.Open(dir, &pluresdb.Options{FS: fs, ColdDir: opts.ColdDir, Retention: keepHistory, HotHistory: keepHistory})
 	if err != nil {
 		res.NotRun = fmt.Sprintf("the repaired database does not open: %v", err)
 		for i := range res.Ranges {
@@ -161,7 +171,7 @@ func Dir(ctx context.Context, dir string, lost []repair.Loss, opts Options) (*Re
 		}
 		return res, nil
 	}
-	r := &refiller{ctx: ctx, dir: dir, db: db, res: res, unrebuilt: make([]map[string]bool, len(ranges)),
+	r := &refiller{ctx: ctx, fs: fs, dir: dir, db: db, res: res, unrebuilt: make([]map[string]bool, len(ranges)),
 		covered: make([]bool, len(ranges)), histComplete: make([]bool, len(ranges)), lacking: make([][]string, len(ranges))}
 	err = r.run(opts)
 	err = errors.Join(err, db.Close())
@@ -172,6 +182,7 @@ func Dir(ctx context.Context, dir string, lost []repair.Loss, opts Options) (*Re
 // refiller holds one refill's state.
 type refiller struct {
 	ctx context.Context
+	fs  vfs.FS
 	dir string
 	db  *pluresdb.DB
 	res *Result
@@ -244,22 +255,20 @@ func (r *refiller) fromHistory(i int) error {
 func (r *refiller) fromSource(src *Source) (err error) {
 	path := src.Path
 	if src.Kind == Backup {
-		tmp, err := os.MkdirTemp(filepath.Dir(filepath.Clean(r.dir)), "."+filepath.Base(r.dir)+".refill-backup-*")
-		if err != nil {
-			return fmt.Errorf("refill: a temporary directory for backup %s: %w", src.Path, err)
-		}
+		// Restore makes the directory; it must not exist or be empty.
+		tmp := r.tempName("refill-backup")
 		defer func() {
-			if rerr := os.RemoveAll(tmp); rerr != nil {
+			if rerr := vfs.RemoveAll(r.fs, tmp); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 				err = errors.Join(err, fmt.Errorf("refill: removing the temporary directory %s (backup %s restored): %w", tmp, src.Path, rerr))
 			}
 		}()
-		if _, err := backup.Restore(src.Path, tmp, &backup.Options{SameReplica: true}); err != nil {
+		if _, err := backup.Restore(src.Path, tmp, &backup.Options{FS: r.fs, SameReplica: true}); err != nil {
 			src.Error = fmt.Sprintf("restoring the backup: %v", err)
 			return nil
 		}
 		path = tmp
 	}
-	sdb, err := pluresdb.Open(path, &pluresdb.Options{ReadOnly: true})
+	sdb, err := pluresdb.Open(path, &pluresdb.Options{FS: r.fs, ReadOnly: true})
 	if err != nil {
 		src.Error = fmt.Sprintf("opening it read-only: %v", err)
 		return nil
@@ -298,25 +307,26 @@ func (r *refiller) rangeFrom(i int, sdb *pluresdb.DB) (refused, err error) {
 	// The snapshot goes through a temporary file beside the database: its
 	// keys are read once to learn which lost keys the source holds, then
 	// it is imported.
-	f, err := os.CreateTemp(filepath.Dir(filepath.Clean(r.dir)), "."+filepath.Base(r.dir)+".refill-*.snap")
+	name := r.tempName("refill") + ".snap"
+	f, err := r.fs.Create(name)
 	if err != nil {
 		return nil, fmt.Errorf("refill: a temporary file: %w", err)
 	}
-	name := f.Name()
 	defer func() {
 		f.Close()
-		if rerr := os.Remove(name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		if rerr := r.fs.Remove(name); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = errors.Join(err, fmt.Errorf("refill: removing the temporary file %s: %w", name, rerr))
 		}
 	}()
 	if _, err := sdb.ExportSnapshotRange(f, lo, hi); err != nil {
 		return nil, fmt.Errorf("refill: reading %s from the source: %w", describe(lo, hi), err)
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
+	size, err := f.Size()
+	if err != nil {
 		return nil, err
 	}
 	var held []string
-	sr, err := oplog.NewSnapshotReader(f)
+	sr, err := oplog.NewSnapshotReader(io.NewSectionReader(f, 0, size))
 	if err != nil {
 		return nil, fmt.Errorf("refill: reading back %s: %w", name, err)
 	}
@@ -330,10 +340,7 @@ func (r *refiller) rangeFrom(i int, sdb *pluresdb.DB) (refused, err error) {
 		}
 		held = append(held, string(append([]byte{ns}, key...)))
 	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return nil, err
-	}
-	imp, err := r.db.ImportSnapshotRange(f, lo, hi)
+	imp, err := r.db.ImportSnapshotRange(io.NewSectionReader(f, 0, size), lo, hi)
 	switch {
 	case errors.Is(err, pluresdb.ErrRewound) || errors.Is(err, pluresdb.ErrStaleReplica) || errors.Is(err, oplog.ErrClockDrift):
 		return err, nil
@@ -359,6 +366,13 @@ func (r *refiller) rangeFrom(i int, sdb *pluresdb.DB) (refused, err error) {
 		}
 	}
 	return nil, nil
+}
+
+// tempName names a temporary file or directory beside the database.
+func (r *refiller) tempName(what string) string {
+	var b [6]byte
+	rand.Read(b[:])
+	return filepath.Join(filepath.Dir(filepath.Clean(r.dir)), "."+filepath.Base(r.dir)+"."+what+"-"+hex.EncodeToString(b[:]))
 }
 
 // sync imports the source's operations this replica lacks; it returns

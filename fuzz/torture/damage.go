@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"path"
 	"slices"
@@ -30,6 +31,7 @@ import (
 
 const (
 	damageDir  = "/db"
+	peerDir    = "/peer"
 	damageKeys = 1500
 )
 
@@ -68,6 +70,10 @@ type DamageFigures struct {
 type damageBase struct {
 	files map[string][]byte // path -> contents
 	dirs  []string
+	// peer is a replica that imported every operation of the database
+	// (the refills' source), kept apart from the faults.
+	peer     map[string][]byte
+	peerDirs []string
 	model model
 	ops   int // operations ExportChanges returns from the undamaged database
 	// history are the log segments and archives, oldest first (file
@@ -135,11 +141,29 @@ func buildDamageBase(seed uint64) (*damageBase, error) {
 	if err := write(200); err != nil {
 		return nil, err
 	}
+	// The peer holds every operation.
+	peer, err := pluresdb.Open(peerDir, &pluresdb.Options{FS: mem})
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := db.ExportChanges(pw, nil)
+		pw.CloseWithError(err)
+	}()
+	_, err = peer.ImportChanges(pr)
+	pr.CloseWithError(err)
+	if err := errors.Join(err, peer.Close()); err != nil {
+		return nil, fmt.Errorf("the peer: %w", err)
+	}
 	if err := db.Close(); err != nil {
 		return nil, err
 	}
-	base := &damageBase{files: map[string][]byte{}, model: m}
-	if err := base.read(mem, damageDir); err != nil {
+	base := &damageBase{files: map[string][]byte{}, peer: map[string][]byte{}, model: m}
+	if err := readTree(mem, damageDir, base.files, &base.dirs); err != nil {
+		return nil, err
+	}
+	if err := readTree(mem, peerDir, base.peer, &base.peerDirs); err != nil {
 		return nil, err
 	}
 	for p := range base.files {
@@ -152,8 +176,10 @@ func buildDamageBase(seed uint64) (*damageBase, error) {
 	return base, nil
 }
 
-func (b *damageBase) read(fs vfs.FS, dir string) error {
-	b.dirs = append(b.dirs, dir)
+// readTree reads every file under dir into files, and the directories
+// into dirs.
+func readTree(fs vfs.FS, dir string, files map[string][]byte, dirs *[]string) error {
+	*dirs = append(*dirs, dir)
 	names, err := fs.List(dir)
 	if err != nil {
 		return err
@@ -165,7 +191,7 @@ func (b *damageBase) read(fs vfs.FS, dir string) error {
 			return err
 		}
 		if fi.IsDir() {
-			if err := b.read(fs, p); err != nil {
+			if err := readTree(fs, p, files, dirs); err != nil {
 				return err
 			}
 			continue
@@ -179,20 +205,27 @@ func (b *damageBase) read(fs vfs.FS, dir string) error {
 		if err != nil {
 			return err
 		}
-		b.files[p] = data
+		files[p] = data
 	}
 	return nil
 }
 
-// copyTo writes the database to a new filesystem.
-func (b *damageBase) copyTo() (*vfs.MemFS, error) {
+// copyTo writes the database (and with peer, the peer) to a new
+// filesystem.
+func (b *damageBase) copyTo(peer ...bool) (*vfs.MemFS, error) {
 	mem := vfs.NewMem()
-	for _, d := range b.dirs {
+	dirs, files := b.dirs, b.files
+	if len(peer) > 0 && peer[0] {
+		dirs = append(slices.Clone(dirs), b.peerDirs...)
+		files = maps.Clone(files)
+		maps.Copy(files, b.peer)
+	}
+	for _, d := range dirs {
 		if err := mem.MkdirAll(d); err != nil {
 			return nil, err
 		}
 	}
-	for p, data := range b.files {
+	for p, data := range files {
 		f, err := mem.Create(p)
 		if err != nil {
 			return nil, err
@@ -207,7 +240,7 @@ func (b *damageBase) copyTo() (*vfs.MemFS, error) {
 			return nil, err
 		}
 	}
-	for _, d := range b.dirs {
+	for _, d := range dirs {
 		if err := mem.SyncDir(d); err != nil {
 			return nil, err
 		}
@@ -442,6 +475,7 @@ func (b *damageBase) check(seed uint64, i int, f *fault, fig *DamageFigures) (fa
 	// Whatever the engine makes of the damage, repair must cope with it
 	// (and never hide a loss).
 	if f != nil && len(found) > 0 {
+		defer b.refillCheck(*f, &fig.Repair, failf)
 		defer b.repairCheck(*f, &fig.Repair, failf)
 	}
 	db, err := pluresdb.Open(damageDir, &pluresdb.Options{FS: mem})

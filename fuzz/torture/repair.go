@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/plures/pluresdb"
+	"github.com/plures/pluresdb/refill"
 	"github.com/plures/pluresdb/repair"
 	"github.com/plures/pluresdb/verify"
 )
@@ -46,6 +47,23 @@ type RepairFigures struct {
 	// Clean: the checker finds no damage in the repaired directory
 	// (repair leaves damaged log records for Options.Salvage).
 	Clean int `json:"clean_after_repair"`
+
+	// Then each fault again, repaired and refilled from a peer that holds
+	// every operation (package refill, plures-fsck --repair --from-peer).
+	Refills int `json:"refills"`
+	// RefillWhole: every key read right after the refill.
+	RefillWhole int `json:"refills_whole"`
+	// RefillNotRun: the repaired database did not open for the refill
+	// (damaged log records the repair leaves for Options.Salvage).
+	RefillNotRun int `json:"refills_not_run"`
+	// RefillKeysRight counts key reads right after refills; RefillKeysLost
+	// those wrong where the database lost its own operations (dropped
+	// log records: a peer's copy of them is refused as ErrRewound) or a
+	// file repair left damaged.
+	RefillKeysRight int `json:"refill_keys_right"`
+	RefillKeysLost  int `json:"refill_keys_lost_own_operations"`
+	// RefillWrong: key reads wrong otherwise (failures).
+	RefillWrong int `json:"refill_keys_wrong"`
 }
 
 // lossCovers says whether a reported loss may hold key: its key range
@@ -153,6 +171,80 @@ func (b *damageBase) repairCheck(f fault, fig *RepairFigures, failf func(string,
 	}
 	if lost == 0 {
 		fig.Whole++
+	}
+}
+
+// refillCheck repairs a fresh copy damaged by f, refills it from the
+// peer, and reads it back: every key must read right, but where the
+// database lost its own operations (log records Salvage dropped, which a
+// peer cannot hand back to the same replica) or a file repair left
+// damaged.
+func (b *damageBase) refillCheck(f fault, fig *RepairFigures, failf func(string, ...any)) {
+	mem, err := b.copyTo(true)
+	if err != nil {
+		failf("refill: copy: %v", err)
+		return
+	}
+	if err := b.inject(mem, f); err != nil {
+		failf("refill: inject: %v", err)
+		return
+	}
+	res, err := repair.Dir(context.Background(), mem, damageDir, repair.Options{})
+	if err != nil {
+		return // reported by repairCheck
+	}
+	fig.Refills++
+	rr, err := refill.Dir(context.Background(), damageDir, res.Lost,
+		refill.Options{FS: mem, Sources: []refill.SourceSpec{{Kind: refill.Peer, Path: peerDir}}})
+	if err != nil {
+		failf("refill from the peer: %v", err)
+		return
+	}
+	if rr.NotRun != "" {
+		fig.RefillNotRun++
+	}
+	db, err := pluresdb.Open(damageDir, &pluresdb.Options{FS: mem})
+	if err != nil && errors.Is(err, pluresdb.ErrCorruption) {
+		db, err = pluresdb.Open(damageDir, &pluresdb.Options{FS: mem, Salvage: true})
+	}
+	if err != nil {
+		return // reported by repairCheck
+	}
+	defer db.Close()
+	salvaged := len(db.LostRanges()) > 0
+	leftDamaged := len(res.Refused) > 0 || len(res.Unrepaired) > 0
+	var wrong []string
+	lost := 0
+	for k := range damageKeys {
+		key := keyName(k)
+		got, err := readDoc(db, key)
+		switch {
+		case err == nil && got.String() == b.model[key].String():
+			fig.RefillKeysRight++
+		case salvaged || (leftDamaged && err != nil && errors.Is(err, pluresdb.ErrCorruption)):
+			fig.RefillKeysLost++
+			lost++
+		default:
+			fig.RefillWrong++
+			if err != nil {
+				wrong = append(wrong, fmt.Sprintf("%s: %v", key, err))
+			} else {
+				wrong = append(wrong, fmt.Sprintf("%s = %s, want %s", key, got, b.model[key]))
+			}
+		}
+	}
+	if len(wrong) > 0 {
+		more := ""
+		if len(wrong) > 3 {
+			more = fmt.Sprintf(" and %d more", len(wrong)-3)
+			wrong = wrong[:3]
+		}
+		failf("after repair (%s) and a refill from a peer holding everything (complete %v, not run %q), wrong reads: %s%s",
+			summary(res), rr.Complete, rr.NotRun, strings.Join(wrong, "; "), more)
+		return
+	}
+	if lost == 0 {
+		fig.RefillWhole++
 	}
 }
 

@@ -80,6 +80,8 @@ func (f Figures) Print(w io.Writer) {
 		r := d.Repair
 		fmt.Fprintf(w, "repair: %d repairs of detected faults, refused in part %d; repaired databases opened %d (%d with Salvage), nothing lost %d, clean after repair %d; key reads right %d, in reported losses %d, refused in files repair left damaged %d, wrong outside them %d\n",
 			r.Runs, r.Refused, r.Opened, r.WithSalvage, r.Whole, r.Clean, r.KeysRight, r.KeysLost, r.KeysRefused, r.Wrong)
+		fmt.Fprintf(w, "refill from a peer: %d repairs refilled, every key right %d, not run (log damage left for Salvage) %d; key reads right %d, lost with the database's own dropped operations or in files left damaged %d, wrong %d\n",
+			r.Refills, r.RefillWhole, r.RefillNotRun, r.RefillKeysRight, r.RefillKeysLost, r.RefillWrong)
 	}
 	if d := f.DiskFull; d != nil {
 		fmt.Fprintf(w, "diskfull: %d injections, %d acknowledged batches (%d writes), failed commits %d (%s), other errors %d (%s); acknowledged writes lost %d, reopen failures %d, writes refused after reopen %d (%.1fs)\n",
