@@ -13,10 +13,12 @@
 //
 // Restore rebuilds the database from the chain, checking every file's
 // checksum as it writes it, into a new directory that appears only when
-// complete. It restores the same replica (the same replica ID): a
-// restored copy must not run beside the database it was taken from, or
-// two writers would hand out the same sequence numbers as one replica.
-// Restoring as a new replica, and restoring to a point in time, are not
+// complete, by default as a new replica (a state snapshot of the backed-up
+// copy), or with Options.SameReplica as the backed-up replica itself,
+// left rejoining until it has its later operations back from its peers
+// (see Restore). A copy restored as the same replica must not run beside
+// the database it was taken from, or two writers would hand out the same
+// sequence numbers as one replica. Restoring to a point in time is not
 // provided.
 //
 // The backup package imports the root package; the root never imports it.
@@ -36,7 +38,9 @@ import (
 
 	"github.com/plures/pluresdb"
 	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
+	"github.com/plures/pluresdb/oplog"
 )
 
 var (
@@ -500,10 +504,25 @@ func Verify(dir string, opts *Options) (*Report, error) {
 // them). With opts.SameReplica the backed-up replica itself is restored,
 // files as they were: its replica ID and history included, to replace a
 // lost node, never to run beside the source.
+//
+// A replica restored in place has lost whatever it wrote after the
+// backup, and its peers may hold those operations: the restored database
+// is left rejoining (a REJOINING marker, oplog.WriteRejoinFile, written
+// before the directory appears). It opens, reads and imports, but refuses
+// local writes with pluresdb.ErrRejoining until its own operations are
+// imported back from every peer that may hold them (pluresdb.DB's
+// ImportChanges of each peer's ExportChanges since its VersionVector)
+// and pluresdb.DB.FinishRejoin is called.
 func Restore(backupDir, targetDir string, opts *Options) (_ *Manifest, err error) {
 	if opts == nil || !opts.SameReplica {
 		return restoreNewReplica(backupDir, targetDir, opts)
 	}
+	return restoreFiles(backupDir, targetDir, opts, true)
+}
+
+// restoreFiles restores the backup's files as they were into targetDir,
+// marked rejoining if asked.
+func restoreFiles(backupDir, targetDir string, opts *Options, rejoin bool) (_ *Manifest, err error) {
 	fs := opts.fs()
 	targetDir = filepath.Clean(targetDir)
 	if err := checkEmptyTarget(fs, targetDir); err != nil {
@@ -538,6 +557,11 @@ func Restore(backupDir, targetDir string, opts *Options) (_ *Manifest, err error
 		}
 		done += f.Size
 		opts.progress(done, total)
+	}
+	if rejoin {
+		if err := oplog.WriteRejoinFile(fs, layout.Path(tmp, layout.TypeRejoin, 0), top.Manifest.Replica); err != nil {
+			return nil, err
+		}
 	}
 	if err := fs.SyncDir(tmp); err != nil {
 		return nil, err
@@ -652,7 +676,8 @@ func restoreNewReplica(backupDir, targetDir string, opts *Options) (_ *Manifest,
 	if opts != nil {
 		o.Progress = opts.Progress
 	}
-	m, err := Restore(backupDir, same, &o)
+	// The copy is read, never written: it need not rejoin.
+	m, err := restoreFiles(backupDir, same, &o, false)
 	if err != nil {
 		return nil, err
 	}
