@@ -244,7 +244,12 @@ func TestRejoinSeqJumpSurvivesPowerCut(t *testing.T) {
 	b, id, bHeld := rejoinSetup(t, fs)
 	defer b.Close()
 	a := openReplica(t, fs, "/a-copy") // NoSync
+	must(t, a.Close())
+	a = openReplica(t, fs, "/a-copy") // the jump starts a segment
 	syncPair(t, b, a)
+	must(t, a.Close())
+	checkClean(t, fs, "/a-copy", true)
+	a = openReplica(t, fs, "/a-copy")
 	crashed := fs.CrashClone()
 	a.Close()
 	a = openReplica(t, crashed, "/a-copy")
