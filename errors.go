@@ -60,8 +60,10 @@ var (
 	// this replica lost history it had already passed on (restored in
 	// place from an older copy, say). Its next writes would reuse sequence
 	// numbers its peers hold for other operations, and the replicas would
-	// diverge. Rejoin as a new replica instead (a default backup restore,
-	// or ImportSnapshot into a new database).
+	// diverge. A replica restored with backup.Restore's SameReplica is
+	// rejoining (ErrRejoining) and takes them back instead; otherwise
+	// rejoin as a new replica (a default backup restore, or ImportSnapshot
+	// into a new database).
 	ErrRewound = errors.New("pluresdb: a peer holds operations of this replica that it lacks")
 	// ErrRejoining: the database is a replica restored in place
 	// (backup.Restore with SameReplica) that may lack operations it wrote
