@@ -39,7 +39,8 @@ import (
 // number of), and the files are hard-linked (tables, archives, flushed
 // segments, graphs: files the engine never changes once written) or
 // copied (the segments replay reads, the live one up to the cut's size,
-// REPLICA) into a temporary directory beside the destination. A fresh
+// REPLICA) into a temporary directory beside the destination (with a
+// REJOINING marker when the database is rejoining). A fresh
 // MANIFEST describes the pinned version alone, with every table in the
 // main directory (cold ones too). Every file and the directory are
 // synced, and the directory is renamed to its name: a checkpoint that
@@ -205,6 +206,7 @@ func (db *DB) checkpointInto(tmp string, opts *CheckpointOptions) (*CheckpointIn
 	segs := db.ol.snapshotSegs()
 	db.ol.mu.Unlock()
 	names, err := db.fs.List(db.dir)
+	rejoining := db.rejoining.Load()
 	db.commitMu.Unlock()
 	if err != nil {
 		return nil, err
@@ -283,7 +285,16 @@ func (db *DB) checkpointInto(tmp string, opts *CheckpointOptions) (*CheckpointIn
 	if err := lsm.WriteManifest(db.fs, tmp, manifest, v, logNum, manifest+1, cut); err != nil {
 		return nil, fmt.Errorf("pluresdb: checkpoint: %w", err)
 	}
-	for _, t := range []layout.FileType{layout.TypeManifest, layout.TypeCurrent} {
+	kinds := []layout.FileType{layout.TypeManifest, layout.TypeCurrent}
+	if rejoining {
+		// A copy of a rejoining replica lacks what it does: it rejoins
+		// too (rejoin.go).
+		if err := oplog.WriteRejoinFile(db.fs, layout.Path(tmp, layout.TypeRejoin, 0), db.ol.self); err != nil {
+			return nil, fmt.Errorf("pluresdb: checkpoint: %w", err)
+		}
+		kinds = append(kinds, layout.TypeRejoin)
+	}
+	for _, t := range kinds {
 		p := layout.Path(tmp, t, manifest)
 		fi, err := db.fs.Stat(p)
 		if err != nil {

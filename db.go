@@ -56,6 +56,9 @@ type DB struct {
 	visible  atomic.Uint64 // sequence numbers <= visible are readable
 	closed   atomic.Bool   // set under commitMu
 	broken   atomic.Pointer[error]
+	// rejoining: the REJOINING marker is there (rejoin.go); local writes
+	// are refused. Set at open, cleared by FinishRejoin under commitMu.
+	rejoining atomic.Bool
 
 	// durable is the last sequence number whose log record is fsynced:
 	// raised by every sync of the log (commits, Sync, rotation, Close).
@@ -199,7 +202,7 @@ func (db *DB) open() error {
 	if err != nil {
 		return err
 	}
-	var hasCurrent, hasEngineFiles, hasReplica bool
+	var hasCurrent, hasEngineFiles, hasReplica, hasRejoin bool
 	var foreign, manifests []string
 	creationLeft := true // the engine files are what an interrupted creation leaves
 	replicaTmp := filepath.Base(layout.Path(dir, layout.TypeReplica, 0)) + ".tmp"
@@ -213,6 +216,8 @@ func (db *DB) open() error {
 			hasCurrent = true
 		case t == layout.TypeReplica:
 			hasReplica = true
+		case t == layout.TypeRejoin:
+			hasRejoin = true
 		case t == layout.TypeManifest:
 			hasEngineFiles = true
 			manifests = append(manifests, name)
@@ -251,10 +256,16 @@ func (db *DB) open() error {
 		if err := db.openReplica(format == 1, hasReplica); err != nil {
 			return err
 		}
+		if err := db.openRejoin(hasRejoin); err != nil {
+			return err
+		}
 		db.vs, err = lsm.LoadVersionSet(vsOpts)
 		if err != nil {
 			return err
 		}
+	case hasRejoin:
+		// A restore publishes the whole directory at once.
+		return errs.Corruptf(layout.Path(dir, layout.TypeRejoin, 0), -1, "a rejoining marker in a directory without CURRENT")
 	case hasEngineFiles && !(creationLeft && len(foreign) == 0):
 		return errs.Corruptf(filepath.Join(dir, "CURRENT"), -1, "missing, but the directory holds tables or logs")
 	case hasEngineFiles && ro:
@@ -759,6 +770,12 @@ func (db *DB) appendLocked(b *Batch) (lsm.SeqNum, error) {
 func (db *DB) logLocked(b *Batch) (rec []byte, seq, last lsm.SeqNum, err error) {
 	if err := db.writable(); err != nil {
 		return nil, 0, 0, err
+	}
+	if len(b.stamps) > 0 {
+		// Local operations: not while rejoining (rejoin.go).
+		if err := db.refuseLocalWrite(); err != nil {
+			return nil, 0, 0, err
+		}
 	}
 	if db.mem.m.Room() < b.memSize+db.pendingMetaSize() {
 		if err := db.rotateMemtable(); err != nil {

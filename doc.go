@@ -38,7 +38,8 @@
 // speed; the database itself never becomes inconsistent.
 //
 // Files in a database directory (see internal/layout): CURRENT, LOCK,
-// MANIFEST-*, REPLICA (this replica's ID), *.log (write-ahead log and op
+// MANIFEST-*, REPLICA (this replica's ID), REJOINING (while a replica
+// restored in place rejoins, see DB.FinishRejoin), *.log (write-ahead log and op
 // history segments), *.oparc (archived history), *.sst (tables), *.hnsw
 // (vector index checkpoints). Every file
 // begins with a magic number and a format version, and every record and

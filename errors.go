@@ -60,7 +60,18 @@ var (
 	// this replica lost history it had already passed on (restored in
 	// place from an older copy, say). Its next writes would reuse sequence
 	// numbers its peers hold for other operations, and the replicas would
-	// diverge. Rejoin as a new replica instead (a default backup restore,
-	// or ImportSnapshot into a new database).
+	// diverge. A replica restored with backup.Restore's SameReplica is
+	// rejoining (ErrRejoining) and takes them back instead; otherwise
+	// rejoin as a new replica (a default backup restore, or ImportSnapshot
+	// into a new database).
 	ErrRewound = errors.New("pluresdb: a peer holds operations of this replica that it lacks")
+	// ErrRejoining: the database is a replica restored in place
+	// (backup.Restore with SameReplica) that may lack operations it wrote
+	// after the backup, which its peers hold. It takes no local writes
+	// until it has them back: import from every peer that may hold them
+	// (ImportChanges of their ExportChanges since VersionVector()), then
+	// call FinishRejoin (or run plures-backup rejoin-finish DIR). Reads
+	// and imports work meanwhile. See DB.FinishRejoin.
+	ErrRejoining = errors.New("pluresdb: replica restored in place is rejoining: import its own operations " +
+		"from every peer (ImportChanges), then call FinishRejoin (plures-backup rejoin-finish DIR) before writing")
 )

@@ -112,6 +112,10 @@ type OpLogMetrics struct {
 	// held an operation at or below the tombstone collection horizon
 	// (ErrStaleReplica).
 	StaleImports uint64
+	// Rejoining: the replica was restored in place and has not finished
+	// rejoining (see DB.FinishRejoin); local writes fail with
+	// ErrRejoining.
+	Rejoining bool
 }
 
 // Metrics returns the engine's counters.
@@ -206,6 +210,10 @@ type Health struct {
 	// log: the sequence numbers lost and where the damaged segment's copy
 	// was kept (see LostRanges).
 	Lost []LostRange
+	// Rejoining: the replica was restored in place and has not finished
+	// rejoining (see DB.FinishRejoin). Writable is false and Reason says
+	// what to do; reads and imports work.
+	Rejoining bool
 }
 
 // DamagedFile is a file found damaged.
@@ -231,9 +239,16 @@ func (db *DB) Health() Health {
 		h.Reason = "log write failed: " + (*p).Error()
 		return h
 	}
+	h.Rejoining = db.rejoining.Load()
 	if db.opts.ReadOnly {
 		h.Writable = false
 		h.Reason = "opened read-only (Options.ReadOnly)"
+		return h
+	}
+	if h.Rejoining {
+		h.Writable = false
+		h.Reason = "rejoining after an in-place restore: import this replica's operations from every peer " +
+			"(ImportChanges), then call FinishRejoin (plures-backup rejoin-finish DIR); local writes fail with ErrRejoining until then"
 		return h
 	}
 	db.bgMu.Lock()

@@ -401,6 +401,7 @@ func (db *DB) opLogMetrics() OpLogMetrics {
 		ArchivedOps:     db.m.opArchivedOps.Load(),
 		SegmentsDropped: db.m.opSegmentsDropped.Load(),
 		StaleImports:    db.m.staleImports.Load(),
+		Rejoining:       db.rejoining.Load(),
 	}
 	db.ol.mu.Lock()
 	var nums []layout.FileNum

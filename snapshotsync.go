@@ -190,7 +190,10 @@ func (db *DB) exportSnapshot(w io.Writer, rng *storedRange) (SnapshotInfo, error
 //
 // Refused, leaving the database unchanged:
 //   - a snapshot that claims operations of this replica it lacks
-//     (ErrSnapshotAhead);
+//     (ErrSnapshotAhead), also while the replica is rejoining (see
+//     FinishRejoin): a snapshot carries no history, so the replica could
+//     neither pass those operations on nor count its own increments
+//     among them; ImportChanges takes them back;
 //   - one whose clock is more than Options.MaxClockDrift ahead
 //     (oplog.ErrClockDrift);
 //   - one holding a register this replica lacks at or below its own
@@ -371,6 +374,14 @@ func (im *snapshotImport) check() error {
 	db, info := im.db, im.info
 	self := db.ol.self
 	im.have = db.versionVectorLocked()
+	if s := info.VersionVector[self]; s > im.have[self] && db.rejoining.Load() {
+		// A snapshot holds no history: this replica could not pass the
+		// operations on, and its local counter share would not count
+		// them. A change stream brings them back whole.
+		return fmt.Errorf("%w: it holds this replica's (%s) operations up to %d, this replica's last is %d; "+
+			"while rejoining, take them back with ImportChanges of the peer's ExportChanges since VersionVector()",
+			ErrSnapshotAhead, self, s, im.have[self])
+	}
 	if s := info.VersionVector[self]; s > im.have[self] {
 		return fmt.Errorf("%w: it holds this replica's (%s) operations up to %d, this replica's last is %d; "+
 			"this replica lost history its peers have (restored from an old copy?) and cannot rejoin in place",

@@ -202,7 +202,20 @@ func (db *DB) scanTransactions(s *segIndex, limit int64, fn func(op *oplog.Op) e
 // wrapping ErrCorruption or ErrNewerFormat and leaves the database
 // unchanged; so does a stream that starts after what this replica has
 // (ErrCausalGap) or one with a timestamp more than Options.MaxClockDrift
-// ahead of the local clock (oplog.ErrClockDrift). A stream of up to about a quarter
+// ahead of the local clock (oplog.ErrClockDrift), and one holding this
+// replica's own operations beyond its last (ErrRewound: it was restored
+// from an older copy, and its peers hold what it wrote since).
+//
+// A replica restored in place (backup.Restore with SameReplica) is
+// rejoining (see FinishRejoin) until told otherwise: then a full stream
+// holding its own operations beyond its last is taken, and they are
+// applied as any replica's are (they were its writes, coming back); its
+// version vector's own entry moves up to the last of them, and the log
+// jumps past their sequence numbers first, so that no later write, after
+// a crash or not, takes one again. Such a stream must follow what the
+// replica has of its own operations too (ErrCausalGap), is applied
+// through the memtable (never a bulk import) and may not be selective
+// (ErrRejoining). A stream of up to about a quarter
 // memtable of operations is applied in one atomic batch; a larger one in
 // several, each ending where a transaction of the stream does (the
 // operations their origin committed together), so a crash or a failure
@@ -281,12 +294,28 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 	if filtered {
 		have = db.prefixVersionVectorLocked(vs.Header.Prefix)
 	}
+	var ownTo uint64 // while rejoining: the last of this replica's own operations the stream brings back
 	for _, rg := range vs.Header.Ranges {
 		if rg.Replica == db.ol.self && rg.To > db.ol.localSeq {
-			db.commitMu.Unlock()
-			return 0, fmt.Errorf("%w: the stream from %s holds this replica's (%s) operations up to %d, its own last is %d; "+
-				"do not write on this copy: rejoin as a new replica (restore without --same-replica, or ImportSnapshot into a new database)",
-				ErrRewound, vs.Header.Source, db.ol.self, rg.To, db.ol.localSeq)
+			var err error
+			switch {
+			case !db.rejoining.Load():
+				err = fmt.Errorf("%w: the stream from %s holds this replica's (%s) operations up to %d, its own last is %d; "+
+					"do not write on this copy: rejoin as a new replica (restore without --same-replica, or ImportSnapshot into a new database)",
+					ErrRewound, vs.Header.Source, db.ol.self, rg.To, db.ol.localSeq)
+			case filtered:
+				err = fmt.Errorf("%w: the selective stream from %s holds this replica's (%s) operations up to %d, its own last is %d; "+
+					"they come back only through a full stream (ExportChanges), which holds them on every key",
+					ErrRejoining, vs.Header.Source, db.ol.self, rg.To, db.ol.localSeq)
+			case rg.From > db.ol.localSeq:
+				err = fmt.Errorf("%w: the stream has this replica's (%s) own operations after %d, this replica has them up to %d",
+					ErrCausalGap, db.ol.self, rg.From, db.ol.localSeq)
+			}
+			if err != nil {
+				db.commitMu.Unlock()
+				return 0, err
+			}
+			ownTo = rg.To
 		}
 		if rg.Replica != db.ol.self && rg.From > have[rg.Replica] {
 			db.commitMu.Unlock()
@@ -303,6 +332,19 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 		return 0, err
 	}
 	im := importer{db: db, filtered: filtered, remote: db.ol.remote.Clone(), count: vs.Count, free: free}
+	var jump lsm.SeqNum
+	if ownTo > 0 {
+		// This replica's own operations come back (it is rejoining):
+		// the log jumps past them first (see jumpSeqLocked), and they go
+		// through the memtable, never a bulk import's tables, whose
+		// operands a crash can leave without their record: applied
+		// again, a local increment would count twice.
+		im.own, im.localSeq = true, db.ol.localSeq
+		if jump, err = db.jumpSeqLocked(lsm.SeqNum(ownTo)); err != nil {
+			db.commitMu.Unlock()
+			return 0, err
+		}
+	}
 	if filtered {
 		im.prefix = vs.Header.Prefix
 		im.cursor = db.ol.cursors[string(im.prefix)].Clone()
@@ -318,6 +360,7 @@ func (db *DB) ImportChanges(r io.Reader) (int, error) {
 		im.repeats = len(db.ol.cursors) > 0
 	}
 	last, n, seen, err := im.apply(chunks)
+	last = max(last, jump)
 	db.commitMu.Unlock()
 	if err == nil && seen != vs.Count {
 		err = fmt.Errorf("%w: change stream: decoded %d of its %d operations", errs.ErrCorruption, seen, vs.Count)
@@ -400,7 +443,11 @@ type importer struct {
 	db       *DB
 	filtered bool
 	remote   oplog.VersionVector // advanced as operations are applied (but by a selective import)
-	count    int                 // the stream's operations
+	// own: the replica is rejoining and the stream brings back its own
+	// operations above localSeq, which advances as they are applied.
+	own      bool
+	localSeq uint64
+	count    int // the stream's operations
 	// A selective import advances the cursor of its prefix instead (see
 	// prefixsync.go): each batch writes it as far as the operations seen
 	// so far, the last one to the ends of the stream's ranges.
@@ -526,7 +573,14 @@ func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen
 			if end {
 				ends = ends[1:]
 			}
-			if op.Replica != db.ol.self && op.Seq > im.remote[op.Replica] {
+			if op.Replica == db.ol.self {
+				if im.own && op.Seq > im.localSeq {
+					// One of this replica's operations, coming back.
+					im.localSeq = op.Seq
+					im.applied = append(im.applied, *op)
+					size += im.cost(op)
+				}
+			} else if op.Seq > im.remote[op.Replica] {
 				switch {
 				case im.filtered:
 					// The stream holds every operation on the prefix's
@@ -555,7 +609,7 @@ func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen
 			if size < limit || !end && !(im.filtered && size >= 2*limit) {
 				continue
 			}
-			if !im.ingest && !im.filtered && n == 0 {
+			if !im.ingest && !im.filtered && !im.own && n == 0 {
 				// A bulk import: its operands go to tables of their
 				// own, a memtable's worth of entries at a time. Its
 				// batches of operations are about as many as this one
@@ -746,6 +800,11 @@ func (im *importer) logged(applied []oplog.Op, vv oplog.VersionVector) {
 			lo, hi = min(lo, applied[end].HLC), max(hi, applied[end].HLC)
 		}
 		db.ol.cur.noteOps(first.Replica, first.Seq, applied[end-1].Seq, lo, hi)
+		if first.Replica == db.ol.self {
+			// Own operations taken back while rejoining: the segment
+			// index just noted them, where the next open finds them.
+			db.ol.localSeq = max(db.ol.localSeq, applied[end-1].Seq)
+		}
 		start = end
 	}
 	db.ol.remote = vv.Clone()

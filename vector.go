@@ -258,8 +258,14 @@ func (vi *VectorIndex) ID(key []byte) (uint32, bool) { return vi.g.ID(key) }
 // Add inserts key with vector vec, or replaces the vector of an existing
 // key. When it returns nil the write is durable (per Options.NoSync, as a
 // Put) and visible to Search.
+//
+// A rejoining database (see DB.FinishRejoin) refuses it with ErrRejoining,
+// as every local write.
 func (vi *VectorIndex) Add(key []byte, vec []float32) error {
 	if err := vi.checkKey(key); err != nil {
+		return err
+	}
+	if err := vi.db.refuseLocalWrite(); err != nil {
 		return err
 	}
 	if err := vi.checkVector(vec); err != nil {
@@ -322,9 +328,13 @@ func (vi *VectorIndex) syncAndApply(c uint64, key []byte, vec []float32) error {
 	return vi.apply(c, key, vec)
 }
 
-// Delete removes key. Deleting an absent key is not an error.
+// Delete removes key. Deleting an absent key is not an error. A
+// rejoining database refuses it with ErrRejoining.
 func (vi *VectorIndex) Delete(key []byte) error {
 	if err := vi.checkKey(key); err != nil {
+		return err
+	}
+	if err := vi.db.refuseLocalWrite(); err != nil {
 		return err
 	}
 	km := vi.keyLock(key)

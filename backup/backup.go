@@ -15,10 +15,13 @@
 // checksum as it writes it, into a new directory that appears only when
 // complete: by default as a new replica (a state snapshot of the
 // backed-up database), with Options.SameReplica as the backed-up replica
-// itself, and with Options.At as the state it had at a time (a new
-// replica). Follow keeps a follower: an incremental backup that ships
-// each log segment the database seals, so a restore is at most the live
-// segment behind.
+// itself, left rejoining until it has its later operations back from its
+// peers (see Restore), and with Options.At as the state it had at a time
+// (a new replica). A copy restored as the same replica must not run
+// beside the database it was taken from, or two writers would hand out
+// the same sequence numbers as one replica. Follow keeps a follower: an
+// incremental backup that ships each log segment the database seals, so
+// a restore is at most the live segment behind.
 //
 // The backup package imports the root package; the root never imports it.
 package backup
@@ -38,7 +41,9 @@ import (
 
 	"github.com/plures/pluresdb"
 	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
+	"github.com/plures/pluresdb/oplog"
 )
 
 var (
@@ -505,6 +510,15 @@ func Verify(dir string, opts *Options) (*Report, error) {
 // them). With opts.SameReplica the backed-up replica itself is restored,
 // files as they were: its replica ID and history included, to replace a
 // lost node, never to run beside the source.
+//
+// A replica restored in place has lost whatever it wrote after the
+// backup, and its peers may hold those operations: the restored database
+// is left rejoining (a REJOINING marker, oplog.WriteRejoinFile, written
+// before the directory appears). It opens, reads and imports, but refuses
+// local writes with pluresdb.ErrRejoining until its own operations are
+// imported back from every peer that may hold them (pluresdb.DB's
+// ImportChanges of each peer's ExportChanges since its VersionVector)
+// and pluresdb.DB.FinishRejoin is called.
 func Restore(backupDir, targetDir string, opts *Options) (_ *Manifest, err error) {
 	if opts != nil && !opts.At.IsZero() {
 		if opts.SameReplica {
@@ -516,6 +530,12 @@ func Restore(backupDir, targetDir string, opts *Options) (_ *Manifest, err error
 	if opts == nil || !opts.SameReplica {
 		return restoreNewReplica(backupDir, targetDir, opts)
 	}
+	return restoreFiles(backupDir, targetDir, opts, true)
+}
+
+// restoreFiles restores the backup's files as they were into targetDir,
+// marked rejoining if asked.
+func restoreFiles(backupDir, targetDir string, opts *Options, rejoin bool) (_ *Manifest, err error) {
 	fs := opts.fs()
 	targetDir = filepath.Clean(targetDir)
 	if err := checkEmptyTarget(fs, targetDir); err != nil {
@@ -550,6 +570,11 @@ func Restore(backupDir, targetDir string, opts *Options) (_ *Manifest, err error
 		}
 		done += f.Size
 		opts.progress(done, total)
+	}
+	if rejoin {
+		if err := oplog.WriteRejoinFile(fs, layout.Path(tmp, layout.TypeRejoin, 0), top.Manifest.Replica); err != nil {
+			return nil, err
+		}
 	}
 	if err := fs.SyncDir(tmp); err != nil {
 		return nil, err
@@ -660,11 +685,7 @@ func restoreNewReplica(backupDir, targetDir string, opts *Options) (_ *Manifest,
 			removeTemp(fs, dir, &err)
 		}
 	}()
-	c, err := loadChain(fs, backupDir)
-	if err != nil {
-		return nil, err
-	}
-	src, err := openRestored(fs, backupDir, same, opts)
+	src, m, err := openRestored(fs, backupDir, same, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -680,7 +701,6 @@ func restoreNewReplica(backupDir, targetDir string, opts *Options) (_ *Manifest,
 	if err != nil {
 		return nil, fmt.Errorf("backup: restoring as a new replica: %w", err)
 	}
-	m := c.top().Manifest
 	if err := publishDir(fs, fresh, targetDir); err != nil {
 		return nil, err
 	}

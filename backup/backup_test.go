@@ -436,6 +436,9 @@ func TestRestoreAsNewReplica(t *testing.T) {
 	if dst.ReplicaID() == src.ReplicaID() || dst.ReplicaID() == m.Replica {
 		t.Fatal("a default restore kept the source's replica ID")
 	}
+	if dst.Rejoining() {
+		t.Fatal("a new replica is rejoining")
+	}
 	if d, err := dst.GetFields([]byte("doc")); err != nil || string(d.Fields["f"]) != "v" || d.Counters["n"] != 3 {
 		t.Fatalf("restored doc: %+v, %v", d, err)
 	}
@@ -461,5 +464,59 @@ func TestRestoreAsNewReplica(t *testing.T) {
 		if strings.HasPrefix(n, ".new.") {
 			t.Fatalf("restore left %s beside the target", n)
 		}
+	}
+}
+
+// TestRestoreSameReplicaRejoins: a replica restored in place refuses
+// local writes until it has its later operations back from a peer and
+// the rejoin is finished; then the two converge.
+func TestRestoreSameReplicaRejoins(t *testing.T) {
+	fs := vfs.NewMem()
+	opts := &pluresdb.Options{FS: fs, NoSync: true}
+	src, err := pluresdb.Open("/db", opts)
+	must(t, err)
+	peer, err := pluresdb.Open("/peer", opts)
+	must(t, err)
+	defer peer.Close()
+	write(t, src, "a", 100)
+	_, err = Create(src, "/bk", &Options{FS: fs})
+	must(t, err)
+	write(t, src, "after-backup", 20)
+	sync := func(from, to *pluresdb.DB) int {
+		t.Helper()
+		var buf bytes.Buffer
+		_, err := from.ExportChanges(&buf, to.VersionVector())
+		must(t, err)
+		n, err := to.ImportChanges(&buf)
+		must(t, err)
+		return n
+	}
+	sync(src, peer)
+	held := peer.VersionVector()[src.ReplicaID()]
+	must(t, src.Close())
+
+	if _, err := Restore("/bk", "/r", &Options{FS: fs, SameReplica: true}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pluresdb.Open("/r", opts)
+	must(t, err)
+	defer r.Close()
+	if !r.Rejoining() || r.Health().Writable {
+		t.Fatalf("restored in place: rejoining %v, health %+v", r.Rejoining(), r.Health())
+	}
+	if err := r.Put([]byte("x"), []byte("y")); !errors.Is(err, pluresdb.ErrRejoining) {
+		t.Fatalf("write after an in-place restore: %v, want ErrRejoining", err)
+	}
+	if n := sync(peer, r); n != 20 {
+		t.Fatalf("the import brought %d operations back, want 20", n)
+	}
+	must(t, r.FinishRejoin())
+	must(t, r.Put([]byte("x"), []byte("y")))
+	if got := r.VersionVector()[r.ReplicaID()]; got <= held {
+		t.Fatalf("first write after the rejoin at %d, the peer holds the replica's operations up to %d", got, held)
+	}
+	sync(r, peer)
+	if a, b := scanAll(t, r), scanAll(t, peer); fmt.Sprint(a) != fmt.Sprint(b) || len(a) != 121 {
+		t.Fatalf("restored (%d keys) and peer (%d keys) differ", len(a), len(b))
 	}
 }

@@ -59,7 +59,7 @@ func restoreAt(backupDir, targetDir string, opts *Options) (_ *Manifest, err err
 	}()
 
 	// The log: the newest backup restored as itself.
-	src, err := openRestored(fs, c.top().Dir, temp("restore-source"), opts)
+	src, _, err := openRestored(fs, c.top().Dir, temp("restore-source"), opts)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +89,7 @@ func restoreAt(backupDir, targetDir string, opts *Options) (_ *Manifest, err err
 		}
 		base := src
 		if i > 0 {
-			if base, err = openRestored(fs, b.Dir, temp("restore-base"), &Options{FS: fs}); err != nil {
+			if base, _, err = openRestored(fs, b.Dir, temp("restore-base"), &Options{FS: fs}); err != nil {
 				return nil, err
 			}
 			defer base.Close()
@@ -126,21 +126,23 @@ func covers(vv, o oplog.VersionVector) bool {
 	return true
 }
 
-// openRestored restores the backup in backupDir as itself into dir and
-// opens it read-only.
-func openRestored(fs vfs.FS, backupDir, dir string, opts *Options) (*pluresdb.DB, error) {
+// openRestored restores the backup in backupDir as itself into dir (a
+// copy that is read, never written: not left rejoining) and opens it
+// read-only.
+func openRestored(fs vfs.FS, backupDir, dir string, opts *Options) (*pluresdb.DB, *Manifest, error) {
 	o := Options{FS: fs, SameReplica: true}
 	if opts != nil {
 		o.Progress = opts.Progress
 	}
-	if _, err := Restore(backupDir, dir, &o); err != nil {
-		return nil, err
+	m, err := restoreFiles(backupDir, dir, &o, false)
+	if err != nil {
+		return nil, nil, err
 	}
 	db, err := pluresdb.Open(dir, &pluresdb.Options{FS: fs, ReadOnly: true})
 	if err != nil {
-		return nil, fmt.Errorf("backup: opening the restored copy of %s: %w", backupDir, err)
+		return nil, nil, fmt.Errorf("backup: opening the restored copy of %s: %w", backupDir, err)
 	}
-	return db, nil
+	return db, m, nil
 }
 
 // pipe streams what export writes into imp, and returns imp's result;

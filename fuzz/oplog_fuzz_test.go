@@ -149,13 +149,52 @@ func FuzzReplicaFile(f *testing.F) {
 	})
 }
 
+// FuzzRejoinFile reads arbitrary bytes as a REJOINING marker, with
+// FuzzReplicaFile's rules; a REPLICA file is never taken for one.
+func FuzzRejoinFile(f *testing.F) {
+	good := rejoinFile(f, oplog.ReplicaID{0xab, 0xcd, 15: 1})
+	f.Add(good)
+	f.Add(good[:20])
+	f.Add(append(append([]byte(nil), good...), 0))
+	f.Add(replicaFile(f, oplog.ReplicaID{0xab, 0xcd, 15: 1}))
+	newer := append([]byte(nil), good...)
+	newer[8] = 2
+	f.Add(newer)
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		id, err := oplog.DecodeRejoinFile("REJOINING", data)
+		if err != nil {
+			if !errors.Is(err, errs.ErrCorruption) && !errors.Is(err, errs.ErrNewerFormat) {
+				t.Fatalf("error %v is neither corruption nor newer format", err)
+			}
+			return
+		}
+		if id.IsZero() {
+			t.Fatal("accepted the zero replica ID")
+		}
+		if want := rejoinFile(t, id); !bytes.Equal(want, data) {
+			t.Fatalf("accepted %x, but the marker for %v is %x", data, id, want)
+		}
+	})
+}
+
+func rejoinFile(tb testing.TB, id oplog.ReplicaID) []byte {
+	tb.Helper()
+	return idFile(tb, id, "REJOINING", oplog.WriteRejoinFile)
+}
+
 func replicaFile(tb testing.TB, id oplog.ReplicaID) []byte {
 	tb.Helper()
+	return idFile(tb, id, "REPLICA", oplog.WriteReplicaFile)
+}
+
+func idFile(tb testing.TB, id oplog.ReplicaID, name string, write func(vfs.FS, string, oplog.ReplicaID) error) []byte {
+	tb.Helper()
 	fs := vfs.NewMem()
-	if err := oplog.WriteReplicaFile(fs, "REPLICA", id); err != nil {
+	if err := write(fs, name, id); err != nil {
 		tb.Fatal(err)
 	}
-	r, err := fs.Open("REPLICA")
+	r, err := fs.Open(name)
 	if err != nil {
 		tb.Fatal(err)
 	}

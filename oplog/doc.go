@@ -26,6 +26,13 @@
 // as errs.ErrNewerFormat before length and checksum are judged, since a
 // newer layout may differ.
 //
+// # REJOINING file
+//
+// Present while a replica restored in place from an older copy takes its
+// own operations back from its peers (WriteRejoinFile). The REPLICA
+// layout, with the magic "PLRSRJIN" and version 1; the ID must be the
+// one REPLICA holds.
+//
 // # Timestamp (HLC)
 //
 //	 63                               16 15             0

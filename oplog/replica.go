@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 
@@ -65,72 +64,85 @@ func (id *ReplicaID) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// REPLICA file format. All numbers are part of the format.
+// REPLICA file format. All numbers are part of the format. The
+// REJOINING file (WriteRejoinFile) has the same layout under its own
+// magic.
 const (
 	replicaMagic       = "PLRSRPLC"
+	rejoinMagic        = "PLRSRJIN"
 	replicaVersion     = 1
+	rejoinVersion      = 1
 	replicaFileSize    = 8 + 4 + 16 + 8
 	replicaChecksumOff = replicaFileSize - 8
 )
 
-// WriteReplicaFile writes id to path durably and atomically: a temporary
-// file beside it is written and synced, renamed over path, and the
-// directory is synced, so a crash leaves either the old file or the new one.
-func WriteReplicaFile(fs vfs.FS, path string, id ReplicaID) error {
-	if id.IsZero() {
-		return errors.New("oplog: refusing to write the zero replica ID")
-	}
-	buf := make([]byte, 0, replicaFileSize)
-	buf = append(buf, replicaMagic...)
-	buf = binary.LittleEndian.AppendUint32(buf, replicaVersion)
-	buf = append(buf, id[:]...)
-	buf = binary.LittleEndian.AppendUint64(buf, xxhash.Sum64(buf))
+// idFile is the format of one of the small files that hold a replica ID:
+// magic | version u32 LE | ID (16 bytes) | xxhash64 LE of what precedes.
+type idFile struct {
+	magic   string
+	version uint32
+	what    string // in errors
+}
 
-	if err := vfs.WriteFileAtomic(fs, path+".tmp", path, buf); err != nil {
+var (
+	replicaFile = idFile{replicaMagic, replicaVersion, "replica file"}
+	rejoinFile  = idFile{rejoinMagic, rejoinVersion, "rejoining marker"}
+)
+
+func (f idFile) encode(id ReplicaID) []byte {
+	buf := make([]byte, 0, replicaFileSize)
+	buf = append(buf, f.magic...)
+	buf = binary.LittleEndian.AppendUint32(buf, f.version)
+	buf = append(buf, id[:]...)
+	return binary.LittleEndian.AppendUint64(buf, xxhash.Sum64(buf))
+}
+
+// write writes id to path durably and atomically: a temporary file
+// beside it is written and synced, renamed over path, and the directory
+// is synced, so a crash leaves either the old file or the new one.
+func (f idFile) write(fs vfs.FS, path string, id ReplicaID) error {
+	if id.IsZero() {
+		return fmt.Errorf("oplog: refusing to write the zero replica ID to a %s", f.what)
+	}
+	if err := vfs.WriteFileAtomic(fs, path+".tmp", path, f.encode(id)); err != nil {
 		return fmt.Errorf("oplog: write %s: %w", path, err)
 	}
 	return nil
 }
 
-// ReadReplicaFile reads the ID stored at path. A missing file gives an
-// error matching os.ErrNotExist (the caller then makes a new ID); damaged
-// contents give an error wrapping errs.ErrCorruption, and a newer format
-// version one wrapping errs.ErrNewerFormat.
-func ReadReplicaFile(fs vfs.FS, path string) (ReplicaID, error) {
-	f, err := fs.Open(path)
+func (f idFile) read(fs vfs.FS, path string) (ReplicaID, error) {
+	file, err := fs.Open(path)
 	if err != nil {
 		return ReplicaID{}, fmt.Errorf("oplog: open %s: %w", path, err)
 	}
-	defer f.Close()
+	defer file.Close()
 	// Read one byte more than the format needs to notice trailing garbage
 	// without trusting the file's size.
-	b, err := io.ReadAll(io.LimitReader(f, replicaFileSize+1))
+	b, err := io.ReadAll(io.LimitReader(file, replicaFileSize+1))
 	if err != nil {
 		return ReplicaID{}, fmt.Errorf("oplog: read %s: %w", path, err)
 	}
-	return DecodeReplicaFile(path, b)
+	return f.decode(path, b)
 }
 
-// DecodeReplicaFile decodes the contents b of the REPLICA file named name
-// (used in errors).
-func DecodeReplicaFile(name string, b []byte) (ReplicaID, error) {
+func (f idFile) decode(name string, b []byte) (ReplicaID, error) {
 	var id ReplicaID
 	if len(b) < 12 {
-		return id, errs.Corruptf(name, 0, "replica file is %d bytes, want %d", len(b), replicaFileSize)
+		return id, errs.Corruptf(name, 0, "%s is %d bytes, want %d", f.what, len(b), replicaFileSize)
 	}
-	if string(b[:8]) != replicaMagic {
+	if string(b[:8]) != f.magic {
 		return id, errs.Corruptf(name, 0, "bad magic %q", b[:8])
 	}
 	// A newer version may have another layout, so it is reported before
 	// the length and checksum are judged.
 	switch v := binary.LittleEndian.Uint32(b[8:12]); {
-	case v > replicaVersion:
-		return id, errs.NewerFormatf(name, v, replicaVersion)
+	case v > f.version:
+		return id, errs.NewerFormatf(name, v, f.version)
 	case v == 0:
 		return id, errs.Corruptf(name, 8, "format version 0")
 	}
 	if len(b) != replicaFileSize {
-		return id, errs.Corruptf(name, 0, "replica file is %d bytes, want %d", len(b), replicaFileSize)
+		return id, errs.Corruptf(name, 0, "%s is %d bytes, want %d", f.what, len(b), replicaFileSize)
 	}
 	if got, want := binary.LittleEndian.Uint64(b[replicaChecksumOff:]), xxhash.Sum64(b[:replicaChecksumOff]); got != want {
 		return id, errs.Corruptf(name, replicaChecksumOff, "checksum mismatch: stored %#x, computed %#x", got, want)
@@ -140,4 +152,48 @@ func DecodeReplicaFile(name string, b []byte) (ReplicaID, error) {
 		return id, errs.Corruptf(name, 12, "zero replica ID")
 	}
 	return id, nil
+}
+
+// WriteReplicaFile writes id to path durably and atomically: a temporary
+// file beside it is written and synced, renamed over path, and the
+// directory is synced, so a crash leaves either the old file or the new one.
+func WriteReplicaFile(fs vfs.FS, path string, id ReplicaID) error {
+	return replicaFile.write(fs, path, id)
+}
+
+// ReadReplicaFile reads the ID stored at path. A missing file gives an
+// error matching os.ErrNotExist (the caller then makes a new ID); damaged
+// contents give an error wrapping errs.ErrCorruption, and a newer format
+// version one wrapping errs.ErrNewerFormat.
+func ReadReplicaFile(fs vfs.FS, path string) (ReplicaID, error) {
+	return replicaFile.read(fs, path)
+}
+
+// DecodeReplicaFile decodes the contents b of the REPLICA file named name
+// (used in errors).
+func DecodeReplicaFile(name string, b []byte) (ReplicaID, error) {
+	return replicaFile.decode(name, b)
+}
+
+// WriteRejoinFile writes the REJOINING marker of replica id to path,
+// durably and atomically as WriteReplicaFile does. Its presence says that
+// the database in the directory is replica id restored in place from an
+// older copy: its peers may hold operations of it that it lacks, and it
+// takes no local writes until it has them back (see "Checkpoints and
+// backups" in ARCHITECTURE.md). The format is REPLICA's under the magic
+// "PLRSRJIN", version 1.
+func WriteRejoinFile(fs vfs.FS, path string, id ReplicaID) error {
+	return rejoinFile.write(fs, path, id)
+}
+
+// ReadRejoinFile reads the replica ID of the REJOINING marker at path,
+// with ReadReplicaFile's errors.
+func ReadRejoinFile(fs vfs.FS, path string) (ReplicaID, error) {
+	return rejoinFile.read(fs, path)
+}
+
+// DecodeRejoinFile decodes the contents b of the REJOINING marker named
+// name (used in errors).
+func DecodeRejoinFile(name string, b []byte) (ReplicaID, error) {
+	return rejoinFile.decode(name, b)
 }

@@ -30,6 +30,10 @@ type historyResult struct {
 	// they bound the positions of its operations, which leave out the
 	// records that held none.
 	first, next uint64
+	// jumpFrom: the file's first record is a sequence jump record
+	// (batchrepr.SeqJump) declaring the numbers from jumpFrom up to it
+	// skipped; 0: it is not.
+	jumpFrom uint64
 	// exact: next is where the following file must start (a log segment
 	// read to its end); otherwise only a lower bound.
 	exact    bool
@@ -145,10 +149,21 @@ func (c *checker) checkSegment(h *historyResult, size int64, torn bool) error {
 				continue
 			}
 			seq := uint64(br.Seq)
+			// A sequence jump record starts past the numbers it declares
+			// skipped (a replica taking its own operations back after an
+			// in-place restore): they run on from its declared start.
+			start := seq
+			if from, ok := batchrepr.SeqJump(rec); ok {
+				start = uint64(from)
+				if h.first == 0 {
+					h.jumpFrom = start
+				}
+			}
 			switch {
 			case pending >= 0:
-				h.losses[pending].to = seq - 1
+				h.losses[pending].to = start - 1
 				pending = -1
+			case expected != 0 && start == expected:
 			case expected != 0 && seq > expected:
 				add(Finding{Kind: SeqGap, Offset: r.Offset(), Seqs: []SeqRange{{From: expected, To: seq - 1}},
 					Message: fmt.Sprintf("log sequence numbers %d to %d are missing: the record before ends at %d, this one starts at %d", expected, seq-1, expected-1, seq)})
@@ -288,6 +303,7 @@ func (c *checker) checkHistory(history []*historyResult) {
 		}
 		if h.first != 0 && prevNext != 0 {
 			switch {
+			case h.jumpFrom == prevNext:
 			case prevExact && !h.seg.Archived && h.first > prevNext:
 				h.findings = append(h.findings, Finding{Kind: SeqGap, File: h.path, Offset: segmentHeaderSize,
 					Seqs:    []SeqRange{{From: prevNext, To: h.first - 1}},
@@ -309,6 +325,9 @@ func (c *checker) checkHistory(history []*historyResult) {
 		for _, n := range seq[i+1:] {
 			if n.first != 0 {
 				nextFirst = n.first
+				if n.jumpFrom != 0 {
+					nextFirst = n.jumpFrom
+				}
 				break
 			}
 		}

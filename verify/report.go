@@ -105,6 +105,10 @@ type Report struct {
 	ColdDir string `json:"cold_dir,omitempty"`
 	// Replica is the database's replica ID (hex), if REPLICA could be read.
 	Replica string `json:"replica,omitempty"`
+	// Rejoining: the directory holds a valid REJOINING marker: the
+	// replica was restored in place and takes no local writes until it
+	// has its own operations back from its peers (pluresdb.DB.FinishRejoin).
+	Rejoining bool `json:"rejoining,omitempty"`
 	// Manifest is the MANIFEST that CURRENT names, if it could be read.
 	Manifest string `json:"manifest,omitempty"`
 	// Clean is true when no finding is damage.
@@ -115,7 +119,7 @@ type Report struct {
 	Damage int          `json:"damage"`
 	// Files and Bytes say how much was checked, per file type in
 	// FilesByType ("table", "log", "archive", "manifest", "vector",
-	// "current", "replica").
+	// "current", "replica", "rejoin").
 	Files       int            `json:"files"`
 	FilesByType map[string]int `json:"files_by_type"`
 	Bytes       int64          `json:"bytes"`

@@ -110,7 +110,7 @@ type checker struct {
 	// What the directory holds, by type.
 	logs, tables, coldTables, archives, vectors, manifests []layout.FileNum
 	temps, unknown, subdirs                                []string
-	hasCurrent, hasReplica                                 bool
+	hasCurrent, hasReplica, hasRejoin                      bool
 
 	ms       *lsm.ManifestState // nil: the MANIFEST could not be read
 	self     oplog.ReplicaID
@@ -150,6 +150,8 @@ func (c *checker) classify(names []string) error {
 			c.hasCurrent = true
 		case t == layout.TypeReplica:
 			c.hasReplica = true
+		case t == layout.TypeRejoin:
+			c.hasRejoin = true
 		}
 	}
 	for _, s := range [][]layout.FileNum{c.logs, c.tables, c.archives, c.vectors, c.manifests} {
@@ -181,6 +183,7 @@ type job struct {
 // run checks everything.
 func (c *checker) run() error {
 	c.checkReplica()
+	c.checkRejoin()
 	c.checkManifest()
 
 	var levels [lsm.NumLevels][]*lsm.FileMeta
@@ -524,6 +527,32 @@ func (c *checker) dirSegments() []Segment {
 		return 1
 	})
 	return out
+}
+
+// checkRejoin checks the REJOINING marker, if there is one: it must
+// decode and name the replica REPLICA names. Its presence is no damage
+// (Report.Rejoining).
+func (c *checker) checkRejoin() {
+	if !c.hasRejoin {
+		return
+	}
+	path := layout.Path(c.dir, layout.TypeRejoin, 0)
+	data, fs := c.readFile(path, "rejoin")
+	if fs != nil {
+		c.rep.Findings = append(c.rep.Findings, fs...)
+		return
+	}
+	id, err := oplog.DecodeRejoinFile(path, data)
+	if err != nil {
+		c.rep.add(findingOf(err, path))
+		return
+	}
+	if c.haveSelf && id != c.self {
+		c.rep.add(Finding{Kind: Corrupt, File: path, Offset: 12,
+			Message: fmt.Sprintf("rejoining marker of replica %s in the database of replica %s: the database does not open", id, c.self)})
+		return
+	}
+	c.rep.Rejoining = true
 }
 
 // checkReplica checks REPLICA.

@@ -18,6 +18,7 @@ import (
 	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/lsm"
+	"github.com/plures/pluresdb/oplog"
 	"github.com/plures/pluresdb/verify"
 )
 
@@ -275,6 +276,16 @@ func TestDamage(t *testing.T) {
 				flipByte(t, p, fileSize(t, p)/2)
 				return p
 			}},
+		{name: "rejoining marker byte", src: clean, kinds: []verify.Kind{verify.Checksum, verify.Corrupt}, damaged: true,
+			damage: func(t *testing.T, dir string) string {
+				p := writeRejoin(t, dir, replicaOf(t, dir))
+				flipByte(t, p, 20)
+				return p
+			}},
+		{name: "rejoining marker of another replica", src: clean, kinds: []verify.Kind{verify.Corrupt}, damaged: true,
+			damage: func(t *testing.T, dir string) string {
+				return writeRejoin(t, dir, oplog.NewReplicaID())
+			}},
 		{name: "quarantine", src: clean, kinds: []verify.Kind{verify.Quarantined},
 			damage: func(t *testing.T, dir string) string {
 				q := filepath.Join(dir, "quarantine")
@@ -325,6 +336,44 @@ func TestDamage(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func replicaOf(t *testing.T, dir string) oplog.ReplicaID {
+	t.Helper()
+	id, err := oplog.ReadReplicaFile(vfs.Default, filepath.Join(dir, "REPLICA"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func writeRejoin(t *testing.T, dir string, id oplog.ReplicaID) string {
+	t.Helper()
+	p := layout.Path(dir, layout.TypeRejoin, 0)
+	if err := oplog.WriteRejoinFile(vfs.Default, p, id); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// TestRejoiningMarker: a valid REJOINING marker is no damage, and no
+// unknown file: the report says the replica is rejoining.
+func TestRejoiningMarker(t *testing.T) {
+	dir := t.TempDir()
+	buildDB(t, dir, false)
+	writeRejoin(t, dir, replicaOf(t, dir))
+	rep, err := verify.Dir(context.Background(), nil, dir, verify.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Clean || !rep.Rejoining || rep.FilesByType["rejoin"] != 1 {
+		t.Fatalf("a valid marker: clean %v, rejoining %v, files %v, findings %+v", rep.Clean, rep.Rejoining, rep.FilesByType, rep.Findings)
+	}
+	for _, f := range rep.Findings {
+		if filepath.Base(f.File) == "REJOINING" {
+			t.Fatalf("a valid marker reported: %+v", f)
+		}
 	}
 }
 

@@ -137,3 +137,44 @@ func (r *Reader) bytes() ([]byte, error) {
 	r.pos += int(n)
 	return b, nil
 }
+
+// SeqJumpKey is the key (the engine metadata namespace, 0x00, then a
+// name) of the one entry of a sequence jump record: a record that starts
+// above the sequence number after the previous record's last, on purpose.
+// A replica restored in place takes its own operations back from its
+// peers, with sequence numbers above anything its log has handed out; it
+// jumps past them before it applies them, so that no later write reuses
+// one. The entry's value is the first sequence number skipped (uvarint);
+// the record's own is one past the last. Readers that check that
+// sequence numbers run on (verify) take such a record's declared start
+// for the previous record's end.
+const SeqJumpKey = "\x00oplog/seqjump"
+
+// AppendSeqJumpValue appends the value of a sequence jump entry whose
+// first skipped sequence number is from.
+func AppendSeqJumpValue(dst []byte, from lsm.SeqNum) []byte {
+	return binary.AppendUvarint(dst, uint64(from))
+}
+
+// SeqJump reports whether rec (an encoded batch) is a sequence jump
+// record, and the first sequence number it skipped. A record that is not
+// exactly one (a single KindSet entry under SeqJumpKey whose value is one
+// uvarint below the record's sequence number) is not one.
+func SeqJump(rec []byte) (from lsm.SeqNum, ok bool) {
+	r, err := NewReader(rec)
+	if err != nil || r.Count != 1 {
+		return 0, false
+	}
+	e, more, err := r.Next()
+	if err != nil || !more || e.Kind != lsm.KindSet || string(e.Key) != SeqJumpKey {
+		return 0, false
+	}
+	if _, more, err := r.Next(); err != nil || more {
+		return 0, false
+	}
+	v, n := binary.Uvarint(e.Value)
+	if n <= 0 || n != len(e.Value) || v == 0 || v >= uint64(r.Seq) {
+		return 0, false
+	}
+	return lsm.SeqNum(v), true
+}

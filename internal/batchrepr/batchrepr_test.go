@@ -79,3 +79,33 @@ func TestDamage(t *testing.T) {
 		t.Fatal("count mismatch not reported")
 	}
 }
+
+func TestSeqJump(t *testing.T) {
+	rec := func(seq lsm.SeqNum, entries ...[]byte) []byte {
+		data := make([]byte, HeaderLen)
+		for _, e := range entries {
+			data = append(data, e...)
+		}
+		return SetHeader(data, seq, uint32(len(entries)))
+	}
+	jump := func(kind lsm.Kind, key string, v []byte) []byte {
+		return AppendEntry(nil, kind, key[0], []byte(key[1:]), v)
+	}
+	good := jump(lsm.KindSet, SeqJumpKey, AppendSeqJumpValue(nil, 7))
+	if from, ok := SeqJump(rec(100, good)); !ok || from != 7 {
+		t.Fatalf("SeqJump = %d, %v; want 7, true", from, ok)
+	}
+	for name, r := range map[string][]byte{
+		"two entries":    rec(100, good, good),
+		"delete":         rec(100, jump(lsm.KindDelete, SeqJumpKey, nil)),
+		"other key":      rec(100, jump(lsm.KindSet, "\x00oplog/vv", AppendSeqJumpValue(nil, 7))),
+		"from not below": rec(7, good),
+		"from zero":      rec(100, jump(lsm.KindSet, SeqJumpKey, AppendSeqJumpValue(nil, 0))),
+		"trailing byte":  rec(100, jump(lsm.KindSet, SeqJumpKey, append(AppendSeqJumpValue(nil, 7), 0))),
+		"truncated":      rec(100, good)[:5],
+	} {
+		if _, ok := SeqJump(r); ok {
+			t.Errorf("%s: taken for a sequence jump", name)
+		}
+	}
+}

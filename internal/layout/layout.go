@@ -3,6 +3,7 @@
 //	CURRENT          name of the live MANIFEST, written atomically (temp + rename)
 //	LOCK             empty; flock'd while a process has the database open
 //	REPLICA          this replica's ID
+//	REJOINING        present while a replica restored in place catches up on its own operations (oplog.WriteRejoinFile)
 //	MANIFEST-000007  version edits (internal/record framing)
 //	000012.log       WAL / op-log segment
 //	000013.sst       sorted table
@@ -40,10 +41,11 @@ const (
 	TypeTemp
 	TypeVectorGraph
 	TypeArchive
+	TypeRejoin
 )
 
 // Name returns the base name of a file of type t with number n (n is
-// ignored for CURRENT, LOCK and REPLICA).
+// ignored for CURRENT, LOCK, REPLICA and REJOINING).
 func Name(t FileType, n FileNum) string {
 	switch t {
 	case TypeLog:
@@ -58,6 +60,8 @@ func Name(t FileType, n FileNum) string {
 		return "LOCK"
 	case TypeReplica:
 		return "REPLICA"
+	case TypeRejoin:
+		return "REJOINING"
 	case TypeTemp:
 		return n.String() + ".tmp"
 	case TypeVectorGraph:
@@ -81,6 +85,8 @@ func Parse(name string) (t FileType, n FileNum, ok bool) {
 		return TypeLock, 0, true
 	case "REPLICA":
 		return TypeReplica, 0, true
+	case "REJOINING":
+		return TypeRejoin, 0, true
 	}
 	if rest, found := strings.CutPrefix(name, "MANIFEST-"); found {
 		v, err := strconv.ParseUint(rest, 10, 64)

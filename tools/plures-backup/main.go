@@ -4,9 +4,11 @@
 //	plures-backup create --db DIR [--since PREV] DEST   full, or incremental on PREV
 //	plures-backup list DIR                              the backups in DIR
 //	plures-backup verify DIR                            every checksum of a backup and its chain
-//	plures-backup restore [--same-replica] BACKUP DIR   a new replica (or the same one) in DIR
+//	plures-backup restore [--same-replica [--peer PEER]...] BACKUP DIR
+//	                                                    a new replica (or the same one, rejoining) in DIR
 //	plures-backup restore --at TIME BACKUP DIR          the state at TIME, as a new replica
 //	plures-backup follow --db DIR BASE DEST             ship each sealed log segment into DEST
+//	plures-backup rejoin-finish DIR                     end the rejoining of a replica restored in place
 //
 // Every command takes --json. Exit codes: 0 done (verify: no damage), 1
 // damage found or the operation refused, 2 a usage or I/O error.
@@ -18,6 +20,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,6 +39,7 @@ import (
 
 	"github.com/plures/pluresdb"
 	"github.com/plures/pluresdb/backup"
+	"github.com/plures/pluresdb/oplog"
 	"github.com/plures/pluresdb/tools/internal/human"
 )
 
@@ -49,7 +53,7 @@ const usageText = `usage:
   plures-backup verify [--json] DIR
         read every file of the backup in DIR and of the backups it builds
         on, and check every checksum; reports every problem found
-  plures-backup restore [--same-replica | --at TIME] [--json] BACKUP DIR
+  plures-backup restore [--same-replica [--peer PEER]... | --at TIME] [--json] BACKUP DIR
         rebuild the database backed up in BACKUP into the new directory DIR;
         with --at (RFC 3339, e.g. 2026-12-02T15:04:05.123Z) the state it
         had at that time
@@ -59,6 +63,9 @@ const usageText = `usage:
         each shipped as it seals (so DEST is at most the live segment
         behind); runs until interrupted, or with --once ships what is
         sealed and exits; resumes a DEST it made before
+  plures-backup rejoin-finish [--json] DIR
+        end the rejoining of the database in DIR, restored with
+        --same-replica, once its operations are back from every peer
 
 create opens the database itself, read-only. A database directory is locked while a
 process has it open, so the tool cannot back up a database that another
@@ -72,10 +79,24 @@ run beside the original and sync with it. Vector indexes are not carried:
 the application rebuilds them. --same-replica restores the backed-up
 replica itself, replica ID and history included, to replace a lost or
 damaged original: such a copy must never run beside the original (both
-would write as one replica), and it must import from a peer before it
-writes: if its peers hold newer operations of it (it wrote after the
-backup), the import fails with ErrRewound, and it must rejoin as a new
-replica instead.
+would write as one replica). It has lost whatever the original wrote
+after the backup, and its peers may hold those operations: it is left
+rejoining. It opens, reads and imports, but refuses local writes
+(ErrRejoining) until its operations are back from every peer that may
+hold them and the rejoin is finished; writing earlier would reuse
+sequence numbers its peers hold for other operations, and the replicas
+would diverge silently.
+
+With --peer PEER (repeatable; each a closed peer database, opened
+read-only), restore imports from each peer what it holds that the
+restored database lacks (its own later operations and the others'),
+reports how many came back from each, and then finishes the rejoin: give
+every peer that may hold operations of this replica. Without --peer the
+database stays rejoining: import from the peers in the application
+(ImportChanges of each peer's ExportChanges since VersionVector()), then
+run "plures-backup rejoin-finish DIR" (or call DB.FinishRejoin).
+Finishing before every such peer was imported from risks exactly what the
+state prevents.
 
 restore --at rebuilds the state as of a time, as a new replica: every
 operation the database held with a timestamp at or before it (whole log
@@ -127,6 +148,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cmd = restore
 	case "follow":
 		cmd = follow
+	case "rejoin-finish":
+		cmd = rejoinFinish
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usageText)
 		return exitOK
@@ -163,7 +186,8 @@ func exitCode(err error) int {
 		return exitFailure
 	case errors.Is(err, pluresdb.ErrCorruption), errors.Is(err, backup.ErrRefused), errors.Is(err, backup.ErrNotBackup),
 		errors.Is(err, pluresdb.ErrLocked), errors.Is(err, pluresdb.ErrNewerFormat), errors.Is(err, errDamage),
-		errors.Is(err, backup.ErrFollowGap), errors.Is(err, pluresdb.ErrHistoryUnavailable):
+		errors.Is(err, backup.ErrFollowGap), errors.Is(err, pluresdb.ErrHistoryUnavailable),
+		errors.Is(err, pluresdb.ErrRewound), errors.Is(err, pluresdb.ErrCausalGap), errors.Is(err, pluresdb.ErrRejoining):
 		return exitDamage
 	}
 	return exitFailure
@@ -422,17 +446,37 @@ func verify(args []string, e *env) error {
 	return nil
 }
 
+// dirList is a repeatable flag.
+type dirList []string
+
+func (d *dirList) String() string { return fmt.Sprint(*d) }
+
+func (d *dirList) Set(v string) error {
+	*d = append(*d, v)
+	return nil
+}
+
 func restore(args []string, e *env) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	same := fs.Bool("same-replica", false, "restore the backed-up replica itself (its ID and history), to replace it; see the help")
 	at := fs.String("at", "", "restore the state at this time (RFC 3339), as a new replica")
+	var peers dirList
+	fs.Var(&peers, "peer", "with --same-replica: a closed peer database to take the replica's operations back from (repeatable)")
 	fs.BoolVar(&e.json, "json", false, "print the result as JSON")
 	pos, err := parse(fs, args, "BACKUP", "DIR")
 	if err != nil {
 		return err
 	}
+	if len(peers) > 0 && !*same {
+		return usageError{"--peer needs --same-replica (a new replica has no operations of its own to take back)"}
+	}
 	if err := mustExist(pos[0]); err != nil {
 		return err
+	}
+	for _, p := range peers {
+		if err := mustExist(filepath.Join(p, "CURRENT")); err != nil {
+			return fmt.Errorf("peer %s is not a database: %w", p, err)
+		}
 	}
 	opts := &backup.Options{SameReplica: *same}
 	if *at != "" {
@@ -462,10 +506,24 @@ func restore(args []string, e *env) error {
 		replica = db.ReplicaID().String()
 		db.Close()
 	}
+	var back []peerJSON
+	rejoining := *same
+	var rerr error
+	if *same && len(peers) > 0 {
+		back, rerr = rejoinFrom(pos[1], peers)
+		rejoining = rerr != nil
+	}
 	if e.json {
-		out := map[string]any{"restored": pos[1], "backup": j, "replica": replica, "same_replica": *same}
+		out := map[string]any{"restored": pos[1], "backup": j, "replica": replica, "same_replica": *same, "rejoining": rejoining}
 		if !opts.At.IsZero() {
 			out["at"] = opts.At.UTC()
+		}
+		if *same {
+			out["peers"] = append([]peerJSON{}, back...)
+		}
+		if rerr != nil {
+			out["error"] = rerr.Error()
+			out["exit"] = exitCode(rerr)
 		}
 		e.emit(out)
 	} else {
@@ -478,6 +536,138 @@ func restore(args []string, e *env) error {
 		}
 		fmt.Fprintf(e.stdout, "restored %s (replica %s, last seq %d, %d files, %s) into %s, %s\n",
 			pos[0], j.Replica, j.LastSeq, j.Files, bytesOf(j.Bytes), pos[1], how)
+		for _, p := range back {
+			fmt.Fprintf(e.stdout, "  from peer %s: %d of its own operations back (now up to seq %d), %d of other replicas\n",
+				p.Dir, p.Own, p.OwnTo, p.Others)
+		}
+		switch {
+		case rerr != nil:
+			fmt.Fprintf(e.stdout, "the database is still rejoining (local writes fail with ErrRejoining): fix the error below, import from the remaining peers, then run: plures-backup rejoin-finish %s\n", pos[1])
+		case rejoining:
+			fmt.Fprintf(e.stdout, "the database is rejoining: local writes fail with ErrRejoining until it has its later operations back.\n"+
+				"Import from every peer that may hold operations of this replica (in the application: ImportChanges of each peer's\n"+
+				"ExportChanges since VersionVector(); or restore again with --peer), then run: plures-backup rejoin-finish %s\n", pos[1])
+		case *same:
+			fmt.Fprintf(e.stdout, "rejoin finished: the database takes writes\n")
+		}
+	}
+	if rerr != nil {
+		if e.json {
+			return fmt.Errorf("%w: %w", errReported, rerr)
+		}
+		return rerr
+	}
+	return nil
+}
+
+// peerJSON is what came back from one peer.
+type peerJSON struct {
+	Dir string `json:"dir"`
+	// Own and Others count the operations imported: the restored
+	// replica's own, and other replicas'. OwnTo is the replica's own
+	// last sequence number after the import.
+	Own    int    `json:"own_ops"`
+	Others int    `json:"other_ops"`
+	OwnTo  uint64 `json:"own_to"`
+}
+
+// rejoinFrom opens the restored database in dir, imports from each peer
+// (opened read-only) what it lacks, and finishes the rejoin. On an error
+// the database stays rejoining; what came back so far is returned.
+func rejoinFrom(dir string, peers []string) (back []peerJSON, err error) {
+	db, err := pluresdb.Open(dir, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := db.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	self := db.ReplicaID()
+	for _, p := range peers {
+		got, err := importFrom(db, p)
+		if err != nil {
+			return back, fmt.Errorf("peer %s: %w", p, err)
+		}
+		got.OwnTo = db.VersionVector()[self]
+		back = append(back, got)
+	}
+	return back, db.FinishRejoin()
+}
+
+// importFrom imports into db what the peer database in dir holds that db
+// lacks, counting db's own operations apart.
+func importFrom(db *pluresdb.DB, dir string) (peerJSON, error) {
+	res := peerJSON{Dir: dir}
+	peer, err := pluresdb.Open(dir, &pluresdb.Options{ReadOnly: true})
+	if err != nil {
+		if errors.Is(err, pluresdb.ErrLocked) {
+			return res, fmt.Errorf("%w: another process has the peer open; close it, or import from it in that process", err)
+		}
+		return res, err
+	}
+	defer peer.Close()
+	if peer.ReplicaID() == db.ReplicaID() {
+		return res, fmt.Errorf("%w: %s is the same replica (%s), not a peer", backup.ErrRefused, dir, db.ReplicaID())
+	}
+	var buf bytes.Buffer
+	if _, err := peer.ExportChanges(&buf, db.VersionVector()); err != nil {
+		return res, err
+	}
+	// The stream holds only what db lacks: count it by replica.
+	vs, err := oplog.VerifyStream(bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		return res, err
+	}
+	var ops []oplog.Op
+	var chunk []byte
+	for i := range vs.NumChunks() {
+		if ops, _, chunk, err = vs.ChunkIn(i, ops[:0], nil, chunk); err != nil {
+			return res, err
+		}
+		for k := range ops {
+			if ops[k].Replica == db.ReplicaID() {
+				res.Own++
+			} else {
+				res.Others++
+			}
+		}
+	}
+	if _, err := db.ImportChanges(bytes.NewReader(buf.Bytes())); err != nil {
+		return res, err
+	}
+	return res, nil
+}
+
+func rejoinFinish(args []string, e *env) error {
+	fs := flag.NewFlagSet("rejoin-finish", flag.ContinueOnError)
+	fs.BoolVar(&e.json, "json", false, "print the result as JSON")
+	pos, err := parse(fs, args, "DIR")
+	if err != nil {
+		return err
+	}
+	if err := mustExist(filepath.Join(pos[0], "CURRENT")); err != nil {
+		return fmt.Errorf("%s is not a database: %w", pos[0], err)
+	}
+	db, err := pluresdb.Open(pos[0], nil)
+	if err != nil {
+		return err
+	}
+	was := db.Rejoining()
+	err = db.FinishRejoin()
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if e.json {
+		e.emit(map[string]any{"dir": pos[0], "was_rejoining": was, "rejoining": false})
+	} else if was {
+		fmt.Fprintf(e.stdout, "rejoin finished: %s takes writes\n", pos[0])
+	} else {
+		fmt.Fprintf(e.stdout, "%s was not rejoining: nothing to do\n", pos[0])
 	}
 	return nil
 }

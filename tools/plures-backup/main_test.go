@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -165,6 +166,141 @@ func TestExitCodes(t *testing.T) {
 		t.Fatalf("verify --json of a damaged backup: %v %s", err, out)
 	}
 	expect(t, exitDamage, "restore", "--same-replica", full, filepath.Join(root, "r2"))
+}
+
+// TestRestoreSameReplicaWithPeers: restore --same-replica --peer takes the
+// replica's later operations back from its peers, says how many came from
+// each, and finishes the rejoin; without --peer the database stays
+// rejoining until rejoin-finish.
+func TestRestoreSameReplicaWithPeers(t *testing.T) {
+	root := t.TempDir()
+	dbDir, peerDir, otherDir := filepath.Join(root, "db"), filepath.Join(root, "peer"), filepath.Join(root, "other")
+	open := func(dir string) *pluresdb.DB {
+		t.Helper()
+		db, err := pluresdb.Open(dir, &pluresdb.Options{NoSync: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return db
+	}
+	sync := func(from, to *pluresdb.DB) {
+		t.Helper()
+		var buf bytes.Buffer
+		if _, err := from.ExportChanges(&buf, to.VersionVector()); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := to.ImportChanges(&buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put := func(db *pluresdb.DB, prefix string, n int) {
+		t.Helper()
+		for i := range n {
+			if err := db.Put(fmt.Appendf(nil, "%s%03d", prefix, i), []byte(prefix)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	db := open(dbDir)
+	put(db, "before", 50)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	bk := filepath.Join(root, "bk")
+	expect(t, exitOK, "create", "--db", dbDir, bk)
+	db, peer, other := open(dbDir), open(peerDir), open(otherDir)
+	put(db, "after", 30)
+	put(peer, "peer", 7)
+	sync(db, peer) // peer holds 30 of db's later operations
+	put(db, "late", 5)
+	sync(db, other) // other holds all 35, and none of peer's
+	put(other, "other", 3)
+	self := db.ReplicaID()
+	want := other.VersionVector()[self]
+	for _, d := range []*pluresdb.DB{db, peer, other} {
+		if err := d.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	expect(t, exitFailure, "restore", "--peer", peerDir, bk, filepath.Join(root, "no-same"))
+	target := filepath.Join(root, "restored")
+	out := expect(t, exitOK, "restore", "--same-replica", "--json", "--peer", peerDir, "--peer", otherDir, bk, target)
+	var res struct {
+		Rejoining bool `json:"rejoining"`
+		Peers     []struct {
+			Dir    string `json:"dir"`
+			Own    int    `json:"own_ops"`
+			Others int    `json:"other_ops"`
+			OwnTo  uint64 `json:"own_to"`
+		} `json:"peers"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("restore --json: %v\n%s", err, out)
+	}
+	if res.Rejoining || len(res.Peers) != 2 ||
+		res.Peers[0].Own != 30 || res.Peers[0].Others != 7 ||
+		res.Peers[1].Own != 5 || res.Peers[1].Others != 3 || res.Peers[1].OwnTo != want {
+		t.Fatalf("restore --peer: %+v (own operations up to %d wanted)\n%s", res, want, out)
+	}
+	r := open(target)
+	if r.Rejoining() {
+		t.Fatal("still rejoining after restore --peer")
+	}
+	if err := r.Put([]byte("new"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.VersionVector()[self]; got <= want {
+		t.Fatalf("first write after the rejoin at %d, peers hold up to %d", got, want)
+	}
+	n := 0
+	it := r.NewIter(nil, nil)
+	for ok := it.First(); ok; ok = it.Next() {
+		n++
+	}
+	it.Close()
+	if n != 50+30+5+7+3+1 {
+		t.Fatalf("restored database holds %d keys, want %d", n, 50+30+5+7+3+1)
+	}
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Without --peer: rejoining, and the output says how to finish.
+	target2 := filepath.Join(root, "restored2")
+	if out := expect(t, exitOK, "restore", "--same-replica", bk, target2); !strings.Contains(out, "rejoin-finish "+target2) {
+		t.Fatalf("restore --same-replica without --peer: %s", out)
+	}
+	r = open(target2)
+	if err := r.Put([]byte("x"), []byte("y")); !errors.Is(err, pluresdb.ErrRejoining) {
+		t.Fatalf("write while rejoining: %v", err)
+	}
+	peer = open(peerDir)
+	sync(peer, r)
+	peer.Close()
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Finished early (other holds 5 more of the replica's operations):
+	// an import from other is refused, not applied under reused numbers.
+	out = expect(t, exitOK, "rejoin-finish", "--json", target2)
+	if !strings.Contains(out, `"was_rejoining": true`) {
+		t.Fatalf("rejoin-finish --json: %s", out)
+	}
+	if out := expect(t, exitOK, "rejoin-finish", target2); !strings.Contains(out, "not rejoining") {
+		t.Fatalf("rejoin-finish again: %s", out)
+	}
+	r = open(target2)
+	defer r.Close()
+	other = open(otherDir)
+	defer other.Close()
+	var buf bytes.Buffer
+	if _, err := other.ExportChanges(&buf, r.VersionVector()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.ImportChanges(&buf); !errors.Is(err, pluresdb.ErrRewound) {
+		t.Fatalf("import from a peer holding more of the replica's operations after rejoin-finish: %v, want ErrRewound", err)
+	}
 }
 
 // TestFollowAndPointInTime: follow ships the segments an open database

@@ -256,6 +256,9 @@ func printReport(w io.Writer, rep *verify.Report, quiet bool) {
 		if rep.Replica != "" {
 			fmt.Fprintf(w, "replica  %s\n", rep.Replica)
 		}
+		if rep.Rejoining {
+			fmt.Fprintf(w, "rejoining: restored in place; no local writes until its operations are imported from its peers and the rejoin is finished (plures-backup rejoin-finish)\n")
+		}
 		if rep.Manifest != "" {
 			fmt.Fprintf(w, "manifest %s\n", relative(rep, rep.Manifest))
 		}
