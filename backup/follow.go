@@ -227,7 +227,11 @@ func (f *follower) checkLive(live layout.FileNum) error {
 	if err != nil {
 		return nil
 	}
-	if first := uint64(r.Seq); first > f.m.LastSeq+1 {
+	first := uint64(r.Seq)
+	if from, ok := batchrepr.SeqJump(rec); ok {
+		first = uint64(from)
+	}
+	if first > f.m.LastSeq+1 {
 		return fmt.Errorf("%w: the live segment %s starts at sequence number %d, the follower holds up to %d",
 			ErrFollowGap, layout.Name(layout.TypeLog, live), first, f.m.LastSeq)
 	}
@@ -309,6 +313,11 @@ func (f *follower) checkSegment(num layout.FileNum) (uint64, oplog.Timestamp, er
 			return 0, 0, errs.Corruptf(path, -1, "record: %v", err)
 		}
 		first, last := uint64(r.Seq), uint64(r.Seq)+uint64(r.Count)-1
+		if from, ok := batchrepr.SeqJump(rec); ok && uint64(from) == next {
+			// A replica rejoining skips the sequence numbers of its own
+			// operations it takes back, on purpose: the run goes on.
+			first = next
+		}
 		switch {
 		case last < next:
 			continue // the parent holds it
