@@ -211,6 +211,78 @@ func (s *acc) add(k Agg, t int64, v float64) {
 	}
 }
 
+// addRun takes samples of one window, in order: add for each, with the
+// switch out of the loop.
+func (s *acc) addRun(k Agg, run []Sample) {
+	if len(run) == 0 {
+		return
+	}
+	switch k {
+	case Min:
+		for _, x := range run {
+			s.n++
+			if s.n == 1 || x.V < s.v || s.v != s.v {
+				s.v = x.V
+			}
+		}
+	case Max:
+		for _, x := range run {
+			s.n++
+			if s.n == 1 || x.V > s.v || s.v != s.v {
+				s.v = x.V
+			}
+		}
+	case Sum:
+		v, c := s.v, s.c
+		for _, x := range run {
+			v, c = kahanSumInc(x.V, v, c)
+		}
+		s.v, s.c = v, c
+		s.n += len(run)
+	case Count:
+		s.n += len(run)
+	case First:
+		if s.n == 0 {
+			s.v = run[0].V
+		}
+		s.n += len(run)
+	case Last:
+		s.v = run[len(run)-1].V
+		s.n += len(run)
+	case Avg:
+		for _, x := range run {
+			s.n++
+			s.addAvg(x.V)
+		}
+	case Rate:
+		if s.n == 0 {
+			s.add(k, run[0].T, run[0].V)
+			run = run[1:]
+		}
+		prev, v, c := s.mean, s.v, s.c
+		for _, x := range run {
+			if x.V < prev {
+				v, c = kahanSumInc(prev, v, c)
+			}
+			prev = x.V
+		}
+		if len(run) > 0 {
+			s.n += len(run)
+			s.mean, s.v, s.c, s.lastT = prev, v, c, run[len(run)-1].T
+		}
+	case quantileFlag:
+		s.vals = slices.Grow(s.vals, len(run))
+		for _, x := range run {
+			s.vals = append(s.vals, x.V)
+		}
+		s.n += len(run)
+	default:
+		for _, x := range run {
+			s.add(k, x.T, x.V)
+		}
+	}
+}
+
 // addAvg is Prometheus's avg_over_time: a compensated sum while it stays
 // finite, then the incremental mean, so finite values never overflow.
 func (s *acc) addAvg(v float64) {

@@ -1,6 +1,10 @@
 package timeseries
 
-import "fmt"
+import (
+	"cmp"
+	"fmt"
+	"slices"
+)
 
 // Aggregator aggregates one series over time, streaming: it takes the
 // samples in strictly ascending T, in as many calls as the caller likes
@@ -71,12 +75,42 @@ func (a *Aggregator) Add(s Sample) error {
 	return nil
 }
 
-// AddAll takes the next samples, in order.
+// AddAll takes the next samples, in order. It checks their order first:
+// samples that are not in order are an error and none of them is taken.
 func (a *Aggregator) AddAll(samples []Sample) error {
-	for _, s := range samples {
-		if err := a.Add(s); err != nil {
-			return err
+	if a.err != nil {
+		return a.err
+	}
+	if len(samples) == 0 {
+		return nil
+	}
+	if a.done {
+		a.err = fmt.Errorf("%w: a sample added after Result", ErrInvalidQuery)
+		return a.err
+	}
+	prev := a.lastT
+	for i, s := range samples {
+		if (a.seen || i > 0) && s.T <= prev {
+			a.err = fmt.Errorf("%w: a sample at %d after one at %d", ErrOutOfOrder, s.T, prev)
+			return a.err
 		}
+		prev = s.T
+	}
+	a.seen, a.lastT = true, prev
+	i, _ := slices.BinarySearchFunc(samples, a.from, func(s Sample, t int64) int { return cmp.Compare(s.T, t) })
+	for i < len(samples) && samples[i].T < a.to {
+		if t := samples[i].T; !a.open || t >= a.winEnd {
+			a.flush()
+			a.openWindow(t)
+		}
+		// The run of samples in the open window (which ends at to at
+		// the latest).
+		j := i + 1
+		for j < len(samples) && samples[j].T < a.winEnd {
+			j++
+		}
+		a.acc.addRun(a.kind, samples[i:j])
+		i = j
 	}
 	return nil
 }

@@ -523,7 +523,8 @@ func TestAggregateErrors(t *testing.T) {
 }
 
 func TestAggValues(t *testing.T) {
-	if Quantile(0.5) != Quantile(0.5) || Quantile(math.Copysign(0, -1)) != Quantile(0) ||
+	half := 0.5
+	if Quantile(half) != Quantile(0.5) || Quantile(math.Copysign(0, -1)) != Quantile(0) ||
 		Quantile(-3) != Quantile(math.Inf(-1)) || Quantile(3) != Quantile(math.Inf(1)) ||
 		Quantile(math.NaN()) != Quantile(-math.NaN()) || Quantile(0.5) == Quantile(0.50000001) {
 		t.Fatal("quantiles do not compare as their q")

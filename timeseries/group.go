@@ -53,6 +53,7 @@ func GroupBy(results []SeriesResult, by []string, fn Agg) ([]SeriesResult, error
 	}
 	var groups []*group
 	index := map[string]*group{}
+	var buf []byte
 	for i, r := range results {
 		for j := 1; j < len(r.Samples); j++ {
 			if r.Samples[j].T <= r.Samples[j-1].T {
@@ -62,17 +63,24 @@ func GroupBy(results []SeriesResult, by []string, fn Agg) ([]SeriesResult, error
 		if len(r.Samples) == 0 {
 			continue
 		}
-		ls := Labels{}
+		// The group's key: its labels, each name and value followed by
+		// a 0 byte (which neither holds).
+		buf = buf[:0]
 		for _, l := range r.Labels {
 			if _, ok := slices.BinarySearch(by, l.Name); ok && l.Value != "" {
-				ls = append(ls, l)
+				buf = append(append(append(append(buf, l.Name...), 0), l.Value...), 0)
 			}
 		}
-		key := ls.String()
-		g := index[key]
+		g := index[string(buf)]
 		if g == nil {
-			g = &group{labels: ls, key: key}
-			index[key] = g
+			ls := Labels{}
+			for _, l := range r.Labels {
+				if _, ok := slices.BinarySearch(by, l.Name); ok && l.Value != "" {
+					ls = append(ls, l)
+				}
+			}
+			g = &group{labels: ls, key: ls.String()}
+			index[string(buf)] = g
 			groups = append(groups, g)
 		}
 		g.members = append(g.members, i)
@@ -82,16 +90,7 @@ func GroupBy(results []SeriesResult, by []string, fn Agg) ([]SeriesResult, error
 	out := make([]SeriesResult, 0, len(groups))
 	var accs []acc
 	for _, g := range groups {
-		// The group's times: the union of its series' times.
-		lists := make([][]int64, len(g.members))
-		for i, m := range g.members {
-			ts := make([]int64, len(results[m].Samples))
-			for j, s := range results[m].Samples {
-				ts[j] = s.T
-			}
-			lists[i] = ts
-		}
-		times := unionTimes(lists)
+		times := groupTimes(results, g.members)
 
 		if cap(accs) < len(times) {
 			accs = make([]acc, len(times))
@@ -101,11 +100,7 @@ func GroupBy(results []SeriesResult, by []string, fn Agg) ([]SeriesResult, error
 			accs[i].reset()
 		}
 		for _, m := range g.members {
-			j := 0
-			for _, s := range results[m].Samples {
-				j = seek(times, j, s.T)
-				accs[j].add(kind, s.T, s.V)
-			}
+			addSeries(accs, times, kind, results[m].Samples)
 		}
 		samples := make([]Sample, 0, len(times))
 		for i, t := range times {
@@ -116,6 +111,75 @@ func GroupBy(results []SeriesResult, by []string, fn Agg) ([]SeriesResult, error
 		out = append(out, SeriesResult{Labels: g.labels, Samples: samples})
 	}
 	return out, nil
+}
+
+// groupTimes returns the union of the times of the series results[m] for
+// m in members: the first series' times when every series has those (the
+// windows of one grid, none empty), else their merge.
+func groupTimes(results []SeriesResult, members []int) []int64 {
+	first := results[members[0]].Samples
+	same := true
+	for _, m := range members[1:] {
+		ss := results[m].Samples
+		if len(ss) != len(first) {
+			same = false
+			break
+		}
+		for i := range ss {
+			if ss[i].T != first[i].T {
+				same = false
+				break
+			}
+		}
+		if !same {
+			break
+		}
+	}
+	times := func(ss []Sample) []int64 {
+		ts := make([]int64, len(ss))
+		for i, s := range ss {
+			ts[i] = s.T
+		}
+		return ts
+	}
+	if same {
+		return times(first)
+	}
+	lists := make([][]int64, len(members))
+	for i, m := range members {
+		lists[i] = times(results[m].Samples)
+	}
+	return unionTimes(lists)
+}
+
+// addSeries adds a series' samples to the windows accs of times (which
+// holds every sample's time).
+func addSeries(accs []acc, times []int64, kind Agg, ss []Sample) {
+	if len(ss) == len(times) { // the series has every time: no seeking
+		switch kind {
+		case Sum:
+			for i, s := range ss {
+				a := &accs[i]
+				a.n++
+				a.v, a.c = kahanSumInc(s.V, a.v, a.c)
+			}
+			return
+		case Count:
+			for i := range ss {
+				accs[i].n++
+			}
+			return
+		}
+		for i, s := range ss {
+			accs[i].add(kind, s.T, s.V)
+		}
+		return
+	}
+	j := 0
+	for _, s := range ss {
+		j = seek(times, j, s.T)
+		accs[j].add(kind, s.T, s.V)
+	}
 }
 
 // unionTimes merges ascending lists into one ascending list without
