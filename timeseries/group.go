@@ -1,6 +1,7 @@
 package timeseries
 
 import (
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -63,12 +64,15 @@ func GroupBy(results []SeriesResult, by []string, fn Agg) ([]SeriesResult, error
 		if len(r.Samples) == 0 {
 			continue
 		}
-		// The group's key: its labels, each name and value followed by
-		// a 0 byte (which neither holds).
+		// The group's key: its labels, each name and value after its
+		// length (a value may hold any byte).
 		buf = buf[:0]
 		for _, l := range r.Labels {
 			if _, ok := slices.BinarySearch(by, l.Name); ok && l.Value != "" {
-				buf = append(append(append(append(buf, l.Name...), 0), l.Value...), 0)
+				buf = binary.AppendUvarint(buf, uint64(len(l.Name)))
+				buf = append(buf, l.Name...)
+				buf = binary.AppendUvarint(buf, uint64(len(l.Value)))
+				buf = append(buf, l.Value...)
 			}
 		}
 		g := index[string(buf)]

@@ -227,3 +227,14 @@ func TestUnionTimes(t *testing.T) {
 		}
 	}
 }
+
+// Label values may hold any byte: groups that differ only there stay
+// apart.
+func TestGroupByKeyBytes(t *testing.T) {
+	a := Labels{{"a", "x\x00b\x00y"}}
+	b := Labels{{"a", "x"}, {"b", "y"}}
+	out, err := GroupBy([]SeriesResult{{a, []Sample{{0, 1}}}, {b, []Sample{{0, 2}}}}, []string{"a", "b"}, Sum)
+	if err != nil || len(out) != 2 {
+		t.Fatalf("%v, %v: want two groups", out, err)
+	}
+}
