@@ -160,15 +160,13 @@ func (s *acc) reset() {
 // compensation, which would otherwise turn it into NaN.
 func kahanSumInc(inc, sum, c float64) (float64, float64) {
 	t := sum + inc
-	switch {
-	case math.IsInf(t, 0):
-		c = 0
-	case math.Abs(sum) >= math.Abs(inc):
-		c += (sum - t) + inc
-	default:
-		c += (inc - t) + sum
+	if t-t != 0 { // ±Inf (or NaN, whose compensation is NaN anyway)
+		return t, 0
 	}
-	return t, c
+	if math.Abs(sum) >= math.Abs(inc) {
+		return t, c + ((sum - t) + inc)
+	}
+	return t, c + ((inc - t) + sum)
 }
 
 // add takes one value (and its time, which only Rate, First and Last use)
@@ -250,7 +248,24 @@ func (s *acc) addRun(k Agg, run []Sample) {
 		s.v = run[len(run)-1].V
 		s.n += len(run)
 	case Avg:
-		for _, x := range run {
+		// The compensated sum while it stays finite, as addAvg.
+		i := 0
+		if !s.incr {
+			v, c, n := s.v, s.c, s.n
+			if n == 0 {
+				v, c, n, i = run[0].V, 0, 1, 1
+			}
+			for ; i < len(run); i++ {
+				sum, c2 := kahanSumInc(run[i].V, v, c)
+				if math.IsInf(sum, 0) {
+					break
+				}
+				v, c = sum, c2
+				n++
+			}
+			s.v, s.c, s.n = v, c, n
+		}
+		for _, x := range run[i:] {
 			s.n++
 			s.addAvg(x.V)
 		}
