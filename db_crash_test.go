@@ -3,6 +3,7 @@ package pluresdb
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,7 @@ import (
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
+	"github.com/plures/pluresdb/oplog"
 	"github.com/plures/pluresdb/wal"
 )
 
@@ -654,5 +656,26 @@ func TestSalvageKeepsRecordsAfterDamage(t *testing.T) {
 	}
 	if got, err := os.ReadFile(q); err != nil || !bytes.Equal(got, damaged) {
 		t.Fatalf("quarantined copy: %v", err)
+	}
+	// The history no longer holds the dropped operation: an export or a
+	// feed reading past it would hand out less than it claims.
+	if _, err := db.ExportChanges(io.Discard, nil); !errors.Is(err, ErrHistoryUnavailable) {
+		t.Fatalf("export from before the loss: %v, want ErrHistoryUnavailable", err)
+	}
+	if _, err := db.Subscribe(context.Background(), Position{}); !errors.Is(err, ErrHistoryUnavailable) {
+		t.Fatalf("feed from before the loss: %v, want ErrHistoryUnavailable", err)
+	}
+	after := oplog.VersionVector{db.ReplicaID(): lost[0].Last}
+	var buf bytes.Buffer
+	if n, err := db.ExportChanges(&buf, after); err != nil || n != 49 {
+		t.Fatalf("export from after the loss: %d operations, %v; want the 49 puts after k050", n, err)
+	}
+	// And after a reopen (the floors are durable).
+	must(t, db.Put([]byte("after"), []byte("x")))
+	must(t, db.Close())
+	db, err = Open(dir, nil)
+	must(t, err)
+	if _, err := db.ExportChanges(io.Discard, nil); !errors.Is(err, ErrHistoryUnavailable) {
+		t.Fatalf("export from before the loss, reopened: %v, want ErrHistoryUnavailable", err)
 	}
 }

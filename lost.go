@@ -2,9 +2,12 @@ package pluresdb
 
 import (
 	"encoding/binary"
+	"path/filepath"
 
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/internal/layout"
+	"github.com/plures/pluresdb/lsm"
+	"github.com/plures/pluresdb/oplog"
 )
 
 // LostRange is a range of the log that Open found lost: damaged bytes a
@@ -73,4 +76,86 @@ func (db *DB) historyLost(missing []*segIndex) {
 	for _, s := range missing {
 		db.queueMeta(segIndexKey(s.num), nil)
 	}
+}
+
+// historySalvaged handles the log records a salvaging Open dropped
+// (lost, each in a replayed segment): the operations they held are gone
+// from the history, but the sequence numbers around them are not, and an
+// export or a feed that read past them would hand out less than it
+// claims (a peer taking the stream would claim the dropped operations and
+// never get them from a replica that has them). So, as for a lost history
+// file, the floors are raised past them:
+//   - this replica's own operations carry the log's sequence numbers:
+//     its floor goes to the last one lost (to its last operation when the
+//     end of the loss is unknown);
+//   - another replica's operations in a dropped import record have
+//     sequence numbers between its last before the damage and its first
+//     after it: its floor goes to the highest it has in the damaged
+//     segment or before, or to one below the first it has after, if it
+//     has one;
+//   - the feed floor goes past the damaged segment.
+//
+// The state of the keys the records wrote is lost too; a peer that holds
+// them refills it (package refill, plures-fsck --repair --from-peer).
+func (db *DB) historySalvaged(lost []LostRange) {
+	ol := &db.ol
+	floor := ol.floor.Clone()
+	feedFloor := ol.feedFloor
+	raised := false
+	for _, lr := range lost {
+		t, num, ok := layout.Parse(filepath.Base(lr.Segment))
+		if !ok || t != layout.TypeLog || lr.First > lr.Last && lr.Last != 0 {
+			continue // not a log segment, or no write was lost
+		}
+		last := lr.Last
+		if last == 0 || last > ol.localSeq {
+			last = ol.localSeq
+		}
+		if last > floor[ol.self] {
+			floor[ol.self], raised = last, true
+		}
+		before, after := map[oplog.ReplicaID]uint64{}, map[oplog.ReplicaID]uint64{}
+		segLast := lsm.SeqNum(0)
+		for _, s := range ol.segs {
+			for r, rg := range s.ranges {
+				if s.num <= num {
+					before[r] = max(before[r], rg.max)
+				} else if a, ok := after[r]; !ok || rg.min < a {
+					after[r] = rg.min
+				}
+			}
+			if s.num == num {
+				segLast = s.lastSeq
+			}
+		}
+		for r, b := range before {
+			if r == ol.self {
+				continue
+			}
+			f := b
+			if a, ok := after[r]; ok && a > 0 {
+				f = max(f, a-1)
+			}
+			if f > floor[r] {
+				floor[r], raised = f, true
+			}
+		}
+		for r, a := range after {
+			if _, ok := before[r]; !ok && r != ol.self && a > 0 && a-1 > floor[r] {
+				floor[r], raised = a-1, true
+			}
+		}
+		end := max(uint64(segLast), lr.Last)
+		if p := (Position{Seq: end, Index: 1<<32 - 1}); end > 0 && (!ol.feedFloorSet || feedFloor.Less(p)) {
+			feedFloor, raised = p, true
+		}
+	}
+	if !raised {
+		return
+	}
+	ol.floor = floor
+	ol.feedFloor, ol.feedFloorSet = feedFloor, true
+	db.queueMeta(metaFloor, floor.Append(nil))
+	db.queueMeta(metaFeedFloor, binary.AppendUvarint(binary.AppendUvarint(nil, feedFloor.Seq), uint64(feedFloor.Index)))
+	db.log.Error().Str("floor", floor.String()).Msg("salvage dropped log records: exports and the change feed from before them now fail with ErrHistoryUnavailable")
 }

@@ -738,6 +738,8 @@ func (db *DB) openOpLog() error {
 		}
 		missing = append(missing, s)
 	}
+	// What a salvaging replay dropped (the losses so far are all its).
+	salvaged := slices.Clone(db.lost)
 	if len(missing) > 0 && ol.damage == nil {
 		db.historyLost(missing)
 	}
@@ -747,6 +749,9 @@ func (db *DB) openOpLog() error {
 	for _, s := range all {
 		ol.clock.Restore(s.maxHLC)
 		ol.localSeq = max(ol.localSeq, s.ranges[ol.self].max)
+	}
+	if len(salvaged) > 0 && ol.damage == nil {
+		db.historySalvaged(salvaged)
 	}
 	return nil
 }
