@@ -428,8 +428,8 @@ func DecodeCold(b []byte, dst []timeseries.Sample) ([]timeseries.Sample, error) 
 	}
 	off := 1
 	n64, k := binary.Uvarint(payload[off:])
-	if k <= 0 || n64 > MaxColdSamples {
-		return dst, errs.Corruptf(coldName, int64(off), "bad sample count")
+	if k <= 0 || n64 > MaxColdSamples || off+k >= len(payload) {
+		return dst, errs.Corruptf(coldName, int64(off), "bad sample count or no codec byte")
 	}
 	off += k
 	n := int(n64)
