@@ -89,6 +89,7 @@ type coldScratch struct {
 	exp  []int8  // per value: its decimal exponent, or noExp
 	mant []int64 // per value: its mantissa at exp
 	body []byte
+	alt  []byte // the raw value section, to compare
 }
 
 const noExp = math.MinInt8
@@ -200,16 +201,38 @@ func decimalOf(v float64) (m int64, e int, ok bool) {
 		}
 		return 0, 0, false
 	}
-	for k := 0; k <= maxExp; k++ {
+	// Exact at k digits implies exact at k+1 (the mantissa times ten):
+	// try the short forms, then the longest allowed, then search between.
+	try := func(k int) (int64, bool) {
 		r := math.Round(v * pow10[k])
-		if math.Abs(r) > maxMantissa {
-			return 0, 0, false
-		}
-		if r/pow10[k] == v {
-			return int64(r), -k, true
+		return int64(r), math.Abs(r) <= maxMantissa && r/pow10[k] == v
+	}
+	for k := 0; k <= 3; k++ {
+		if m, ok := try(k); ok {
+			return m, -k, true
 		}
 	}
-	return 0, 0, false
+	// The largest k whose mantissa stays below 2^49, where the product's
+	// rounding error is under 1/8 and the search's premise holds; longer
+	// mantissas are left to the exceptions or the XOR fallback.
+	hi := 3
+	for hi < maxExp && a*pow10[hi+1] <= 1<<49 {
+		hi++
+	}
+	m, ok = try(hi)
+	if hi == 3 || !ok {
+		return 0, 0, false
+	}
+	lo, e := 3, hi // not exact at lo, exact at e
+	for e-lo > 1 {
+		mid := (lo + e) / 2
+		if mm, ok := try(mid); ok {
+			m, e = mm, mid
+		} else {
+			lo = mid
+		}
+	}
+	return m, -e, true
 }
 
 // decimalValue is the decoder's side of decimalOf.
@@ -253,22 +276,30 @@ func (s *coldScratch) appendValues(b []byte, samples []timeseries.Sample) []byte
 			break
 		}
 	}
-	var E, exceptions int
+	var E, exceptions, cost int
 	if decimal {
-		E, exceptions = chooseExponent(exp, mant, &hist)
+		E, exceptions, cost = chooseExponent(exp, mant, &hist)
 		decimal = exceptions*2 <= n
 	}
 	if !decimal {
 		return appendRaw(b, samples)
 	}
-	return s.appendDecimal(b, samples, E)
+	start := len(b)
+	b = s.appendDecimal(b, samples, E)
+	if cost > 4*n {
+		// Long mantissas: XOR may be shorter; keep the shorter.
+		s.alt = appendRaw(s.alt[:0], samples)
+		if len(s.alt) < len(b)-start {
+			b = append(b[:start], s.alt...)
+		}
+	}
+	return b
 }
 
 // chooseExponent picks the common exponent that minimises an estimate of
 // the encoded size (varint deltas of mantissas, 9 bytes per exception).
-func chooseExponent(exp []int8, mant []int64, hist *[2*maxExp + 1]int) (best, bestExc int) {
-	bestCost := math.MaxInt
-	best = 0
+func chooseExponent(exp []int8, mant []int64, hist *[2*maxExp + 1]int) (best, bestExc, bestCost int) {
+	bestCost = math.MaxInt
 	for ci, c := range hist {
 		if c == 0 {
 			continue
@@ -291,14 +322,17 @@ func chooseExponent(exp []int8, mant []int64, hist *[2*maxExp + 1]int) (best, be
 		}
 	}
 	if bestCost == math.MaxInt { // only zeros and exceptions
-		bestExc = 0
+		bestExc, bestCost = 0, 0
 		for _, e := range exp {
 			if e == noExp {
 				bestExc++
+				bestCost += 9
+			} else {
+				bestCost++
 			}
 		}
 	}
-	return best, bestExc
+	return best, bestExc, bestCost
 }
 
 // scaleMantissa returns m·10^(e-E) if e is an exponent (not noExp), e >=
@@ -388,24 +422,24 @@ func (s *coldScratch) appendDecimal(b []byte, samples []timeseries.Sample, E int
 	return b
 }
 
-// appendRaw writes every value's bits XOR the previous value's, as eight
-// byte planes (all lowest bytes, then the next ...), which zstd takes
-// better than interleaved words.
+// appendRaw writes the values as the hot encoding does: the first one's
+// 64 bits, then each XOR the one before (xorWrite), zero-padded to a byte.
 func appendRaw(b []byte, samples []timeseries.Sample) []byte {
 	b = append(b, valRaw)
-	n := len(samples)
-	start := len(b)
-	b = append(b, make([]byte, 8*n)...)
-	planes := b[start:]
-	var prev uint64
-	for i, smp := range samples {
-		x := math.Float64bits(smp.V) ^ prev
-		prev = math.Float64bits(smp.V)
-		for p := 0; p < 8; p++ {
-			planes[p*n+i] = byte(x >> (8 * p))
-		}
+	if len(samples) == 0 {
+		return b
 	}
-	return b
+	var w bitWriter
+	w.reset(nil, 0)
+	prev := math.Float64bits(samples[0].V)
+	w.write(prev, 64)
+	leading, trailing := uint8(0xff), uint8(0)
+	for _, smp := range samples[1:] {
+		vb := math.Float64bits(smp.V)
+		xorWrite(&w, vb, prev, &leading, &trailing)
+		prev = vb
+	}
+	return append(b, w.bytes()...)
 }
 
 // DecodeCold appends the samples of cold block b to dst. A block that
@@ -547,22 +581,7 @@ func (d *bodyDecoder) values(out []timeseries.Sample) {
 	switch mode := d.byte(); {
 	case d.err != nil:
 	case mode == valRaw:
-		n := len(out)
-		if len(d.b)-d.off < 8*n {
-			d.fail("raw values truncated")
-			return
-		}
-		planes := d.b[d.off : d.off+8*n]
-		var prev uint64
-		for i := range out {
-			var x uint64
-			for p := 0; p < 8; p++ {
-				x |= uint64(planes[p*n+i]) << (8 * p)
-			}
-			prev ^= x
-			out[i].V = math.Float64frombits(prev)
-		}
-		d.off += 8 * n
+		d.raw(out)
 	case mode == valDecimal:
 		d.decimal(out)
 	default:
@@ -633,5 +652,33 @@ func (d *bodyDecoder) decimal(out []timeseries.Sample) {
 		prevDelta = M - prev
 		prev = M
 		out[i].V = decimalValue(M, int(E))
+	}
+}
+
+func (d *bodyDecoder) raw(out []timeseries.Sample) {
+	if len(out) == 0 {
+		return
+	}
+	var r bitReader
+	r.reset(d.b[d.off:])
+	prev, ok := r.read64(64)
+	if !ok {
+		d.fail("raw values truncated")
+		return
+	}
+	out[0].V = math.Float64frombits(prev)
+	leading, trailing := uint8(0xff), uint8(0)
+	for i := 1; i < len(out); i++ {
+		vb, why := xorRead(&r, prev, &leading, &trailing)
+		if why != "" {
+			d.fail("sample %d: %s", i, why)
+			return
+		}
+		out[i].V, prev = math.Float64frombits(vb), vb
+	}
+	left, zero := r.rest()
+	d.off = len(d.b) - left/8
+	if !zero {
+		d.fail("nonzero padding after the raw values")
 	}
 }

@@ -125,25 +125,70 @@ func (a *Appender) writeDod(dod int64) {
 	a.w.write(uint64(dod), 64)
 }
 
-func (a *Appender) writeValue(vb uint64) {
-	x := vb ^ a.v
+func (a *Appender) writeValue(vb uint64) { xorWrite(&a.w, vb, a.v, &a.leading, &a.trailing) }
+
+// xorWrite writes value bits vb after prev: '0' if equal, else '10' and
+// the XOR's bits inside the last window (*leading, *trailing; leading 0xff:
+// none yet) when it fits and is no longer than a new one, else '11', 5 bits of leading zeros (at most 31), 6 bits of
+// significant bits (64 written as 0) and those bits, which become the
+// window.
+func xorWrite(w *bitWriter, vb, prev uint64, leading, trailing *uint8) {
+	x := vb ^ prev
 	if x == 0 {
-		a.w.bit(false)
+		w.bit(false)
 		return
 	}
-	leading := uint8(min(bits.LeadingZeros64(x), 31))
-	trailing := uint8(bits.TrailingZeros64(x))
-	if a.leading != 0xff && leading >= a.leading && trailing >= a.trailing {
-		a.w.write(0b10, 2)
-		a.w.write(x>>a.trailing, uint(64-a.leading-a.trailing))
+	l := uint8(min(bits.LeadingZeros64(x), 31))
+	t := uint8(bits.TrailingZeros64(x))
+	// Reuse the window unless a new one (11 bits of header) is shorter.
+	if *leading != 0xff && l >= *leading && t >= *trailing && 64-*leading-*trailing <= 75-l-t {
+		w.write(0b10, 2)
+		w.write(x>>*trailing, uint(64-*leading-*trailing))
 		return
 	}
-	a.leading, a.trailing = leading, trailing
-	sig := 64 - leading - trailing
-	a.w.write(0b11, 2)
-	a.w.write(uint64(leading), 5)
-	a.w.write(uint64(sig&63), 6) // 64 is written as 0
-	a.w.write(x>>trailing, uint(sig))
+	*leading, *trailing = l, t
+	sig := 64 - l - t
+	w.write(0b11, 2)
+	w.write(uint64(l), 5)
+	w.write(uint64(sig&63), 6)
+	w.write(x>>t, uint(sig))
+}
+
+// xorRead reads what xorWrite wrote and returns the value's bits, or a
+// reason the bits do not decode.
+func xorRead(r *bitReader, prev uint64, leading, trailing *uint8) (uint64, string) {
+	on, ok := r.readBit()
+	if !ok {
+		return 0, "value truncated"
+	}
+	if !on {
+		return prev, ""
+	}
+	second, ok := r.readBit()
+	if !ok {
+		return 0, "value truncated"
+	}
+	if second {
+		hdr, ok := r.read(11)
+		if !ok {
+			return 0, "value truncated"
+		}
+		l, sig := uint8(hdr>>6), uint8(hdr&63)
+		if sig == 0 {
+			sig = 64
+		}
+		if int(l)+int(sig) > 64 {
+			return 0, fmt.Sprintf("XOR window %d+%d bits", l, sig)
+		}
+		*leading, *trailing = l, 64-l-sig
+	} else if *leading == 0xff {
+		return 0, "XOR window reused before one was set"
+	}
+	x, ok := r.read64(uint(64 - *leading - *trailing))
+	if !ok {
+		return 0, "value truncated"
+	}
+	return prev ^ x<<*trailing, ""
 }
 
 // DecodeHot appends the samples of hot chunk b to dst. Damaged or
@@ -281,37 +326,9 @@ func (it *Iterator) readNext() bool {
 		return it.fail("timestamp %d not above %d", t, it.t)
 	}
 
-	vb := math.Float64bits(it.v)
-	on, ok := it.r.readBit()
-	if !ok {
-		return it.fail("value truncated")
-	}
-	if on {
-		second, ok := it.r.readBit()
-		if !ok {
-			return it.fail("value truncated")
-		}
-		if second {
-			hdr, ok := it.r.read(11)
-			if !ok {
-				return it.fail("value truncated")
-			}
-			leading, sig := uint8(hdr>>6), uint8(hdr&63)
-			if sig == 0 {
-				sig = 64
-			}
-			if int(leading)+int(sig) > 64 {
-				return it.fail("XOR window %d+%d bits", leading, sig)
-			}
-			it.leading, it.trailing = leading, 64-leading-sig
-		} else if it.leading == 0xff {
-			return it.fail("XOR window reused before one was set")
-		}
-		x, ok := it.r.read64(uint(64 - it.leading - it.trailing))
-		if !ok {
-			return it.fail("value truncated")
-		}
-		vb ^= x << it.trailing
+	vb, why := xorRead(&it.r, math.Float64bits(it.v), &it.leading, &it.trailing)
+	if why != "" {
+		return it.fail("%s", why)
 	}
 	it.t, it.delta, it.v = t, delta, math.Float64frombits(vb)
 	return true
