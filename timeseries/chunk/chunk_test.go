@@ -277,7 +277,11 @@ func TestColdModes(t *testing.T) {
 	// decimalOf against strconv: a value printed with d significant digits
 	// (d <= 14: mantissas below 2^49) has a decimal form, and decimalValue
 	// gives back its bits.
-	for i := 0; i < 200000; i++ {
+	tries := 200000
+	if testing.Short() {
+		tries = 20000
+	}
+	for i := 0; i < tries; i++ {
 		d := 1 + r.IntN(14)
 		x := math.Float64frombits(r.Uint64())
 		if math.IsNaN(x) || math.IsInf(x, 0) {
