@@ -53,6 +53,9 @@ type report struct {
 
 	// OpLog is what the op-log workloads measured, when one ran.
 	OpLog opLogSection `json:"oplog,omitempty"`
+
+	// TSCompress is what the tscompress workload measured, when it ran.
+	TSCompress opLogSection `json:"tscompress,omitempty"`
 }
 
 // opLogBench is the op-log benchmark (oplog.go). That file fills it in and
@@ -62,6 +65,14 @@ type report struct {
 var opLogBench struct {
 	workloads []string
 	run       func(rc runConfig) (opLogSection, error)
+}
+
+// tsBench is the tscompress workload (tscompress.go), behind the
+// nopluresdb tag like the op-log workloads: it runs only when named, after
+// the engines, and needs no database.
+var tsBench struct {
+	name string
+	run  func(rc runConfig) (opLogSection, error)
 }
 
 // opLogSection holds the op-log workloads' results and prints their tables.
@@ -123,6 +134,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "bench:", err)
 		return 2
 	}
+	runTS := tsBench.run != nil && workloads[tsBench.name]
+	delete(workloads, tsBench.name)
 	opLogWorkloads := map[string]bool{}
 	for _, w := range opLogBench.workloads {
 		if workloads[w] {
@@ -226,6 +239,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	if runTS {
+		sec, err := tsBench.run(runConfig{seed: *seed, logf: logf})
+		rep.TSCompress = sec
+		if err != nil {
+			fmt.Fprintln(stderr, "bench: tscompress:", err)
+			status = 1
+		}
+	}
+
 	switch {
 	case len(workloads) == 0 && *markdown:
 		fmt.Fprintf(stdout, "Machine: %s.\n", rep.Machine)
@@ -238,6 +260,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if rep.OpLog != nil {
 		rep.OpLog.print(stdout, *markdown)
+	}
+	if rep.TSCompress != nil {
+		rep.TSCompress.print(stdout, *markdown)
 	}
 	if *jsonFile != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")
