@@ -74,8 +74,8 @@ type damageBase struct {
 	// (the refills' source), kept apart from the faults.
 	peer     map[string][]byte
 	peerDirs []string
-	model model
-	ops   int // operations ExportChanges returns from the undamaged database
+	model    model
+	ops      int // operations ExportChanges returns from the undamaged database
 	// history are the log segments and archives, oldest first (file
 	// numbers rise with age).
 	history []string
