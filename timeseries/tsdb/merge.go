@@ -1,0 +1,420 @@
+package tsdb
+
+import (
+	"encoding/binary"
+	"math"
+	"slices"
+
+	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/timeseries"
+	"github.com/plures/pluresdb/timeseries/chunk"
+)
+
+// State layout (a chunk's samples folded):
+//
+//	0x02 | summary | uvarint stamps | stamps × (uvarint HLC | origin 16) |
+//	uvarint runs | runs × (uvarint stamp index | uvarint length) |
+//	encoding u8 (0 hot, 1 cold) | the samples (timeseries/chunk)
+//
+//	summary: uvarint count | flags u8 (bit 0: a non-NaN value) |
+//	         min, max, sum, sum compensation, drops, first V, last V
+//	         (f64 LE each) | varint first T | varint last T
+//
+// The runs give each sample, in order, the stamp of the write it came
+// from; their lengths add up to the count; the stamps are sorted. Every
+// origin is spelled out, so a state means the same on every replica and
+// snapshots carry it as it is (replicas that folded the same writes hold
+// the same samples and stamps, though one may have encoded them hot and
+// another cold).
+
+// Chunk is a decoded chunk: its samples, each with the stamp of the write
+// that put it there, and its summary.
+type Chunk struct {
+	Samples []timeseries.Sample
+	Stamps  []Stamp  // distinct, by index
+	Of      []uint32 // the stamp index of each sample
+	Summary Summary
+}
+
+// Merger folds a chunk key's operands onto its state: for each
+// timestamp the sample of the write whose Stamp is highest. It has the
+// method set of lsm.Merger. Self is the replica the local operands come
+// from. Cold makes it encode chunks of many samples with the cold
+// encoding (compactions); else hot (reads, which fold and decode at once).
+type Merger struct {
+	Self oplog.ReplicaID
+	Cold bool
+}
+
+// Merge folds operands (oldest first) onto base (a state, if hasBase).
+// Errors wrap ErrCorruption.
+func (m *Merger) Merge(key []byte, operands [][]byte, base []byte, hasBase bool) ([]byte, error) {
+	return m.MergeAppend(nil, key, operands, base, hasBase)
+}
+
+// MergeAppend is Merge appending the state to dst.
+func (m *Merger) MergeAppend(dst, key []byte, operands [][]byte, base []byte, hasBase bool) ([]byte, error) {
+	var c Chunk
+	if hasBase {
+		if err := c.decodeValue(base, m.Self); err != nil {
+			return nil, err
+		}
+	}
+	var buf []timeseries.Sample
+	for _, v := range operands {
+		o, err := DecodeOperand(v)
+		if err != nil {
+			return nil, err
+		}
+		st := Stamp{HLC: o.HLC, Origin: m.Self}
+		if o.Remote {
+			st.Origin = o.Origin
+		}
+		if buf, err = chunk.DecodeHot(o.Chunk, buf[:0]); err != nil {
+			return nil, err
+		}
+		c.add(buf, st)
+	}
+	return c.appendState(dst, m.Cold)
+}
+
+// stampIndex returns the index of st in c.Stamps, adding it.
+func (c *Chunk) stampIndex(st Stamp) uint32 {
+	for i := len(c.Stamps) - 1; i >= 0; i-- {
+		if c.Stamps[i] == st {
+			return uint32(i)
+		}
+	}
+	c.Stamps = append(c.Stamps, st)
+	return uint32(len(c.Stamps) - 1)
+}
+
+// add merges samples (ascending, unique T) written with stamp st.
+func (c *Chunk) add(samples []timeseries.Sample, st Stamp) {
+	if len(samples) == 0 {
+		return
+	}
+	si := c.stampIndex(st)
+	if n := len(c.Samples); n == 0 || samples[0].T > c.Samples[n-1].T {
+		// Appended after the last: the common case.
+		c.Samples = append(c.Samples, samples...)
+		for range samples {
+			c.Of = append(c.Of, si)
+		}
+		return
+	}
+	// Interleaved: merge by T; on a tie the higher stamp wins.
+	out := make([]timeseries.Sample, 0, len(c.Samples)+len(samples))
+	of := make([]uint32, 0, cap(out))
+	i, j := 0, 0
+	for i < len(c.Samples) || j < len(samples) {
+		switch {
+		case j == len(samples) || i < len(c.Samples) && c.Samples[i].T < samples[j].T:
+			out, of = append(out, c.Samples[i]), append(of, c.Of[i])
+			i++
+		case i == len(c.Samples) || samples[j].T < c.Samples[i].T:
+			out, of = append(out, samples[j]), append(of, si)
+			j++
+		default: // the same T
+			if st.Above(c.Stamps[c.Of[i]]) {
+				out, of = append(out, samples[j]), append(of, si)
+			} else {
+				out, of = append(out, c.Samples[i]), append(of, c.Of[i])
+			}
+			i++
+			j++
+		}
+	}
+	c.Samples, c.Of = out, of
+	c.compactStamps()
+}
+
+// compactStamps drops the stamps no sample uses any more and sorts the
+// rest (ascending), so a chunk's encoding does not depend on the order
+// its writes were folded in.
+func (c *Chunk) compactStamps() {
+	used := make([]bool, len(c.Stamps))
+	for _, s := range c.Of {
+		used[s] = true
+	}
+	order := make([]int, 0, len(c.Stamps))
+	for i := range c.Stamps {
+		if used[i] {
+			order = append(order, i)
+		}
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		switch {
+		case c.Stamps[b].Above(c.Stamps[a]):
+			return -1
+		case c.Stamps[a].Above(c.Stamps[b]):
+			return 1
+		}
+		return 0
+	})
+	if len(order) == len(c.Stamps) && slices.IsSorted(order) {
+		return
+	}
+	remap := make([]uint32, len(c.Stamps))
+	kept := make([]Stamp, len(order))
+	for k, i := range order {
+		remap[i] = uint32(k)
+		kept[k] = c.Stamps[i]
+	}
+	for i := range c.Of {
+		c.Of[i] = remap[c.Of[i]]
+	}
+	c.Stamps = kept
+}
+
+// appendState encodes c as a state.
+func (c *Chunk) appendState(dst []byte, cold bool) ([]byte, error) {
+	c.compactStamps()
+	dst = append(dst, kindState)
+	if len(c.Samples) == 0 {
+		dst = binary.AppendUvarint(dst, 0)
+		return dst, nil
+	}
+	s := Summarize(c.Samples)
+	dst = s.append(dst)
+	dst = binary.AppendUvarint(dst, uint64(len(c.Stamps)))
+	for _, st := range c.Stamps {
+		dst = binary.AppendUvarint(dst, uint64(st.HLC))
+		dst = append(dst, st.Origin[:]...)
+	}
+	// Runs of samples of one stamp.
+	var runs [][2]uint64
+	for i, si := range c.Of {
+		if i > 0 && uint64(si) == runs[len(runs)-1][0] {
+			runs[len(runs)-1][1]++
+			continue
+		}
+		runs = append(runs, [2]uint64{uint64(si), 1})
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(runs)))
+	for _, r := range runs {
+		dst = binary.AppendUvarint(dst, r[0])
+		dst = binary.AppendUvarint(dst, r[1])
+	}
+	if cold && len(c.Samples) >= coldFrom || len(c.Samples) > math.MaxUint16 {
+		dst = append(dst, encCold)
+		return chunk.EncodeCold(dst, c.Samples)
+	}
+	dst = append(dst, encHot)
+	a := chunk.NewAppender()
+	for _, x := range c.Samples {
+		if err := a.Append(x.T, x.V); err != nil {
+			return nil, err
+		}
+	}
+	return append(dst, a.Bytes()...), nil
+}
+
+// decodeValue decodes a stored value of a chunk key: a state, or (a
+// lone operand, as a read that found no state folds it) an operand.
+func (c *Chunk) decodeValue(v []byte, self oplog.ReplicaID) error {
+	if IsOperand(v) {
+		o, err := DecodeOperand(v)
+		if err != nil {
+			return err
+		}
+		st := Stamp{HLC: o.HLC, Origin: self}
+		if o.Remote {
+			st.Origin = o.Origin
+		}
+		samples, err := chunk.DecodeHot(o.Chunk, nil)
+		if err != nil {
+			return err
+		}
+		*c = Chunk{}
+		c.add(samples, st)
+		return nil
+	}
+	return c.decodeState(v)
+}
+
+// DecodeChunk decodes a stored chunk value: a state, or an operand (a
+// lone local operand's origin is self). Errors wrap ErrCorruption.
+func DecodeChunk(v []byte, self oplog.ReplicaID) (*Chunk, error) {
+	c := &Chunk{}
+	if err := c.decodeValue(v, self); err != nil {
+		return nil, err
+	}
+	if len(c.Samples) > 0 && c.Summary.Count == 0 {
+		c.Summary = Summarize(c.Samples)
+	}
+	return c, nil
+}
+
+// state decoder
+type sdec struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (d *sdec) fail(format string, args ...any) {
+	if d.err == nil {
+		d.err = errs.Corruptf("series chunk", int64(d.off), format, args...)
+	}
+}
+
+func (d *sdec) uvarint(what string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b[d.off:])
+	if n <= 0 {
+		d.fail("%s: bad uvarint", what)
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *sdec) varint(what string) int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b[d.off:])
+	if n <= 0 {
+		d.fail("%s: bad varint", what)
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *sdec) fixed(n int, what string) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if len(d.b)-d.off < n {
+		d.fail("%s: truncated", what)
+		return nil
+	}
+	p := d.b[d.off : d.off+n]
+	d.off += n
+	return p
+}
+
+func (d *sdec) f64(what string) float64 {
+	p := d.fixed(8, what)
+	if p == nil {
+		return 0
+	}
+	return math.Float64frombits(binary.LittleEndian.Uint64(p))
+}
+
+// decodeSummary reads a state's summary; ok false for an empty state.
+func (d *sdec) summary() (Summary, bool) {
+	var s Summary
+	n := d.uvarint("sample count")
+	if d.err != nil || n == 0 {
+		return s, false
+	}
+	if n > 1<<20 {
+		d.fail("%d samples in a chunk", n)
+		return s, false
+	}
+	s.Count = int(n)
+	flags := d.fixed(1, "summary flags")
+	if flags != nil {
+		if flags[0]&^1 != 0 {
+			d.fail("unknown summary flags %#x", flags[0])
+		}
+		s.hasMinMaxNonNaN = flags[0]&1 != 0
+	}
+	s.Min, s.Max = d.f64("min"), d.f64("max")
+	s.Sum, s.SumC = d.f64("sum"), d.f64("sum compensation")
+	s.Drops = d.f64("drops")
+	s.FirstV, s.LastV = d.f64("first value"), d.f64("last value")
+	s.FirstT, s.LastT = d.varint("first T"), d.varint("last T")
+	return s, true
+}
+
+// StateSummary returns the summary of a state without decoding its
+// samples (ok false: an empty state). Errors wrap ErrCorruption.
+func StateSummary(v []byte) (Summary, bool, error) {
+	if len(v) == 0 || v[0] != kindState {
+		return Summary{}, false, errs.Corruptf("series chunk", 0, "not a chunk state")
+	}
+	d := sdec{b: v, off: 1}
+	s, ok := d.summary()
+	return s, ok, d.err
+}
+
+func (c *Chunk) decodeState(v []byte) error {
+	*c = Chunk{}
+	if len(v) == 0 || v[0] != kindState {
+		return errs.Corruptf("series chunk", 0, "not a chunk state or operand")
+	}
+	d := sdec{b: v, off: 1}
+	s, ok := d.summary()
+	if d.err != nil {
+		return d.err
+	}
+	if !ok {
+		if d.off != len(v) {
+			d.fail("%d bytes after an empty state", len(v)-d.off)
+		}
+		return d.err
+	}
+	c.Summary = s
+	ns := d.uvarint("stamps")
+	if d.err == nil && ns > uint64(len(v)-d.off)/17 {
+		d.fail("%d stamps in %d bytes", ns, len(v)-d.off)
+	}
+	for i := uint64(0); d.err == nil && i < ns; i++ {
+		st := Stamp{HLC: oplog.Timestamp(d.uvarint("stamp HLC"))}
+		copy(st.Origin[:], d.fixed(16, "stamp origin"))
+		c.Stamps = append(c.Stamps, st)
+	}
+	nr := d.uvarint("runs")
+	if d.err == nil && nr > uint64(s.Count) {
+		d.fail("%d runs for %d samples", nr, s.Count)
+	}
+	c.Of = make([]uint32, 0, s.Count)
+	for i := uint64(0); d.err == nil && i < nr; i++ {
+		si, n := d.uvarint("run stamp"), d.uvarint("run length")
+		if d.err != nil {
+			break
+		}
+		if si >= ns || n == 0 || n > uint64(s.Count-len(c.Of)) {
+			d.fail("run %d: stamp %d of %d, length %d", i, si, ns, n)
+			break
+		}
+		for range n {
+			c.Of = append(c.Of, uint32(si))
+		}
+	}
+	if d.err == nil && len(c.Of) != s.Count {
+		d.fail("runs cover %d of %d samples", len(c.Of), s.Count)
+	}
+	enc := d.fixed(1, "encoding")
+	if d.err != nil {
+		return d.err
+	}
+	var err error
+	switch enc[0] {
+	case encHot:
+		c.Samples, err = chunk.DecodeHot(v[d.off:], nil)
+	case encCold:
+		c.Samples, err = chunk.DecodeCold(v[d.off:], nil)
+	default:
+		return errs.Corruptf("series chunk", int64(d.off-1), "unknown encoding %d", enc[0])
+	}
+	if err != nil {
+		return err
+	}
+	if len(c.Samples) != s.Count {
+		return errs.Corruptf("series chunk", int64(d.off), "%d samples, the summary says %d", len(c.Samples), s.Count)
+	}
+	for i := 1; i < len(c.Samples); i++ {
+		if c.Samples[i].T <= c.Samples[i-1].T {
+			return errs.Corruptf("series chunk", int64(d.off), "samples out of order")
+		}
+	}
+	return nil
+}

@@ -1,0 +1,303 @@
+package tsdb
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+
+	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/timeseries"
+)
+
+// Store is what the engine gives the queries: its series namespace, read
+// at one consistent view, the values of chunk keys folded (a state).
+type Store interface {
+	// Scan calls fn for every key in [lo, hi) (keys within the series
+	// namespace, as this package makes them), in key order, with its
+	// value; key and value are valid during the call only.
+	Scan(lo, hi []byte, fn func(key, value []byte) error) error
+}
+
+// Index is the engine's in-memory index of its series: their names, a
+// local number each, and the label postings (timeseries.Postings). It is
+// rebuilt at open from the series table (Load) and told of each series a
+// commit creates (Add). Safe for concurrent use.
+type Index struct {
+	mu    sync.RWMutex
+	ids   map[string]timeseries.SeriesID
+	names []string // by ID - 1
+	post  *timeseries.Postings
+}
+
+// NewIndex returns an empty index.
+func NewIndex() *Index {
+	return &Index{ids: map[string]timeseries.SeriesID{}, post: timeseries.NewPostings()}
+}
+
+// Has reports whether the series is known.
+func (x *Index) Has(canonical string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	_, ok := x.ids[canonical]
+	return ok
+}
+
+// Add indexes a series by its canonical name (idempotent). A name that
+// does not parse is an error wrapping timeseries.ErrInvalidSeries.
+func (x *Index) Add(canonical string) error {
+	if x.Has(canonical) {
+		return nil
+	}
+	ls, err := timeseries.ParseSeries(canonical)
+	if err != nil {
+		return err
+	}
+	if ls.String() != canonical {
+		return fmt.Errorf("%w: %q is not in canonical form (%q)", timeseries.ErrInvalidSeries, canonical, ls.String())
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if _, ok := x.ids[canonical]; ok {
+		return nil
+	}
+	x.names = append(x.names, canonical)
+	id := timeseries.SeriesID(len(x.names))
+	x.ids[canonical] = id
+	x.post.Add(id, ls)
+	return nil
+}
+
+// Load indexes every series of the series table.
+func (x *Index) Load(st Store) error {
+	lo := SeriesPrefix()
+	hi := []byte{prefixSeries + 1}
+	return st.Scan(lo, hi, func(key, _ []byte) error {
+		name, ok := SeriesOfKey(key)
+		if !ok {
+			return nil
+		}
+		if err := x.Add(name); err != nil {
+			return fmt.Errorf("series table: %w", err)
+		}
+		return nil
+	})
+}
+
+// Len is the number of series.
+func (x *Index) Len() int {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	return len(x.names)
+}
+
+// Select returns the canonical names of the series every matcher
+// matches, sorted.
+func (x *Index) Select(ms ...*timeseries.Matcher) []string {
+	bm := x.post.Select(ms...)
+	x.mu.RLock()
+	out := make([]string, 0, bm.GetCardinality())
+	it := bm.Iterator()
+	for it.HasNext() {
+		out = append(out, x.names[it.Next()-1])
+	}
+	x.mu.RUnlock()
+	sort.Strings(out)
+	return out
+}
+
+// Labels returns the labels of a known series.
+func (x *Index) Labels(canonical string) (timeseries.Labels, bool) {
+	x.mu.RLock()
+	id, ok := x.ids[canonical]
+	x.mu.RUnlock()
+	if !ok {
+		return nil, false
+	}
+	return x.post.Labels(id)
+}
+
+// Postings returns the label postings (label names and values).
+func (x *Index) Postings() *timeseries.Postings { return x.post }
+
+// Query returns the samples of a series in [from, to), ascending T.
+func Query(st Store, self oplog.ReplicaID, canonical string, from, to int64) ([]timeseries.Sample, error) {
+	var out []timeseries.Sample
+	err := scanChunks(st, canonical, from, to, func(bucket int64, value []byte) error {
+		c, err := DecodeChunk(value, self)
+		if err != nil {
+			return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket), err)
+		}
+		for _, s := range c.Samples {
+			if s.T >= from && s.T < to {
+				out = append(out, s)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Iterate calls fn with the samples of a series in [from, to), a chunk
+// at a time, ascending; the slice is valid during the call only.
+func Iterate(st Store, self oplog.ReplicaID, canonical string, from, to int64, fn func([]timeseries.Sample) error) error {
+	return scanChunks(st, canonical, from, to, func(bucket int64, value []byte) error {
+		c, err := DecodeChunk(value, self)
+		if err != nil {
+			return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket), err)
+		}
+		lo := sort.Search(len(c.Samples), func(i int) bool { return c.Samples[i].T >= from })
+		hi := sort.Search(len(c.Samples), func(i int) bool { return c.Samples[i].T >= to })
+		if lo < hi {
+			return fn(c.Samples[lo:hi])
+		}
+		return nil
+	})
+}
+
+func scanChunks(st Store, canonical string, from, to int64, fn func(bucket int64, value []byte) error) error {
+	if to <= from {
+		return nil
+	}
+	lo, hi := ChunkRange(canonical, from, to)
+	return st.Scan(lo, hi, func(key, value []byte) error {
+		name, bucket, err := ParseChunkKey(key)
+		if err != nil {
+			return err
+		}
+		if name != canonical {
+			return nil
+		}
+		return fn(bucket, value)
+	})
+}
+
+// Aggregate returns one sample per non-empty window of a series (see
+// timeseries.Aggregate). A chunk that lies wholly inside one window is
+// taken from its rollup (its Summary) without decoding its samples, for
+// every function but the quantiles; so long ranges at coarse steps cost a
+// chunk's header each. A Sum or Avg from rollups adds the same values in
+// a different order than one over the raw samples, and may differ in its
+// last bits.
+func Aggregate(st Store, self oplog.ReplicaID, canonical string, from, to, step int64, fn timeseries.Agg) ([]timeseries.Sample, error) {
+	if !fn.Valid() {
+		return nil, fmt.Errorf("%w: unknown aggregation %v", timeseries.ErrInvalidQuery, fn)
+	}
+	if from > to {
+		return nil, fmt.Errorf("%w: from %d is after to %d", timeseries.ErrInvalidQuery, from, to)
+	}
+	if _, ok := fn.Quantile(); ok {
+		a, err := timeseries.NewAggregator(from, to, step, fn)
+		if err != nil {
+			return nil, err
+		}
+		if err := Iterate(st, self, canonical, from, to, a.AddAll); err != nil {
+			return nil, err
+		}
+		return a.Result()
+	}
+	w := windows{from: from, to: to, step: step}
+	err := scanChunks(st, canonical, from, to, func(bucket int64, value []byte) error {
+		if start, ok := w.wholly(bucket, bucket+BucketMillis); ok && !IsOperand(value) {
+			s, nonEmpty, err := StateSummary(value)
+			if err != nil {
+				return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket), err)
+			}
+			if nonEmpty {
+				w.add(start, &s)
+			}
+			return nil
+		}
+		c, err := DecodeChunk(value, self)
+		if err != nil {
+			return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket), err)
+		}
+		// Split the samples by window.
+		i := sort.Search(len(c.Samples), func(i int) bool { return c.Samples[i].T >= from })
+		for i < len(c.Samples) && c.Samples[i].T < to {
+			start, end := w.of(c.Samples[i].T)
+			j := i + sort.Search(len(c.Samples)-i, func(k int) bool { return c.Samples[i+k].T >= end })
+			s := Summarize(c.Samples[i:j])
+			w.add(start, &s)
+			i = j
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return w.result(fn), nil
+}
+
+// windows accumulates one Summary per window, in time order.
+type windows struct {
+	from, to, step int64
+	starts         []int64
+	sums           []Summary
+}
+
+// of returns the window holding t (from <= t < to): [start, end).
+func (w *windows) of(t int64) (start, end int64) {
+	if w.step <= 0 {
+		return w.from, w.to
+	}
+	n := uint64(t-w.from) / uint64(w.step)
+	start = w.from + int64(n*uint64(w.step))
+	end = start + w.step
+	if end < start || end > w.to { // overflow, or the last window
+		end = w.to
+	}
+	return start, end
+}
+
+// wholly reports whether [lo, hi) lies inside one window, and its start.
+func (w *windows) wholly(lo, hi int64) (int64, bool) {
+	if lo < w.from || hi > w.to {
+		return 0, false
+	}
+	start, end := w.of(lo)
+	return start, hi <= end
+}
+
+func (w *windows) add(start int64, s *Summary) {
+	if n := len(w.starts); n > 0 && w.starts[n-1] == start {
+		w.sums[n-1].Merge(s)
+		return
+	}
+	w.starts = append(w.starts, start)
+	w.sums = append(w.sums, *s)
+}
+
+func (w *windows) result(fn timeseries.Agg) []timeseries.Sample {
+	out := make([]timeseries.Sample, 0, len(w.starts))
+	for i, start := range w.starts {
+		s := &w.sums[i]
+		var v float64
+		switch fn {
+		case timeseries.Min:
+			v = s.Min
+		case timeseries.Max:
+			v = s.Max
+		case timeseries.Sum:
+			v = s.Sum + s.SumC
+		case timeseries.Count:
+			v = float64(s.Count)
+		case timeseries.Avg:
+			v = (s.Sum + s.SumC) / float64(s.Count)
+			if math.IsInf(v, 0) && !math.IsInf(s.Sum, 0) {
+				v = s.Sum/float64(s.Count) + s.SumC/float64(s.Count)
+			}
+		case timeseries.First:
+			v = s.FirstV
+		case timeseries.Last:
+			v = s.LastV
+		case timeseries.Rate:
+			if s.Count < 2 {
+				continue
+			}
+			v = s.Increase() / (float64(s.LastT-s.FirstT) / 1000)
+		}
+		out = append(out, timeseries.Sample{T: start, V: v})
+	}
+	return out
+}
