@@ -234,7 +234,9 @@ func (s *Summary) Merge(o *Summary) {
 // extrapolation).
 func (s *Summary) Increase() float64 { return s.LastV - s.FirstV + s.Drops }
 
-func appendF64(b []byte, f float64) []byte { return binary.LittleEndian.AppendUint64(b, math.Float64bits(f)) }
+func appendF64(b []byte, f float64) []byte {
+	return binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
+}
 
 func (s *Summary) append(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(s.Count))
