@@ -120,12 +120,12 @@ func (db *DB) GetAsOf(key []byte, ts oplog.Timestamp) (Document, error) {
 	return d, nil
 }
 
-// scanHistory calls fn for every operation of segment s that as-of reads
-// see (read up to limit bytes; -1: all; repeats left out), from the
-// segment or its archive.
+// scanHistory calls fn for every document operation of segment s that
+// as-of reads see (read up to limit bytes; -1: all; repeats and samples
+// left out), from the segment or its archive.
 func (db *DB) scanHistory(s *segIndex, limit int64, fn func(op *oplog.Op) error) error {
 	return db.scanPositions(s, limit, func(_ Position, op *oplog.Op, c opClass) error {
-		if !c.history() {
+		if !c.history() || !op.Kind.Document() {
 			return nil
 		}
 		return fn(op)

@@ -25,6 +25,9 @@ type Batch struct {
 	stamps []int32
 	// buf is scratch space for encoding one value.
 	buf []byte
+	// series are the series this batch adds to the series table: the
+	// index learns of them once it is committed.
+	series []string
 }
 
 // NewBatch returns an empty batch for db.
@@ -43,6 +46,7 @@ func (b *Batch) Reset() {
 	clear(b.data)
 	b.count, b.memSize, b.err = 0, 0, nil
 	b.stamps = b.stamps[:0]
+	b.series = b.series[:0]
 }
 
 // Len returns the number of writes in the batch.

@@ -154,7 +154,7 @@ func (db *DB) runCompaction(v *lsm.Version, c *compaction.Compaction) error {
 	spec := compaction.WriteSpec{
 		Snapshots:  db.snapshotSeqs(),
 		Bottommost: c.Bottommost,
-		Merger:     db.ol.merger,
+		Merger:     db.ol.compactMerger,
 	}
 	if c.Bottommost && db.ol.damage == nil {
 		// Without the op log's metadata the peers' acknowledgements

@@ -20,6 +20,7 @@ import (
 	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/timeseries/tsdb"
 	"github.com/plures/pluresdb/wal"
 )
 
@@ -49,6 +50,11 @@ type DB struct {
 	vs    *lsm.VersionSet
 	tc    *lsm.TableCache
 	cache *lsm.BlockCache
+
+	// series indexes the time series (series.go); seriesErr: the series
+	// table could not be read at open.
+	series    *tsdb.Index
+	seriesErr error
 
 	commitMu sync.Mutex
 	wal      *wal.Writer   // guarded by commitMu
@@ -345,6 +351,15 @@ func (db *DB) open() error {
 		} else if err != nil {
 			return err
 		}
+	}
+	// A series table that cannot be read leaves the database open:
+	// SelectSeries says so (seriesErr).
+	if err := db.loadSeries(); err != nil {
+		if !errors.Is(err, errs.ErrCorruption) {
+			return err
+		}
+		db.seriesErr = err
+		db.log.Error().Err(err).Msg("series table unreadable: series selection fails until the database is repaired")
 	}
 	if ro {
 		return nil
@@ -734,6 +749,9 @@ func (db *DB) commit(b *Batch, opts *WriteOptions) error {
 	if err != nil {
 		return err
 	}
+	if err := db.indexSeries(b.series); err != nil {
+		return err
+	}
 	return db.publish(last, sync)
 }
 
@@ -929,7 +947,7 @@ func importOperands(p []byte) ([][]byte, error) {
 	operands := make([][]byte, len(ops))
 	for i := range ops {
 		start := len(buf)
-		buf = oplog.AppendRemoteOperand(buf, &ops[i])
+		buf = remoteOperand(buf, &ops[i])
 		operands[i] = buf[start:len(buf):len(buf)]
 	}
 	return operands, nil

@@ -43,7 +43,7 @@ func (db *DB) KeyHistory(key []byte) (changes []Change, complete bool, err error
 
 	h := keyHash(key)
 	add := func(pos Position, op *oplog.Op, c opClass) error {
-		if !c.history() || !bytes.Equal(op.Key, key) {
+		if !c.history() || !op.Kind.Document() || !bytes.Equal(op.Key, key) {
 			return nil
 		}
 		ch := Change{Pos: pos, Op: *op}

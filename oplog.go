@@ -18,6 +18,7 @@ import (
 	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/timeseries/tsdb"
 	"github.com/plures/pluresdb/wal"
 )
 
@@ -229,9 +230,11 @@ func decodeSegIndex(b []byte) (*segIndex, error) {
 
 // opLog is the DB's op-log state.
 type opLog struct {
-	self   oplog.ReplicaID
-	clock  *oplog.Clock
-	merger *oplog.Merger
+	self  oplog.ReplicaID
+	clock *oplog.Clock
+	// merger folds merge operands for reads; compactMerger for
+	// compactions (it encodes series chunks for the cold tier).
+	merger, compactMerger *engineMerger
 
 	// Guarded by commitMu.
 	remote   oplog.VersionVector // highest applied seq of each other replica
@@ -297,7 +300,7 @@ func (c opClass) history() bool { return c != opRepeat }
 // the class.
 func (c opClass) exported() bool { return c != opFiltered }
 
-// decodeRecord calls fn for every document operation in a WAL record, in
+// decodeRecord calls fn for every operation in a WAL record, in
 // order, with its class. self is this replica's ID. The Op's byte slices
 // alias rec.
 //
@@ -323,12 +326,22 @@ func decodeRecord(rec []byte, self oplog.ReplicaID, fn func(pos Position, op *op
 		if e.Kind == batchrepr.KindLogData {
 			return decodeImport(&r, seq, e.Key, e.Value, fn)
 		}
-		if len(e.Key) == 0 || (e.Key[0] != nsDocuments && e.Key[0] != nsCounters) || e.Kind == lsm.KindDelete {
+		if len(e.Key) == 0 || e.Kind == lsm.KindDelete {
 			continue
 		}
-		op, err := oplog.LocalOp(e.Key[1:], e.Value, e.Kind == lsm.KindMerge)
-		if err != nil {
-			return err
+		var op oplog.Op
+		switch {
+		case e.Key[0] == nsDocuments || e.Key[0] == nsCounters:
+			if op, err = oplog.LocalOp(e.Key[1:], e.Value, e.Kind == lsm.KindMerge); err != nil {
+				return err
+			}
+		case e.Key[0] == nsSeries && e.Kind == lsm.KindMerge:
+			// A local samples operation (series.go): its operand.
+			if op, err = localSamplesOp(e.Key[1:], e.Value); err != nil {
+				return err
+			}
+		default:
+			continue
 		}
 		op.Replica = self
 		op.Seq = uint64(seq)
@@ -856,7 +869,9 @@ func (db *DB) openReplica(firstFormat, hasFile bool) error {
 	if db.opts.Clock != nil {
 		db.ol.clock = oplog.NewClock(&oplog.ClockOptions{Wall: db.opts.Clock})
 	}
-	db.ol.merger = &oplog.Merger{Self: id}
+	doc := &oplog.Merger{Self: id}
+	db.ol.merger = &engineMerger{doc: doc, series: &tsdb.Merger{Self: id}}
+	db.ol.compactMerger = &engineMerger{doc: doc, series: &tsdb.Merger{Self: id, Cold: true}}
 	return nil
 }
 

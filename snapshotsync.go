@@ -46,8 +46,9 @@ type SnapshotInfo struct {
 	// clock, when the state was read.
 	Horizon, Clock oplog.Timestamp
 	// Documents and Counters count the snapshot's entries: document states
-	// and counter states (the counters of a document are kept apart).
-	Documents, Counters int
+	// and counter states (the counters of a document are kept apart);
+	// Series its time series entries (series-table keys and chunks).
+	Documents, Counters, Series int
 	// Bytes is the snapshot's size.
 	Bytes int64
 	// Changed (import only) counts the keys whose state the import changed:
@@ -118,7 +119,11 @@ func (db *DB) exportSnapshot(w io.Writer, rng *storedRange) (SnapshotInfo, error
 		return info, err
 	}
 	var buf []byte
-	for _, ns := range []byte{nsDocuments, nsCounters} {
+	namespaces := []byte{nsDocuments, nsSeries, nsCounters}
+	if rng != nil {
+		namespaces = []byte{nsDocuments, nsCounters} // range refills: documents and counters
+	}
+	for _, ns := range namespaces {
 		lo, hi, inRange := rng.bounds(ns)
 		if !inRange {
 			continue
@@ -129,6 +134,14 @@ func (db *DB) exportSnapshot(w io.Writer, rng *storedRange) (SnapshotInfo, error
 		}
 		for ok := ui.First(); ok; ok = ui.Next() {
 			key := ui.Key()[1:]
+			if ns == nsSeries {
+				// Chunk states spell every origin out already.
+				if err = sw.Add(ns, key, ui.Value()); err != nil {
+					break
+				}
+				info.Series++
+				continue
+			}
 			if buf, err = oplog.AppendPortableState(buf[:0], ui.Value(), db.ol.self, vv[db.ol.self]); err != nil {
 				err = fmt.Errorf("%w: exporting key %q: %v", errs.ErrCorruption, key, err)
 				break
@@ -300,6 +313,7 @@ func scanSnapshot(r io.Reader, fn func(ns byte, key, state []byte) error) (Snaps
 	if err != nil {
 		return SnapshotInfo{}, err
 	}
+	sr.Check = checkSnapshotState
 	h := sr.Header()
 	info := SnapshotInfo{Source: h.Source, VersionVector: h.VV, Horizon: h.Horizon, Clock: h.Clock}
 	for {
@@ -312,14 +326,17 @@ func scanSnapshot(r io.Reader, fn func(ns byte, key, state []byte) error) (Snaps
 			return info, err
 		}
 		switch {
-		case ns != nsDocuments && ns != nsCounters:
+		case ns != nsDocuments && ns != nsCounters && ns != nsSeries:
 			return info, errs.Corruptf("state snapshot", at, "entry of namespace %d", ns)
 		case len(key) > MaxKeySize:
 			return info, errs.Corruptf("state snapshot", at, "key of %d bytes (limit %d)", len(key), MaxKeySize)
 		}
-		if ns == nsDocuments {
+		switch ns {
+		case nsDocuments:
 			info.Documents++
-		} else {
+		case nsSeries:
+			info.Series++
+		default:
 			info.Counters++
 		}
 		if fn != nil {
@@ -366,6 +383,9 @@ type snapshotImport struct {
 
 	b    *Batch
 	last lsm.SeqNum // last sequence number written
+	// series are the series the snapshot added to the series table: the
+	// index learns of them once they are written.
+	series []string
 }
 
 // check refuses a snapshot this replica must not join (see
@@ -558,6 +578,7 @@ func (im *snapshotImport) apply() error {
 	if err != nil {
 		return err
 	}
+	sr.Check = checkSnapshotState
 	im.newBatch()
 	// pending is the snapshot's next entry, read ahead.
 	var (
@@ -581,7 +602,7 @@ func (im *snapshotImport) apply() error {
 		return err
 	}
 	readAt := db.lastSeq
-	for _, ns := range []byte{nsDocuments, nsCounters} {
+	for _, ns := range []byte{nsDocuments, nsSeries, nsCounters} {
 		lo, hi, inRange := im.rng.bounds(ns)
 		if !inRange {
 			continue // receiveSnapshot refused entries of ns
@@ -606,6 +627,9 @@ func (im *snapshotImport) apply() error {
 		return fmt.Errorf("%w: snapshot entry of namespace %d after the counters", errs.ErrCorruption, pNS)
 	}
 	if err := im.flush(); err != nil {
+		return err
+	}
+	if err := db.indexSeries(im.series); err != nil {
 		return err
 	}
 	if im.rng != nil {
@@ -643,11 +667,14 @@ func (im *snapshotImport) walk(ns byte, ui *lsm.UserIter, peek func() (bool, []b
 		if hasLocal {
 			lv = ui.Value()
 		}
-		if im.rng != nil {
+		switch {
+		case ns == nsSeries:
+			state, changed, err = im.joinSeries(key, lv, hasLocal, p)
+		case im.rng != nil:
 			// A refill: this replica's own share of a lost key may lack
 			// increments the source counted.
 			state, changed, err = oplog.JoinStateRefill(lv, hasLocal, p, self, db.ol.localSeq)
-		} else {
+		default:
 			state, changed, err = oplog.JoinState(lv, hasLocal, p, self)
 		}
 		if hasLocal {

@@ -15,6 +15,7 @@ import (
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/timeseries/tsdb"
 )
 
 // ReplicaID returns this database's replica ID.
@@ -509,15 +510,6 @@ func (im *importer) wait() {
 	}
 }
 
-// importNamespace is the namespace an imported operation's operand goes
-// to: counters apart from documents.
-func importNamespace(op *oplog.Op) byte {
-	if op.Kind == oplog.KindIncr {
-		return nsCounters
-	}
-	return nsDocuments
-}
-
 // importBatchOverhead is a rough per-operation size of an import batch
 // beyond key, field and value, which it holds twice: in the log entry and
 // in the operand the memtable gets.
@@ -713,13 +705,26 @@ func (im *importer) write() (lsm.SeqNum, int, error) {
 	// memtable insert beside it (see recordEntries).
 	arena := slices.Grow(im.opArenas[turn][:0], opSize)
 	operands := im.opLists[turn][:0]
+	key := im.keyBuf
 	for i := range im.applied {
 		op := &im.applied[i]
 		start := len(arena)
-		arena = oplog.AppendRemoteOperand(arena, op)
+		arena = remoteOperand(arena, op)
 		operands = append(operands, arena[start:len(arena):len(arena)])
-		b.add(lsm.KindMerge, importNamespace(op), op.Key, nil)
+		var ns byte
+		ns, key = importKey(key[:0], op)
+		b.add(lsm.KindMerge, ns, key, nil)
 		b.memSize += len(arena) - start
+		if op.Kind == oplog.KindSamples && !db.series.Has(string(op.Key)) && !slices.Contains(b.series, string(op.Key)) {
+			b.series = append(b.series, string(op.Key))
+		}
+	}
+	im.keyBuf = key
+	// New series go into the series table after the operands (which an
+	// ingest numbers from the record's first sequence number on); the
+	// index learns of them once the record is logged.
+	for _, s := range b.series {
+		b.add(lsm.KindSet, nsSeries, tsdb.SeriesKey(nil, s), seriesEntry)
 	}
 	im.opArenas[turn], im.opLists[turn] = arena, operands
 	if im.ingest {
@@ -758,6 +763,9 @@ func (im *importer) write() (lsm.SeqNum, int, error) {
 	}
 	rec, seq, last, err := db.logLocked(b)
 	if err != nil {
+		return 0, 0, err
+	}
+	if err := db.indexSeries(b.series); err != nil {
 		return 0, 0, err
 	}
 	im.wait()
@@ -883,7 +891,10 @@ func (im *importer) ingestBatch(b *Batch, turn int, operands [][]byte) (lsm.SeqN
 	key := im.keyBuf
 	for i := range t.applied {
 		op := &t.applied[i]
-		key = append(append(key[:0], importNamespace(op)), op.Key...)
+		key = append(key[:0], 0)
+		var ns byte
+		ns, key = importKey(key, op)
+		key[0] = ns
 		run.Add(seq+1+lsm.SeqNum(i), lsm.KindMerge, key, operands[i])
 	}
 	im.keyBuf = key
@@ -963,6 +974,9 @@ func (im *importer) install(t *ingestTable) (lsm.SeqNum, int, error) {
 	}
 	rec, seq, last, err := db.logLocked(t.b)
 	if err != nil {
+		return 0, 0, err
+	}
+	if err := db.indexSeries(t.b.series); err != nil {
 		return 0, 0, err
 	}
 	db.insertLocked(db.mem, rec, seq, last, nil)

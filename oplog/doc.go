@@ -237,7 +237,7 @@
 //
 //	+--------------------+-------------+----------------------+--------+----------------------+
 //	| magic "PLRSSNAP" 8 | version (1) | header length varint | header | xxhash64 of all      |
-//	|                    | = 1         |                      |        | bytes before it (8)  |
+//	|                    | = 2         |                      |        | bytes before it (8)  |
 //	+--------------------+-------------+----------------------+--------+----------------------+
 //	header: source replica ID (16) | clock (8) | collection horizon (8) |
 //	        version vector (as above; the source's own entry included)
@@ -267,7 +267,9 @@
 // raw rather than compress it beyond the reader's bound on expansion
 // (1024 times the bytes read so far); the reader refuses raw and stored
 // sizes above 16 MiB + 128 KiB. The root package allows the documents
-// (1) and counters (5) namespaces only.
+// (1), time series (4, from version 2; package timeseries/tsdb's keys and
+// values, which the reader checks through SnapshotReader.Check) and
+// counters (5) namespaces only.
 //
 // A state in a snapshot is portable: a document state (above) encoded
 // with the zero replica ID as "self", so every origin is in the replica

@@ -94,8 +94,8 @@ func (m *Merger) MergeAppend(dst, key []byte, operands [][]byte, base []byte, ha
 // nothing. op.Replica == self makes the op local. The new state aliases
 // neither argument. Errors wrap errs.ErrCorruption for a bad state.
 func ApplyOp(state []byte, hasState bool, op *Op, self ReplicaID) (newState []byte, changed bool, err error) {
-	if !op.Kind.Valid() {
-		return nil, false, fmt.Errorf("oplog: apply: unknown op kind %d", op.Kind)
+	if !op.Kind.Document() {
+		return nil, false, fmt.Errorf("oplog: apply: op kind %v does not change a document", op.Kind)
 	}
 	ds := getDocState()
 	defer putDocState(ds)

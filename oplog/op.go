@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/timeseries"
+	"github.com/plures/pluresdb/timeseries/chunk"
 )
 
 // OpKind says what an operation does. The values are part of the format.
@@ -16,7 +18,12 @@ const (
 	KindSetField    OpKind = 3 // set one field of the document
 	KindDeleteField OpKind = 4 // remove one field
 	KindIncr        OpKind = 5 // add Delta to this replica's share of a counter field
-	maxKind                = KindIncr
+	// KindSamples appends samples to a time series: Key is the series'
+	// canonical name (timeseries.Labels.String), Value a hot chunk
+	// (timeseries/chunk) of samples of one bucket. For a repeated
+	// timestamp the sample of the higher (HLC, replica) wins.
+	KindSamples OpKind = 6
+	maxKind            = KindSamples
 )
 
 func (k OpKind) String() string {
@@ -31,6 +38,8 @@ func (k OpKind) String() string {
 		return "deletefield"
 	case KindIncr:
 		return "incr"
+	case KindSamples:
+		return "samples"
 	}
 	return fmt.Sprintf("OpKind(%d)", uint8(k))
 }
@@ -41,7 +50,11 @@ func (k OpKind) Valid() bool { return k >= KindPut && k <= maxKind }
 // hasField, hasValue and hasDelta say which parts of an Op a kind uses;
 // only those are encoded.
 func (k OpKind) hasField() bool { return k == KindSetField || k == KindDeleteField || k == KindIncr }
-func (k OpKind) hasValue() bool { return k == KindPut || k == KindSetField }
+func (k OpKind) hasValue() bool { return k == KindPut || k == KindSetField || k == KindSamples }
+
+// Document reports whether k changes a document (all kinds but samples):
+// the kinds as-of reads and document states fold.
+func (k OpKind) Document() bool { return k >= KindPut && k <= KindIncr }
 func (k OpKind) hasDelta() bool { return k == KindIncr }
 
 // Op is one CRDT operation: the unit the op log records and replicas
@@ -72,6 +85,28 @@ func (op *Op) Validate() error {
 		return fmt.Errorf("oplog: op with sequence number 0")
 	case len(op.Key) == 0:
 		return fmt.Errorf("oplog: op with an empty key")
+	case op.Kind == KindSamples:
+		return validateSamples(op)
+	}
+	return nil
+}
+
+// validateSamples checks a samples op: a canonical series name, and a
+// hot chunk of samples that timeseries.CheckSamples accepts.
+func validateSamples(op *Op) error {
+	name, err := timeseries.Canonical(string(op.Key))
+	if err != nil {
+		return fmt.Errorf("oplog: samples op: %w", err)
+	}
+	if name != string(op.Key) {
+		return fmt.Errorf("oplog: samples op: series %q is not in canonical form", op.Key)
+	}
+	samples, err := chunk.DecodeHot(op.Value, nil)
+	if err != nil {
+		return fmt.Errorf("oplog: samples op of series %s: %w", op.Key, err)
+	}
+	if err := timeseries.CheckSamples(samples); err != nil {
+		return fmt.Errorf("oplog: samples op of series %s: %w", op.Key, err)
 	}
 	return nil
 }

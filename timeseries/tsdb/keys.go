@@ -23,27 +23,14 @@ import (
 	"fmt"
 
 	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/timeseries"
 )
-
-// BucketMillis is the time a chunk covers: [start, start+BucketMillis),
-// start a multiple of it. A day: 5,760 samples at a 15 s interval, the
-// block the cold encoding compresses well. Part of the format.
-const BucketMillis = 24 * 60 * 60 * 1000
 
 // Key prefixes within the series namespace.
 const (
 	prefixSeries = 's'
 	prefixChunk  = 'c'
 )
-
-// BucketOf returns the start of the bucket holding t.
-func BucketOf(t int64) int64 {
-	b := t - t%BucketMillis
-	if t%BucketMillis < 0 {
-		b -= BucketMillis
-	}
-	return b
-}
 
 // SeriesKey appends the series-table key of canonical to dst.
 func SeriesKey(dst []byte, canonical string) []byte {
@@ -93,13 +80,15 @@ func ParseChunkKey(key []byte) (canonical string, bucket int64, err error) {
 	return string(name), b, nil
 }
 
-// The timestamps a stored sample may have: far beyond any clock, and
-// far enough from the int64 limits that no bucket or range arithmetic
-// overflows. Part of the format.
+// Aliases of the timeseries package's bucket and time range.
 const (
-	MinTime = -(1 << 62)
-	MaxTime = 1 << 62
+	BucketMillis = timeseries.BucketMillis
+	MinTime      = timeseries.MinTime
+	MaxTime      = timeseries.MaxTime
 )
+
+// BucketOf is timeseries.BucketOf.
+func BucketOf(t int64) int64 { return timeseries.BucketOf(t) }
 
 // ChunkRange returns the key range [lo, hi) of canonical's chunks that
 // may hold samples in [from, to), both clamped to [MinTime, MaxTime+1].

@@ -418,3 +418,81 @@ func (c *Chunk) decodeState(v []byte) error {
 	}
 	return nil
 }
+
+// CheckStored checks an entry of the series namespace a state snapshot
+// carries: a series-table key with its value, or a chunk key with a
+// state whose samples lie in its bucket. Errors wrap ErrCorruption.
+func CheckStored(key, value []byte) error {
+	if name, ok := SeriesOfKey(key); ok {
+		if c, err := timeseries.Canonical(name); err != nil || c != name {
+			return errs.Corruptf("series table", 0, "series %q is not a canonical name", name)
+		}
+		if len(value) != 1 || value[0] != 1 {
+			return errs.Corruptf("series table", 0, "series %q: value %x", name, value)
+		}
+		return nil
+	}
+	name, bucket, err := ParseChunkKey(key)
+	if err != nil {
+		return err
+	}
+	if c, err := timeseries.Canonical(name); err != nil || c != name {
+		return errs.Corruptf("series chunk", 0, "series %q is not a canonical name", name)
+	}
+	if IsOperand(value) {
+		return errs.Corruptf("series chunk", 0, "%s of %s: an operand, not a state", fmtBucket(bucket), name)
+	}
+	var c Chunk
+	if err := c.decodeState(value); err != nil {
+		return err
+	}
+	for _, s := range c.Samples {
+		if timeseries.BucketOf(s.T) != bucket {
+			return errs.Corruptf("series chunk", 0, "%s of %s holds a sample at %d", fmtBucket(bucket), name, s.T)
+		}
+	}
+	return nil
+}
+
+// JoinState joins state p (a chunk state, as a snapshot carries it) into
+// local (a stored chunk value, if hasLocal): for each timestamp the sample
+// of the higher stamp. It returns the new state (cold-encoded, as a
+// compaction would) and whether it holds anything local did not.
+func JoinState(local []byte, hasLocal bool, p []byte, self oplog.ReplicaID) ([]byte, bool, error) {
+	var c Chunk
+	if hasLocal {
+		if err := c.decodeValue(local, self); err != nil {
+			return nil, false, err
+		}
+	}
+	var o Chunk
+	if err := o.decodeState(p); err != nil {
+		return nil, false, err
+	}
+	before := len(c.Samples)
+	beforeStamps := slices.Clone(c.Stamps)
+	beforeOf := slices.Clone(c.Of)
+	beforeSamples := slices.Clone(c.Samples)
+	for si, st := range o.Stamps {
+		var part []timeseries.Sample
+		for i, s := range o.Samples {
+			if o.Of[i] == uint32(si) {
+				part = append(part, s)
+			}
+		}
+		c.add(part, st)
+	}
+	c.compactStamps()
+	changed := !hasLocal || len(c.Samples) != before || !slices.Equal(c.Stamps, beforeStamps)
+	if !changed {
+		for i := range c.Samples {
+			if c.Of[i] != beforeOf[i] || c.Samples[i].T != beforeSamples[i].T ||
+				math.Float64bits(c.Samples[i].V) != math.Float64bits(beforeSamples[i].V) {
+				changed = true
+				break
+			}
+		}
+	}
+	out, err := c.appendState(nil, true)
+	return out, changed, err
+}

@@ -2,7 +2,6 @@ package tsdb
 
 import (
 	"encoding/binary"
-	"fmt"
 	"math"
 	"slices"
 
@@ -54,30 +53,8 @@ const (
 // A local operand has no origin: the engine's replica (Merger.Self) wrote
 // it.
 
-// CheckSamples checks samples for an operand: sorted by T, each T once,
-// within [MinTime, MaxTime], all in one bucket, at most 65,535. Errors
-// wrap timeseries.ErrInvalidSeries.
-func CheckSamples(samples []timeseries.Sample) error {
-	if len(samples) == 0 {
-		return fmt.Errorf("%w: no samples", timeseries.ErrInvalidSeries)
-	}
-	if len(samples) > math.MaxUint16 {
-		return fmt.Errorf("%w: %d samples in one operand, at most %d", timeseries.ErrInvalidSeries, len(samples), math.MaxUint16)
-	}
-	b := BucketOf(samples[0].T)
-	for i, s := range samples {
-		if s.T < MinTime || s.T > MaxTime {
-			return fmt.Errorf("%w: timestamp %d outside [%d, %d]", timeseries.ErrInvalidSeries, s.T, int64(MinTime), int64(MaxTime))
-		}
-		if i > 0 && s.T <= samples[i-1].T {
-			return fmt.Errorf("%w: samples not in ascending order of T at %d", timeseries.ErrInvalidSeries, i)
-		}
-		if BucketOf(s.T) != b {
-			return fmt.Errorf("%w: samples of two buckets in one operand", timeseries.ErrInvalidSeries)
-		}
-	}
-	return nil
-}
+// CheckSamples is timeseries.CheckSamples.
+func CheckSamples(samples []timeseries.Sample) error { return timeseries.CheckSamples(samples) }
 
 // EncodeSamples returns the hot chunk of samples (CheckSamples first):
 // the value of a samples operation in the op log.

@@ -1,0 +1,308 @@
+package pluresdb
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/lsm"
+	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/timeseries"
+	"github.com/plures/pluresdb/timeseries/chunk"
+	"github.com/plures/pluresdb/timeseries/tsdb"
+)
+
+// Time series (ARCHITECTURE.md, "Time series: storage"). The root wires
+// package timeseries/tsdb in: samples operations are written and imported
+// as merge operands of chunk keys in the series namespace, folded by
+// tsdb.Merger, and read through tsdb's queries on a Store over a
+// snapshot. The series index (names and label postings) lives in memory,
+// rebuilt at open from the series table.
+
+// AppendSamples appends samples to a series: a metric name and labels,
+// cpu{host="a",core="3"} (timeseries.ParseSeries; any order of labels
+// names the same series). It is one operation in the log per series and
+// day the samples fall in (their samples encoded as a chunk, not one
+// record per sample), durable when it returns unless Options.NoSync, and
+// replicated like every write. Samples may come in any order and repeat
+// timestamps: for a repeated timestamp the later write wins (within one
+// call the later sample; across writes and replicas the higher (HLC,
+// replica)). Values round-trip bit for bit, NaN and ±Inf included.
+// Timestamps are milliseconds since the Unix epoch, within
+// [timeseries.MinTime, timeseries.MaxTime]. A bad name or timestamp is an
+// error wrapping timeseries.ErrInvalidSeries.
+func (db *DB) AppendSamples(series string, samples ...timeseries.Sample) error {
+	b := db.NewBatch()
+	if err := b.AppendSamples(series, samples...); err != nil {
+		return err
+	}
+	return b.Commit(nil)
+}
+
+// AppendSamples adds an append of samples to series to the batch (see
+// DB.AppendSamples).
+func (b *Batch) AppendSamples(series string, samples ...timeseries.Sample) error {
+	canonical, err := timeseries.Canonical(series)
+	if err != nil {
+		return b.fail(err)
+	}
+	if len(samples) == 0 {
+		return nil
+	}
+	sorted := slices.Clone(samples)
+	slices.SortStableFunc(sorted, func(x, y timeseries.Sample) int {
+		switch {
+		case x.T < y.T:
+			return -1
+		case x.T > y.T:
+			return 1
+		}
+		return 0
+	})
+	// A repeated timestamp: the later sample of the call wins.
+	out := sorted[:0]
+	for _, s := range sorted {
+		if n := len(out); n > 0 && out[n-1].T == s.T {
+			out[n-1] = s
+			continue
+		}
+		out = append(out, s)
+	}
+	sorted = out
+	var key []byte
+	for i := 0; i < len(sorted); {
+		bucket := timeseries.BucketOf(sorted[i].T)
+		j := i + 1
+		for j < len(sorted) && timeseries.BucketOf(sorted[j].T) == bucket && j-i < 0xffff {
+			j++
+		}
+		c, err := tsdb.EncodeSamples(sorted[i:j])
+		if err != nil {
+			return b.fail(err)
+		}
+		key = tsdb.ChunkKey(key[:0], canonical, bucket)
+		if len(key) > MaxKeySize {
+			return b.fail(fmt.Errorf("%w: series name of %d bytes", errs.ErrKeyTooLarge, len(canonical)))
+		}
+		b.buf = tsdb.AppendLocalOperand(b.buf[:0], c)
+		b.addLocal(lsm.KindMerge, nsSeries, key, b.buf)
+		i = j
+	}
+	if !b.db.series.Has(canonical) && !slices.Contains(b.series, canonical) {
+		b.add(lsm.KindSet, nsSeries, tsdb.SeriesKey(nil, canonical), seriesEntry)
+		b.series = append(b.series, canonical)
+	}
+	return nil
+}
+
+// seriesEntry is the value of a series-table key.
+var seriesEntry = []byte{1}
+
+// localSamplesOp rebuilds a local samples operation from its log entry:
+// key is the chunk key (without the namespace), value the operand.
+func localSamplesOp(key, value []byte) (oplog.Op, error) {
+	name, _, err := tsdb.ParseChunkKey(key)
+	if err != nil {
+		return oplog.Op{}, err
+	}
+	o, err := tsdb.DecodeOperand(value)
+	if err != nil {
+		return oplog.Op{}, err
+	}
+	if o.Remote {
+		return oplog.Op{}, errs.Corruptf("series operand", 1, "a remote operand in a local entry")
+	}
+	return oplog.Op{Kind: oplog.KindSamples, Key: []byte(name), Value: o.Chunk, HLC: o.HLC}, nil
+}
+
+// importKey returns the namespace and key of an imported operation's
+// projection: the document (or its counters), or the series chunk of the
+// samples' day. key is appended to dst.
+func importKey(dst []byte, op *oplog.Op) (byte, []byte) {
+	switch op.Kind {
+	case oplog.KindIncr:
+		return nsCounters, append(dst, op.Key...)
+	case oplog.KindSamples:
+		// Validated when the stream was read (oplog.Op.Validate): a
+		// chunk of one bucket.
+		var it chunk.Iterator
+		it.Reset(op.Value)
+		it.Next()
+		t, _ := it.At()
+		return nsSeries, tsdb.ChunkKey(dst, string(op.Key), timeseries.BucketOf(t))
+	}
+	return nsDocuments, append(dst, op.Key...)
+}
+
+// remoteOperand appends the merge operand of an imported operation.
+func remoteOperand(dst []byte, op *oplog.Op) []byte {
+	if op.Kind == oplog.KindSamples {
+		return tsdb.AppendRemoteOperand(dst, op.HLC, op.Replica, op.Value)
+	}
+	return oplog.AppendRemoteOperand(dst, op)
+}
+
+// engineMerger folds merge operands: the series namespace's by
+// tsdb.Merger, every other's by the op log's document merge.
+type engineMerger struct {
+	doc    *oplog.Merger
+	series *tsdb.Merger
+}
+
+func (m *engineMerger) Merge(key []byte, operands [][]byte, base []byte, hasBase bool) ([]byte, error) {
+	return m.MergeAppend(nil, key, operands, base, hasBase)
+}
+
+func (m *engineMerger) MergeAppend(dst, key []byte, operands [][]byte, base []byte, hasBase bool) ([]byte, error) {
+	if len(key) > 0 && key[0] == nsSeries {
+		return m.series.MergeAppend(dst, key[1:], operands, base, hasBase)
+	}
+	return m.doc.MergeAppend(dst, key, operands, base, hasBase)
+}
+
+// seriesStore reads the series namespace at one snapshot for tsdb's
+// queries.
+type seriesStore struct {
+	db  *DB
+	seq lsm.SeqNum
+}
+
+func (s seriesStore) Scan(lo, hi []byte, fn func(key, value []byte) error) error {
+	it := s.db.newIter(nsSeries, lo, hi, s.seq)
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
+
+// store returns a Store over the database as it is now.
+func (db *DB) seriesStore() seriesStore {
+	return seriesStore{db: db, seq: lsm.SeqNum(db.visible.Load())}
+}
+
+// QuerySamples returns the samples of series in [from, to), ascending T.
+func (db *DB) QuerySamples(series string, from, to int64) ([]timeseries.Sample, error) {
+	canonical, err := db.seriesName(series)
+	if err != nil {
+		return nil, err
+	}
+	return tsdb.Query(db.seriesStore(), db.ol.self, canonical, from, to)
+}
+
+// IterateSamples calls fn with the samples of series in [from, to),
+// ascending, a chunk (at most a day) at a time, for ranges too large to
+// hold at once. The slice is valid during the call only; an error from fn
+// stops the walk and is returned.
+func (db *DB) IterateSamples(series string, from, to int64, fn func([]timeseries.Sample) error) error {
+	canonical, err := db.seriesName(series)
+	if err != nil {
+		return err
+	}
+	return tsdb.Iterate(db.seriesStore(), db.ol.self, canonical, from, to, fn)
+}
+
+// Aggregate returns one sample per non-empty window [from+i*step,
+// from+(i+1)*step) of series within [from, to), stamped with the window
+// start (step <= 0: one window); see timeseries.Agg for the functions.
+// Chunks lying wholly inside a window are answered from their rollups
+// (tsdb.Summary), so long ranges at coarse steps decode few samples.
+func (db *DB) Aggregate(series string, from, to, step int64, fn timeseries.Agg) ([]timeseries.Sample, error) {
+	canonical, err := db.seriesName(series)
+	if err != nil {
+		return nil, err
+	}
+	return tsdb.Aggregate(db.seriesStore(), db.ol.self, canonical, from, to, step, fn)
+}
+
+// SelectSeries returns the canonical names of the series a selector
+// matches (cpu{host=~"a.*"}, {job="node"}: timeseries.ParseSelector),
+// sorted, from the label postings without reading any series.
+func (db *DB) SelectSeries(selector string) ([]string, error) {
+	if db.closed.Load() {
+		return nil, errs.ErrClosed
+	}
+	ms, err := timeseries.ParseSelector(selector)
+	if err != nil {
+		return nil, err
+	}
+	if db.seriesErr != nil {
+		return nil, fmt.Errorf("pluresdb: the series table is damaged: %w", db.seriesErr)
+	}
+	return db.series.Select(ms...), nil
+}
+
+// AggregateSeries aggregates every series a selector matches over time
+// (fn by step, as Aggregate), then across series grouped by the labels
+// in by (timeseries.GroupBy with across; by empty: one group). It
+// returns one result per group, sorted by its labels.
+func (db *DB) AggregateSeries(selector string, from, to, step int64, fn timeseries.Agg, by []string, across timeseries.Agg) ([]timeseries.SeriesResult, error) {
+	names, err := db.SelectSeries(selector)
+	if err != nil {
+		return nil, err
+	}
+	st := db.seriesStore()
+	results := make([]timeseries.SeriesResult, 0, len(names))
+	for _, name := range names {
+		samples, err := tsdb.Aggregate(st, db.ol.self, name, from, to, step, fn)
+		if err != nil {
+			return nil, err
+		}
+		ls, _ := db.series.Labels(name)
+		results = append(results, timeseries.SeriesResult{Labels: ls, Samples: samples})
+	}
+	return timeseries.GroupBy(results, by, across)
+}
+
+// seriesName checks a series name and returns its canonical form.
+func (db *DB) seriesName(series string) (string, error) {
+	if db.closed.Load() {
+		return "", errs.ErrClosed
+	}
+	return timeseries.Canonical(series)
+}
+
+// indexSeries adds the series a logged record put in the series table to
+// the index.
+func (db *DB) indexSeries(names []string) error {
+	for _, s := range names {
+		if err := db.series.Add(s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// loadSeries rebuilds the series index from the series table at open.
+func (db *DB) loadSeries() error {
+	db.series = tsdb.NewIndex()
+	if err := db.series.Load(db.seriesStore()); err != nil {
+		return fmt.Errorf("%w: %w", errs.ErrCorruption, err)
+	}
+	return nil
+}
+
+// checkSnapshotState checks a snapshot entry's state: a time series
+// entry as package tsdb stores it, a document or counter state portable.
+func checkSnapshotState(ns byte, key, state []byte) error {
+	if ns == nsSeries {
+		return tsdb.CheckStored(key, state)
+	}
+	return oplog.CheckPortableState(state)
+}
+
+// joinSeries joins a snapshot's series entry into the local one: a chunk
+// keeps for each timestamp the sample of the higher stamp; a series-table
+// key is written if the replica lacks it.
+func (im *snapshotImport) joinSeries(key, local []byte, hasLocal bool, p []byte) ([]byte, bool, error) {
+	if name, ok := tsdb.SeriesOfKey(key); ok {
+		if hasLocal {
+			return local, false, nil
+		}
+		im.series = append(im.series, name)
+		return slices.Clone(p), true, nil
+	}
+	return tsdb.JoinState(local, hasLocal, p, im.db.ol.self)
+}
