@@ -156,10 +156,22 @@ func (db *DB) runCompaction(v *lsm.Version, c *compaction.Compaction) error {
 		Bottommost: c.Bottommost,
 		Merger:     db.ol.compactMerger,
 	}
-	if c.Bottommost && db.ol.damage == nil {
-		// Without the op log's metadata the peers' acknowledgements
-		// are unknown: no tombstone is provably seen by all.
-		spec.Collect = db.tombstoneCollector()
+	if c.Bottommost {
+		var tomb func(ukey, value []byte, seq lsm.SeqNum) bool
+		if db.ol.damage == nil {
+			// Without the op log's metadata the peers' acknowledgements
+			// are unknown: no tombstone is provably seen by all.
+			tomb = db.tombstoneCollector()
+		}
+		series := db.seriesCollector(time.Now())
+		if tomb != nil || series != nil {
+			spec.Collect = func(ukey, value []byte, seq lsm.SeqNum) bool {
+				if series != nil && series(ukey) {
+					return db.newestIs(ukey, seq)
+				}
+				return tomb != nil && tomb(ukey, value, seq)
+			}
+		}
 	}
 	ve, st, err := compaction.Run(env, db.tc, c, spec)
 	if err != nil {
@@ -195,9 +207,6 @@ func (db *DB) runCompaction(v *lsm.Version, c *compaction.Compaction) error {
 // overwritten values and deletions no snapshot needs. Background
 // compactions pause while it runs.
 func (db *DB) Compact(lower, upper []byte) error {
-	if err := db.Flush(); err != nil {
-		return err
-	}
 	var lo, hi []byte
 	if lower != nil {
 		lo = append([]byte{nsDocuments}, lower...)
@@ -209,6 +218,35 @@ func (db *DB) Compact(lower, upper []byte) error {
 	} else {
 		hi = []byte{nsDocuments + 1}
 	}
+	return db.compactRange(lo, hi)
+}
+
+// compactRange is Compact over the stored keys [lo, hi) (namespace byte
+// first).
+func (db *DB) compactRange(lo, hi []byte) error {
+	if err := db.Flush(); err != nil {
+		return err
+	}
+	return db.paused(func() error {
+		for {
+			v := db.currentVersion()
+			c := db.picker.PickManual(v, lo, hi, nil)
+			if c == nil {
+				v.Unref()
+				return nil
+			}
+			err := db.runCompaction(v, c)
+			v.Unref()
+			if err != nil {
+				return err
+			}
+		}
+	})
+}
+
+// paused runs fn with background compactions paused: none runs, none
+// starts, until fn returns.
+func (db *DB) paused(fn func() error) error {
 	db.bgMu.Lock()
 	db.manualWait++
 	for len(db.running) > 0 && !db.closing {
@@ -226,19 +264,7 @@ func (db *DB) Compact(lower, upper []byte) error {
 	if closing {
 		return errs.ErrClosed
 	}
-	for {
-		v := db.currentVersion()
-		c := db.picker.PickManual(v, lo, hi, nil)
-		if c == nil {
-			v.Unref()
-			return nil
-		}
-		err := db.runCompaction(v, c)
-		v.Unref()
-		if err != nil {
-			return err
-		}
-	}
+	return fn()
 }
 
 // WaitForCompactions blocks until no flush or compaction is running or

@@ -55,6 +55,10 @@ type DB struct {
 	// table could not be read at open.
 	series    *tsdb.Index
 	seriesErr error
+	// seriesRetMu serializes retention passes over series;
+	// seriesRetDone is the horizon the last one reached.
+	seriesRetMu   sync.Mutex
+	seriesRetDone int64
 
 	commitMu sync.Mutex
 	wal      *wal.Writer   // guarded by commitMu

@@ -62,6 +62,19 @@ type Options struct {
 	// hour; negative archives a segment as soon as its data is flushed.
 	HotHistory time.Duration
 
+	// SeriesRetention is how long time series samples are kept, by their
+	// timestamp against the wall clock: a day's chunks (timeseries.
+	// BucketMillis) older than that are dropped by a compaction of that
+	// day's keys, which hold nothing else. 0 keeps them for ever.
+	// Retention is a replica's own policy: it is not replicated, and
+	// samples older than it that arrive later are dropped again.
+	SeriesRetention time.Duration
+	// SeriesRetentionFor overrides SeriesRetention for the series whose
+	// canonical name starts with a prefix (the longest matching prefix
+	// wins; Keep 0: for ever). Days that hold series of several
+	// retentions are rewritten when the shortest expires.
+	SeriesRetentionFor []SeriesRetention
+
 	// MaxClockDrift bounds how far ahead of the local wall clock the
 	// timestamp of an imported operation may be: ImportChanges refuses a
 	// stream holding one further ahead with an error wrapping
@@ -250,15 +263,29 @@ func physicalMemory() int64 {
 	return 0
 }
 
+// SeriesRetention is the retention of the series whose canonical name
+// starts with Prefix (see Options.SeriesRetentionFor).
+type SeriesRetention struct {
+	Prefix string
+	Keep   time.Duration
+}
+
 // Validate reports the first field that is out of range, wrapping
 // ErrInvalidOptions.
 func (o *Options) Validate() error {
 	bad := func(field string, v any, want string) error {
 		return fmt.Errorf("%w: %s = %v, want %s", errs.ErrInvalidOptions, field, v, want)
 	}
+	for _, r := range o.SeriesRetentionFor {
+		if r.Keep < 0 {
+			return bad("SeriesRetentionFor["+r.Prefix+"].Keep", r.Keep, ">= 0 (0 keeps samples for ever)")
+		}
+	}
 	switch {
 	case o.ReadOnly && o.Salvage:
 		return bad("Salvage", o.Salvage, "false with ReadOnly (Salvage rewrites damaged log segments)")
+	case o.SeriesRetention < 0:
+		return bad("SeriesRetention", o.SeriesRetention, ">= 0 (0 keeps samples for ever)")
 	case o.MemtableSize != 0 && (o.MemtableSize < 1<<20 || o.MemtableSize > 1<<30):
 		return bad("MemtableSize", o.MemtableSize, "0 or between 1 MiB and 1 GiB")
 	case o.MaxImmutableMemtables < 0:

@@ -42,6 +42,9 @@ func (db *DB) startRetention() {
 			if err := db.applyRetention(time.Now()); err != nil && !db.closed.Load() {
 				db.log.Error().Err(err).Msg("op log retention")
 			}
+			if err := db.applySeriesRetention(time.Now()); err != nil && !db.closed.Load() {
+				db.log.Error().Err(err).Msg("time series retention")
+			}
 		}
 	}()
 }
@@ -311,11 +314,18 @@ func (db *DB) tombstoneCollector() func(ukey, value []byte, seq lsm.SeqNum) bool
 		// fold onto nothing, bringing the deleted document back. (Imports
 		// after the horizon was raised are refused, see refuseStale; the
 		// ones before are in the tree now.)
-		db.stateMu.RLock()
-		_, _, newest, found, err := db.getLocked(ukey, lsm.MaxSeqNum)
-		db.stateMu.RUnlock()
-		return err == nil && found && newest == seq
+		return db.newestIs(ukey, seq)
 	}
+}
+
+// newestIs says whether seq is the newest entry of ukey in the whole
+// tree (memtables and every level): only then may a compaction drop it,
+// or an operand above it would fold onto nothing.
+func (db *DB) newestIs(ukey []byte, seq lsm.SeqNum) bool {
+	db.stateMu.RLock()
+	_, _, newest, found, err := db.getLocked(ukey, lsm.MaxSeqNum)
+	db.stateMu.RUnlock()
+	return err == nil && found && newest == seq
 }
 
 // metaGCHorizon is the highest tombstone collection horizon ever used (8

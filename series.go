@@ -3,6 +3,8 @@ package pluresdb
 import (
 	"fmt"
 	"slices"
+	"strings"
+	"time"
 
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/lsm"
@@ -178,7 +180,18 @@ func (s seriesStore) Scan(lo, hi []byte, fn func(key, value []byte) error) error
 	return it.Close()
 }
 
-// store returns a Store over the database as it is now.
+func (s seriesStore) Span(lo, hi []byte) (first, last []byte, ok bool, err error) {
+	it := s.db.newIter(nsSeries, lo, hi, s.seq)
+	if it.First() {
+		first, ok = slices.Clone(it.Key()), true
+		if it.Last() {
+			last = slices.Clone(it.Key())
+		}
+	}
+	return first, last, ok && last != nil, it.Close()
+}
+
+// seriesStore returns a Store over the database as it is now.
 func (db *DB) seriesStore() seriesStore {
 	return seriesStore{db: db, seq: lsm.SeqNum(db.visible.Load())}
 }
@@ -305,4 +318,178 @@ func (im *snapshotImport) joinSeries(key, local []byte, hasLocal bool, p []byte)
 		return slices.Clone(p), true, nil
 	}
 	return tsdb.JoinState(local, hasLocal, p, im.db.ol.self)
+}
+
+// seriesKeep returns the retention of a series (0: for ever).
+func (db *DB) seriesKeep(name string) time.Duration {
+	keep, best := db.opts.SeriesRetention, -1
+	for _, r := range db.opts.SeriesRetentionFor {
+		if len(r.Prefix) > best && strings.HasPrefix(name, r.Prefix) {
+			keep, best = r.Keep, len(r.Prefix)
+		}
+	}
+	return keep
+}
+
+// seriesHorizon returns the first bucket retention keeps of every series
+// (those before it expired for the series with the shortest retention),
+// and false when nothing expires.
+func (db *DB) seriesHorizon(now time.Time) (int64, bool) {
+	shortest := db.opts.SeriesRetention
+	for _, r := range db.opts.SeriesRetentionFor {
+		if r.Keep > 0 && (shortest <= 0 || r.Keep < shortest) {
+			shortest = r.Keep
+		}
+	}
+	if shortest <= 0 {
+		return 0, false
+	}
+	return expiredBefore(now, shortest), true
+}
+
+// expiredBefore is the first bucket a retention of keep keeps at now: the
+// buckets before it end at or before now - keep.
+func expiredBefore(now time.Time, keep time.Duration) int64 {
+	cut := now.Add(-keep).UnixMilli()
+	return timeseries.BucketOf(max(cut, timeseries.MinTime+timeseries.BucketMillis)) // the bucket holding cut is kept
+}
+
+// applySeriesRetention drops the chunks retention no longer keeps, once
+// a day expired since the last pass (ARCHITECTURE.md, "Time series:
+// storage"). Chunk keys lead with time, so the expired days are one key
+// range, [the first day, the horizon):
+//  1. it is compacted down to the bottom level (operands folded);
+//  2. tables lying wholly in the days every series has let go are
+//     dropped whole, read by nothing;
+//  3. the other bottom tables of the range are rewritten once each, and
+//     the compaction's collector (seriesCollector) drops the expired
+//     chunks: only there do series of longer retention share a table
+//     with expired ones.
+func (db *DB) applySeriesRetention(now time.Time) error {
+	horizon, ok := db.seriesHorizon(now)
+	if !ok || db.closed.Load() || db.opts.ReadOnly {
+		return nil
+	}
+	db.seriesRetMu.Lock()
+	defer db.seriesRetMu.Unlock()
+	if horizon <= db.seriesRetDone {
+		return nil
+	}
+	first := timeseries.BucketOf(timeseries.MinTime + timeseries.BucketMillis)
+	lo := append([]byte{nsSeries}, tsdb.BucketPrefix(nil, first)...)
+	hi := append([]byte{nsSeries}, tsdb.BucketPrefix(nil, horizon)...)
+	if _, _, any, err := db.seriesStore().Span(lo[1:], hi[1:]); err != nil || !any {
+		if err == nil {
+			db.seriesRetDone = horizon
+		}
+		return err
+	}
+	if err := db.compactRange(lo, hi); err != nil {
+		return err
+	}
+	err := db.paused(func() error {
+		if all, ok := db.seriesHorizonAll(now); ok {
+			allHi := append([]byte{nsSeries}, tsdb.BucketPrefix(nil, min(all, horizon))...)
+			if err := db.dropTablesIn(lo, allHi); err != nil {
+				return err
+			}
+		}
+		return db.rewriteBottomIn(lo, hi)
+	})
+	if err != nil {
+		return err
+	}
+	db.seriesRetDone = horizon
+	return nil
+}
+
+// seriesHorizonAll is the first bucket some series keeps: every series
+// has let the buckets before it go. false: some series keeps samples
+// for ever.
+func (db *DB) seriesHorizonAll(now time.Time) (int64, bool) {
+	longest := db.opts.SeriesRetention
+	if longest <= 0 {
+		return 0, false
+	}
+	for _, r := range db.opts.SeriesRetentionFor {
+		if r.Keep <= 0 {
+			return 0, false
+		}
+		longest = max(longest, r.Keep)
+	}
+	return expiredBefore(now, longest), true
+}
+
+// dropTablesIn removes from the tree every table whose keys all lie in
+// [lo, hi), at any level, without reading it. Called with compactions
+// paused.
+func (db *DB) dropTablesIn(lo, hi []byte) error {
+	v := db.currentVersion()
+	defer v.Unref()
+	ve := &lsm.VersionEdit{}
+	var n int
+	var bytes uint64
+	for level, files := range v.Levels {
+		for _, f := range files {
+			if string(lsm.UserKey(f.Smallest)) >= string(lo) && string(lsm.UserKey(f.Largest)) < string(hi) {
+				ve.DeletedFiles = append(ve.DeletedFiles, lsm.DeletedFile{Level: level, Num: f.Num})
+				n++
+				bytes += f.Size
+			}
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	if err := db.logAndInstall(ve, nil); err != nil {
+		return err
+	}
+	db.log.Info().Int("tables", n).Uint64("bytes", bytes).Msg("time series retention dropped whole tables")
+	return nil
+}
+
+// rewriteBottomIn rewrites each bottom-level table overlapping [lo, hi)
+// once. Called with compactions paused.
+func (db *DB) rewriteBottomIn(lo, hi []byte) error {
+	v := db.currentVersion()
+	var files []*lsm.FileMeta
+	for _, f := range v.Levels[lsm.NumLevels-1] {
+		if string(lsm.UserKey(f.Largest)) >= string(lo) && string(lsm.UserKey(f.Smallest)) < string(hi) {
+			files = append(files, f)
+		}
+	}
+	v.Unref()
+	for _, f := range files {
+		v := db.currentVersion()
+		c := db.picker.PickRewrite(v, f, nil)
+		var err error
+		if c != nil {
+			err = db.runCompaction(v, c)
+		}
+		v.Unref()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// seriesCollector says whether a compaction into the bottom level drops
+// a chunk: one whose day retention no longer keeps. nil when no series
+// expire.
+func (db *DB) seriesCollector(now time.Time) func(ukey []byte) bool {
+	if _, ok := db.seriesHorizon(now); !ok {
+		return nil
+	}
+	return func(ukey []byte) bool {
+		if len(ukey) < 2 || ukey[0] != nsSeries || ukey[1] != tsdb.ChunkPrefix()[0] {
+			return false
+		}
+		name, bucket, err := tsdb.ParseChunkKey(ukey[1:])
+		if err != nil {
+			return false // never drop what cannot be read
+		}
+		keep := db.seriesKeep(name)
+		return keep > 0 && bucket < expiredBefore(now, keep)
+	}
 }

@@ -85,7 +85,7 @@ func TestSeriesRoundTrip(t *testing.T) {
 		case 150:
 			must(t, db.Flush())
 		case 300:
-			must(t, db.Compact(nil, nil))
+			must(t, db.compactRange([]byte{nsSeries}, []byte{nsSeries + 1}))
 		}
 	}
 	check := func(what string) {
@@ -108,7 +108,7 @@ func TestSeriesRoundTrip(t *testing.T) {
 		}
 	}
 	check("live")
-	must(t, db.Compact(nil, nil))
+	must(t, db.compactRange([]byte{nsSeries}, []byte{nsSeries + 1}))
 	check("compacted")
 	must(t, db.Close())
 	db, err = Open("/db", opts)
@@ -188,7 +188,7 @@ func TestSeriesReplicasConverge(t *testing.T) {
 			}
 		}
 		if round == 3 {
-			must(t, dbs[1].Compact(nil, nil))
+			must(t, dbs[1].compactRange([]byte{nsSeries}, []byte{nsSeries + 1}))
 		}
 	}
 	for range 2 {
@@ -266,7 +266,7 @@ func TestAggregateSeries(t *testing.T) {
 		}
 	}
 	must(t, db.Flush())
-	must(t, db.Compact(nil, nil))
+	must(t, db.compactRange([]byte{nsSeries}, []byte{nsSeries + 1}))
 	for _, fn := range []timeseries.Agg{timeseries.Sum, timeseries.Max, timeseries.Rate, timeseries.Count, timeseries.Quantile(0.5)} {
 		for _, step := range []int64{3600_000, day, 0} {
 			got, err := db.Aggregate(`req_total{host="h1",dc="d0"}`, base, base+2*day, step, fn)
@@ -306,7 +306,7 @@ func TestSeriesSnapshot(t *testing.T) {
 	}
 	must(t, a.Put([]byte("doc"), []byte("v")))
 	must(t, a.Flush())
-	must(t, a.Compact(nil, nil))
+	must(t, a.compactRange([]byte{0}, []byte{0xff}))
 	must(t, a.AppendSamples(`load{cpu="0"}`, timeseries.Sample{T: 1, V: 0.5})) // in the memtable
 
 	c := openReplica(t, fs, "/c")
@@ -358,5 +358,82 @@ func TestSeriesSnapshot(t *testing.T) {
 	}
 	if names, err := c.SelectSeries(`{__name__=~"load|other"}`); err != nil || len(names) != 5 {
 		t.Fatalf("SelectSeries after the join: %v %v", names, err)
+	}
+}
+
+// TestSeriesRetention: a retention pass drops the days retention no
+// longer keeps, per prefix, and nothing else; it runs once a day expires.
+func TestSeriesRetention(t *testing.T) {
+	fs := vfs.NewMem()
+	db, err := Open("/db", &Options{FS: fs, MemtableSize: 1 << 20, NoSync: true, SeriesRetention: 3 * 24 * time.Hour,
+		SeriesRetentionFor: []SeriesRetention{{Prefix: "audit", Keep: 0}, {Prefix: "cpu{host=\"b\"", Keep: 24 * time.Hour}}})
+	must(t, err)
+	defer db.Close()
+	now := time.Now()
+	for d := range 10 {
+		ts := now.Add(-time.Duration(d) * 24 * time.Hour).UnixMilli()
+		for _, s := range []string{`cpu{host="a"}`, `cpu{host="b"}`, `audit_log`} {
+			must(t, db.AppendSamples(s, timeseries.Sample{T: ts, V: float64(d)}))
+		}
+	}
+	must(t, db.Put([]byte("doc"), []byte("v")))
+	must(t, db.applySeriesRetention(now))
+	count := func(s string) int {
+		got, err := db.QuerySamples(s, math.MinInt64, math.MaxInt64)
+		must(t, err)
+		return len(got)
+	}
+	// Kept: the days whose bucket ends after now - keep (the bucket of
+	// the cut included).
+	if n := count(`audit_log`); n != 10 {
+		t.Fatalf("audit_log (kept for ever): %d samples, want 10", n)
+	}
+	if n := count(`cpu{host="a"}`); n < 3 || n > 4 {
+		t.Fatalf(`cpu{host="a"} (3 days): %d samples, want 3 or 4`, n)
+	}
+	if n := count(`cpu{host="b"}`); n < 1 || n > 2 {
+		t.Fatalf(`cpu{host="b"} (1 day): %d samples, want 1 or 2`, n)
+	}
+	if v, err := db.Get([]byte("doc")); err != nil || string(v) != "v" {
+		t.Fatalf("a document: %q %v", v, err)
+	}
+	if _, err := Open("/x", &Options{FS: fs, SeriesRetention: -1}); !errors.Is(err, ErrInvalidOptions) {
+		t.Fatalf("negative retention: %v", err)
+	}
+}
+
+// TestSeriesRetentionWholeTables: with one retention for every series,
+// the tables of expired days go whole; later days and documents stay.
+func TestSeriesRetentionWholeTables(t *testing.T) {
+	fs := vfs.NewMem()
+	db, err := Open("/db", &Options{FS: fs, MemtableSize: 1 << 20, NoSync: true, SeriesRetention: 2 * 24 * time.Hour})
+	must(t, err)
+	defer db.Close()
+	now := time.Now()
+	for d := 9; d >= 0; d-- {
+		day := timeseries.BucketOf(now.Add(-time.Duration(d) * 24 * time.Hour).UnixMilli())
+		for s := range 20 {
+			var samples []timeseries.Sample
+			for i := range 500 {
+				samples = append(samples, timeseries.Sample{T: day + int64(i)*60_000, V: float64(i)})
+			}
+			must(t, db.AppendSamples(fmt.Sprintf(`m{s="%d"}`, s), samples...))
+		}
+		must(t, db.Flush())
+	}
+	must(t, db.Put([]byte("doc"), []byte("v")))
+	must(t, db.applySeriesRetention(now))
+	for s := range 20 {
+		got, err := db.QuerySamples(fmt.Sprintf(`m{s="%d"}`, s), math.MinInt64, math.MaxInt64)
+		must(t, err)
+		if n := len(got) / 500; n < 2 || n > 3 || len(got)%500 != 0 {
+			t.Fatalf(`m{s="%d"}: %d samples, want 2 or 3 days of 500`, s, len(got))
+		}
+	}
+	if v, err := db.Get([]byte("doc")); err != nil || string(v) != "v" {
+		t.Fatalf("a document: %q %v", v, err)
+	}
+	if names, err := db.SelectSeries("m"); err != nil || len(names) != 20 {
+		t.Fatalf("series after retention: %d, %v", len(names), err)
 	}
 }

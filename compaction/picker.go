@@ -643,6 +643,23 @@ func (p *Picker) PickManual(v *lsm.Version, lower, upper []byte, running []*Comp
 	return nil
 }
 
+// PickRewrite returns a compaction that rewrites f, a table of v's
+// bottom level, in place (a retention pass has the compaction's collector
+// drop what expired), or nil when f is no longer there or a running
+// compaction holds it.
+func (p *Picker) PickRewrite(v *lsm.Version, f *lsm.FileMeta, running []*Compaction) *Compaction {
+	const bottom = lsm.NumLevels - 1
+	if !slices.Contains(v.Levels[bottom], f) {
+		return nil
+	}
+	st := p.newState(v, running)
+	c := p.newCompaction(st, bottom, bottom, []*lsm.FileMeta{f}, "retention")
+	if c.conflicts(running) {
+		return nil
+	}
+	return c
+}
+
 // noteRewriteLocked remembers that f is being rewritten in place.
 func (p *Picker) noteRewriteLocked(f *lsm.FileMeta) {
 	p.fruitless[sigOf(f)] = fruitlessRewrite{input: f.Num, at: p.now()}

@@ -229,6 +229,12 @@ func (w *writer) fold(base []byte, hasBase, consumed bool) error {
 		w.st.Dropped++
 	}
 	w.opBuf, w.opEnds = w.opBuf[:0], w.opEnds[:0]
+	// The folded value is a full value at the bottom like any other: the
+	// collector may drop it (what lies below it was folded in).
+	if w.spec.Collect != nil && w.spec.Bottommost && w.curStripe == 0 && w.spec.Collect(w.curKey, v, seq) {
+		w.st.Dropped++
+		return nil
+	}
 	w.keyScratch = lsm.AppendInternalKey(w.keyScratch[:0], w.curKey, seq, lsm.KindSet)
 	return w.emit(w.keyScratch, v)
 }

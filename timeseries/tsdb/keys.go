@@ -8,13 +8,14 @@
 //
 // Within the series namespace (the engine prefixes its namespace byte):
 //
-//	's' canonical                       the series table: value 0x01
-//	'c' canonical 0x00 bucket(8, BE)    a chunk: the series' samples of one bucket
+//	's' canonical                  the series table: value 0x01
+//	'c' bucket(8, BE) canonical    a chunk: the series' samples of one bucket
 //
-// A canonical series name (timeseries.Labels.String) never holds a 0x00
-// byte (values are quoted), so a series' chunks sort together, in time
-// order (the bucket's start, its sign bit flipped), before any other
-// series whose name extends this one.
+// Chunk keys lead with time (the bucket's start, its sign bit flipped), so
+// one day's chunks of every series sort together: the tables of old days
+// hold nothing else, and retention drops them in compactions that read
+// no live data. A series' chunks are found by bucket, one point read a
+// day.
 package tsdb
 
 import (
@@ -52,30 +53,33 @@ func SeriesOfKey(key []byte) (string, bool) {
 // ChunkKey appends the key of canonical's chunk for the bucket starting at
 // bucket to dst.
 func ChunkKey(dst []byte, canonical string, bucket int64) []byte {
-	dst = ChunkPrefix(dst, canonical)
+	dst = BucketPrefix(dst, bucket)
+	return append(dst, canonical...)
+}
+
+// BucketPrefix appends the prefix of every chunk key of the bucket
+// starting at bucket to dst.
+func BucketPrefix(dst []byte, bucket int64) []byte {
+	dst = append(dst, prefixChunk)
 	return binary.BigEndian.AppendUint64(dst, uint64(bucket)^(1<<63))
 }
 
-// ChunkPrefix appends the prefix of canonical's chunk keys to dst.
-func ChunkPrefix(dst []byte, canonical string) []byte {
-	dst = append(dst, prefixChunk)
-	dst = append(dst, canonical...)
-	return append(dst, 0)
-}
+// ChunkPrefix is the prefix of every chunk key.
+func ChunkPrefix() []byte { return []byte{prefixChunk} }
 
 // ParseChunkKey splits a chunk key into the series and the bucket start.
 // Errors wrap ErrCorruption.
 func ParseChunkKey(key []byte) (canonical string, bucket int64, err error) {
-	if len(key) < 1+1+1+8 || key[0] != prefixChunk || key[len(key)-9] != 0 {
+	if len(key) < 1+8+1 || key[0] != prefixChunk {
 		return "", 0, errs.Corruptf("series chunk key", 0, "%q is not a chunk key", key)
 	}
-	name := key[1 : len(key)-9]
-	if bytes.IndexByte(name, 0) >= 0 {
-		return "", 0, errs.Corruptf("series chunk key", 0, "%q: a series name with a 0 byte", key)
-	}
-	b := int64(binary.BigEndian.Uint64(key[len(key)-8:]) ^ (1 << 63))
+	b := int64(binary.BigEndian.Uint64(key[1:9]) ^ (1 << 63))
 	if BucketOf(b) != b {
-		return "", 0, errs.Corruptf("series chunk key", int64(len(key)-8), "bucket %d is not a bucket start", b)
+		return "", 0, errs.Corruptf("series chunk key", 1, "bucket %d is not a bucket start", b)
+	}
+	name := key[9:]
+	if bytes.IndexByte(name, 0) >= 0 {
+		return "", 0, errs.Corruptf("series chunk key", 9, "%q: a series name with a 0 byte", key)
 	}
 	return string(name), b, nil
 }
@@ -90,15 +94,14 @@ const (
 // BucketOf is timeseries.BucketOf.
 func BucketOf(t int64) int64 { return timeseries.BucketOf(t) }
 
-// ChunkRange returns the key range [lo, hi) of canonical's chunks that
-// may hold samples in [from, to), both clamped to [MinTime, MaxTime+1].
-func ChunkRange(canonical string, from, to int64) (lo, hi []byte) {
+// bucketRange returns the buckets that may hold samples in [from, to),
+// clamped to [MinTime, MaxTime]: first..last inclusive; ok false for none.
+func bucketRange(from, to int64) (first, last int64, ok bool) {
 	from, to = max(from, MinTime), min(to, MaxTime+1)
-	lo = ChunkKey(nil, canonical, BucketOf(from))
 	if to <= from {
-		return lo, lo
+		return 0, 0, false
 	}
-	return lo, ChunkKey(nil, canonical, BucketOf(to-1)+BucketMillis)
+	return BucketOf(from), BucketOf(to - 1), true
 }
 
 func fmtBucket(b int64) string { return fmt.Sprintf("the chunk from %d", b) }

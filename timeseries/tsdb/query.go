@@ -3,6 +3,7 @@ package tsdb
 import (
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"sync"
 
@@ -17,6 +18,9 @@ type Store interface {
 	// namespace, as this package makes them), in key order, with its
 	// value; key and value are valid during the call only.
 	Scan(lo, hi []byte, fn func(key, value []byte) error) error
+	// Span returns the first and the last key in [lo, hi); ok false
+	// when there is none.
+	Span(lo, hi []byte) (first, last []byte, ok bool, err error)
 }
 
 // Index is the engine's in-memory index of its series: their names, a
@@ -156,20 +160,35 @@ func Iterate(st Store, self oplog.ReplicaID, canonical string, from, to int64, f
 }
 
 func scanChunks(st Store, canonical string, from, to int64, fn func(bucket int64, value []byte) error) error {
-	if to <= from {
+	b0, b1, ok := bucketRange(from, to)
+	if !ok {
 		return nil
 	}
-	lo, hi := ChunkRange(canonical, from, to)
-	return st.Scan(lo, hi, func(key, value []byte) error {
-		name, bucket, err := ParseChunkKey(key)
+	// Only the buckets the database holds chunks of.
+	first, last, ok, err := st.Span(BucketPrefix(nil, b0), BucketPrefix(nil, b1+BucketMillis))
+	if err != nil || !ok {
+		return err
+	}
+	_, fb, err := ParseChunkKey(first)
+	if err != nil {
+		return err
+	}
+	_, lb, err := ParseChunkKey(last)
+	if err != nil {
+		return err
+	}
+	var key []byte
+	for b := max(b0, fb); b <= min(b1, lb); b += BucketMillis {
+		key = ChunkKey(key[:0], canonical, b)
+		hi := append(slices.Clip(key), 0)
+		err := st.Scan(key, hi, func(k, value []byte) error {
+			return fn(b, value)
+		})
 		if err != nil {
 			return err
 		}
-		if name != canonical {
-			return nil
-		}
-		return fn(bucket, value)
-	})
+	}
+	return nil
 }
 
 // Aggregate returns one sample per non-empty window of a series (see

@@ -15,6 +15,17 @@ import (
 // memStore is a Store of folded chunk states.
 type memStore map[string][]byte
 
+func (m memStore) Span(lo, hi []byte) (first, last []byte, ok bool, err error) {
+	err = m.Scan(lo, hi, func(k, _ []byte) error {
+		if !ok {
+			first, ok = bytes.Clone(k), true
+		}
+		last = bytes.Clone(k)
+		return nil
+	})
+	return first, last, ok, err
+}
+
 func (m memStore) Scan(lo, hi []byte, fn func(key, value []byte) error) error {
 	keys := make([]string, 0, len(m))
 	for k := range m {
