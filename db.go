@@ -414,6 +414,10 @@ func (db *DB) replay() error {
 	// salvaged damage lost lie between the last record before it and the
 	// first after it.
 	prevLast := lastSeq
+	// firstSeq is the first sequence number the replayed log holds (0:
+	// none): it must follow the MANIFEST's last, or records that are in
+	// neither lie between.
+	var firstSeq lsm.SeqNum
 	var pending []wal.Damage
 	onDamage := func(d wal.Damage) { pending = append(pending, d) }
 	lostBefore := func(next lsm.SeqNum) {
@@ -451,6 +455,12 @@ func (db *DB) replay() error {
 			}
 			if len(pending) > 0 {
 				lostBefore(r.Seq)
+			}
+			if firstSeq == 0 && r.Count > 0 {
+				firstSeq = r.Seq
+				if from, ok := batchrepr.SeqJump(rec); ok {
+					firstSeq = from // a rejoin's jump declares where it starts
+				}
 			}
 			if r.Count > 0 {
 				prevLast = max(prevLast, r.Seq+lsm.SeqNum(r.Count)-1)
@@ -508,6 +518,22 @@ func (db *DB) replay() error {
 		return err
 	}
 	lostBefore(0)
+	if firstSeq > manifestSeq+1 {
+		// The log resumes past what the tables hold: a MANIFEST cut short
+		// at a record boundary reads like one a crash tore, and would
+		// leave out tables whose data nothing else holds.
+		path := layout.Path(db.dir, layout.TypeManifest, db.vs.ManifestNum())
+		if !db.opts.Salvage {
+			return errs.Corruptf(path, -1, "the tables it lists end at sequence number %d and the log resumes at %d: "+
+				"the records between are in neither (the MANIFEST cut short?); plures-fsck --repair rebuilds it from the tables",
+				manifestSeq, firstSeq)
+		}
+		lr := LostRange{Segment: path, First: uint64(manifestSeq) + 1, Last: uint64(firstSeq) - 1,
+			Err: errs.Corruptf(path, -1, "the log resumes at %d, the tables end at %d", firstSeq, manifestSeq)}
+		db.lost = append(db.lost, lr)
+		db.log.Error().Str("manifest", path).Uint64("first_seq", lr.First).Uint64("last_seq", lr.Last).
+			Msg("salvage: sequence numbers neither the tables nor the log hold")
+	}
 	if res.TornTail {
 		db.log.Warn().Int64("truncated_at", res.TruncatedAt).Bool("read_only", ro).Msg("recovered from a torn log tail")
 	}

@@ -104,8 +104,13 @@ func (db *DB) historySalvaged(lost []LostRange) {
 	raised := false
 	for _, lr := range lost {
 		t, num, ok := layout.Parse(filepath.Base(lr.Segment))
-		if !ok || t != layout.TypeLog || lr.First > lr.Last && lr.Last != 0 {
-			continue // not a log segment, or no write was lost
+		if !ok || (t != layout.TypeLog && t != layout.TypeManifest) || lr.First > lr.Last && lr.Last != 0 {
+			continue // no write was lost
+		}
+		if t == layout.TypeManifest {
+			// Records between the tables and the log: before every
+			// segment.
+			num = 0
 		}
 		last := lr.Last
 		if last == 0 || last > ol.localSeq {

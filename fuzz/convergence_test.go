@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/plures/pluresdb"
 	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/timeseries"
 )
 
 var convergenceSeed = flag.Uint64("convergence.seed", 0, "seed of TestConvergence (0: from the clock)")
@@ -111,6 +113,18 @@ func (c *cluster) key() []byte { return fmt.Appendf(nil, "k%02d", c.rng.IntN(24)
 
 func (c *cluster) field() []byte { return fmt.Appendf(nil, "f%d", c.rng.IntN(4)) }
 
+// series names one of a few time series; samples are a few samples of
+// replica i over three days, timestamps often repeated across writes.
+func (c *cluster) series() string { return fmt.Sprintf(`s{k="%d"}`, c.rng.IntN(4)) }
+
+func (c *cluster) samples(i int) []timeseries.Sample {
+	var out []timeseries.Sample
+	for range 1 + c.rng.IntN(6) {
+		out = append(out, timeseries.Sample{T: c.rng.Int64N(3*timeseries.BucketMillis/60_000) * 60_000, V: float64(i*1000 + c.rng.IntN(1000))})
+	}
+	return out
+}
+
 // step runs one action chosen by a.
 func (c *cluster) step(a int) {
 	t := c.t
@@ -130,6 +144,12 @@ func (c *cluster) step(a int) {
 			t.Fatal(err)
 		}
 	case 6:
+		if c.rng.IntN(2) == 0 {
+			if err := db.AppendSamples(c.series(), c.samples(i)...); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
 		if err := db.DeleteField(c.key(), c.field()); err != nil {
 			t.Fatal(err)
 		}
@@ -148,6 +168,9 @@ func (c *cluster) step(a int) {
 			k, f := c.key(), c.field()
 			_ = b.Incr(k, f, 1)
 			c.sums[string(k)+"/"+string(f)]++
+			if err := b.AppendSamples(c.series(), c.samples(i)...); err != nil {
+				t.Fatal(err)
+			}
 		}
 		if err := b.Commit(nil); err != nil {
 			t.Fatal(err)
@@ -296,6 +319,17 @@ func scan(t *testing.T, db *pluresdb.DB) string {
 	}
 	if err := it.Close(); err != nil {
 		t.Fatal(err)
+	}
+	names, err := db.SelectSeries(`s`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		samples, err := db.QuerySamples(name, math.MinInt64, math.MaxInt64)
+		if err != nil {
+			t.Fatalf("QuerySamples(%s): %v", name, err)
+		}
+		fmt.Fprintf(&out, "%s %v\n", name, samples)
 	}
 	return out.String()
 }

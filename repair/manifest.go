@@ -245,6 +245,21 @@ func (r *repairer) manifestAgrees(ms *lsm.ManifestState, byPath map[string]*tabl
 			return false
 		}
 	}
+	// A clean table the MANIFEST neither lists nor deleted, holding
+	// sequence numbers past the MANIFEST's last: the MANIFEST lost the
+	// edits that added it (cut short at a record boundary, which reads as
+	// a crash's torn tail), and the table holds data nothing else does.
+	listed := map[string]bool{}
+	for _, files := range ms.Version.Levels {
+		for _, m := range files {
+			listed[layout.Path(lsm.TableDir(r.dir, r.coldDir, m.Cold), layout.TypeTable, m.Num)] = true
+		}
+	}
+	for path, t := range byPath {
+		if _, deleted := ms.Deleted[t.num]; t.clean && !listed[path] && !deleted && t.meta != nil && t.meta.LargestSeq > ms.LastSeq {
+			return false
+		}
+	}
 	for _, files := range ms.Version.Levels {
 		for _, m := range files {
 			t := byPath[layout.Path(lsm.TableDir(r.dir, r.coldDir, m.Cold), layout.TypeTable, m.Num)]
