@@ -57,6 +57,16 @@ Series (plures series):
 // metric name.
 const allSeries = `{__name__=~".*"}`
 
+// seriesCacheSize is the block cache of a series command's open: a walk
+// reads each block once, so a large cache would only grow with the range
+// read (the default is a sixteenth of the memory).
+const seriesCacheSize = 8 << 20
+
+// openSeries opens dir read-only for a series command.
+func openSeries(dir string) (*pluresdb.DB, error) {
+	return pluresdb.Open(dir, &pluresdb.Options{ReadOnly: true, CacheSize: seriesCacheSize})
+}
+
 // seriesCommand runs `plures series SUBCOMMAND ...`.
 func seriesCommand(args []string, stdout io.Writer) error {
 	if len(args) < 1 {
@@ -117,7 +127,7 @@ func seriesList(args []string, w io.Writer) error {
 	if _, err := timeseries.ParseSelector(selector); err != nil {
 		return &usageError{err}
 	}
-	db, err := openRO(fs.Arg(0))
+	db, err := openSeries(fs.Arg(0))
 	if err != nil {
 		return err
 	}
@@ -164,11 +174,17 @@ func sampleOut(s timeseries.Sample) (sampleJSON, string) {
 // 3339 cannot write, the milliseconds, which parseTime reads back, and
 // false.
 func formatTime(t int64) (string, bool) {
+	b, ok := appendTime(nil, t)
+	return string(b), ok
+}
+
+// appendTime appends formatTime's text.
+func appendTime(dst []byte, t int64) ([]byte, bool) {
 	tm := time.UnixMilli(t).UTC()
 	if y := tm.Year(); y < 0 || y > 9999 {
-		return strconv.FormatInt(t, 10), false
+		return strconv.AppendInt(dst, t, 10), false
 	}
-	return tm.Format("2006-01-02T15:04:05.000Z07:00"), true
+	return tm.AppendFormat(dst, "2006-01-02T15:04:05.000Z07:00"), true
 }
 
 // formatValue writes v so that it parses back to the same float64 (NaN,
@@ -241,21 +257,58 @@ func seriesSamples(args []string, w io.Writer) error {
 	if _, err := timeseries.Canonical(series); err != nil {
 		return &usageError{err}
 	}
-	db, err := openRO(fs.Arg(0))
+	db, err := openSeries(fs.Arg(0))
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	p := &printer{w: w, json: *asJSON}
-	return db.IterateSamples(series, from, to, func(ss []timeseries.Sample) error {
+	// Lines are appended to buf, written every 64 KiB: no allocation per
+	// sample.
+	var buf []byte
+	err = db.IterateSamples(series, from, to, func(ss []timeseries.Sample) error {
 		for _, s := range ss {
-			j, text := sampleOut(s)
-			if p.print(j, text); p.err != nil {
-				return p.err
+			buf = appendSample(buf, s, *asJSON)
+			if len(buf) >= 64<<10 {
+				if _, err := w.Write(buf); err != nil {
+					return err
+				}
+				buf = buf[:0]
 			}
 		}
 		return nil
 	})
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(buf)
+	return err
+}
+
+// appendSample appends a sample's line as samples prints it: the text of
+// sampleOut, or its JSON as json.Marshal writes it (no field needs
+// escaping: t is a number, time and value ASCII letters, digits and
+// punctuation).
+func appendSample(dst []byte, s timeseries.Sample, asJSON bool) []byte {
+	if !asJSON {
+		dst, _ = appendTime(dst, s.T)
+		dst = append(dst, "  "...)
+		dst = strconv.AppendFloat(dst, s.V, 'g', -1, 64)
+		return append(dst, '\n')
+	}
+	dst = append(dst, `{"t":`...)
+	dst = strconv.AppendInt(dst, s.T, 10)
+	if n := len(dst); true {
+		dst = append(dst, `,"time":"`...)
+		var ok bool
+		if dst, ok = appendTime(dst, s.T); !ok {
+			dst = dst[:n]
+		} else {
+			dst = append(dst, '"')
+		}
+	}
+	dst = append(dst, `,"value":"`...)
+	dst = strconv.AppendFloat(dst, s.V, 'g', -1, 64)
+	return append(dst, "\"}\n"...)
 }
 
 // parseAgg reads a function: min, max, sum, count, avg, first, last,
@@ -421,7 +474,7 @@ func seriesAggregate(args []string, w io.Writer) error {
 		return usageErrorf("-across %s: first and last have no meaning across series", *acrossS)
 	}
 
-	db, err := openRO(fs.Arg(0))
+	db, err := openSeries(fs.Arg(0))
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -426,5 +427,74 @@ func TestSeriesExitCodes(t *testing.T) {
 	}
 	if entries, err := os.ReadDir(noDB); err != nil || len(entries) != 0 {
 		t.Fatalf("a refused open left %v (%v) in a directory without a database", entries, err)
+	}
+}
+
+// TestSeriesExtremeTimes: samples at MinTime and MaxTime are listed by
+// default (to past MaxTime), printed as milliseconds where RFC 3339
+// cannot write them, and those milliseconds read back as -from and -to.
+func TestSeriesExtremeTimes(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "db")
+	db, err := pluresdb.Open(dir, &pluresdb.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	samples := []timeseries.Sample{
+		{T: timeseries.MinTime, V: -1},
+		{T: -1, V: 0.5},
+		{T: 0, V: 1e300},
+		{T: 253402300799999, V: 2}, // 9999-12-31T23:59:59.999Z
+		{T: 253402300800000, V: 3}, // the year 10000
+		{T: timeseries.MaxTime, V: math.MaxFloat64},
+	}
+	if err := db.AppendSamples("edge", samples...); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	want := "-4611686018427387904  -1\n" +
+		"1969-12-31T23:59:59.999Z  0.5\n" +
+		"1970-01-01T00:00:00.000Z  1e+300\n" +
+		"9999-12-31T23:59:59.999Z  2\n" +
+		"253402300800000  3\n" +
+		"4611686018427387904  1.7976931348623157e+308\n"
+	if got := run(t, seriesCommand, "samples", dir, "edge"); got != want {
+		t.Fatalf("samples:\n%s\nwant:\n%s", got, want)
+	}
+	if got := run(t, seriesCommand, "samples", "-from", "253402300800000", "-to", "4611686018427387904", dir, "edge"); got != "253402300800000  3\n" {
+		t.Fatalf("samples -from -to in milliseconds: %q", got)
+	}
+	objs := jsonLines(t, run(t, seriesCommand, "samples", "-json", dir, "edge"))
+	if _, ok := objs[0]["time"]; ok || objs[0]["t"] != float64(timeseries.MinTime) {
+		t.Fatalf("samples -json of MinTime: %v", objs[0])
+	}
+	if got := run(t, seriesCommand, "aggregate", "-fn", "count", dir, "edge"); got != "-4611686018427387904  6\n" {
+		t.Fatalf("aggregate count: %q", got)
+	}
+	if got := run(t, seriesCommand, "aggregate", "-fn", "count", "-step", "24h", "-from", "0", "-to", "86400000", dir, "edge"); got != "1970-01-01T00:00:00.000Z  1\n" {
+		t.Fatalf("aggregate count of the first day: %q", got)
+	}
+}
+
+// TestAppendSample: the samples command's lines are those of sampleOut,
+// its JSON that of json.Marshal.
+func TestAppendSample(t *testing.T) {
+	for _, s := range []timeseries.Sample{
+		{T: tsBase, V: 1.5}, {T: 0, V: math.NaN()}, {T: -1, V: math.Inf(-1)}, {T: 1, V: math.Inf(1)},
+		{T: timeseries.MinTime, V: math.Copysign(0, -1)}, {T: timeseries.MaxTime, V: 5e-324},
+		{T: 253402300800000, V: -math.MaxFloat64},
+	} {
+		j, text := sampleOut(s)
+		if got := string(appendSample([]byte("x"), s, false)); got != "x"+text+"\n" {
+			t.Fatalf("%v: text %q, want %q", s, got, text)
+		}
+		b, err := json.Marshal(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(appendSample(nil, s, true)); got != string(b)+"\n" {
+			t.Fatalf("%v: JSON %q, want %q", s, got, b)
+		}
 	}
 }
