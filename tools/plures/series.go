@@ -297,14 +297,13 @@ func appendSample(dst []byte, s timeseries.Sample, asJSON bool) []byte {
 	}
 	dst = append(dst, `{"t":`...)
 	dst = strconv.AppendInt(dst, s.T, 10)
-	if n := len(dst); true {
-		dst = append(dst, `,"time":"`...)
-		var ok bool
-		if dst, ok = appendTime(dst, s.T); !ok {
-			dst = dst[:n]
-		} else {
-			dst = append(dst, '"')
-		}
+	n := len(dst)
+	dst = append(dst, `,"time":"`...)
+	dst, ok := appendTime(dst, s.T)
+	if ok {
+		dst = append(dst, '"')
+	} else { // no time field: t says it
+		dst = dst[:n]
 	}
 	dst = append(dst, `,"value":"`...)
 	dst = strconv.AppendFloat(dst, s.V, 'g', -1, 64)
