@@ -24,7 +24,7 @@ func demo(args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	keys := fs.Int("keys", 200_000, "number of keys to write")
 	dir := fs.String("dir", "", "database directory (default: a new temporary directory, removed at the end)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *dir == "" {
@@ -283,11 +283,11 @@ func printLevelsTo(w io.Writer, db *pluresdb.DB) {
 func stats(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("stats", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON: the metrics and the health")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: plures stats [-json] DIR")
+		return usageErrorf("usage: plures stats [-json] DIR")
 	}
 	// Read-only: an inspection tool writes nothing, and creates no
 	// database where there is none.

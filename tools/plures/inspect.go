@@ -108,11 +108,11 @@ func documentOut(key []byte, d pluresdb.Document) (documentJSON, string) {
 func getCommand(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("get", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 2 {
-		return errors.New("usage: plures get [-json] DIR KEY")
+		return usageErrorf("usage: plures get [-json] DIR KEY")
 	}
 	db, err := openRO(fs.Arg(0))
 	if err != nil {
@@ -136,11 +136,11 @@ func scanCommand(args []string, stdout io.Writer) error {
 	asJSON := fs.Bool("json", false, "print JSON lines")
 	prefix := fs.String("prefix", "", "only keys with this `prefix`")
 	limit := fs.Int("limit", 0, "at most `n` documents (0: all)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: plures scan [-json] [-prefix P] [-limit N] DIR")
+		return usageErrorf("usage: plures scan [-json] [-prefix P] [-limit N] DIR")
 	}
 	db, err := openRO(fs.Arg(0))
 	if err != nil {
@@ -223,11 +223,11 @@ func changeOut(c pluresdb.Change) (changeJSON, string) {
 func historyCommand(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("history", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON lines")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 2 {
-		return errors.New("usage: plures history [-json] DIR KEY")
+		return usageErrorf("usage: plures history [-json] DIR KEY")
 	}
 	db, err := openRO(fs.Arg(0))
 	if err != nil {
@@ -255,15 +255,15 @@ func feedCommand(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("feed", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON lines")
 	from := fs.String("from", "", "start after this `position` (SEQ or SEQ/INDEX; default: the start of the log)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: plures feed [-json] [-from SEQ[/INDEX]] DIR")
+		return usageErrorf("usage: plures feed [-json] [-from SEQ[/INDEX]] DIR")
 	}
 	pos, err := parsePosition(*from)
 	if err != nil {
-		return err
+		return &usageError{err}
 	}
 	db, err := openRO(fs.Arg(0))
 	if err != nil {
@@ -339,11 +339,11 @@ type recordJSON struct {
 func dumpWALCommand(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("dump-wal", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON lines")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: plures dump-wal [-json] FILE.log")
+		return usageErrorf("usage: plures dump-wal [-json] FILE.log")
 	}
 	path := fs.Arg(0)
 	t, num, ok := layout.Parse(filepath.Base(path))
@@ -438,11 +438,11 @@ func kindName(k lsm.Kind) string {
 func dumpSSTCommand(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("dump-sst", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON lines")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: plures dump-sst [-json] FILE.sst")
+		return usageErrorf("usage: plures dump-sst [-json] FILE.sst")
 	}
 	path := fs.Arg(0)
 	t, num, ok := layout.Parse(filepath.Base(path))

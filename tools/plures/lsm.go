@@ -16,7 +16,6 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"html"
@@ -34,11 +33,11 @@ func lsmCommand(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("lsm", flag.ContinueOnError)
 	htmlOut := fs.String("html", "", "also write the tree as a self-contained HTML `file`")
 	asJSON := fs.Bool("json", false, "print each table as a JSON line")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return errors.New("usage: plures lsm [-json] [-html FILE] DIR")
+		return usageErrorf("usage: plures lsm [-json] [-html FILE] DIR")
 	}
 	dir := fs.Arg(0)
 	// Read-only: an inspection tool writes nothing, and creates no
