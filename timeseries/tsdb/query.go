@@ -1,9 +1,9 @@
 package tsdb
 
 import (
+	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"sort"
 	"sync"
 
@@ -177,19 +177,44 @@ func scanChunks(st Store, canonical string, from, to int64, fn func(bucket int64
 	if err != nil {
 		return err
 	}
+	// One seek per bucket that holds any chunk: from this series' key of
+	// bucket b, the first key is its chunk, or another series' in b (go
+	// on to b+1), or the first chunk of a later bucket (no chunk of any
+	// series lies between: go on from there).
+	end := min(b1, lb)
+	hi := BucketPrefix(nil, end+BucketMillis)
 	var key []byte
-	for b := max(b0, fb); b <= min(b1, lb); b += BucketMillis {
+	for b := max(b0, fb); b <= end; {
 		key = ChunkKey(key[:0], canonical, b)
-		hi := append(slices.Clip(key), 0)
+		next := end + BucketMillis // nothing left, unless a key says otherwise
 		err := st.Scan(key, hi, func(k, value []byte) error {
-			return fn(b, value)
+			name, kb, err := ParseChunkKey(k)
+			if err != nil {
+				return err
+			}
+			switch {
+			case kb == b && name == canonical:
+				if err := fn(b, value); err != nil {
+					return err
+				}
+				next = b + BucketMillis
+			case kb == b:
+				next = b + BucketMillis
+			default:
+				next = kb
+			}
+			return errStop
 		})
-		if err != nil {
+		if err != nil && err != errStop {
 			return err
 		}
+		b = next
 	}
 	return nil
 }
+
+// errStop ends a Scan after its first key.
+var errStop = errors.New("stop")
 
 // Aggregate returns one sample per non-empty window of a series (see
 // timeseries.Aggregate). A chunk that lies wholly inside one window is
