@@ -203,10 +203,15 @@ func (db *DB) runCompaction(v *lsm.Version, c *compaction.Compaction) error {
 }
 
 // Compact flushes the memtable and compacts every table overlapping
-// [lower, upper) (nil: unbounded) down to the bottom level, dropping
-// overwritten values and deletions no snapshot needs. Background
-// compactions pause while it runs.
+// the documents [lower, upper) (nil: unbounded) down to the bottom level,
+// dropping overwritten values and deletions no snapshot needs, folding
+// merge operands. With both bounds nil it compacts the whole database:
+// documents, time series, indexes and metadata. Background compactions
+// pause while it runs.
 func (db *DB) Compact(lower, upper []byte) error {
+	if lower == nil && upper == nil {
+		return db.compactRange([]byte{0}, []byte{0xff})
+	}
 	var lo, hi []byte
 	if lower != nil {
 		lo = append([]byte{nsDocuments}, lower...)

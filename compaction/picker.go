@@ -722,7 +722,10 @@ func (p *Picker) newCompaction(st *pickState, level, outLevel int, in0 []*lsm.Fi
 	}
 	c.OutputCold = p.cold(outLevel, st.base)
 	c.TargetFileSize = p.targetFileSize(outLevel, st.base)
-	if len(in0) == 1 && len(c.Inputs[1]) == 0 && level != outLevel &&
+	// A manual compaction into the bottom level rewrites even a lone
+	// table: merge operands are folded there and collectors run, which a
+	// move would skip.
+	if len(in0) == 1 && len(c.Inputs[1]) == 0 && level != outLevel && !(reason == "manual" && c.Bottommost) &&
 		(p.cold(level, st.base) == c.OutputCold || p.opts.MoveAcrossTiers) &&
 		totalSize(c.Grandparents) <= uint64(grandparentOverlapFactor*c.TargetFileSize) {
 		c.TrivialMove = true

@@ -15,7 +15,9 @@ import (
 //
 //	0x02 | summary | uvarint stamps | stamps × (uvarint HLC | origin 16) |
 //	uvarint runs | runs × (uvarint stamp index | uvarint length) |
-//	encoding u8 (0 hot, 1 cold) | the samples (timeseries/chunk)
+//	encoding u8 | the samples (timeseries/chunk): 0 hot: uvarint n, then
+//	n × (uvarint length | a hot chunk of at most 32,768 samples); 1 cold:
+//	a cold block
 //
 //	summary: uvarint count | flags u8 (bit 0: a non-NaN value) |
 //	         min, max, sum, sum compensation, drops, first V, last V
@@ -197,19 +199,30 @@ func (c *Chunk) appendState(dst []byte, cold bool) ([]byte, error) {
 		dst = binary.AppendUvarint(dst, r[0])
 		dst = binary.AppendUvarint(dst, r[1])
 	}
-	if cold && len(c.Samples) >= coldFrom || len(c.Samples) > math.MaxUint16 {
+	if cold && len(c.Samples) >= coldFrom {
 		dst = append(dst, encCold)
 		return chunk.EncodeCold(dst, c.Samples)
 	}
+	// Hot: chunks of at most hotMax samples (a hot chunk counts to
+	// 65,535; a day at one second is more), each length-prefixed.
 	dst = append(dst, encHot)
-	a := chunk.NewAppender()
-	for _, x := range c.Samples {
-		if err := a.Append(x.T, x.V); err != nil {
-			return nil, err
+	n := (len(c.Samples) + hotMax - 1) / hotMax
+	dst = binary.AppendUvarint(dst, uint64(n))
+	for i := 0; i < len(c.Samples); i += hotMax {
+		a := chunk.NewAppender()
+		for _, x := range c.Samples[i:min(i+hotMax, len(c.Samples))] {
+			if err := a.Append(x.T, x.V); err != nil {
+				return nil, err
+			}
 		}
+		dst = binary.AppendUvarint(dst, uint64(len(a.Bytes())))
+		dst = append(dst, a.Bytes()...)
 	}
-	return append(dst, a.Bytes()...), nil
+	return dst, nil
 }
+
+// hotMax is the most samples a hot chunk of a state holds.
+const hotMax = 32768
 
 // decodeValue decodes a stored value of a chunk key: a state, or (a
 // lone operand, as a read that found no state folds it) an operand.
@@ -399,7 +412,27 @@ func (c *Chunk) decodeState(v []byte) error {
 	var err error
 	switch enc[0] {
 	case encHot:
-		c.Samples, err = chunk.DecodeHot(v[d.off:], nil)
+		n := d.uvarint("hot chunks")
+		if d.err == nil && n > uint64(s.Count) {
+			d.fail("%d hot chunks for %d samples", n, s.Count)
+		}
+		c.Samples = make([]timeseries.Sample, 0, s.Count)
+		for i := uint64(0); d.err == nil && err == nil && i < n; i++ {
+			l := d.uvarint("hot chunk length")
+			b := d.fixed(int(min(l, uint64(len(v)))), "hot chunk")
+			if d.err == nil && uint64(len(b)) != l {
+				d.fail("hot chunk of %d bytes", l)
+			}
+			if d.err == nil {
+				c.Samples, err = chunk.DecodeHot(b, c.Samples)
+			}
+		}
+		if d.err != nil {
+			return d.err
+		}
+		if err == nil && d.off != len(v) {
+			return errs.Corruptf("series chunk", int64(d.off), "%d bytes after the hot chunks", len(v)-d.off)
+		}
 	case encCold:
 		c.Samples, err = chunk.DecodeCold(v[d.off:], nil)
 	default:
