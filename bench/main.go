@@ -56,6 +56,9 @@ type report struct {
 
 	// TSCompress is what the tscompress workload measured, when it ran.
 	TSCompress opLogSection `json:"tscompress,omitempty"`
+
+	// Series is what the series workload measured, when it ran.
+	Series opLogSection `json:"series,omitempty"`
 }
 
 // opLogBench is the op-log benchmark (oplog.go). That file fills it in and
@@ -71,6 +74,14 @@ var opLogBench struct {
 // nopluresdb tag like the op-log workloads: it runs only when named, after
 // the engines, and needs no database.
 var tsBench struct {
+	name string
+	run  func(rc runConfig) (opLogSection, error)
+}
+
+// seriesBench is the series workload (series.go): the engine's time
+// series beside Prometheus's TSDB. Like tscompress it runs only when named,
+// after the engines, on databases of its own.
+var seriesBench struct {
 	name string
 	run  func(rc runConfig) (opLogSection, error)
 }
@@ -98,6 +109,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	syncOps := fs.Int("sync-ops", 0, "puts in fillsync (default: keys/20)")
 	sustainedKeys := fs.Int("sustained-keys", defaultSustainedKeys, "puts in "+workloadSustained+" (run only when named in -workloads; on "+strings.Join(sustainedDefaultEngines, ",")+" unless -engines is given)")
 	seed := fs.Uint64("seed", 1, "PRNG seed for key orders and values")
+	seriesCount := fs.Int("series-count", 1000, "series in the series workload")
+	seriesCalls := fs.Int("series-calls", 100, "ingest calls in the series workload (100 samples per series each)")
+	seriesReps := fs.Int("series-reps", 11, "repetitions of each query in the series workload")
+	seriesNoProm := fs.Bool("series-no-prom", false, "leave Prometheus out of the series workload")
 	markdown := fs.Bool("markdown", false, "print the table as Markdown")
 	jsonFile := fs.String("json", "", "also write the results as JSON to this file")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
@@ -122,8 +137,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bench: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	if *keys <= 0 || *cache <= 0 || *syncOps < 0 || *sustainedKeys <= 0 {
-		fmt.Fprintln(stderr, "bench: -keys, -cache and -sustained-keys must be positive, -sync-ops not negative")
+	if *keys <= 0 || *cache <= 0 || *syncOps < 0 || *sustainedKeys <= 0 || *seriesCount <= 0 || *seriesCalls <= 0 || *seriesReps <= 0 {
+		fmt.Fprintln(stderr, "bench: -keys, -cache, -sustained-keys and -series-* must be positive, -sync-ops not negative")
 		return 2
 	}
 	if *syncOps == 0 {
@@ -136,6 +151,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	runTS := tsBench.run != nil && workloads[tsBench.name]
 	delete(workloads, tsBench.name)
+	doSeries := seriesBench.run != nil && workloads[seriesBench.name]
+	delete(workloads, seriesBench.name)
 	opLogWorkloads := map[string]bool{}
 	for _, w := range opLogBench.workloads {
 		if workloads[w] {
@@ -248,6 +265,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	if doSeries {
+		sec, err := seriesBench.run(runConfig{
+			seed: *seed, logf: logf, dir: filepath.Join(root, "series"),
+			seriesCount: *seriesCount, seriesCalls: *seriesCalls, seriesReps: *seriesReps, seriesNoProm: *seriesNoProm,
+		})
+		rep.Series = sec
+		if err != nil {
+			fmt.Fprintln(stderr, "bench: series:", err)
+			status = 1
+		}
+		if *dirFlag == "" {
+			os.RemoveAll(filepath.Join(root, "series"))
+		}
+	}
+
 	switch {
 	case len(workloads) == 0 && *markdown:
 		fmt.Fprintf(stdout, "Machine: %s.\n", rep.Machine)
@@ -263,6 +295,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if rep.TSCompress != nil {
 		rep.TSCompress.print(stdout, *markdown)
+	}
+	if rep.Series != nil {
+		rep.Series.print(stdout, *markdown)
 	}
 	if *jsonFile != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")

@@ -99,6 +99,9 @@ type runConfig struct {
 	// sustainedEngines limits fillrandom-sustained to these engines; nil
 	// means every engine that runs.
 	sustainedEngines []string
+	// The series workload's sizes (series.go).
+	seriesCount, seriesCalls, seriesReps int
+	seriesNoProm                         bool
 }
 
 // makeKey writes key i as 16 zero-padded decimal digits.
