@@ -89,8 +89,20 @@ func TestCheckpointConcurrentWriters(t *testing.T) {
 			}
 		}()
 	}
-	for range 3 {
+	var flushes sync.WaitGroup
+	for round := range 3 {
 		time.Sleep(30 * time.Millisecond)
+		if round > 0 {
+			// A flush beside the checkpoint, however slowly the writers
+			// fill the memtable (the race detector slows them down).
+			flushes.Add(1)
+			go func() {
+				defer flushes.Done()
+				if err := db.Flush(); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
 		var before [writers]int64
 		for w := range writers {
 			before[w] = acked[w].Load()
@@ -138,6 +150,7 @@ func TestCheckpointConcurrentWriters(t *testing.T) {
 	}
 	close(stop)
 	wg.Wait()
+	flushes.Wait()
 	// The checkpoints ran beside flushes and compactions.
 	if m := db.Metrics(); m.Flushes == 0 {
 		t.Fatalf("no flush during the test: %+v", m)
