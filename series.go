@@ -182,6 +182,10 @@ func (s seriesStore) Scan(lo, hi []byte, fn func(key, value []byte) error) error
 
 func (s seriesStore) Span(lo, hi []byte) (first, last []byte, ok bool, err error) {
 	it := s.db.newIter(nsSeries, lo, hi, s.seq)
+	if it.ui != nil {
+		// Keys only: no operand folded.
+		it.ui.Merger = nil
+	}
 	if it.First() {
 		first, ok = slices.Clone(it.Key()), true
 		if it.Last() {

@@ -17,7 +17,8 @@ import (
 //	uvarint runs | runs × (uvarint stamp index | uvarint length) |
 //	encoding u8 | the samples (timeseries/chunk): 0 hot: uvarint n, then
 //	n × (uvarint length | a hot chunk of at most 32,768 samples); 1 cold:
-//	a cold block
+//	a cold block; 2 raw: count × (T i64 LE | V bits u64 LE), what a read
+//	folds into (compactions write hot or cold)
 //
 //	summary: uvarint count | flags u8 (bit 0: a non-NaN value) |
 //	         min, max, sum, sum compensation, drops, first V, last V
@@ -43,7 +44,8 @@ type Chunk struct {
 // timestamp the sample of the write whose Stamp is highest. It has the
 // method set of lsm.Merger. Self is the replica the local operands come
 // from. Cold makes it encode chunks of many samples with the cold
-// encoding (compactions); else hot (reads, which fold and decode at once).
+// encoding, the others hot (compactions); else raw (reads, which fold and
+// decode at once).
 type Merger struct {
 	Self oplog.ReplicaID
 	Cold bool
@@ -202,6 +204,16 @@ func (c *Chunk) appendState(dst []byte, cold bool) ([]byte, error) {
 	if cold && len(c.Samples) >= coldFrom {
 		dst = append(dst, encCold)
 		return chunk.EncodeCold(dst, c.Samples)
+	}
+	if !cold {
+		// A read folds and decodes at once: raw samples, nothing to
+		// encode or decode.
+		dst = append(dst, encRaw)
+		for _, x := range c.Samples {
+			dst = binary.LittleEndian.AppendUint64(dst, uint64(x.T))
+			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(x.V))
+		}
+		return dst, nil
 	}
 	// Hot: chunks of at most hotMax samples (a hot chunk counts to
 	// 65,535; a day at one second is more), each length-prefixed.
@@ -435,6 +447,16 @@ func (c *Chunk) decodeState(v []byte) error {
 		}
 	case encCold:
 		c.Samples, err = chunk.DecodeCold(v[d.off:], nil)
+	case encRaw:
+		raw := v[d.off:]
+		if len(raw) != 16*s.Count {
+			return errs.Corruptf("series chunk", int64(d.off), "%d bytes of raw samples for %d", len(raw), s.Count)
+		}
+		c.Samples = make([]timeseries.Sample, s.Count)
+		for i := range c.Samples {
+			c.Samples[i] = timeseries.Sample{T: int64(binary.LittleEndian.Uint64(raw[16*i:])),
+				V: math.Float64frombits(binary.LittleEndian.Uint64(raw[16*i+8:]))}
+		}
 	default:
 		return errs.Corruptf("series chunk", int64(d.off-1), "unknown encoding %d", enc[0])
 	}

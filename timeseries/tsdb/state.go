@@ -41,6 +41,7 @@ const (
 	OperandHLCOffset = 2
 	encHot           = 0
 	encCold          = 1
+	encRaw           = 2
 	// coldFrom is the number of samples from which a compacted chunk is
 	// encoded cold.
 	coldFrom = 64
