@@ -1,9 +1,13 @@
 package pluresdb
 
 import (
+	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/plures/pluresdb/internal/errs"
@@ -260,15 +264,35 @@ func (db *DB) AggregateSeries(selector string, from, to, step int64, fn timeseri
 	if err != nil {
 		return nil, err
 	}
+	// The series one per worker, all at one snapshot.
 	st := db.seriesStore()
-	results := make([]timeseries.SeriesResult, 0, len(names))
-	for _, name := range names {
-		samples, err := tsdb.Aggregate(st, db.ol.self, name, from, to, step, fn)
-		if err != nil {
-			return nil, err
-		}
-		ls, _ := db.series.Labels(name)
-		results = append(results, timeseries.SeriesResult{Labels: ls, Samples: samples})
+	results := make([]timeseries.SeriesResult, len(names))
+	errs := make([]error, runtime.GOMAXPROCS(0))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(names) {
+					return
+				}
+				samples, err := tsdb.Aggregate(st, db.ol.self, names[i], from, to, step, fn)
+				if err != nil {
+					errs[w] = err
+					next.Store(int64(len(names))) // the others stop too
+					return
+				}
+				ls, _ := db.series.Labels(names[i])
+				results[i] = timeseries.SeriesResult{Labels: ls, Samples: samples}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return timeseries.GroupBy(results, by, across)
 }

@@ -259,6 +259,23 @@ func (c *Chunk) decodeValue(v []byte, self oplog.ReplicaID) error {
 	return c.decodeState(v)
 }
 
+// DecodeSamples decodes the samples of a stored chunk value (a state or
+// an operand), without their stamps. Errors wrap ErrCorruption.
+func DecodeSamples(v []byte, self oplog.ReplicaID) ([]timeseries.Sample, error) {
+	if IsOperand(v) {
+		c, err := DecodeChunk(v, self)
+		if err != nil {
+			return nil, err
+		}
+		return c.Samples, nil
+	}
+	var c Chunk
+	if err := c.decodeStateOf(v, true); err != nil {
+		return nil, err
+	}
+	return c.Samples, nil
+}
+
 // DecodeChunk decodes a stored chunk value: a state, or an operand (a
 // lone local operand's origin is self). Errors wrap ErrCorruption.
 func DecodeChunk(v []byte, self oplog.ReplicaID) (*Chunk, error) {
@@ -370,7 +387,11 @@ func StateSummary(v []byte) (Summary, bool, error) {
 	return s, ok, d.err
 }
 
-func (c *Chunk) decodeState(v []byte) error {
+func (c *Chunk) decodeState(v []byte) error { return c.decodeStateOf(v, false) }
+
+// decodeStateOf decodes a state; samplesOnly leaves the samples' stamps
+// (Of) out, for reads that want the samples.
+func (c *Chunk) decodeStateOf(v []byte, samplesOnly bool) error {
 	*c = Chunk{}
 	if len(v) == 0 || v[0] != kindState {
 		return errs.Corruptf("series chunk", 0, "not a chunk state or operand")
@@ -400,22 +421,28 @@ func (c *Chunk) decodeState(v []byte) error {
 	if d.err == nil && nr > uint64(s.Count) {
 		d.fail("%d runs for %d samples", nr, s.Count)
 	}
-	c.Of = make([]uint32, 0, s.Count)
+	if !samplesOnly {
+		c.Of = make([]uint32, 0, s.Count)
+	}
+	covered := 0
 	for i := uint64(0); d.err == nil && i < nr; i++ {
 		si, n := d.uvarint("run stamp"), d.uvarint("run length")
 		if d.err != nil {
 			break
 		}
-		if si >= ns || n == 0 || n > uint64(s.Count-len(c.Of)) {
+		if si >= ns || n == 0 || n > uint64(s.Count-covered) {
 			d.fail("run %d: stamp %d of %d, length %d", i, si, ns, n)
 			break
 		}
-		for range n {
-			c.Of = append(c.Of, uint32(si))
+		covered += int(n)
+		if !samplesOnly {
+			for range n {
+				c.Of = append(c.Of, uint32(si))
+			}
 		}
 	}
-	if d.err == nil && len(c.Of) != s.Count {
-		d.fail("runs cover %d of %d samples", len(c.Of), s.Count)
+	if d.err == nil && covered != s.Count {
+		d.fail("runs cover %d of %d samples", covered, s.Count)
 	}
 	enc := d.fixed(1, "encoding")
 	if d.err != nil {

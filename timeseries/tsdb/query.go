@@ -128,11 +128,11 @@ func (x *Index) Postings() *timeseries.Postings { return x.post }
 func Query(st Store, self oplog.ReplicaID, canonical string, from, to int64) ([]timeseries.Sample, error) {
 	var out []timeseries.Sample
 	err := scanChunks(st, canonical, from, to, func(bucket int64, value []byte) error {
-		c, err := DecodeChunk(value, self)
+		samples, err := DecodeSamples(value, self)
 		if err != nil {
 			return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket), err)
 		}
-		for _, s := range c.Samples {
+		for _, s := range samples {
 			if s.T >= from && s.T < to {
 				out = append(out, s)
 			}
@@ -146,14 +146,14 @@ func Query(st Store, self oplog.ReplicaID, canonical string, from, to int64) ([]
 // at a time, ascending; the slice is valid during the call only.
 func Iterate(st Store, self oplog.ReplicaID, canonical string, from, to int64, fn func([]timeseries.Sample) error) error {
 	return scanChunks(st, canonical, from, to, func(bucket int64, value []byte) error {
-		c, err := DecodeChunk(value, self)
+		samples, err := DecodeSamples(value, self)
 		if err != nil {
 			return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket), err)
 		}
-		lo := sort.Search(len(c.Samples), func(i int) bool { return c.Samples[i].T >= from })
-		hi := sort.Search(len(c.Samples), func(i int) bool { return c.Samples[i].T >= to })
+		lo := sort.Search(len(samples), func(i int) bool { return samples[i].T >= from })
+		hi := sort.Search(len(samples), func(i int) bool { return samples[i].T >= to })
 		if lo < hi {
-			return fn(c.Samples[lo:hi])
+			return fn(samples[lo:hi])
 		}
 		return nil
 	})
@@ -252,16 +252,16 @@ func Aggregate(st Store, self oplog.ReplicaID, canonical string, from, to, step 
 			}
 			return nil
 		}
-		c, err := DecodeChunk(value, self)
+		samples, err := DecodeSamples(value, self)
 		if err != nil {
 			return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket), err)
 		}
 		// Split the samples by window.
-		i := sort.Search(len(c.Samples), func(i int) bool { return c.Samples[i].T >= from })
-		for i < len(c.Samples) && c.Samples[i].T < to {
-			start, end := w.of(c.Samples[i].T)
-			j := i + sort.Search(len(c.Samples)-i, func(k int) bool { return c.Samples[i+k].T >= end })
-			s := Summarize(c.Samples[i:j])
+		i := sort.Search(len(samples), func(i int) bool { return samples[i].T >= from })
+		for i < len(samples) && samples[i].T < to {
+			start, end := w.of(samples[i].T)
+			j := i + sort.Search(len(samples)-i, func(k int) bool { return samples[i+k].T >= end })
+			s := Summarize(samples[i:j])
 			w.add(start, &s)
 			i = j
 		}
