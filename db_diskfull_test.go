@@ -1,6 +1,7 @@
 package pluresdb
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -195,4 +196,39 @@ func TestCreationCutShortReopens(t *testing.T) {
 		}
 	}
 	t.Fatal("creation still failing after 60 operations")
+}
+
+// TestManifestSyncFailureKeepsTables: a flush whose MANIFEST edit was
+// written but not synced must not remove its table: the edit may be read
+// at the next open (here it is: the file holds it), which must find the
+// table and every key.
+func TestManifestSyncFailureKeepsTables(t *testing.T) {
+	mem := vfs.NewMem()
+	var failing atomic.Bool
+	fs := vfs.WithFaults(mem, func(op vfs.Op, name string) error {
+		if failing.Load() && op == vfs.OpSync && strings.Contains(name, "MANIFEST") {
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+	db, err := Open("/db", &Options{FS: fs, MemtableSize: 1 << 20})
+	must(t, err)
+	for i := range 500 {
+		must(t, db.Put(fmt.Appendf(nil, "k%04d", i), bytes.Repeat([]byte("v"), 100)))
+	}
+	failing.Store(true)
+	if err := db.Flush(); err == nil {
+		t.Fatal("the flush succeeded with the MANIFEST sync failing")
+	}
+	db.Close()
+	db, err = Open("/db", &Options{FS: mem})
+	if err != nil {
+		t.Fatalf("reopen: %v", err)
+	}
+	defer db.Close()
+	for i := range 500 {
+		if _, err := db.Get(fmt.Appendf(nil, "k%04d", i)); err != nil {
+			t.Fatalf("k%04d: %v", i, err)
+		}
+	}
 }

@@ -962,7 +962,7 @@ func (im *importer) install(t *ingestTable) (lsm.SeqNum, int, error) {
 	}
 	db.vs.SetLastSeq(t.last)
 	if err := db.logAndInstall(ve, nil); err != nil {
-		im.db.removeTableFiles(t.metas)
+		im.db.removeTableFiles(t.metas, err)
 		return 0, 0, fmt.Errorf("pluresdb: recording an import's table: %w", err)
 	}
 	db.m.ingests.Add(1)

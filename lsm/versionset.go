@@ -309,6 +309,11 @@ func (vs *VersionSet) Current() *Version {
 // rejected with nothing written. A failed manifest write or sync leaves the
 // version uninstalled and the set broken: this and every later call return
 // the error, since what reached the disk is unknown.
+// ErrEditMaybeLogged wraps a LogAndApply failure that came from writing
+// or syncing the manifest: the edit may be in it, and the next open may
+// read it. The tables it adds must not be removed.
+var ErrEditMaybeLogged = errors.New("lsm: the manifest edit may have been recorded")
+
 func (vs *VersionSet) LogAndApply(e *VersionEdit) error {
 	vs.mu.Lock()
 	old, err := vs.logAndApplyLocked(e)
@@ -361,6 +366,9 @@ func (vs *VersionSet) logAndApplyLocked(e *VersionEdit) (*Version, error) {
 		err = vs.manifest.append(e)
 	}
 	if err != nil {
+		// The record may be in the file (a failed sync says nothing of
+		// what the file holds): the caller must keep what it names.
+		err = fmt.Errorf("%w: %w", ErrEditMaybeLogged, err)
 		vs.err = err
 		return nil, err
 	}

@@ -505,23 +505,15 @@ func (b *damageBase) check(seed uint64, i int, f *fault, fig *DamageFigures) (fa
 		switch {
 		case err != nil && errors.Is(err, pluresdb.ErrCorruption) && f != nil:
 			fig.ReadsRefused++
-		case err != nil:
+		case err != nil || got.String() != b.model[key].String():
 			fig.WrongReads++
-			wrong = append(wrong, fmt.Sprintf("%s: %v", key, err))
-		case got.String() != b.model[key].String():
-			fig.WrongReads++
-			wrong = append(wrong, fmt.Sprintf("%s = %s, want %s", key, got, b.model[key]))
+			wrong = append(wrong, wrongRead(key, got, b.model[key], err))
 		default:
 			fig.RightReads++
 		}
 	}
 	if len(wrong) > 0 {
-		more := ""
-		if len(wrong) > 3 {
-			more = fmt.Sprintf(" and %d more", len(wrong)-3)
-			wrong = wrong[:3]
-		}
-		failf("wrong reads (fsck found %v): %s%s", found, strings.Join(wrong, "; "), more)
+		failf("wrong reads (fsck found %v): %s", found, firstFew(wrong))
 	}
 	// The history: every operation, or an error saying why not.
 	ops, err := db.ExportChanges(io.Discard, nil)

@@ -153,20 +153,11 @@ func (b *damageBase) repairCheck(f fault, fig *RepairFigures, failf func(string,
 			lost++
 		default:
 			fig.Wrong++
-			if err != nil {
-				wrong = append(wrong, fmt.Sprintf("%s: %v", key, err))
-			} else {
-				wrong = append(wrong, fmt.Sprintf("%s = %s, want %s", key, got, b.model[key]))
-			}
+			wrong = append(wrong, wrongRead(key, got, b.model[key], err))
 		}
 	}
 	if len(wrong) > 0 {
-		more := ""
-		if len(wrong) > 3 {
-			more = fmt.Sprintf(" and %d more", len(wrong)-3)
-			wrong = wrong[:3]
-		}
-		failf("after repair (%s), wrong reads outside every reported loss: %s%s", summary(res), strings.Join(wrong, "; "), more)
+		failf("after repair (%s), wrong reads outside every reported loss: %s", summary(res), firstFew(wrong))
 		return
 	}
 	if lost == 0 {
@@ -226,21 +217,12 @@ func (b *damageBase) refillCheck(f fault, fig *RepairFigures, failf func(string,
 			lost++
 		default:
 			fig.RefillWrong++
-			if err != nil {
-				wrong = append(wrong, fmt.Sprintf("%s: %v", key, err))
-			} else {
-				wrong = append(wrong, fmt.Sprintf("%s = %s, want %s", key, got, b.model[key]))
-			}
+			wrong = append(wrong, wrongRead(key, got, b.model[key], err))
 		}
 	}
 	if len(wrong) > 0 {
-		more := ""
-		if len(wrong) > 3 {
-			more = fmt.Sprintf(" and %d more", len(wrong)-3)
-			wrong = wrong[:3]
-		}
-		failf("after repair (%s) and a refill from a peer holding everything (complete %v, not run %q), wrong reads: %s%s",
-			summary(res), rr.Complete, rr.NotRun, strings.Join(wrong, "; "), more)
+		failf("after repair (%s) and a refill from a peer holding everything (complete %v, not run %q), wrong reads: %s",
+			summary(res), rr.Complete, rr.NotRun, firstFew(wrong))
 		return
 	}
 	if lost == 0 {
@@ -264,4 +246,20 @@ func summary(res *repair.Result) string {
 		return "no action"
 	}
 	return strings.Join(parts, "; ")
+}
+
+// wrongRead describes a key read wrong.
+func wrongRead(key string, got, want doc, err error) string {
+	if err != nil {
+		return fmt.Sprintf("%s: %v", key, err)
+	}
+	return fmt.Sprintf("%s = %s, want %s", key, got, want)
+}
+
+// firstFew joins the first three of list and says how many more there are.
+func firstFew(list []string) string {
+	if len(list) <= 3 {
+		return strings.Join(list, "; ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(list[:3], "; "), len(list)-3)
 }
