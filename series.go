@@ -75,6 +75,18 @@ func (b *Batch) AppendSamples(series string, samples ...timeseries.Sample) error
 		out = append(out, s)
 	}
 	sorted = out
+	for _, s := range sorted {
+		if s.T < timeseries.MinTime || s.T > timeseries.MaxTime {
+			return b.fail(fmt.Errorf("%w: timestamp %d outside [%d, %d]", timeseries.ErrInvalidSeries, s.T, int64(timeseries.MinTime), int64(timeseries.MaxTime)))
+		}
+	}
+	// The series-table entry first: a local batch ends with an operation,
+	// whose sequence number is the replica's last (its version vector
+	// entry).
+	if !b.db.series.Has(canonical) && !slices.Contains(b.series, canonical) {
+		b.add(lsm.KindSet, nsSeries, tsdb.SeriesKey(nil, canonical), seriesEntry)
+		b.series = append(b.series, canonical)
+	}
 	var key []byte
 	for i := 0; i < len(sorted); {
 		bucket := timeseries.BucketOf(sorted[i].T)
@@ -93,10 +105,6 @@ func (b *Batch) AppendSamples(series string, samples ...timeseries.Sample) error
 		b.buf = tsdb.AppendLocalOperand(b.buf[:0], c)
 		b.addLocal(lsm.KindMerge, nsSeries, key, b.buf)
 		i = j
-	}
-	if !b.db.series.Has(canonical) && !slices.Contains(b.series, canonical) {
-		b.add(lsm.KindSet, nsSeries, tsdb.SeriesKey(nil, canonical), seriesEntry)
-		b.series = append(b.series, canonical)
 	}
 	return nil
 }
