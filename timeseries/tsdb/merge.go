@@ -423,7 +423,9 @@ func StateSummary(v []byte) (Summary, bool, error) {
 	return s, ok, d.err
 }
 
-func (c *Chunk) decodeState(v []byte) error { return c.decodeStateOf(v, false, math.MinInt64, math.MaxInt64) }
+func (c *Chunk) decodeState(v []byte) error {
+	return c.decodeStateOf(v, false, math.MinInt64, math.MaxInt64)
+}
 
 // decodeStateOf decodes a state; samplesOnly leaves the samples' stamps
 // (Of) out, for reads that want the samples, and then only the cold
