@@ -17,7 +17,8 @@ import (
 //	uvarint runs | runs × (uvarint stamp index | uvarint length) |
 //	encoding u8 | the samples (timeseries/chunk): 0 hot: uvarint n, then
 //	n × (uvarint length | a hot chunk of at most 32,768 samples); 1 cold:
-//	a cold block; 2 raw: count × (T i64 LE | V bits u64 LE), what a read
+//	uvarint n, then n × (varint first T | varint last T | uvarint samples |
+//	uvarint length | a cold block of at most 1,440 samples); 2 raw: count × (T i64 LE | V bits u64 LE), what a read
 //	folds into (compactions write hot or cold)
 //
 //	summary: uvarint count | flags u8 (bit 0: a non-NaN value) |
@@ -202,8 +203,25 @@ func (c *Chunk) appendState(dst []byte, cold bool) ([]byte, error) {
 		dst = binary.AppendUvarint(dst, r[1])
 	}
 	if cold && len(c.Samples) >= coldFrom {
+		// Blocks of at most coldBlock samples, each with its time span,
+		// so a query of part of the day decodes only the blocks it needs.
 		dst = append(dst, encCold)
-		return chunk.EncodeCold(dst, c.Samples)
+		n := (len(c.Samples) + coldBlock - 1) / coldBlock
+		dst = binary.AppendUvarint(dst, uint64(n))
+		var block []byte
+		for i := 0; i < len(c.Samples); i += coldBlock {
+			part := c.Samples[i:min(i+coldBlock, len(c.Samples))]
+			var err error
+			if block, err = chunk.EncodeCold(block[:0], part); err != nil {
+				return nil, err
+			}
+			dst = binary.AppendVarint(dst, part[0].T)
+			dst = binary.AppendVarint(dst, part[len(part)-1].T)
+			dst = binary.AppendUvarint(dst, uint64(len(part)))
+			dst = binary.AppendUvarint(dst, uint64(len(block)))
+			dst = append(dst, block...)
+		}
+		return dst, nil
 	}
 	if !cold {
 		// A read folds and decodes at once: raw samples, nothing to
@@ -233,8 +251,12 @@ func (c *Chunk) appendState(dst []byte, cold bool) ([]byte, error) {
 	return dst, nil
 }
 
-// hotMax is the most samples a hot chunk of a state holds.
-const hotMax = 32768
+// hotMax is the most samples a hot chunk of a state holds; coldBlock the
+// most a cold block does (six hours at 15 s).
+const (
+	hotMax    = 32768
+	coldBlock = 1440
+)
 
 // decodeValue decodes a stored value of a chunk key: a state, or (a
 // lone operand, as a read that found no state folds it) an operand.
@@ -269,8 +291,22 @@ func DecodeSamples(v []byte, self oplog.ReplicaID) ([]timeseries.Sample, error) 
 		}
 		return c.Samples, nil
 	}
+	return DecodeSamplesIn(v, self, math.MinInt64, math.MaxInt64)
+}
+
+// DecodeSamplesIn is DecodeSamples for a query of [from, to): it may
+// return fewer samples than the chunk holds, but all of those in the
+// range (a cold state decodes only the blocks that may hold some).
+func DecodeSamplesIn(v []byte, self oplog.ReplicaID, from, to int64) ([]timeseries.Sample, error) {
+	if IsOperand(v) {
+		c, err := DecodeChunk(v, self)
+		if err != nil {
+			return nil, err
+		}
+		return c.Samples, nil
+	}
 	var c Chunk
-	if err := c.decodeStateOf(v, true); err != nil {
+	if err := c.decodeStateOf(v, true, from, to); err != nil {
 		return nil, err
 	}
 	return c.Samples, nil
@@ -387,11 +423,18 @@ func StateSummary(v []byte) (Summary, bool, error) {
 	return s, ok, d.err
 }
 
-func (c *Chunk) decodeState(v []byte) error { return c.decodeStateOf(v, false) }
+func (c *Chunk) decodeState(v []byte) error {
+	return c.decodeStateOf(v, false, math.MinInt64, math.MaxInt64)
+}
 
 // decodeStateOf decodes a state; samplesOnly leaves the samples' stamps
-// (Of) out, for reads that want the samples.
-func (c *Chunk) decodeStateOf(v []byte, samplesOnly bool) error {
+// (Of) out, for reads that want the samples, and then only the cold
+// blocks that may hold samples in [from, to) are decoded (c.Samples is
+// a part of the chunk's samples holding all of those in the range).
+func (c *Chunk) decodeStateOf(v []byte, samplesOnly bool, from, to int64) error {
+	if !samplesOnly {
+		from, to = math.MinInt64, math.MaxInt64
+	}
 	*c = Chunk{}
 	if len(v) == 0 || v[0] != kindState {
 		return errs.Corruptf("series chunk", 0, "not a chunk state or operand")
@@ -473,7 +516,46 @@ func (c *Chunk) decodeStateOf(v []byte, samplesOnly bool) error {
 			return errs.Corruptf("series chunk", int64(d.off), "%d bytes after the hot chunks", len(v)-d.off)
 		}
 	case encCold:
-		c.Samples, err = chunk.DecodeCold(v[d.off:], nil)
+		n := d.uvarint("cold blocks")
+		if d.err == nil && n > uint64(s.Count) {
+			d.fail("%d cold blocks for %d samples", n, s.Count)
+		}
+		total := 0
+		for i := uint64(0); d.err == nil && err == nil && i < n; i++ {
+			first, last := d.varint("block first T"), d.varint("block last T")
+			count, l := d.uvarint("block samples"), d.uvarint("block length")
+			b := d.fixed(int(min(l, uint64(len(v)))), "cold block")
+			if d.err == nil && (uint64(len(b)) != l || count == 0 || count > uint64(s.Count-total) || last < first) {
+				d.fail("cold block %d: %d samples, %d bytes, T %d..%d", i, count, l, first, last)
+			}
+			if d.err != nil {
+				break
+			}
+			total += int(count)
+			if last < from || first >= to {
+				continue // outside the range asked for
+			}
+			base := len(c.Samples)
+			if c.Samples, err = chunk.DecodeCold(b, c.Samples); err == nil &&
+				(len(c.Samples)-base != int(count) || c.Samples[base].T != first || c.Samples[len(c.Samples)-1].T != last) {
+				err = errs.Corruptf("series chunk", int64(d.off), "cold block %d does not hold what its header says", i)
+			}
+		}
+		if d.err != nil {
+			return d.err
+		}
+		if err == nil && (total != s.Count || d.off != len(v)) {
+			return errs.Corruptf("series chunk", int64(d.off), "cold blocks of %d samples (the summary says %d), %d bytes after", total, s.Count, len(v)-d.off)
+		}
+		if err == nil && (from != math.MinInt64 || to != math.MaxInt64) {
+			// A part: the count check below is for a whole chunk.
+			for i := 1; i < len(c.Samples); i++ {
+				if c.Samples[i].T <= c.Samples[i-1].T {
+					return errs.Corruptf("series chunk", int64(d.off), "samples out of order")
+				}
+			}
+			return nil
+		}
 	case encRaw:
 		raw := v[d.off:]
 		if len(raw) != 16*s.Count {

@@ -251,3 +251,49 @@ func TestKeys(t *testing.T) {
 		t.Fatal("BucketOf")
 	}
 }
+
+// TestColdBlocksDecodeInRange: a cold chunk is cut in blocks, and a read
+// of part of its day decodes only the blocks that overlap it.
+func TestColdBlocksDecodeInRange(t *testing.T) {
+	var samples []timeseries.Sample
+	for i := range 5000 {
+		samples = append(samples, timeseries.Sample{T: int64(i) * 15000, V: float64(i%97) / 4})
+	}
+	c, err := EncodeSamples(samples[:5000])
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := AppendLocalOperand(nil, c)
+	oplog.StampLocal(op, 7)
+	state, err := (&Merger{Self: self, Cold: true}).Merge(nil, [][]byte{op}, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := DecodeSamples(state, self)
+	if err != nil || !sameSamples(all, samples) {
+		t.Fatalf("whole chunk: %d samples, %v", len(all), err)
+	}
+	from, to := int64(2000)*15000, int64(2100)*15000
+	part, err := DecodeSamplesIn(state, self, from, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(part) >= len(samples) || len(part) < 100 {
+		t.Fatalf("a range of 100 samples decoded %d", len(part))
+	}
+	var in []timeseries.Sample
+	for _, s := range part {
+		if s.T >= from && s.T < to {
+			in = append(in, s)
+		}
+	}
+	if !sameSamples(in, samples[2000:2100]) {
+		t.Fatalf("the range's samples differ")
+	}
+	// Every truncation is refused.
+	for i := range state {
+		if _, err := DecodeSamplesIn(state[:i], self, from, to); err == nil {
+			t.Fatalf("truncated to %d: accepted", i)
+		}
+	}
+}

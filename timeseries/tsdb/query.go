@@ -128,7 +128,7 @@ func (x *Index) Postings() *timeseries.Postings { return x.post }
 func Query(st Store, self oplog.ReplicaID, canonical string, from, to int64) ([]timeseries.Sample, error) {
 	var out []timeseries.Sample
 	err := scanChunks(st, canonical, from, to, func(bucket int64, value []byte) error {
-		samples, err := DecodeSamples(value, self)
+		samples, err := DecodeSamplesIn(value, self, from, to)
 		if err != nil {
 			return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket), err)
 		}
@@ -146,7 +146,7 @@ func Query(st Store, self oplog.ReplicaID, canonical string, from, to int64) ([]
 // at a time, ascending; the slice is valid during the call only.
 func Iterate(st Store, self oplog.ReplicaID, canonical string, from, to int64, fn func([]timeseries.Sample) error) error {
 	return scanChunks(st, canonical, from, to, func(bucket int64, value []byte) error {
-		samples, err := DecodeSamples(value, self)
+		samples, err := DecodeSamplesIn(value, self, from, to)
 		if err != nil {
 			return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket), err)
 		}
@@ -252,7 +252,7 @@ func Aggregate(st Store, self oplog.ReplicaID, canonical string, from, to, step 
 			}
 			return nil
 		}
-		samples, err := DecodeSamples(value, self)
+		samples, err := DecodeSamplesIn(value, self, from, to)
 		if err != nil {
 			return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket), err)
 		}
