@@ -18,7 +18,7 @@ import (
 //	encoding u8 | the samples (timeseries/chunk): 0 hot: uvarint n, then
 //	n × (uvarint length | a hot chunk of at most 32,768 samples); 1 cold:
 //	uvarint n, then n × (varint first T | varint last T | uvarint samples |
-//	uvarint length | a cold block of at most 1,440 samples); 2 raw: count × (T i64 LE | V bits u64 LE), what a read
+//	uvarint length | a cold block of one quarter of the day's samples); 2 raw: count × (T i64 LE | V bits u64 LE), what a read
 //	folds into (compactions write hot or cold)
 //
 //	summary: uvarint count | flags u8 (bit 0: a non-NaN value) |
@@ -203,14 +203,24 @@ func (c *Chunk) appendState(dst []byte, cold bool) ([]byte, error) {
 		dst = binary.AppendUvarint(dst, r[1])
 	}
 	if cold && len(c.Samples) >= coldFrom {
-		// Blocks of at most coldBlock samples, each with its time span,
-		// so a query of part of the day decodes only the blocks it needs.
+		// A block per quarter of the day (coldSpan), each with its time
+		// span, so a query of part of the day decodes only the blocks it
+		// needs, and a whole day few of them.
 		dst = append(dst, encCold)
-		n := (len(c.Samples) + coldBlock - 1) / coldBlock
-		dst = binary.AppendUvarint(dst, uint64(n))
+		var starts []int
+		for i, x := range c.Samples {
+			if i == 0 || coldQuarter(x.T) != coldQuarter(c.Samples[i-1].T) || i-starts[len(starts)-1] >= coldMax {
+				starts = append(starts, i)
+			}
+		}
+		dst = binary.AppendUvarint(dst, uint64(len(starts)))
 		var block []byte
-		for i := 0; i < len(c.Samples); i += coldBlock {
-			part := c.Samples[i:min(i+coldBlock, len(c.Samples))]
+		for k, i := range starts {
+			end := len(c.Samples)
+			if k+1 < len(starts) {
+				end = starts[k+1]
+			}
+			part := c.Samples[i:end]
 			var err error
 			if block, err = chunk.EncodeCold(block[:0], part); err != nil {
 				return nil, err
@@ -251,12 +261,17 @@ func (c *Chunk) appendState(dst []byte, cold bool) ([]byte, error) {
 	return dst, nil
 }
 
-// hotMax is the most samples a hot chunk of a state holds; coldBlock the
-// most a cold block does (six hours at 15 s).
+// hotMax is the most samples a hot chunk of a state holds; coldSpan the
+// time a cold block covers at most (a quarter of the day), coldMax the
+// samples.
 const (
-	hotMax    = 32768
-	coldBlock = 1440
+	hotMax   = 32768
+	coldSpan = BucketMillis / 4
+	coldMax  = 1 << 17 // and at most this many samples
 )
+
+// coldQuarter is the quarter of its day t falls in.
+func coldQuarter(t int64) int64 { return (t - BucketOf(t)) / coldSpan }
 
 // decodeValue decodes a stored value of a chunk key: a state, or (a
 // lone operand, as a read that found no state folds it) an operand.

@@ -257,7 +257,7 @@ func TestKeys(t *testing.T) {
 func TestColdBlocksDecodeInRange(t *testing.T) {
 	var samples []timeseries.Sample
 	for i := range 5000 {
-		samples = append(samples, timeseries.Sample{T: int64(i) * 15000, V: float64(i%97) / 4})
+		samples = append(samples, timeseries.Sample{T: int64(i) * 15000, V: float64(i%97) / 4}) // 20.8 h
 	}
 	c, err := EncodeSamples(samples[:5000])
 	if err != nil {
@@ -295,5 +295,35 @@ func TestColdBlocksDecodeInRange(t *testing.T) {
 		if _, err := DecodeSamplesIn(state[:i], self, from, to); err == nil {
 			t.Fatalf("truncated to %d: accepted", i)
 		}
+	}
+}
+
+// TestColdBlocksOfManySamples: a day of millisecond samples (more than a
+// cold block holds in a quarter of the day) folds and decodes.
+func TestColdBlocksOfManySamples(t *testing.T) {
+	m := &Merger{Self: self, Cold: true}
+	var ops [][]byte
+	var want []timeseries.Sample
+	for k := range 6 {
+		var samples []timeseries.Sample
+		for i := range 60000 {
+			samples = append(samples, timeseries.Sample{T: int64(k*60000 + i), V: float64(i % 13)})
+		}
+		want = append(want, samples...)
+		c, err := EncodeSamples(samples)
+		if err != nil {
+			t.Fatal(err)
+		}
+		op := AppendLocalOperand(nil, c)
+		oplog.StampLocal(op, oplog.Timestamp(k+1))
+		ops = append(ops, op)
+	}
+	state, err := m.Merge(nil, ops, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := DecodeSamples(state, self)
+	if err != nil || !sameSamples(got, want) {
+		t.Fatalf("%d samples, %v", len(got), err)
 	}
 }
