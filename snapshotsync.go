@@ -14,6 +14,7 @@ import (
 	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/lsm"
 	"github.com/plures/pluresdb/oplog"
+	"github.com/plures/pluresdb/timeseries/tsdb"
 )
 
 // State snapshots (see "Snapshots" in ARCHITECTURE.md): a replica joins
@@ -135,8 +136,16 @@ func (db *DB) exportSnapshot(w io.Writer, rng *storedRange) (SnapshotInfo, error
 		for ok := ui.First(); ok; ok = ui.Next() {
 			key := ui.Key()[1:]
 			if ns == nsSeries {
-				// Chunk states spell every origin out already.
-				if err = sw.Add(ns, key, ui.Value()); err != nil {
+				// Chunk states spell every origin out already; a read
+				// folds them raw, the snapshot carries them compacted.
+				v := ui.Value()
+				if _, _, kerr := tsdb.ParseChunkKey(key); kerr == nil {
+					if v, err = tsdb.Reencode(v, db.ol.self); err != nil {
+						err = fmt.Errorf("%w: exporting series chunk %q: %v", errs.ErrCorruption, key, err)
+						break
+					}
+				}
+				if err = sw.Add(ns, key, v); err != nil {
 					break
 				}
 				info.Series++

@@ -598,6 +598,17 @@ func (c *Chunk) decodeStateOf(v []byte, samplesOnly bool, from, to int64) error 
 	return nil
 }
 
+// Reencode returns a stored chunk value (a state in any encoding, or a
+// lone operand) as a compaction would write it: hot, or cold in blocks.
+// A snapshot carries chunks so, not as reads fold them (raw).
+func Reencode(v []byte, self oplog.ReplicaID) ([]byte, error) {
+	var c Chunk
+	if err := c.decodeValue(v, self); err != nil {
+		return nil, err
+	}
+	return c.appendState(nil, true)
+}
+
 // CheckStored checks an entry of the series namespace a state snapshot
 // carries: a series-table key with its value, or a chunk key with a
 // state whose samples lie in its bucket. Errors wrap ErrCorruption.
