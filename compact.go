@@ -178,7 +178,7 @@ func (db *DB) runCompaction(v *lsm.Version, c *compaction.Compaction) error {
 		return fmt.Errorf("pluresdb: %s compaction L%d→L%d: %w", c.Reason, c.Level, c.OutputLevel, err)
 	}
 	if err := db.logAndInstall(ve, nil); err != nil {
-		if !c.TrivialMove && !errors.Is(err, lsm.ErrEditMaybeLogged) {
+		if !c.TrivialMove && uninstalled(err) {
 			for _, f := range ve.NewFiles {
 				db.removeTableFile(f.Meta.Num, f.Meta.Cold)
 			}

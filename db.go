@@ -629,13 +629,14 @@ func (db *DB) logAndInstall(ve *lsm.VersionEdit, also func()) error {
 	return nil
 }
 
-// removeTableFiles deletes tables written but never installed. After a
-// failed install whose edit may be in the MANIFEST anyway
-// (lsm.ErrEditMaybeLogged) they are kept: the next open may list them.
-func (db *DB) removeTableFiles(metas []*lsm.FileMeta, installErr ...error) {
-	if len(installErr) > 0 && errors.Is(installErr[0], lsm.ErrEditMaybeLogged) {
-		return
-	}
+// uninstalled says whether a failed install (logAndInstall's error) left
+// its tables out of the MANIFEST for sure: after a failed manifest write
+// or sync (lsm.ErrEditMaybeLogged) the edit may be read at the next open,
+// and the tables it names must be kept.
+func uninstalled(err error) bool { return !errors.Is(err, lsm.ErrEditMaybeLogged) }
+
+// removeTableFiles deletes tables written but never installed.
+func (db *DB) removeTableFiles(metas []*lsm.FileMeta) {
 	for _, m := range metas {
 		_ = db.fs.Remove(layout.Path(db.dir, layout.TypeTable, m.Num))
 	}
@@ -1311,7 +1312,9 @@ func (db *DB) flushMemtable(imm *memtable) error {
 	}
 	db.vs.SetLastSeq(imm.maxSeq)
 	if err := db.logAndInstall(ve, func() { db.imms = db.imms[1:] }); err != nil {
-		db.removeTableFiles(metas, err)
+		if uninstalled(err) {
+			db.removeTableFiles(metas)
+		}
 		return fmt.Errorf("pluresdb: recording flush: %w", err)
 	}
 	// No new reader can reach imm now; its arena goes to the next

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -272,8 +271,9 @@ func (db *DB) AggregateSeries(selector string, from, to, step int64, fn timeseri
 	if err != nil {
 		return nil, err
 	}
-	// The series one per worker, all at one snapshot.
-	st := db.seriesStore()
+	// The series one per worker, all at one snapshot, which they all ask
+	// which days hold chunks: read once.
+	st := tsdb.SpanOnce(db.seriesStore())
 	results := make([]timeseries.SeriesResult, len(names))
 	errs := make([]error, runtime.GOMAXPROCS(0))
 	var next atomic.Int64
@@ -356,38 +356,13 @@ func (im *snapshotImport) joinSeries(key, local []byte, hasLocal bool, p []byte)
 	return tsdb.JoinState(local, hasLocal, p, im.db.ol.self)
 }
 
-// seriesKeep returns the retention of a series (0: for ever).
-func (db *DB) seriesKeep(name string) time.Duration {
-	keep, best := db.opts.SeriesRetention, -1
-	for _, r := range db.opts.SeriesRetentionFor {
-		if len(r.Prefix) > best && strings.HasPrefix(name, r.Prefix) {
-			keep, best = r.Keep, len(r.Prefix)
-		}
+// seriesRetention is the retention policy of Options.
+func (db *DB) seriesRetention() tsdb.Retention {
+	r := tsdb.Retention{Default: db.opts.SeriesRetention}
+	for _, p := range db.opts.SeriesRetentionFor {
+		r.For = append(r.For, tsdb.PrefixRetention{Prefix: p.Prefix, Keep: p.Keep})
 	}
-	return keep
-}
-
-// seriesHorizon returns the first bucket retention keeps of every series
-// (those before it expired for the series with the shortest retention),
-// and false when nothing expires.
-func (db *DB) seriesHorizon(now time.Time) (int64, bool) {
-	shortest := db.opts.SeriesRetention
-	for _, r := range db.opts.SeriesRetentionFor {
-		if r.Keep > 0 && (shortest <= 0 || r.Keep < shortest) {
-			shortest = r.Keep
-		}
-	}
-	if shortest <= 0 {
-		return 0, false
-	}
-	return expiredBefore(now, shortest), true
-}
-
-// expiredBefore is the first bucket a retention of keep keeps at now: the
-// buckets before it end at or before now - keep.
-func expiredBefore(now time.Time, keep time.Duration) int64 {
-	cut := now.Add(-keep).UnixMilli()
-	return timeseries.BucketOf(max(cut, timeseries.MinTime+timeseries.BucketMillis)) // the bucket holding cut is kept
+	return r
 }
 
 // applySeriesRetention drops the chunks retention no longer keeps, once
@@ -402,7 +377,8 @@ func expiredBefore(now time.Time, keep time.Duration) int64 {
 //     chunks: only there do series of longer retention share a table
 //     with expired ones.
 func (db *DB) applySeriesRetention(now time.Time) error {
-	horizon, ok := db.seriesHorizon(now)
+	policy := db.seriesRetention()
+	horizon, ok := policy.Horizon(now)
 	if !ok || db.closed.Load() || db.opts.ReadOnly {
 		return nil
 	}
@@ -424,7 +400,7 @@ func (db *DB) applySeriesRetention(now time.Time) error {
 		return err
 	}
 	err := db.paused(func() error {
-		if all, ok := db.seriesHorizonAll(now); ok {
+		if all, ok := policy.HorizonAll(now); ok {
 			allHi := append([]byte{nsSeries}, tsdb.BucketPrefix(nil, min(all, horizon))...)
 			if err := db.dropTablesIn(lo, allHi); err != nil {
 				return err
@@ -437,23 +413,6 @@ func (db *DB) applySeriesRetention(now time.Time) error {
 	}
 	db.seriesRetDone = horizon
 	return nil
-}
-
-// seriesHorizonAll is the first bucket some series keeps: every series
-// has let the buckets before it go. false: some series keeps samples
-// for ever.
-func (db *DB) seriesHorizonAll(now time.Time) (int64, bool) {
-	longest := db.opts.SeriesRetention
-	if longest <= 0 {
-		return 0, false
-	}
-	for _, r := range db.opts.SeriesRetentionFor {
-		if r.Keep <= 0 {
-			return 0, false
-		}
-		longest = max(longest, r.Keep)
-	}
-	return expiredBefore(now, longest), true
 }
 
 // dropTablesIn removes from the tree every table whose keys all lie in
@@ -514,18 +473,11 @@ func (db *DB) rewriteBottomIn(lo, hi []byte) error {
 // a chunk: one whose day retention no longer keeps. nil when no series
 // expire.
 func (db *DB) seriesCollector(now time.Time) func(ukey []byte) bool {
-	if _, ok := db.seriesHorizon(now); !ok {
+	policy := db.seriesRetention()
+	if _, ok := policy.Horizon(now); !ok {
 		return nil
 	}
 	return func(ukey []byte) bool {
-		if len(ukey) < 2 || ukey[0] != nsSeries || ukey[1] != tsdb.ChunkPrefix()[0] {
-			return false
-		}
-		name, bucket, err := tsdb.ParseChunkKey(ukey[1:])
-		if err != nil {
-			return false // never drop what cannot be read
-		}
-		keep := db.seriesKeep(name)
-		return keep > 0 && bucket < expiredBefore(now, keep)
+		return len(ukey) > 1 && ukey[0] == nsSeries && policy.Expired(ukey[1:], now)
 	}
 }

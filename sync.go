@@ -962,7 +962,9 @@ func (im *importer) install(t *ingestTable) (lsm.SeqNum, int, error) {
 	}
 	db.vs.SetLastSeq(t.last)
 	if err := db.logAndInstall(ve, nil); err != nil {
-		im.db.removeTableFiles(t.metas, err)
+		if uninstalled(err) {
+			im.db.removeTableFiles(t.metas)
+		}
 		return 0, 0, fmt.Errorf("pluresdb: recording an import's table: %w", err)
 	}
 	db.m.ingests.Add(1)

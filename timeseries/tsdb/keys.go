@@ -14,8 +14,8 @@
 // Chunk keys lead with time (the bucket's start, its sign bit flipped), so
 // one day's chunks of every series sort together: the tables of old days
 // hold nothing else, and retention drops them in compactions that read
-// no live data. A series' chunks are found by bucket, one point read a
-// day.
+// no live data. A series' chunks are found by seeking day by day,
+// skipping the days without any chunk (see scanChunks).
 package tsdb
 
 import (

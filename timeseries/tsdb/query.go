@@ -345,3 +345,37 @@ func (w *windows) result(fn timeseries.Agg) []timeseries.Sample {
 	}
 	return out
 }
+
+// SpanOnce wraps st so that Span of the same range is read once: a query
+// over many series asks each time for the days holding chunks. Safe for
+// concurrent use.
+func SpanOnce(st Store) Store { return &spanOnce{Store: st, spans: map[string]span{}} }
+
+type span struct {
+	first, last []byte
+	ok          bool
+}
+
+type spanOnce struct {
+	Store
+	mu    sync.Mutex
+	spans map[string]span
+}
+
+func (s *spanOnce) Span(lo, hi []byte) ([]byte, []byte, bool, error) {
+	k := string(lo) + "\x00" + string(hi)
+	s.mu.Lock()
+	sp, hit := s.spans[k]
+	s.mu.Unlock()
+	if hit {
+		return sp.first, sp.last, sp.ok, nil
+	}
+	first, last, ok, err := s.Store.Span(lo, hi)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	s.mu.Lock()
+	s.spans[k] = span{first, last, ok}
+	s.mu.Unlock()
+	return first, last, ok, nil
+}
