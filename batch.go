@@ -28,6 +28,11 @@ type Batch struct {
 	// series are the series this batch adds to the series table: the
 	// index learns of them once it is committed.
 	series []string
+	// seriesWrites are the series this batch appends samples to, and
+	// seriesDeletes the deletions it holds: recorded under the commit
+	// lock (DB.noteSeriesBatch).
+	seriesWrites  []string
+	seriesDeletes []seriesDelete
 }
 
 // NewBatch returns an empty batch for db.
@@ -47,6 +52,8 @@ func (b *Batch) Reset() {
 	b.count, b.memSize, b.err = 0, 0, nil
 	b.stamps = b.stamps[:0]
 	b.series = b.series[:0]
+	b.seriesWrites = b.seriesWrites[:0]
+	b.seriesDeletes = b.seriesDeletes[:0]
 }
 
 // Len returns the number of writes in the batch.

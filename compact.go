@@ -164,8 +164,12 @@ func (db *DB) runCompaction(v *lsm.Version, c *compaction.Compaction) error {
 			tomb = db.tombstoneCollector()
 		}
 		series := db.seriesCollector(time.Now())
-		if tomb != nil || series != nil {
+		deleted := db.deletedChunkCollector()
+		if tomb != nil || series != nil || deleted != nil {
 			spec.Collect = func(ukey, value []byte, seq lsm.SeqNum) bool {
+				if deleted != nil && deleted(ukey, value) {
+					return true
+				}
 				if series != nil && series(ukey) {
 					return db.newestIs(ukey, seq)
 				}

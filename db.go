@@ -55,6 +55,11 @@ type DB struct {
 	// table could not be read at open.
 	series    *tsdb.Index
 	seriesErr error
+	// seriesDel records deleted series (series.go); seriesDelErr: their
+	// floors could not be read at open, so every read looks its floor
+	// up.
+	seriesDel    *tsdb.Deletes
+	seriesDelErr error
 	// seriesRetMu serializes retention passes over series;
 	// seriesRetDone is the horizon the last one reached.
 	seriesRetMu   sync.Mutex
@@ -781,6 +786,9 @@ func (db *DB) commit(b *Batch, opts *WriteOptions) error {
 	db.pace(len(b.data))
 	db.commitMu.Lock()
 	last, err := db.appendLocked(b)
+	if err == nil {
+		db.noteSeriesBatch(b, last)
+	}
 	db.commitMu.Unlock()
 	if err != nil {
 		return err

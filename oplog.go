@@ -871,7 +871,7 @@ func (db *DB) openReplica(firstFormat, hasFile bool) error {
 	}
 	doc := &oplog.Merger{Self: id}
 	db.ol.merger = &engineMerger{doc: doc, series: &tsdb.Merger{Self: id}}
-	db.ol.compactMerger = &engineMerger{doc: doc, series: &tsdb.Merger{Self: id, Cold: true}}
+	db.ol.compactMerger = &engineMerger{doc: doc, series: &tsdb.Merger{Self: id, Cold: true, Floors: db.seriesFloor}}
 	return nil
 }
 

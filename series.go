@@ -1,6 +1,7 @@
 package pluresdb
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"runtime"
@@ -82,6 +83,7 @@ func (b *Batch) AppendSamples(series string, samples ...timeseries.Sample) error
 	// The series-table entry first: a local batch ends with an operation,
 	// whose sequence number is the replica's last (its version vector
 	// entry).
+	b.seriesWrites = append(b.seriesWrites, canonical)
 	if !b.db.series.Has(canonical) && !slices.Contains(b.series, canonical) {
 		b.add(lsm.KindSet, nsSeries, tsdb.SeriesKey(nil, canonical), seriesEntry)
 		b.series = append(b.series, canonical)
@@ -114,6 +116,16 @@ var seriesEntry = []byte{1}
 // localSamplesOp rebuilds a local samples operation from its log entry:
 // key is the chunk key (without the namespace), value the operand.
 func localSamplesOp(key, value []byte) (oplog.Op, error) {
+	if name, ok := tsdb.DeleteOfKey(key); ok {
+		st, remote, err := tsdb.DecodeDelete(value, oplog.ReplicaID{})
+		if err != nil {
+			return oplog.Op{}, err
+		}
+		if remote {
+			return oplog.Op{}, errs.Corruptf("series deletion", 1, "a remote operand in a local entry")
+		}
+		return oplog.Op{Kind: oplog.KindDeleteSeries, Key: []byte(name), HLC: st.HLC}, nil
+	}
 	name, _, err := tsdb.ParseChunkKey(key)
 	if err != nil {
 		return oplog.Op{}, err
@@ -135,6 +147,8 @@ func importKey(dst []byte, op *oplog.Op) (byte, []byte) {
 	switch op.Kind {
 	case oplog.KindIncr:
 		return nsCounters, append(dst, op.Key...)
+	case oplog.KindDeleteSeries:
+		return nsSeries, tsdb.DeleteKey(dst, string(op.Key))
 	case oplog.KindSamples:
 		// Validated when the stream was read (oplog.Op.Validate): a
 		// chunk of one bucket.
@@ -149,8 +163,11 @@ func importKey(dst []byte, op *oplog.Op) (byte, []byte) {
 
 // remoteOperand appends the merge operand of an imported operation.
 func remoteOperand(dst []byte, op *oplog.Op) []byte {
-	if op.Kind == oplog.KindSamples {
+	switch op.Kind {
+	case oplog.KindSamples:
 		return tsdb.AppendRemoteOperand(dst, op.HLC, op.Replica, op.Value)
+	case oplog.KindDeleteSeries:
+		return tsdb.AppendRemoteDelete(dst, op.HLC, op.Replica)
 	}
 	return oplog.AppendRemoteOperand(dst, op)
 }
@@ -206,9 +223,34 @@ func (s seriesStore) Span(lo, hi []byte) (first, last []byte, ok bool, err error
 	return first, last, ok && last != nil, it.Close()
 }
 
-// seriesStore returns a Store over the database as it is now.
-func (db *DB) seriesStore() seriesStore {
+// rawSeriesStore returns a Store over the database as it is now, deleted
+// samples included.
+func (db *DB) rawSeriesStore() seriesStore {
 	return seriesStore{db: db, seq: lsm.SeqNum(db.visible.Load())}
+}
+
+// seriesStore returns a Store over the database as it is now, without
+// the samples of deleted series (tsdb.WithDeletes), and its sequence
+// number.
+func (db *DB) seriesStore() tsdb.Store {
+	st, _, _ := db.seriesStoreAt()
+	return st
+}
+
+// seriesStoreAt is seriesStore with the sequence number it reads at, and
+// whether it filters deleted samples (none was ever deleted: not).
+func (db *DB) seriesStoreAt() (st tsdb.Store, at uint64, filtered bool) {
+	// The sequence number first: a deletion visible at it is recorded
+	// in seriesDel already (noteSeriesBatch, noteSeriesOps).
+	raw := db.rawSeriesStore()
+	if db.seriesDelErr == nil && !db.seriesDel.Any() {
+		return raw, uint64(raw.seq), false
+	}
+	may := db.seriesDel.Has
+	if db.seriesDelErr != nil {
+		may = func(string) bool { return true }
+	}
+	return tsdb.WithDeletes(raw, db.ol.self, may), uint64(raw.seq), true
 }
 
 // QuerySamples returns the samples of series in [from, to), ascending T.
@@ -259,7 +301,23 @@ func (db *DB) SelectSeries(selector string) ([]string, error) {
 	if db.seriesErr != nil {
 		return nil, fmt.Errorf("pluresdb: the series table is damaged: %w", db.seriesErr)
 	}
-	return db.series.Select(ms...), nil
+	names := db.series.Select(ms...)
+	st, at, filtered := db.seriesStoreAt()
+	if !filtered {
+		return names, nil
+	}
+	// Deleted series are listed again once written again.
+	out := names[:0]
+	for _, name := range names {
+		live, err := db.seriesDel.Live(st, db.ol.self, name, at)
+		if err != nil {
+			return nil, err
+		}
+		if live {
+			out = append(out, name)
+		}
+	}
+	return out, nil
 }
 
 // AggregateSeries aggregates every series a selector matches over time
@@ -324,10 +382,16 @@ func (db *DB) indexSeries(names []string) error {
 	return nil
 }
 
-// loadSeries rebuilds the series index from the series table at open.
+// loadSeries rebuilds the series index from the series table, and the
+// record of deleted series, at open.
 func (db *DB) loadSeries() error {
 	db.series = tsdb.NewIndex()
-	if err := db.series.Load(db.seriesStore()); err != nil {
+	db.seriesDel = tsdb.NewDeletes()
+	if err := db.seriesDel.Load(db.rawSeriesStore(), db.ol.self); err != nil {
+		db.seriesDelErr = fmt.Errorf("%w: %w", errs.ErrCorruption, err)
+		db.log.Error().Err(err).Msg("series deletions unreadable: every series read looks its deletion up")
+	}
+	if err := db.series.Load(db.rawSeriesStore()); err != nil {
 		return fmt.Errorf("%w: %w", errs.ErrCorruption, err)
 	}
 	return nil
@@ -346,6 +410,14 @@ func checkSnapshotState(ns byte, key, state []byte) error {
 // keeps for each timestamp the sample of the higher stamp; a series-table
 // key is written if the replica lacks it.
 func (im *snapshotImport) joinSeries(key, local []byte, hasLocal bool, p []byte) ([]byte, bool, error) {
+	if name, ok := tsdb.DeleteOfKey(key); ok {
+		state, changed, err := tsdb.JoinDelete(local, hasLocal, p, im.db.ol.self)
+		if err == nil && changed {
+			floor, _, _ := tsdb.DecodeDelete(state, im.db.ol.self)
+			im.floors = append(im.floors, snapshotFloor{name: name, floor: floor})
+		}
+		return state, changed, err
+	}
 	if name, ok := tsdb.SeriesOfKey(key); ok {
 		if hasLocal {
 			return local, false, nil
@@ -390,7 +462,7 @@ func (db *DB) applySeriesRetention(now time.Time) error {
 	first := timeseries.BucketOf(timeseries.MinTime + timeseries.BucketMillis)
 	lo := append([]byte{nsSeries}, tsdb.BucketPrefix(nil, first)...)
 	hi := append([]byte{nsSeries}, tsdb.BucketPrefix(nil, horizon)...)
-	if _, _, any, err := db.seriesStore().Span(lo[1:], hi[1:]); err != nil || !any {
+	if _, _, any, err := db.rawSeriesStore().Span(lo[1:], hi[1:]); err != nil || !any {
 		if err == nil {
 			db.seriesRetDone = horizon
 		}
@@ -479,5 +551,123 @@ func (db *DB) seriesCollector(now time.Time) func(ukey []byte) bool {
 	}
 	return func(ukey []byte) bool {
 		return len(ukey) > 1 && ukey[0] == nsSeries && policy.Expired(ukey[1:], now)
+	}
+}
+
+// DeleteSeries deletes a series: every sample written before it, here
+// and, once replicated, on every replica (ARCHITECTURE.md, "Time series:
+// storage"). It is one operation in the log, durable when it returns
+// unless Options.NoSync. A sample is deleted when the write that put it
+// there sorts before the deletion by (HLC, replica), as a document's
+// tombstone hides earlier writes: concurrent writes elsewhere that sort
+// after it survive, and so do later writes, which make the series appear
+// again in SelectSeries. Reads stop returning the deleted samples at
+// once; their space comes back when compactions rewrite the chunks
+// (Compact, retention passes). Deleting a series never written is not an
+// error (the deletion still replicates). A bad name is an error wrapping
+// timeseries.ErrInvalidSeries.
+func (db *DB) DeleteSeries(series string) error {
+	b := db.NewBatch()
+	if err := b.DeleteSeries(series); err != nil {
+		return err
+	}
+	return b.Commit(nil)
+}
+
+// DeleteSeries adds the deletion of a series to the batch (see
+// DB.DeleteSeries).
+func (b *Batch) DeleteSeries(series string) error {
+	canonical, err := timeseries.Canonical(series)
+	if err != nil {
+		return b.fail(err)
+	}
+	key := tsdb.DeleteKey(nil, canonical)
+	if len(key) > MaxKeySize {
+		return b.fail(fmt.Errorf("%w: series name of %d bytes", errs.ErrKeyTooLarge, len(canonical)))
+	}
+	b.buf = tsdb.AppendLocalDelete(b.buf[:0])
+	b.addLocal(lsm.KindMerge, nsSeries, key, b.buf)
+	b.seriesDeletes = append(b.seriesDeletes, seriesDelete{name: canonical, off: b.stamps[len(b.stamps)-1]})
+	return nil
+}
+
+// snapshotFloor is a deletion floor a snapshot import raised.
+type snapshotFloor struct {
+	name  string
+	floor tsdb.Stamp
+}
+
+// seriesDelete is a deletion in a batch: its series and where its
+// operand (stamped at commit) lies in the batch's data.
+type seriesDelete struct {
+	name string
+	off  int32
+}
+
+// noteSeriesBatch records a committed local batch's series writes and
+// deletions in seriesDel, before the batch becomes visible. Called with
+// commitMu held, so the records follow the commit order.
+func (db *DB) noteSeriesBatch(b *Batch, last lsm.SeqNum) {
+	for _, d := range b.seriesDeletes {
+		hlc := oplog.Timestamp(binary.LittleEndian.Uint64(b.data[int(d.off)+tsdb.OperandHLCOffset:]))
+		db.seriesDel.Set(d.name, tsdb.Stamp{HLC: hlc, Origin: db.ol.self}, uint64(last))
+	}
+	if !db.seriesDel.Any() {
+		return
+	}
+	for _, name := range b.seriesWrites {
+		db.seriesDel.Touch(name, uint64(last))
+	}
+}
+
+// noteSeriesOps is noteSeriesBatch for imported operations.
+func (db *DB) noteSeriesOps(ops []oplog.Op, last lsm.SeqNum) {
+	for i := range ops {
+		op := &ops[i]
+		switch op.Kind {
+		case oplog.KindDeleteSeries:
+			db.seriesDel.Set(string(op.Key), tsdb.Stamp{HLC: op.HLC, Origin: op.Replica}, uint64(last))
+		case oplog.KindSamples:
+			if db.seriesDel.Any() {
+				db.seriesDel.Touch(string(op.Key), uint64(last))
+			}
+		}
+	}
+}
+
+// seriesFloor is the compaction merger's view of deletions: a series'
+// floor once every reader sees it (a snapshot older than the deletion
+// still reads the samples it deleted).
+func (db *DB) seriesFloor(canonical string) (tsdb.Stamp, bool) {
+	if db.seriesDel == nil || !db.seriesDel.Has(canonical) {
+		return tsdb.Stamp{}, false
+	}
+	readable := slices.Min(db.snapshotSeqs())
+	return db.seriesDel.Floor(canonical, uint64(readable))
+}
+
+// deletedChunkCollector says whether a compaction into the bottom level
+// drops a chunk: one of a deleted series holding no sample above its
+// floor, once every reader sees the deletion. An operand newer than it
+// (outside the compaction) folds onto nothing safely: the chunk held
+// nothing a read returns. nil when no series was deleted.
+func (db *DB) deletedChunkCollector() func(ukey, value []byte) bool {
+	if db.seriesDel == nil || !db.seriesDel.Any() {
+		return nil
+	}
+	return func(ukey, value []byte) bool {
+		if len(ukey) < 2 || ukey[0] != nsSeries {
+			return false
+		}
+		name, _, err := tsdb.ParseChunkKey(ukey[1:])
+		if err != nil {
+			return false
+		}
+		floor, ok := db.seriesFloor(name)
+		if !ok {
+			return false
+		}
+		all, err := tsdb.AllDeleted(value, db.ol.self, floor)
+		return err == nil && all
 	}
 }

@@ -138,14 +138,12 @@ func (db *DB) exportSnapshot(w io.Writer, rng *storedRange) (SnapshotInfo, error
 			if ns == nsSeries {
 				// Chunk states spell every origin out already; a read
 				// folds them raw, the snapshot carries them compacted.
-				v := ui.Value()
-				if _, _, kerr := tsdb.ParseChunkKey(key); kerr == nil {
-					if v, err = tsdb.Reencode(v, db.ol.self); err != nil {
-						err = fmt.Errorf("%w: exporting series chunk %q: %v", errs.ErrCorruption, key, err)
-						break
-					}
+				var sv []byte
+				if sv, err = tsdb.ExportValue(key, ui.Value(), db.ol.self); err != nil {
+					err = fmt.Errorf("%w: exporting series key %q: %v", errs.ErrCorruption, key, err)
+					break
 				}
-				if err = sw.Add(ns, key, v); err != nil {
+				if err = sw.Add(ns, key, sv); err != nil {
 					break
 				}
 				info.Series++
@@ -395,6 +393,8 @@ type snapshotImport struct {
 	// series are the series the snapshot added to the series table: the
 	// index learns of them once they are written.
 	series []string
+	// floors are the deletion floors the import raised.
+	floors []snapshotFloor
 }
 
 // check refuses a snapshot this replica must not join (see
@@ -638,6 +638,10 @@ func (im *snapshotImport) apply() error {
 	if err := im.flush(); err != nil {
 		return err
 	}
+	for _, f := range im.floors {
+		db.seriesDel.Set(f.name, f.floor, uint64(db.lastSeq))
+	}
+	db.seriesDel.TouchAll(uint64(db.lastSeq))
 	if err := db.indexSeries(im.series); err != nil {
 		return err
 	}

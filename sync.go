@@ -765,6 +765,7 @@ func (im *importer) write() (lsm.SeqNum, int, error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	db.noteSeriesOps(im.applied, last)
 	if err := db.indexSeries(b.series); err != nil {
 		return 0, 0, err
 	}
@@ -978,6 +979,7 @@ func (im *importer) install(t *ingestTable) (lsm.SeqNum, int, error) {
 	if err != nil {
 		return 0, 0, err
 	}
+	db.noteSeriesOps(t.applied, last)
 	if err := db.indexSeries(t.b.series); err != nil {
 		return 0, 0, err
 	}

@@ -144,8 +144,14 @@ func (c *cluster) step(a int) {
 			t.Fatal(err)
 		}
 	case 6:
-		if c.rng.IntN(2) == 0 {
+		switch c.rng.IntN(6) {
+		case 0, 1, 2:
 			if err := db.AppendSamples(c.series(), c.samples(i)...); err != nil {
+				t.Fatal(err)
+			}
+			return
+		case 3:
+			if err := db.DeleteSeries(c.series()); err != nil {
 				t.Fatal(err)
 			}
 			return

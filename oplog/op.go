@@ -23,7 +23,10 @@ const (
 	// (timeseries/chunk) of samples of one bucket. For a repeated
 	// timestamp the sample of the higher (HLC, replica) wins.
 	KindSamples OpKind = 6
-	maxKind            = KindSamples
+	// KindDeleteSeries deletes a time series: Key is its canonical name.
+	// Every sample written under a lower (HLC, replica) is deleted.
+	KindDeleteSeries OpKind = 7
+	maxKind                 = KindDeleteSeries
 )
 
 func (k OpKind) String() string {
@@ -40,6 +43,8 @@ func (k OpKind) String() string {
 		return "incr"
 	case KindSamples:
 		return "samples"
+	case KindDeleteSeries:
+		return "deleteseries"
 	}
 	return fmt.Sprintf("OpKind(%d)", uint8(k))
 }
@@ -52,7 +57,8 @@ func (k OpKind) Valid() bool { return k >= KindPut && k <= maxKind }
 func (k OpKind) hasField() bool { return k == KindSetField || k == KindDeleteField || k == KindIncr }
 func (k OpKind) hasValue() bool { return k == KindPut || k == KindSetField || k == KindSamples }
 
-// Document reports whether k changes a document (all kinds but samples):
+// Document reports whether k changes a document (all kinds but the time
+// series'):
 // the kinds as-of reads and document states fold.
 func (k OpKind) Document() bool { return k >= KindPut && k <= KindIncr }
 func (k OpKind) hasDelta() bool { return k == KindIncr }
@@ -87,6 +93,14 @@ func (op *Op) Validate() error {
 		return fmt.Errorf("oplog: op with an empty key")
 	case op.Kind == KindSamples:
 		return validateSamples(op)
+	case op.Kind == KindDeleteSeries:
+		name, err := timeseries.Canonical(string(op.Key))
+		if err != nil {
+			return fmt.Errorf("oplog: series deletion: %w", err)
+		}
+		if name != string(op.Key) {
+			return fmt.Errorf("oplog: series deletion: series %q is not in canonical form", op.Key)
+		}
 	}
 	return nil
 }

@@ -10,6 +10,7 @@
 //
 //	's' canonical                  the series table: value 0x01
 //	'c' bucket(8, BE) canonical    a chunk: the series' samples of one bucket
+//	'd' canonical                  a deletion floor (delete.go)
 //
 // Chunk keys lead with time (the bucket's start, its sign bit flipped), so
 // one day's chunks of every series sort together: the tables of old days

@@ -50,6 +50,10 @@ type Chunk struct {
 type Merger struct {
 	Self oplog.ReplicaID
 	Cold bool
+	// Floors, if set, returns a series' deletion floor once no reader
+	// could still read the samples it deleted: the fold drops them
+	// (compactions).
+	Floors func(canonical string) (Stamp, bool)
 }
 
 // Merge folds operands (oldest first) onto base (a state, if hasBase).
@@ -60,6 +64,9 @@ func (m *Merger) Merge(key []byte, operands [][]byte, base []byte, hasBase bool)
 
 // MergeAppend is Merge appending the state to dst.
 func (m *Merger) MergeAppend(dst, key []byte, operands [][]byte, base []byte, hasBase bool) ([]byte, error) {
+	if len(key) > 0 && key[0] == prefixDelete {
+		return mergeDelete(dst, operands, base, hasBase, m.Self)
+	}
 	var c Chunk
 	if hasBase {
 		if err := c.decodeValue(base, m.Self); err != nil {
@@ -80,6 +87,13 @@ func (m *Merger) MergeAppend(dst, key []byte, operands [][]byte, base []byte, ha
 			return nil, err
 		}
 		c.add(buf, st)
+	}
+	if m.Floors != nil {
+		if name, _, err := ParseChunkKey(key); err == nil {
+			if floor, ok := m.Floors(name); ok {
+				c.filter(floor)
+			}
+		}
 	}
 	return c.appendState(dst, m.Cold)
 }
@@ -610,9 +624,12 @@ func Reencode(v []byte, self oplog.ReplicaID) ([]byte, error) {
 }
 
 // CheckStored checks an entry of the series namespace a state snapshot
-// carries: a series-table key with its value, or a chunk key with a
-// state whose samples lie in its bucket. Errors wrap ErrCorruption.
+// carries: a series-table key with its value, a deletion key with its
+// state, or a chunk key with a state whose samples lie in its bucket. Errors wrap ErrCorruption.
 func CheckStored(key, value []byte) error {
+	if name, ok := DeleteOfKey(key); ok {
+		return checkDeleteStored(name, value)
+	}
 	if name, ok := SeriesOfKey(key); ok {
 		if c, err := timeseries.Canonical(name); err != nil || c != name {
 			return errs.Corruptf("series table", 0, "series %q is not a canonical name", name)
