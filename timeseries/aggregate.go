@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"slices"
+	"sync"
 )
 
 // Aggregator aggregates one series over time, streaming: it takes the
@@ -48,6 +49,9 @@ func NewAggregator(from, to, step int64, fn Agg) (*Aggregator, error) {
 	}
 	a := &Aggregator{from: from, to: to, step: step, kind: fn.kind()}
 	a.q, _ = fn.Quantile()
+	if a.kind == quantileFlag {
+		a.acc.vals = (*quantileVals.Get().(*[]float64))[:0]
+	}
 	return a, nil
 }
 
@@ -213,9 +217,20 @@ func (a *Aggregator) Result() ([]Sample, error) {
 	if !a.done {
 		a.flush()
 		a.done = true
+		if v := a.acc.vals; cap(v) > 0 && cap(v) <= maxPooledVals {
+			a.acc.vals = nil
+			quantileVals.Put(&v)
+		}
 	}
 	return a.out, nil
 }
+
+// quantileVals holds the buffers the quantiles collect a window's values
+// in, reused from aggregation to aggregation; one of more than
+// maxPooledVals is left to the collector.
+var quantileVals = sync.Pool{New: func() any { return new([]float64) }}
+
+const maxPooledVals = 1 << 18
 
 // openWindow opens the window holding t (from <= t < to). The arithmetic
 // is unsigned so that no range or step overflows: t-from and to-start

@@ -346,10 +346,10 @@ func TestAggregateRefusesDamage(t *testing.T) {
 	copy(swapped[n-32:n-16], state[n-16:])
 	copy(swapped[n-16:], state[n-32:n-16])
 	for _, tc := range []struct {
-		what  string
-		st    memStore
-		fn    timeseries.Agg
-		step  int64
+		what string
+		st   memStore
+		fn   timeseries.Agg
+		step int64
 	}{
 		{what: "out of order, decoded", st: memStore{string(ChunkKey(nil, name, bucket)): swapped}, fn: timeseries.Quantile(0.5)},
 		{what: "out of order, by 1.5 s", st: memStore{string(ChunkKey(nil, name, bucket)): swapped}, fn: timeseries.Sum, step: 1500},
