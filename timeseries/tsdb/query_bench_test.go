@@ -90,3 +90,33 @@ func BenchmarkDecodeDay(b *testing.B) {
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/86_400, "ns/sample")
 	b.ReportMetric(float64(len(v))/86_400, "bytes/sample")
 }
+
+// BenchmarkAggregateHour is one series of AggregateSeries: an hour of a
+// day at 15 s, compacted cold, avg by 15 s.
+func BenchmarkAggregateHour(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	day := BucketOf(1_700_000_000_000)
+	samples := make([]timeseries.Sample, 5760)
+	for i := range samples {
+		samples[i] = timeseries.Sample{T: day + int64(i)*15_000, V: math.Round(rng.Float64()*10000) / 100}
+	}
+	c, err := EncodeSamples(samples)
+	if err != nil {
+		b.Fatal(err)
+	}
+	op := AppendLocalOperand(nil, c)
+	oplog.StampLocal(op, 1)
+	state, err := (&Merger{Self: self, Cold: true}).Merge(nil, [][]byte{op}, nil, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	const name = `bench_15s{job="q"}`
+	st := memStore{string(ChunkKey(nil, name, day)): state}
+	from := day + 7*3_600_000
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Aggregate(st, self, name, from, from+3_600_000, 15_000, timeseries.Avg); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
