@@ -298,6 +298,76 @@ func (s *acc) addRun(k Agg, run []Sample) {
 	}
 }
 
+// canRollup reports whether addRollup takes r for kind k exactly (a Sum
+// or Avg up to the order of its additions); fresh: into an empty window
+// (s as reset leaves it).
+func (s *acc) canRollup(k Agg, r *Rollup, fresh bool) bool {
+	switch k {
+	case Min, Max, Sum, Count, First, Last, Rate:
+		return true
+	case Avg:
+		// The compensated sum while it stays finite; past that the
+		// incremental mean, which needs the values.
+		if isInfOrNaN(r.Sum) {
+			return false
+		}
+		if fresh || s.n == 0 {
+			return true
+		}
+		sum, _ := kahanSumInc(r.Sum, s.v, s.c)
+		return !s.incr && !isInfOrNaN(sum)
+	}
+	return false // quantiles
+}
+
+func isInfOrNaN(f float64) bool { return f-f != 0 }
+
+// addRollup takes the samples r rolls up (canRollup said so) for kind k:
+// what add would make of them, a sum added in another order.
+func (s *acc) addRollup(k Agg, r *Rollup) {
+	sumC := r.SumC
+	if isInfOrNaN(r.Sum) {
+		sumC = 0
+	}
+	first := s.n == 0
+	switch k {
+	case Min:
+		if first || r.Min < s.v || s.v != s.v {
+			s.v = r.Min
+		}
+	case Max:
+		if first || r.Max > s.v || s.v != s.v {
+			s.v = r.Max
+		}
+	case Sum, Avg:
+		if first && k == Avg { // as addAvg
+			s.v, s.c = r.Sum, sumC
+		} else {
+			s.v, s.c = kahanSumInc(r.Sum, s.v, s.c)
+			if !isInfOrNaN(s.v) {
+				s.c += sumC
+			}
+		}
+	case First:
+		if first {
+			s.v = r.FirstV
+		}
+	case Last:
+		s.v = r.LastV
+	case Rate:
+		if first {
+			s.firstT, s.v, s.c = r.FirstT, -r.FirstV, 0
+		} else if r.FirstV < s.mean {
+			s.v, s.c = kahanSumInc(s.mean, s.v, s.c)
+		}
+		if r.Drops != 0 {
+			s.v, s.c = kahanSumInc(r.Drops, s.v, s.c)
+		}
+		s.lastT, s.mean = r.LastT, r.LastV
+	}
+	s.n += r.Count
+}
+
 // addAvg is Prometheus's avg_over_time: a compensated sum while it stays
 // finite, then the incremental mean, so finite values never overflow.
 func (s *acc) addAvg(v float64) {

@@ -334,9 +334,17 @@ func DecodeSamplesIn(v []byte, self oplog.ReplicaID, from, to int64) ([]timeseri
 		}
 		return c.Samples, nil
 	}
-	var c Chunk
-	if err := c.decodeStateOf(v, true, from, to); err != nil {
-		return nil, err
+	return decodeSamplesInto(nil, v, from, to, true)
+}
+
+// decodeSamplesInto decodes the samples of state v that [from, to) needs
+// (DecodeSamplesIn) into dst[:0], growing it as needed. checkOrder false
+// leaves out the check that T ascends, for a caller that checks it
+// itself (an Aggregator).
+func decodeSamplesInto(dst []timeseries.Sample, v []byte, from, to int64, checkOrder bool) ([]timeseries.Sample, error) {
+	c := Chunk{Samples: dst[:0]}
+	if err := c.decodeStateOf(v, true, from, to, checkOrder); err != nil {
+		return c.Samples[:0], err
 	}
 	return c.Samples, nil
 }
@@ -453,18 +461,21 @@ func StateSummary(v []byte) (Summary, bool, error) {
 }
 
 func (c *Chunk) decodeState(v []byte) error {
-	return c.decodeStateOf(v, false, math.MinInt64, math.MaxInt64)
+	*c = Chunk{}
+	return c.decodeStateOf(v, false, math.MinInt64, math.MaxInt64, true)
 }
 
-// decodeStateOf decodes a state; samplesOnly leaves the samples' stamps
-// (Of) out, for reads that want the samples, and then only the cold
-// blocks that may hold samples in [from, to) are decoded (c.Samples is
-// a part of the chunk's samples holding all of those in the range).
-func (c *Chunk) decodeStateOf(v []byte, samplesOnly bool, from, to int64) error {
+// decodeStateOf decodes a state into c (whose Samples, if any, it reuses
+// as a buffer); samplesOnly leaves the stamps (Stamps, Of) out, for
+// reads that want the samples, and then only the cold blocks that may
+// hold samples in [from, to) are decoded (c.Samples is a part of the
+// chunk's samples holding all of those in the range). checkOrder false
+// leaves out the check that the samples' T ascend (the caller's).
+func (c *Chunk) decodeStateOf(v []byte, samplesOnly bool, from, to int64, checkOrder bool) error {
 	if !samplesOnly {
 		from, to = math.MinInt64, math.MaxInt64
 	}
-	*c = Chunk{}
+	*c = Chunk{Samples: c.Samples[:0]}
 	if len(v) == 0 || v[0] != kindState {
 		return errs.Corruptf("series chunk", 0, "not a chunk state or operand")
 	}
@@ -487,7 +498,9 @@ func (c *Chunk) decodeStateOf(v []byte, samplesOnly bool, from, to int64) error 
 	for i := uint64(0); d.err == nil && i < ns; i++ {
 		st := Stamp{HLC: oplog.Timestamp(d.uvarint("stamp HLC"))}
 		copy(st.Origin[:], d.fixed(16, "stamp origin"))
-		c.Stamps = append(c.Stamps, st)
+		if !samplesOnly {
+			c.Stamps = append(c.Stamps, st)
+		}
 	}
 	nr := d.uvarint("runs")
 	if d.err == nil && nr > uint64(s.Count) {
@@ -527,7 +540,7 @@ func (c *Chunk) decodeStateOf(v []byte, samplesOnly bool, from, to int64) error 
 		if d.err == nil && n > uint64(s.Count) {
 			d.fail("%d hot chunks for %d samples", n, s.Count)
 		}
-		c.Samples = make([]timeseries.Sample, 0, s.Count)
+		c.Samples = slices.Grow(c.Samples, s.Count)
 		for i := uint64(0); d.err == nil && err == nil && i < n; i++ {
 			l := d.uvarint("hot chunk length")
 			b := d.fixed(int(min(l, uint64(len(v)))), "hot chunk")
@@ -549,8 +562,18 @@ func (c *Chunk) decodeStateOf(v []byte, samplesOnly bool, from, to int64) error 
 		if d.err == nil && n > uint64(s.Count) {
 			d.fail("%d cold blocks for %d samples", n, s.Count)
 		}
-		total := 0
-		for i := uint64(0); d.err == nil && err == nil && i < n; i++ {
+		// The headers first (at most a few a day), so the samples are
+		// allocated once, for the blocks the range needs.
+		type block struct {
+			first, last int64
+			count       int
+			b           []byte
+			off         int
+		}
+		var blocksArr [8]block
+		blocks := blocksArr[:0]
+		total, want := 0, 0
+		for i := uint64(0); d.err == nil && i < n; i++ {
 			first, last := d.varint("block first T"), d.varint("block last T")
 			count, l := d.uvarint("block samples"), d.uvarint("block length")
 			b := d.fixed(int(min(l, uint64(len(v)))), "cold block")
@@ -564,23 +587,32 @@ func (c *Chunk) decodeStateOf(v []byte, samplesOnly bool, from, to int64) error 
 			if last < from || first >= to {
 				continue // outside the range asked for
 			}
-			base := len(c.Samples)
-			if c.Samples, err = chunk.DecodeCold(b, c.Samples); err == nil &&
-				(len(c.Samples)-base != int(count) || c.Samples[base].T != first || c.Samples[len(c.Samples)-1].T != last) {
-				err = errs.Corruptf("series chunk", int64(d.off), "cold block %d does not hold what its header says", i)
-			}
+			want += int(count)
+			blocks = append(blocks, block{first, last, int(count), b, d.off})
 		}
 		if d.err != nil {
 			return d.err
 		}
-		if err == nil && (total != s.Count || d.off != len(v)) {
+		if total != s.Count || d.off != len(v) {
 			return errs.Corruptf("series chunk", int64(d.off), "cold blocks of %d samples (the summary says %d), %d bytes after", total, s.Count, len(v)-d.off)
 		}
-		if err == nil && (from != math.MinInt64 || to != math.MaxInt64) {
+		c.Samples = slices.Grow(c.Samples, want)
+		for i, bl := range blocks {
+			base := len(c.Samples)
+			if c.Samples, err = chunk.DecodeCold(bl.b, c.Samples); err != nil {
+				return err
+			}
+			if len(c.Samples)-base != bl.count || c.Samples[base].T != bl.first || c.Samples[len(c.Samples)-1].T != bl.last {
+				return errs.Corruptf("series chunk", int64(bl.off), "cold block %d of the range does not hold what its header says", i)
+			}
+		}
+		if from != math.MinInt64 || to != math.MaxInt64 {
 			// A part: the count check below is for a whole chunk.
-			for i := 1; i < len(c.Samples); i++ {
-				if c.Samples[i].T <= c.Samples[i-1].T {
-					return errs.Corruptf("series chunk", int64(d.off), "samples out of order")
+			if checkOrder {
+				for i := 1; i < len(c.Samples); i++ {
+					if c.Samples[i].T <= c.Samples[i-1].T {
+						return errs.Corruptf("series chunk", int64(d.off), "samples out of order")
+					}
 				}
 			}
 			return nil
@@ -590,7 +622,7 @@ func (c *Chunk) decodeStateOf(v []byte, samplesOnly bool, from, to int64) error 
 		if len(raw) != 16*s.Count {
 			return errs.Corruptf("series chunk", int64(d.off), "%d bytes of raw samples for %d", len(raw), s.Count)
 		}
-		c.Samples = make([]timeseries.Sample, s.Count)
+		c.Samples = slices.Grow(c.Samples, s.Count)[:s.Count]
 		for i := range c.Samples {
 			c.Samples[i] = timeseries.Sample{T: int64(binary.LittleEndian.Uint64(raw[16*i:])),
 				V: math.Float64frombits(binary.LittleEndian.Uint64(raw[16*i+8:]))}
@@ -604,7 +636,7 @@ func (c *Chunk) decodeStateOf(v []byte, samplesOnly bool, from, to int64) error 
 	if len(c.Samples) != s.Count {
 		return errs.Corruptf("series chunk", int64(d.off), "%d samples, the summary says %d", len(c.Samples), s.Count)
 	}
-	for i := 1; i < len(c.Samples); i++ {
+	for i := 1; checkOrder && i < len(c.Samples); i++ {
 		if c.Samples[i].T <= c.Samples[i-1].T {
 			return errs.Corruptf("series chunk", int64(d.off), "samples out of order")
 		}

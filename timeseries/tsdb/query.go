@@ -3,10 +3,10 @@ package tsdb
 import (
 	"errors"
 	"fmt"
-	"math"
 	"sort"
 	"sync"
 
+	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/oplog"
 	"github.com/plures/pluresdb/timeseries"
 )
@@ -145,8 +145,21 @@ func Query(st Store, self oplog.ReplicaID, canonical string, from, to int64) ([]
 // Iterate calls fn with the samples of a series in [from, to), a chunk
 // at a time, ascending; the slice is valid during the call only.
 func Iterate(st Store, self oplog.ReplicaID, canonical string, from, to int64, fn func([]timeseries.Sample) error) error {
+	buf := sampleBufs.Get().(*[]timeseries.Sample)
+	defer func() {
+		if cap(*buf) <= maxPooledSamples {
+			sampleBufs.Put(buf)
+		}
+	}()
 	return scanChunks(st, canonical, from, to, func(bucket int64, value []byte) error {
-		samples, err := DecodeSamplesIn(value, self, from, to)
+		var samples []timeseries.Sample
+		var err error
+		if IsOperand(value) {
+			samples, err = DecodeSamples(value, self)
+		} else {
+			samples, err = decodeSamplesInto(*buf, value, from, to, true)
+			*buf = samples
+		}
 		if err != nil {
 			return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket), err)
 		}
@@ -217,134 +230,85 @@ func scanChunks(st Store, canonical string, from, to int64, fn func(bucket int64
 var errStop = errors.New("stop")
 
 // Aggregate returns one sample per non-empty window of a series (see
-// timeseries.Aggregate). A chunk that lies wholly inside one window is
-// taken from its rollup (its Summary) without decoding its samples, for
-// every function but the quantiles; so long ranges at coarse steps cost a
-// chunk's header each. A Sum or Avg from rollups adds the same values in
-// a different order than one over the raw samples, and may differ in its
-// last bits.
+// timeseries.Aggregate), streaming the chunks into a
+// timeseries.Aggregator. A chunk whose samples lie wholly inside one
+// window is taken from its rollup (its Summary) without decoding them,
+// for every function but the quantiles (and Avg where a sum is not
+// finite); so long ranges at coarse steps cost a chunk's header each. A
+// Sum or Avg from rollups adds the same values in a different order than
+// one over the raw samples, and may differ in its last bits. The others
+// are decoded, only the cold blocks the range needs, into a buffer
+// reused from query to query.
 func Aggregate(st Store, self oplog.ReplicaID, canonical string, from, to, step int64, fn timeseries.Agg) ([]timeseries.Sample, error) {
-	if !fn.Valid() {
-		return nil, fmt.Errorf("%w: unknown aggregation %v", timeseries.ErrInvalidQuery, fn)
+	a, err := timeseries.NewAggregator(from, to, step, fn)
+	if err != nil {
+		return nil, err
 	}
-	if from > to {
-		return nil, fmt.Errorf("%w: from %d is after to %d", timeseries.ErrInvalidQuery, from, to)
-	}
-	if _, ok := fn.Quantile(); ok {
-		a, err := timeseries.NewAggregator(from, to, step, fn)
-		if err != nil {
-			return nil, err
+	_, quantile := fn.Quantile()
+	buf := sampleBufs.Get().(*[]timeseries.Sample)
+	defer func() {
+		if cap(*buf) <= maxPooledSamples {
+			sampleBufs.Put(buf)
 		}
-		if err := Iterate(st, self, canonical, from, to, a.AddAll); err != nil {
-			return nil, err
-		}
-		return a.Result()
-	}
-	w := windows{from: from, to: to, step: step}
-	err := scanChunks(st, canonical, from, to, func(bucket int64, value []byte) error {
-		if start, ok := w.wholly(bucket, bucket+BucketMillis); ok && !IsOperand(value) {
+	}()
+	err = scanChunks(st, canonical, from, to, func(bucket int64, value []byte) error {
+		if !quantile && !IsOperand(value) {
 			s, nonEmpty, err := StateSummary(value)
 			if err != nil {
 				return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket), err)
 			}
-			if nonEmpty {
-				w.add(start, &s)
+			if !nonEmpty {
+				return nil
 			}
-			return nil
+			if BucketOf(s.FirstT) != bucket || BucketOf(s.LastT) != bucket {
+				return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket),
+					errs.Corruptf("series chunk", 0, "summary of samples at %d..%d", s.FirstT, s.LastT))
+			}
+			r := s.Rollup()
+			if ok, err := a.AddRollup(&r); err != nil {
+				return chunkOrderError(canonical, bucket, err)
+			} else if ok {
+				return nil
+			}
 		}
-		samples, err := DecodeSamplesIn(value, self, from, to)
+		var samples []timeseries.Sample
+		var err error
+		if IsOperand(value) {
+			samples, err = DecodeSamples(value, self)
+		} else {
+			// The order of the samples is the Aggregator's to check.
+			samples, err = decodeSamplesInto(*buf, value, from, to, false)
+			*buf = samples
+		}
 		if err != nil {
 			return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket), err)
 		}
-		// Split the samples by window.
-		i := sort.Search(len(samples), func(i int) bool { return samples[i].T >= from })
-		for i < len(samples) && samples[i].T < to {
-			start, end := w.of(samples[i].T)
-			j := i + sort.Search(len(samples)-i, func(k int) bool { return samples[i+k].T >= end })
-			s := Summarize(samples[i:j])
-			w.add(start, &s)
-			i = j
+		if err := a.AddAll(samples); err != nil {
+			return chunkOrderError(canonical, bucket, err)
 		}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return w.result(fn), nil
+	return a.Result()
 }
 
-// windows accumulates one Summary per window, in time order.
-type windows struct {
-	from, to, step int64
-	starts         []int64
-	sums           []Summary
+// chunkOrderError is the error of an Aggregator fed a chunk: samples out
+// of order there (within a chunk, or before the chunk's day) are a
+// damaged chunk.
+func chunkOrderError(canonical string, bucket int64, err error) error {
+	if errors.Is(err, timeseries.ErrOutOfOrder) {
+		err = errs.Corruptf("series chunk", 0, "%v", err)
+	}
+	return fmt.Errorf("series %s, %s: %w", canonical, fmtBucket(bucket), err)
 }
 
-// of returns the window holding t (from <= t < to): [start, end).
-func (w *windows) of(t int64) (start, end int64) {
-	if w.step <= 0 {
-		return w.from, w.to
-	}
-	n := uint64(t-w.from) / uint64(w.step)
-	start = w.from + int64(n*uint64(w.step))
-	end = start + w.step
-	if end < start || end > w.to { // overflow, or the last window
-		end = w.to
-	}
-	return start, end
-}
+// sampleBufs holds the buffers Aggregate and Iterate decode into; one of
+// more than maxPooledSamples is left to the collector.
+var sampleBufs = sync.Pool{New: func() any { return new([]timeseries.Sample) }}
 
-// wholly reports whether [lo, hi) lies inside one window, and its start.
-func (w *windows) wholly(lo, hi int64) (int64, bool) {
-	if lo < w.from || hi > w.to {
-		return 0, false
-	}
-	start, end := w.of(lo)
-	return start, hi <= end
-}
-
-func (w *windows) add(start int64, s *Summary) {
-	if n := len(w.starts); n > 0 && w.starts[n-1] == start {
-		w.sums[n-1].Merge(s)
-		return
-	}
-	w.starts = append(w.starts, start)
-	w.sums = append(w.sums, *s)
-}
-
-func (w *windows) result(fn timeseries.Agg) []timeseries.Sample {
-	out := make([]timeseries.Sample, 0, len(w.starts))
-	for i, start := range w.starts {
-		s := &w.sums[i]
-		var v float64
-		switch fn {
-		case timeseries.Min:
-			v = s.Min
-		case timeseries.Max:
-			v = s.Max
-		case timeseries.Sum:
-			v = s.Sum + s.SumC
-		case timeseries.Count:
-			v = float64(s.Count)
-		case timeseries.Avg:
-			v = (s.Sum + s.SumC) / float64(s.Count)
-			if math.IsInf(v, 0) && !math.IsInf(s.Sum, 0) {
-				v = s.Sum/float64(s.Count) + s.SumC/float64(s.Count)
-			}
-		case timeseries.First:
-			v = s.FirstV
-		case timeseries.Last:
-			v = s.LastV
-		case timeseries.Rate:
-			if s.Count < 2 {
-				continue
-			}
-			v = s.Increase() / (float64(s.LastT-s.FirstT) / 1000)
-		}
-		out = append(out, timeseries.Sample{T: start, V: v})
-	}
-	return out
-}
+const maxPooledSamples = 1 << 18
 
 // SpanOnce wraps st so that Span of the same range is read once: a query
 // over many series asks each time for the days holding chunks. Safe for

@@ -207,6 +207,16 @@ func (s *Summary) Merge(o *Summary) {
 	s.LastT, s.LastV = o.LastT, o.LastV
 }
 
+// Rollup returns s as a timeseries.Rollup, for an Aggregator.
+func (s *Summary) Rollup() timeseries.Rollup {
+	r := timeseries.Rollup{Count: s.Count, Min: s.Min, Max: s.Max, Sum: s.Sum, SumC: s.SumC,
+		Drops: s.Drops, FirstT: s.FirstT, LastT: s.LastT, FirstV: s.FirstV, LastV: s.LastV}
+	if !s.hasMinMaxNonNaN {
+		r.Min, r.Max = math.NaN(), math.NaN()
+	}
+	return r
+}
+
 // Increase is the counter increase over the samples: last - first, plus
 // the value before each drop (Prometheus's increase, without
 // extrapolation).
