@@ -92,6 +92,9 @@ type coldScratch struct {
 	exp     []int8  // per value: its decimal exponent, or noExp
 	mant    []int64 // per value: its mantissa at exp
 	ints    []int64 // the integers of the stream being written
+	ubuf    []uint64
+	ubuf2   []uint64
+	hist    [8][256]uint32
 	runs    []excRun
 	plane   []byte
 	huff    *huff0.Scratch

@@ -69,7 +69,8 @@ func (s *coldScratch) appendOrdered(b []byte, v []int64, minOrder int) []byte {
 }
 
 // bestOrder estimates, for orders minOrder..2, the bits of a stream of
-// the order's differences less their minimum, and returns the cheapest.
+// the order's differences (offsets from their minimum, or zigzag, as
+// appendInts chooses), and returns the cheapest.
 func bestOrder(v []int64, minOrder int) int {
 	var lo [maxOrder + 1]int64
 	for k := range lo {
@@ -87,22 +88,27 @@ func bestOrder(v []int64, minOrder int) int {
 			d1 = d
 		}
 	}
-	var cost [maxOrder + 1]int
+	var forBits, zzBits [maxOrder + 1]int
 	d1 = 0
 	for i, x := range v {
-		cost[0] += bits.Len64(uint64(x) - uint64(lo[0]))
+		forBits[0] += bits.Len64(uint64(x) - uint64(lo[0]))
+		zzBits[0] += bits.Len64(zigzag(x))
 		if i >= 1 {
 			d := int64(uint64(x) - uint64(v[i-1]))
-			cost[1] += bits.Len64(uint64(d) - uint64(lo[1]))
+			forBits[1] += bits.Len64(uint64(d) - uint64(lo[1]))
+			zzBits[1] += bits.Len64(zigzag(d))
 			if i >= 2 {
-				cost[2] += bits.Len64(uint64(d) - uint64(d1) - uint64(lo[2]))
+				dd := int64(uint64(d) - uint64(d1))
+				forBits[2] += bits.Len64(uint64(dd) - uint64(lo[2]))
+				zzBits[2] += bits.Len64(zigzag(dd))
 			}
 			d1 = d
 		}
 	}
+	cost := func(k int) int { return min(forBits[k], zzBits[k]) }
 	best := minOrder
 	for k := minOrder + 1; k <= maxOrder && k < len(v); k++ {
-		if cost[k] < cost[best] {
+		if cost(k) < cost(best) {
 			best = k
 		}
 	}

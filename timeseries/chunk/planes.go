@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"math/bits"
 
 	"github.com/klauspost/compress/huff0"
@@ -13,15 +14,16 @@ import (
 // Integer streams of the cold format, version 2 (ARCHITECTURE.md, "Time
 // series: sample encodings"): c int64 values, known to the reader, as
 //
-//	zigzag varint  min, the smallest value
-//	byte           w, the bytes of the widest (x-min)/g, 0..8; 0: all equal min
-//	uvarint        g, the common divisor of every x-min (w > 0 only)
-//	w planes       byte j of every (x-min)/g, low byte first, each as
+//	byte           w, the bytes of the widest u/g, 0..8 (0: every u is 0),
+//	               + 0x80 when the values are zigzag-coded: u = zigzag(x)
+//	zigzag varint  min, the smallest value, u = x-min (not zigzag-coded only)
+//	uvarint        g, the common divisor of every u (w > 0 only)
+//	w planes       byte j of every u/g, low byte first, each as
 //	               byte codec + data: planeRaw c bytes; planeConst 1 byte;
 //	               planeHuff uvarint length + huff0 4X stream (table
 //	               first); planeZstd uvarint length + one zstd frame
 //
-// in wrapping arithmetic: x = min + u·g modulo 2^64, so any int64 values
+// in wrapping arithmetic: x = min + u·g modulo 2^64 (or unzigzag(u·g)), so any int64 values
 // (deltas of wrapping timestamps, float bits) are exact. A plane of
 // random bytes stays raw; a plane of few values (the high bytes of small
 // deltas, the exponent byte of floats) is entropy-coded on its own, which
@@ -31,6 +33,8 @@ const (
 	planeConst = 1
 	planeHuff  = 2
 	planeZstd  = 3
+
+	streamZigzag = 0x80 // flag of a zigzag-coded stream, beside its width
 
 	// minCompressPlane: planes shorter than this are kept raw or const.
 	minCompressPlane = 32
@@ -46,40 +50,105 @@ func (s *coldScratch) appendInts(b []byte, v []int64) []byte {
 	for _, x := range v[1:] {
 		lo = min(lo, x)
 	}
-	var g, hi uint64 // gcd and max of x-lo
-	for _, x := range v {
-		u := uint64(x) - uint64(lo)
-		hi = max(hi, u)
-		if g != 1 && u != 0 {
-			g = gcd(g, u)
+	// Offsets from the minimum, or zigzag when a few large negative
+	// values (a counter reset) would widen every offset: whichever gives
+	// byte planes of less entropy.
+	u := s.u(c)
+	for i, x := range v {
+		u[i] = uint64(x) - uint64(lo)
+	}
+	zz := false
+	if lo < 0 {
+		forCost := s.planeEntropy(u)
+		z := s.u2(c)
+		for i, x := range v {
+			z[i] = zigzag(x)
+		}
+		if s.planeEntropy(z) < forCost {
+			zz = true
+			u, s.ubuf, s.ubuf2 = z, s.ubuf2, s.ubuf
 		}
 	}
-	b = binary.AppendUvarint(b, zigzag(lo))
-	if hi == 0 {
-		return append(b, 0)
+	var g, hi uint64 // gcd and max
+	for _, x := range u {
+		hi = max(hi, x)
+		if g != 1 && x != 0 {
+			g = gcd(g, x)
+		}
 	}
-	hi /= g
-	w := (bits.Len64(hi) + 7) / 8
-	b = append(b, byte(w))
+	w := 0
+	if hi != 0 {
+		w = (bits.Len64(hi/g) + 7) / 8
+	}
+	if zz {
+		b = append(b, streamZigzag|byte(w))
+	} else {
+		b = append(b, byte(w))
+		b = binary.AppendUvarint(b, zigzag(lo))
+	}
+	if w == 0 {
+		return b
+	}
 	b = binary.AppendUvarint(b, g)
+	if g != 1 {
+		for i := range u {
+			u[i] /= g
+		}
+	}
 	if cap(s.plane) < c {
 		s.plane = make([]byte, c)
 	}
 	p := s.plane[:c]
 	for j := 0; j < w; j++ {
 		sh := uint(8 * j)
-		if g == 1 {
-			for i, x := range v {
-				p[i] = byte((uint64(x) - uint64(lo)) >> sh)
-			}
-		} else {
-			for i, x := range v {
-				p[i] = byte((uint64(x) - uint64(lo)) / g >> sh)
-			}
+		for i, x := range u {
+			p[i] = byte(x >> sh)
 		}
 		b = s.appendPlane(b, p)
 	}
 	return b
+}
+
+func (s *coldScratch) u2(c int) []uint64 {
+	if cap(s.ubuf2) < c {
+		s.ubuf2 = make([]uint64, c)
+	}
+	return s.ubuf2[:c]
+}
+
+// planeEntropy returns the Shannon entropy, in bits, of the byte planes
+// of u: what an entropy coder of each plane would come near.
+func (s *coldScratch) planeEntropy(u []uint64) float64 {
+	var hi uint64
+	for _, x := range u {
+		hi |= x
+	}
+	w := (bits.Len64(hi) + 7) / 8
+	h := &s.hist
+	*h = [8][256]uint32{}
+	for _, x := range u {
+		for j := 0; j < w; j++ {
+			h[j][byte(x>>(8*j))]++
+		}
+	}
+	n := float64(len(u))
+	var e float64
+	for j := 0; j < w; j++ {
+		for _, k := range h[j] {
+			if k != 0 {
+				f := float64(k)
+				e -= f * math.Log2(f/n)
+			}
+		}
+	}
+	return e
+}
+
+func (s *coldScratch) u(c int) []uint64 {
+	if cap(s.ubuf) < c {
+		s.ubuf = make([]uint64, c)
+	}
+	return s.ubuf[:c]
 }
 
 func gcd(a, b uint64) uint64 {
@@ -153,8 +222,13 @@ func (d *v2Decoder) ints(c int) []uint64 {
 	if d.err != nil || c == 0 {
 		return nil
 	}
-	lo := uint64(unzigzag(d.uvarint()))
-	w := int(d.byte())
+	f := d.byte()
+	zz := f&streamZigzag != 0
+	w := int(f &^ streamZigzag)
+	var lo uint64
+	if !zz {
+		lo = uint64(unzigzag(d.uvarint()))
+	}
 	if d.err != nil {
 		return nil
 	}
@@ -164,7 +238,7 @@ func (d *v2Decoder) ints(c int) []uint64 {
 	u := d.s.u[:c]
 	if w == 0 {
 		for i := range u {
-			u[i] = lo
+			u[i] = lo // zigzag: lo is 0
 		}
 		return u
 	}
@@ -196,11 +270,16 @@ func (d *v2Decoder) ints(c int) []uint64 {
 	if d.err != nil {
 		return nil
 	}
-	if g == 1 {
+	switch {
+	case zz:
+		for i, x := range u {
+			u[i] = uint64(unzigzag(x * g))
+		}
+	case g == 1:
 		for i := range u {
 			u[i] += lo
 		}
-	} else {
+	default:
 		for i := range u {
 			u[i] = u[i]*g + lo
 		}
