@@ -72,14 +72,6 @@ var pow10i = func() (p [16]int64) {
 }()
 
 var (
-	zstdEncoders = sync.Pool{New: func() any {
-		e, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false),
-			zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithLowerEncoderMem(true))
-		if err != nil {
-			panic(err) // only for invalid options
-		}
-		return e
-	}}
 	zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
 		return zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
 			zstd.WithDecoderMaxMemory(maxBodyPerSample*MaxColdSamples+maxBodyFixed),
@@ -100,7 +92,6 @@ type coldScratch struct {
 	huff    *huff0.Scratch
 	huffOut []byte
 	zout    []byte
-	alt     []byte // the XOR value section, to compare
 }
 
 const noExp = math.MinInt8
@@ -260,26 +251,6 @@ func scaleMantissa(m int64, e, E int) (int64, bool) {
 		return 0, false
 	}
 	return m * pow10i[d], true
-}
-
-// appendRaw writes the values as the hot encoding does: the first one's
-// 64 bits, then each XOR the one before (xorWrite), zero-padded to a byte.
-func appendRaw(b []byte, samples []timeseries.Sample) []byte {
-	b = append(b, valRaw)
-	if len(samples) == 0 {
-		return b
-	}
-	var w bitWriter
-	w.reset(nil, 0)
-	prev := math.Float64bits(samples[0].V)
-	w.write(prev, 64)
-	leading, trailing := uint8(0xff), uint8(0)
-	for _, smp := range samples[1:] {
-		vb := math.Float64bits(smp.V)
-		xorWrite(&w, vb, prev, &leading, &trailing)
-		prev = vb
-	}
-	return append(b, w.bytes()...)
 }
 
 // DecodeCold appends the samples of cold block b to dst. A block that

@@ -13,8 +13,8 @@ import (
 // timestamps and values are integer streams (planes.go) whose byte planes
 // are each kept raw, constant, Huffman- or zstd-coded.
 const (
-	// value modes, version 2
-	val2XOR     = 0 // the hot encoding's XOR bit stream, to the end of the body
+	// value modes, version 2 (0, version 1's XOR stream, is not used: the
+	// float bits as integers were shorter on every kind measured)
 	val2Decimal = 1 // decimal mantissas at a common exponent, exception runs apart
 	val2Bits    = 2 // the float64 bits as integers
 
@@ -72,25 +72,26 @@ func (s *coldScratch) appendOrdered(b []byte, v []int64, minOrder int) []byte {
 // the order's differences (offsets from their minimum, or zigzag, as
 // appendInts chooses), and returns the cheapest.
 func bestOrder(v []int64, minOrder int) int {
+	// Every stride-th difference is enough for an estimate.
+	stride := 1 + len(v)/1024
 	var lo [maxOrder + 1]int64
 	for k := range lo {
 		lo[k] = math.MaxInt64
 	}
-	var d1 int64
-	for i, x := range v {
+	for i := 0; i < len(v); i += stride {
+		x := v[i]
 		lo[0] = min(lo[0], x)
 		if i >= 1 {
 			d := int64(uint64(x) - uint64(v[i-1]))
 			lo[1] = min(lo[1], d)
 			if i >= 2 {
-				lo[2] = min(lo[2], int64(uint64(d)-uint64(d1)))
+				lo[2] = min(lo[2], int64(uint64(d)-uint64(v[i-1])+uint64(v[i-2])))
 			}
-			d1 = d
 		}
 	}
 	var forBits, zzBits [maxOrder + 1]int
-	d1 = 0
-	for i, x := range v {
+	for i := 0; i < len(v); i += stride {
+		x := v[i]
 		forBits[0] += bits.Len64(uint64(x) - uint64(lo[0]))
 		zzBits[0] += bits.Len64(zigzag(x))
 		if i >= 1 {
@@ -98,11 +99,10 @@ func bestOrder(v []int64, minOrder int) int {
 			forBits[1] += bits.Len64(uint64(d) - uint64(lo[1]))
 			zzBits[1] += bits.Len64(zigzag(d))
 			if i >= 2 {
-				dd := int64(uint64(d) - uint64(d1))
+				dd := int64(uint64(d) - uint64(v[i-1]) + uint64(v[i-2]))
 				forBits[2] += bits.Len64(uint64(dd) - uint64(lo[2]))
 				zzBits[2] += bits.Len64(zigzag(dd))
 			}
-			d1 = d
 		}
 	}
 	cost := func(k int) int { return min(forBits[k], zzBits[k]) }
@@ -116,8 +116,7 @@ func bestOrder(v []int64, minOrder int) int {
 }
 
 // appendValues2 writes the value section: decimal when most values are
-// short decimals, else the float bits or the XOR stream, whichever is
-// shorter.
+// short decimals, else the float bits.
 func (s *coldScratch) appendValues2(b []byte, samples []timeseries.Sample) []byte {
 	n := len(samples)
 	if cap(s.exp) < n {
@@ -155,18 +154,12 @@ func (s *coldScratch) appendValues2(b []byte, samples []timeseries.Sample) []byt
 			return s.appendDecimal2(b, samples, E)
 		}
 	}
-	start := len(b)
 	b = append(b, val2Bits)
 	v := s.ints[:n]
 	for i, smp := range samples {
 		v[i] = int64(math.Float64bits(smp.V))
 	}
-	b = s.appendOrdered(b, v, 0)
-	s.alt = appendRaw(s.alt[:0], samples) // the XOR stream, mode byte 0 first
-	if len(s.alt) < len(b)-start {
-		b = append(b[:start], s.alt...)
-	}
-	return b
+	return s.appendOrdered(b, v, 0)
 }
 
 // appendDecimal2 writes the decimal value section at exponent E: the
@@ -231,10 +224,6 @@ func (d *v2Decoder) body(out []timeseries.Sample) {
 	}
 	switch mode := d.byte(); {
 	case d.err != nil:
-	case mode == val2XOR:
-		bd := bodyDecoder{b: d.b, off: d.off}
-		bd.raw(out)
-		d.off, d.err = bd.off, bd.err
 	case mode == val2Bits:
 		v := d.ordered(n, 0)
 		if d.err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"sync"
 
 	"github.com/klauspost/compress/huff0"
 	"github.com/klauspost/compress/zstd"
@@ -126,12 +127,17 @@ func (s *coldScratch) planeEntropy(u []uint64) float64 {
 	w := (bits.Len64(hi) + 7) / 8
 	h := &s.hist
 	*h = [8][256]uint32{}
-	for _, x := range u {
+	// Every stride-th value is enough for an estimate.
+	stride := 1 + len(u)/1024
+	cnt := 0
+	for i := 0; i < len(u); i += stride {
+		x := u[i]
 		for j := 0; j < w; j++ {
 			h[j][byte(x>>(8*j))]++
 		}
+		cnt++
 	}
-	n := float64(len(u))
+	n := float64(cnt)
 	var e float64
 	for j := 0; j < w; j++ {
 		for _, k := range h[j] {
@@ -196,10 +202,10 @@ func (s *coldScratch) appendPlane(b []byte, p []byte) []byte {
 	// zstd pays where bytes repeat in runs (long-zero planes, a clamped
 	// gauge); it is tried only when Huffman did, or when the plane has few
 	// distinct bytes.
-	if bestCodec == planeHuff {
-		enc := zstdEncoders.Get().(*zstd.Encoder)
+	if bestCodec == planeHuff && len(best) < len(p)/4 {
+		enc := planeEncoders.Get().(*zstd.Encoder)
 		s.zout = enc.EncodeAll(p, s.zout[:0])
-		zstdEncoders.Put(enc)
+		planeEncoders.Put(enc)
 		if len(s.zout) < len(best) {
 			best, bestCodec = s.zout, planeZstd
 		}
@@ -210,6 +216,15 @@ func (s *coldScratch) appendPlane(b []byte, p []byte) []byte {
 	}
 	return append(b, best...)
 }
+
+var planeEncoders = sync.Pool{New: func() any {
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false),
+		zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithLowerEncoderMem(true))
+	if err != nil {
+		panic(err) // only for invalid options
+	}
+	return e
+}}
 
 var (
 	errTruncated = errors.New("truncated")
@@ -367,7 +382,6 @@ type v2Decoder struct {
 
 type decodeScratch struct {
 	u     []uint64
-	m     []int64
 	plane []byte
 	runs  []excRun
 	huff  *huff0.Scratch
