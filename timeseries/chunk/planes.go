@@ -173,14 +173,13 @@ func gcd(a, b uint64) uint64 {
 // appendPlane appends one byte plane with the codec that makes it
 // shortest.
 func (s *coldScratch) appendPlane(b []byte, p []byte) []byte {
-	allSame := true
-	for _, x := range p[1:] {
-		if x != p[0] {
-			allSame = false
-			break
+	changes := 0 // bytes unlike the one before: few means runs
+	for i := 1; i < len(p); i++ {
+		if p[i] != p[i-1] {
+			changes++
 		}
 	}
-	if allSame {
+	if changes == 0 {
 		return append(b, planeConst, p[0])
 	}
 	if len(p) < minCompressPlane {
@@ -200,9 +199,8 @@ func (s *coldScratch) appendPlane(b []byte, p []byte) []byte {
 		}
 	}
 	// zstd pays where bytes repeat in runs (long-zero planes, a clamped
-	// gauge); it is tried only when Huffman did, or when the plane has few
-	// distinct bytes.
-	if bestCodec == planeHuff && len(best) < len(p)/4 {
+	// gauge); it is tried only on planes with runs or of low entropy.
+	if changes < len(p)/2 || bestCodec == planeHuff && len(best) < len(p)/4 {
 		enc := planeEncoders.Get().(*zstd.Encoder)
 		s.zout = enc.EncodeAll(p, s.zout[:0])
 		planeEncoders.Put(enc)
