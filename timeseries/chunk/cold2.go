@@ -258,6 +258,9 @@ func (d *v2Decoder) ordered(c, minOrder int) []uint64 {
 	if d.err == nil && (k < minOrder || k > maxOrder || k >= c) {
 		d.fail("difference order %d", k)
 	}
+	if d.err != nil {
+		return nil
+	}
 	var first [maxOrder]uint64
 	for i := 0; i < k; i++ {
 		first[i] = uint64(unzigzag(d.uvarint()))
