@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"testing"
 
@@ -266,10 +267,11 @@ func TestColdModes(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
 	mode := func(s []timeseries.Sample) byte {
 		var sc coldScratch
-		b := sc.appendValues(nil, s)
+		sc.ints = make([]int64, len(s))
+		b := sc.appendValues2(nil, s)
 		return b[0]
 	}
-	for kind, want := range map[int]byte{0: valDecimal, 1: valDecimal, 3: valDecimal, 6: valDecimal, 2: valRaw, 4: valRaw} {
+	for kind, want := range map[int]byte{0: val2Decimal, 1: val2Decimal, 3: val2Decimal, 6: val2Decimal, 2: val2Bits, 4: val2Bits} {
 		if got := mode(genSeries(r, kind, 1000)); got != want {
 			t.Errorf("kind %d: value mode %d, want %d", kind, got, want)
 		}
@@ -378,12 +380,30 @@ func TestColdImplausibleCounts(t *testing.T) {
 		return binary.LittleEndian.AppendUint32(b, uint32(xxhash.Sum64(b)))
 	}
 	for _, b := range [][]byte{
-		seal(binary.AppendUvarint([]byte{ColdVersion}, MaxColdSamples+1)),
-		seal(append(binary.AppendUvarint([]byte{ColdVersion}, MaxColdSamples), codecNone, tsDod, 0)),
-		seal(append(binary.AppendUvarint(append(binary.AppendUvarint([]byte{ColdVersion}, 1000), codecZstd), 1<<40), 0, 0, 0)),
-		seal([]byte{ColdVersion, 0, 7}),
-		seal([]byte{ColdVersion, 0, codecNone, 9}),
+		// version 1
+		seal(binary.AppendUvarint([]byte{coldV1}, MaxColdSamples+1)),
+		seal(append(binary.AppendUvarint([]byte{coldV1}, MaxColdSamples), codecNone, tsDod, 0)),
+		seal(append(binary.AppendUvarint(append(binary.AppendUvarint([]byte{coldV1}, 1000), codecZstd), 1<<40), 0, 0, 0)),
+		seal([]byte{coldV1, 0, 7}),
+		seal([]byte{coldV1, 0, codecNone, 9}),
 		seal([]byte{0, 0, codecNone, tsDelta, valRaw}),
+		// version 2
+		seal(binary.AppendUvarint([]byte{ColdVersion}, MaxColdSamples+1)),
+		seal([]byte{ColdVersion, 0, 0}),                                                                      // bytes after an empty block
+		seal([]byte{ColdVersion, 3, 2, 1}),                                                                   // too short
+		seal([]byte{ColdVersion, 3, 2, 3, 0, 1, 0, 0}),                                                       // order 3
+		seal([]byte{ColdVersion, 3, 2, 1, 9, 2, 0, 0}),                                                       // width 9
+		seal([]byte{ColdVersion, 3, 2, 1, 1, 2, 0, 7, 0, 0}),                                                 // divisor 0
+		seal([]byte{ColdVersion, 3, 2, 1, 1, 2, 1, 9, 0, 0, 0}),                                              // plane codec 9
+		seal([]byte{ColdVersion, 3, 2, 1, 1, 2, 1, 0, 1, 2}),                                                 // raw plane truncated
+		seal([]byte{ColdVersion, 3, 2, 1, 1, 2, 1, 2, 50, 1, 2}),                                             // huffman plane truncated
+		seal([]byte{ColdVersion, 3, 2, 1, 1, 2, 1, 3, 2, 1, 2}),                                              // zstd plane garbage
+		seal([]byte{ColdVersion, 2, 2, 1, 0, 0, 0}),                                                          // timestamps not ascending
+		seal([]byte{ColdVersion, 2, 2, 1, 1, 0, 9, 0, 0}),                                                    // value mode 9
+		seal([]byte{ColdVersion, 1, 2, 1, 60, 0}),                                                            // exponent 30
+		seal([]byte{ColdVersion, 1, 2, 1, 0, 1, 0, 0, 1, 2, 3}),                                              // run truncated
+		seal([]byte{ColdVersion, 1, 2, 1, 0, 1, 0, 5, 1, 2, 3, 4, 5, 6, 7, 8}),                               // run too long
+		seal([]byte{ColdVersion, 1, 2, 1, 0, 0, 0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}), // mantissa beyond 2^53
 	} {
 		if _, err := DecodeCold(b, nil); !errors.Is(err, errs.ErrCorruption) {
 			t.Fatalf("DecodeCold(%x): %v", b, err)
@@ -400,6 +420,146 @@ func TestColdImplausibleCounts(t *testing.T) {
 	}
 	if s, err := DecodeHot([]byte{HotVersion, 0, 0}, nil); err != nil || len(s) != 0 {
 		t.Fatalf("empty hot chunk: %v, %v", s, err)
+	}
+}
+
+// TestColdV1Golden: blocks written by the version 1 encoder (XOR and
+// decimal values, delta and delta-of-delta timestamps, raw and zstd
+// bodies) still decode to the samples they were made from.
+func TestColdV1Golden(t *testing.T) {
+	data, err := os.ReadFile("testdata/cold-v1.golden")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen [2][2]int // [codec][value mode]
+	cases := 0
+	for len(data) > 0 {
+		l, k := binary.Uvarint(data)
+		if k <= 0 || l > uint64(len(data)-k) {
+			t.Fatalf("golden file: bad block length at case %d", cases)
+		}
+		block := data[k : k+int(l)]
+		data = data[k+int(l):]
+		n, k := binary.Uvarint(data)
+		if k <= 0 || n*16 > uint64(len(data)-k) {
+			t.Fatalf("golden file: bad sample count at case %d", cases)
+		}
+		want := make([]timeseries.Sample, n)
+		for i := range want {
+			p := data[k+16*i:]
+			want[i] = timeseries.Sample{T: int64(binary.LittleEndian.Uint64(p)), V: math.Float64frombits(binary.LittleEndian.Uint64(p[8:]))}
+		}
+		data = data[k+16*int(n):]
+		if block[0] != coldV1 {
+			t.Fatalf("case %d: version %d", cases, block[0])
+		}
+		got, err := DecodeCold(block, nil)
+		if err != nil {
+			t.Fatalf("case %d: %v", cases, err)
+		}
+		sameSamples(t, fmt.Sprintf("golden case %d", cases), got, want)
+		if n > 0 {
+			_, k := binary.Uvarint(block[1:])
+			codec := block[1+k]
+			body := block[1+k+1 : len(block)-4]
+			if codec == codecNone {
+				d := bodyDecoder{b: body}
+				d.timestamps(make([]timeseries.Sample, n))
+				seen[codec][min(d.byte(), 1)]++
+			} else {
+				seen[codec][0]++
+			}
+		}
+		// What version 1 held re-encodes to version 2 and back.
+		again, err := DecodeCold(encodeCold(t, got), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameSamples(t, fmt.Sprintf("golden case %d re-encoded", cases), again, want)
+		cases++
+	}
+	if cases < 80 || seen[codecNone][valRaw] == 0 || seen[codecNone][valDecimal] == 0 || seen[codecZstd][0] == 0 {
+		t.Fatalf("golden file covers too little: %d cases, %v", cases, seen)
+	}
+}
+
+// Every plane codec and value mode of version 2 is written for some
+// series, and each such block round-trips.
+func TestColdV2Codecs(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	var planes [4]int
+	var modes [3]int
+	var s coldScratch
+	for kind := 0; kind < 28; kind++ {
+		for _, n := range []int{40, 3000} {
+			ser := genSeries(r, kind, n)
+			if kind%7 == 5 { // long runs of one NaN, and of zeros
+				for i := range ser {
+					if i/500%3 == 1 {
+						ser[i].V = math.NaN()
+					} else if i/700%4 == 2 {
+						ser[i].V = 0
+					}
+				}
+			}
+			checkBoth(t, fmt.Sprintf("kind %d n %d", kind, n), ser)
+			s.ints = make([]int64, n)
+			b := s.appendValues2(nil, ser)
+			modes[b[0]]++
+		}
+	}
+	// Plane codecs seen through appendPlane on typical planes.
+	for name, p := range map[string][]byte{
+		"const": bytes.Repeat([]byte{7}, 100),
+		"raw": func() []byte {
+			b := make([]byte, 1000)
+			for i := range b {
+				b[i] = byte(r.Uint64())
+			}
+			return b
+		}(),
+		"huff": func() []byte {
+			b := make([]byte, 1000)
+			for i := range b {
+				b[i] = byte(r.IntN(5))
+			}
+			return b
+		}(),
+		"zstd": func() []byte {
+			b := make([]byte, 5000)
+			for i := range b {
+				b[i] = byte(i / 1000)
+			}
+			return b
+		}(),
+	} {
+		out := s.appendPlane(nil, p)
+		planes[out[0]]++
+		d := v2Decoder{b: out, s: &decodeScratch{}}
+		got := d.plane(len(p))
+		if d.err != nil || !bytes.Equal(got, p) || d.off != len(out) {
+			t.Fatalf("%s plane (codec %d): %v", name, out[0], d.err)
+		}
+	}
+	for c, k := range planes {
+		if k != 1 {
+			t.Errorf("plane codec %d used %d times of 4", c, k)
+		}
+	}
+	if modes[val2Decimal] == 0 || modes[val2Bits] == 0 {
+		t.Errorf("value modes %v", modes)
+	}
+}
+
+// Version 2 blocks are much smaller than version 1 was on the shapes
+// monitoring data has: a constant series fits in a few dozen bytes.
+func TestColdV2Small(t *testing.T) {
+	s := make([]timeseries.Sample, 5760)
+	for i := range s {
+		s[i] = timeseries.Sample{T: 1_700_000_000_000 + int64(i)*15000, V: 3.5}
+	}
+	if b := encodeCold(t, s); len(b) > 28 {
+		t.Fatalf("constant series of 5760 samples: %d bytes", len(b))
 	}
 }
 

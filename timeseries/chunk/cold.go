@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/klauspost/compress/huff0"
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/plures/pluresdb/internal/errs"
@@ -16,8 +17,10 @@ import (
 )
 
 const (
-	// ColdVersion is the cold format's version byte.
-	ColdVersion = 1
+	// ColdVersion is the version byte EncodeCold writes; DecodeCold
+	// reads it and every version before it (1).
+	ColdVersion = 2
+	coldV1      = 1
 	// MaxColdSamples is the most samples one cold block holds.
 	MaxColdSamples = 1 << 20
 
@@ -69,14 +72,6 @@ var pow10i = func() (p [16]int64) {
 }()
 
 var (
-	zstdEncoders = sync.Pool{New: func() any {
-		e, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false),
-			zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithLowerEncoderMem(true))
-		if err != nil {
-			panic(err) // only for invalid options
-		}
-		return e
-	}}
 	zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
 		return zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
 			zstd.WithDecoderMaxMemory(maxBodyPerSample*MaxColdSamples+maxBodyFixed),
@@ -86,10 +81,17 @@ var (
 )
 
 type coldScratch struct {
-	exp  []int8  // per value: its decimal exponent, or noExp
-	mant []int64 // per value: its mantissa at exp
-	body []byte
-	alt  []byte // the raw value section, to compare
+	exp     []int8  // per value: its decimal exponent, or noExp
+	mant    []int64 // per value: its mantissa at exp
+	ints    []int64 // the integers of the stream being written
+	ubuf    []uint64
+	ubuf2   []uint64
+	hist    [8][256]uint32
+	runs    []excRun
+	plane   []byte
+	huff    *huff0.Scratch
+	huffOut []byte
+	zout    []byte
 }
 
 const noExp = math.MinInt8
@@ -109,28 +111,10 @@ func EncodeCold(dst []byte, samples []timeseries.Sample) ([]byte, error) {
 	}
 	s := scratchPool.Get().(*coldScratch)
 	defer scratchPool.Put(s)
-	body := appendTimestamps(s.body[:0], samples)
-	body = s.appendValues(body, samples)
-	s.body = body
-
 	start := len(dst)
 	dst = append(dst, ColdVersion)
 	dst = binary.AppendUvarint(dst, uint64(n))
-	hdr := len(dst)
-	if len(body) >= 32 {
-		dst = append(dst, codecZstd)
-		dst = binary.AppendUvarint(dst, uint64(len(body)))
-		enc := zstdEncoders.Get().(*zstd.Encoder)
-		dst = enc.EncodeAll(body, dst)
-		zstdEncoders.Put(enc)
-		if len(dst)-hdr > len(body) {
-			dst = dst[:hdr] // compression did not pay
-		}
-	}
-	if len(dst) == hdr {
-		dst = append(dst, codecNone)
-		dst = append(dst, body...)
-	}
+	dst = s.appendBody2(dst, samples)
 	sum := uint32(xxhash.Sum64(dst[start:]))
 	return binary.LittleEndian.AppendUint32(dst, sum), nil
 }
@@ -140,39 +124,6 @@ func uvarintLen(x uint64) int { return (bits.Len64(x|1) + 6) / 7 }
 func zigzag(x int64) uint64 { return uint64(x<<1) ^ uint64(x>>63) }
 
 func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
-
-// appendTimestamps writes the timestamp section: deltas or deltas of
-// deltas, whichever is shorter, in wrapping arithmetic (exact modulo 2^64).
-func appendTimestamps(b []byte, samples []timeseries.Sample) []byte {
-	if len(samples) == 0 {
-		return append(b, tsDelta)
-	}
-	var deltaLen, dodLen int
-	var prevDelta uint64
-	for i := 1; i < len(samples); i++ {
-		d := uint64(samples[i].T) - uint64(samples[i-1].T)
-		deltaLen += uvarintLen(d)
-		dodLen += uvarintLen(zigzag(int64(d - prevDelta)))
-		prevDelta = d
-	}
-	mode := byte(tsDod)
-	if deltaLen < dodLen {
-		mode = tsDelta
-	}
-	b = append(b, mode)
-	b = binary.AppendUvarint(b, zigzag(samples[0].T))
-	prevDelta = 0
-	for i := 1; i < len(samples); i++ {
-		d := uint64(samples[i].T) - uint64(samples[i-1].T)
-		if mode == tsDelta {
-			b = binary.AppendUvarint(b, d)
-		} else {
-			b = binary.AppendUvarint(b, zigzag(int64(d-prevDelta)))
-		}
-		prevDelta = d
-	}
-	return b
-}
 
 // decimalOf returns m and e with float64(m)·10^e (for e < 0: float64(m) /
 // 10^-e) equal to v bit for bit, e as high as possible, or ok = false.
@@ -243,59 +194,6 @@ func decimalValue(m int64, e int) float64 {
 	return float64(m) / pow10[-e]
 }
 
-// appendValues writes the value section: decimal mantissas with
-// exceptions when most values are short decimals, else raw bits.
-func (s *coldScratch) appendValues(b []byte, samples []timeseries.Sample) []byte {
-	n := len(samples)
-	if cap(s.exp) < n {
-		s.exp = make([]int8, n)
-		s.mant = make([]int64, n)
-	}
-	exp, mant := s.exp[:n], s.mant[:n]
-	var hist [2*maxExp + 1]int
-	misses, finite := 0, 0
-	decimal := n > 0
-	for i, smp := range samples {
-		m, e, ok := decimalOf(smp.V)
-		if !ok {
-			exp[i] = noExp
-			if !math.IsNaN(smp.V) && !math.IsInf(smp.V, 0) {
-				finite++
-				misses++
-			}
-		} else {
-			finite++
-			exp[i], mant[i] = int8(e), m
-			if m != 0 {
-				hist[e+maxExp]++
-			}
-		}
-		// Full-precision floats cost the whole search: give up early.
-		if misses > 32 && misses*2 > finite {
-			decimal = false
-			break
-		}
-	}
-	var E, exceptions, cost int
-	if decimal {
-		E, exceptions, cost = chooseExponent(exp, mant, &hist)
-		decimal = exceptions*2 <= n
-	}
-	if !decimal {
-		return appendRaw(b, samples)
-	}
-	start := len(b)
-	b = s.appendDecimal(b, samples, E)
-	if cost > 4*n {
-		// Long mantissas: XOR may be shorter; keep the shorter.
-		s.alt = appendRaw(s.alt[:0], samples)
-		if len(s.alt) < len(b)-start {
-			b = append(b[:start], s.alt...)
-		}
-	}
-	return b
-}
-
 // chooseExponent picks the common exponent that minimises an estimate of
 // the encoded size (varint deltas of mantissas, 9 bytes per exception).
 func chooseExponent(exp []int8, mant []int64, hist *[2*maxExp + 1]int) (best, bestExc, bestCost int) {
@@ -355,99 +253,12 @@ func scaleMantissa(m int64, e, E int) (int64, bool) {
 	return m * pow10i[d], true
 }
 
-func (s *coldScratch) appendDecimal(b []byte, samples []timeseries.Sample, E int) []byte {
-	exp, mant := s.exp[:len(samples)], s.mant[:len(samples)]
-	// Final mantissas, in place; exceptions marked by noExp. Each is
-	// checked bit for bit against the decoder's arithmetic.
-	var raw, delta, dod int
-	var prev, prevDelta int64
-	exceptions := 0
-	for i, smp := range samples {
-		M, ok := scaleMantissa(mant[i], int(exp[i]), E)
-		if ok && math.Float64bits(decimalValue(M, E)) != math.Float64bits(smp.V) {
-			ok = false
-		}
-		if !ok {
-			exp[i] = noExp
-			exceptions++
-			continue
-		}
-		mant[i] = M
-		d := M - prev
-		raw += uvarintLen(zigzag(M))
-		delta += uvarintLen(zigzag(d))
-		dod += uvarintLen(zigzag(d - prevDelta))
-		prev, prevDelta = M, d
-	}
-	mode := byte(mantDelta)
-	switch {
-	case raw <= delta && raw <= dod:
-		mode = mantRaw
-	case dod < delta:
-		mode = mantDod
-	}
-	b = append(b, valDecimal)
-	b = binary.AppendUvarint(b, zigzag(int64(E)))
-	b = append(b, mode)
-	b = binary.AppendUvarint(b, uint64(exceptions))
-	last := -1
-	for i := range samples {
-		if exp[i] == noExp {
-			b = binary.AppendUvarint(b, uint64(i-last-1))
-			last = i
-		}
-	}
-	for i, smp := range samples {
-		if exp[i] == noExp {
-			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(smp.V))
-		}
-	}
-	prev, prevDelta = 0, 0
-	for i := range samples {
-		if exp[i] == noExp {
-			continue
-		}
-		M := mant[i]
-		d := M - prev
-		switch mode {
-		case mantRaw:
-			b = binary.AppendUvarint(b, zigzag(M))
-		case mantDelta:
-			b = binary.AppendUvarint(b, zigzag(d))
-		default:
-			b = binary.AppendUvarint(b, zigzag(d-prevDelta))
-		}
-		prev, prevDelta = M, d
-	}
-	return b
-}
-
-// appendRaw writes the values as the hot encoding does: the first one's
-// 64 bits, then each XOR the one before (xorWrite), zero-padded to a byte.
-func appendRaw(b []byte, samples []timeseries.Sample) []byte {
-	b = append(b, valRaw)
-	if len(samples) == 0 {
-		return b
-	}
-	var w bitWriter
-	w.reset(nil, 0)
-	prev := math.Float64bits(samples[0].V)
-	w.write(prev, 64)
-	leading, trailing := uint8(0xff), uint8(0)
-	for _, smp := range samples[1:] {
-		vb := math.Float64bits(smp.V)
-		xorWrite(&w, vb, prev, &leading, &trailing)
-		prev = vb
-	}
-	return append(b, w.bytes()...)
-}
-
 // DecodeCold appends the samples of cold block b to dst. A block that
 // fails its checksum or does not decode returns an error wrapping
 // errs.ErrCorruption (a version byte above ColdVersion:
 // errs.ErrNewerFormat) and dst as it was.
 func DecodeCold(b []byte, dst []timeseries.Sample) ([]timeseries.Sample, error) {
-	if len(b) < 1+1+1+4 {
+	if len(b) < 1+1+4 {
 		return dst, errs.Corruptf(coldName, 0, "%d bytes, shorter than header and checksum", len(b))
 	}
 	payload := b[:len(b)-4]
@@ -459,6 +270,9 @@ func DecodeCold(b []byte, dst []timeseries.Sample) ([]timeseries.Sample, error) 
 		return dst, errs.Corruptf(coldName, 0, "format version 0")
 	case payload[0] > ColdVersion:
 		return dst, errs.NewerFormatf(coldName, uint32(payload[0]), ColdVersion)
+	}
+	if payload[0] != coldV1 {
+		return decodeCold2(payload, dst)
 	}
 	off := 1
 	n64, k := binary.Uvarint(payload[off:])
@@ -509,8 +323,37 @@ func DecodeCold(b []byte, dst []timeseries.Sample) ([]timeseries.Sample, error) 
 	return dst, nil
 }
 
-// bodyDecoder reads a cold block's uncompressed body; the first error
-// sticks.
+// decodeCold2 decodes the checksummed payload of a version 2 block.
+func decodeCold2(payload []byte, dst []timeseries.Sample) ([]timeseries.Sample, error) {
+	n64, k := binary.Uvarint(payload[1:])
+	if k <= 0 || n64 > MaxColdSamples {
+		return dst, errs.Corruptf(coldName, 1, "bad sample count")
+	}
+	n := int(n64)
+	body := payload[1+k:]
+	// A sample takes at least T0, a value mode byte and a value.
+	if n > 0 && len(body) < 3 || n == 0 && len(body) != 0 {
+		return dst, errs.Corruptf(coldName, int64(1+k), "%d samples in a %d-byte body", n, len(body))
+	}
+	base := len(dst)
+	dst = growSamples(dst, n)[:base+n]
+	s := decodePool.Get().(*decodeScratch)
+	d := v2Decoder{b: body, s: s}
+	d.body(dst[base:])
+	decodePool.Put(s)
+	if d.err == nil && d.off != len(body) {
+		d.fail("%d bytes after the values", len(body)-d.off)
+	}
+	if d.err != nil {
+		return dst[:base], errs.Corruptf(coldName, int64(1+k+d.off), "body offset %d: %v", d.off, d.err)
+	}
+	return dst, nil
+}
+
+var decodePool = sync.Pool{New: func() any { return new(decodeScratch) }}
+
+// bodyDecoder reads a version 1 cold block's uncompressed body; the first
+// error sticks.
 type bodyDecoder struct {
 	b   []byte
 	off int
