@@ -137,17 +137,31 @@ func (s *coldScratch) planeEntropy(u []uint64) float64 {
 		}
 		cnt++
 	}
-	n := float64(cnt)
+	// Σ -k·log2(k/n) = n·log2(n) - Σ k·log2(k), from a table.
 	var e float64
 	for j := 0; j < w; j++ {
+		e += xlog2x(uint32(cnt))
 		for _, k := range h[j] {
-			if k != 0 {
-				f := float64(k)
-				e -= f * math.Log2(f/n)
-			}
+			e -= xlog2x(k)
 		}
 	}
 	return e
+}
+
+// xlog2xTable holds k·log2(k) for the counts planeEntropy sees (at most
+// about 1,024 values are sampled).
+var xlog2xTable = func() (t [2049]float64) {
+	for k := 2; k < len(t); k++ {
+		t[k] = float64(k) * math.Log2(float64(k))
+	}
+	return t
+}()
+
+func xlog2x(k uint32) float64 {
+	if int(k) < len(xlog2xTable) {
+		return xlog2xTable[k]
+	}
+	return float64(k) * math.Log2(float64(k))
 }
 
 func (s *coldScratch) u(c int) []uint64 {
