@@ -69,33 +69,19 @@ type bitReader struct {
 func (r *bitReader) reset(b []byte) { *r = bitReader{b: b} }
 
 // refill loads bytes until buf holds at least 57 bits or the input ends.
-func (r *bitReader) refill() { r.pos, r.buf, r.n = refill(r.b, r.pos, r.buf, r.n) }
-
-// refill is the word-at-a-time load both bit readers share: given the
-// unread bits of b as buf (the next n of them at the top, n < 57) and pos
-// (the next byte of b not yet counted in n), it loads whole bytes until
-// n >= 57 or b ends. While 8 bytes remain that is one 64-bit big-endian
-// load; the bits it brings in below the n counted are stream bits, which
-// the next load ORs in again unchanged. Bits of buf past the end of b are
-// always zero, so once b is all loaded the bits below the n valid ones
-// are zero.
-func refill(b []byte, pos int, buf uint64, n uint) (int, uint64, uint) {
-	if pos+8 <= len(b) {
-		buf |= binary.BigEndian.Uint64(b[pos:]) >> (n & 63)
-		adv := (63 - n) >> 3
-		return pos + int(adv), buf, n + adv<<3
+func (r *bitReader) refill() {
+	if r.pos+8 <= len(r.b) {
+		r.buf |= binary.BigEndian.Uint64(r.b[r.pos:]) >> r.n
+		adv := (63 - r.n) >> 3
+		r.pos += int(adv)
+		r.n += adv << 3
+		return
 	}
-	return refillTail(b, pos, buf, n)
-}
-
-// refillTail is refill's byte-at-a-time path for the last 7 bytes.
-func refillTail(b []byte, pos int, buf uint64, n uint) (int, uint64, uint) {
-	for n <= 56 && pos < len(b) {
-		buf |= uint64(b[pos]) << (56 - n)
-		pos++
-		n += 8
+	for r.n <= 56 && r.pos < len(r.b) {
+		r.buf |= uint64(r.b[r.pos]) << (56 - r.n)
+		r.pos++
+		r.n += 8
 	}
-	return pos, buf, n
 }
 
 // read returns the next k bits (1 <= k <= 56).
@@ -161,4 +147,20 @@ func (r *bitReader) rest() (bits int, zero bool) {
 		zero = zero && c == 0
 	}
 	return int(r.n) + 8*(len(r.b)-r.pos), zero
+}
+
+// refill is the hot decoder's load (hotDecoder.decode): given the unread
+// bits of b as buf (the next n of them at the top, n < 57) and pos (the
+// next byte of b not yet counted in n), it loads whole bytes until
+// n >= 57 or b ends, with one 64-bit big-endian load and no branch. The
+// load is of the 8 bytes at pos, or of b's last 8 shifted so that the
+// byte at pos comes first (b must hold at least 8 bytes). The bits it
+// brings in below the n counted are stream bits, which the next load ORs
+// in again unchanged; bits of buf past the end of b are always zero, so
+// once b is all loaded the bits below the n valid ones are zero.
+func refill(b []byte, pos int, buf uint64, n uint) (int, uint64, uint) {
+	off := min(pos, len(b)-8)
+	w := binary.BigEndian.Uint64(b[off:]) << (uint(pos-off) * 8) // 0 at the end
+	adv := min(int(63-n)>>3, len(b)-pos)
+	return pos + adv, buf | w>>(n&63), n + uint(adv)<<3
 }
