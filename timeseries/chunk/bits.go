@@ -125,21 +125,6 @@ func (r *bitReader) readBit() (bool, bool) {
 	return on, true
 }
 
-// unary reads up to max one-bits ended by a zero bit (or by max ones) and
-// returns how many ones it read.
-func (r *bitReader) unary(max int) (int, bool) {
-	for i := 0; i < max; i++ {
-		on, ok := r.readBit()
-		if !ok {
-			return 0, false
-		}
-		if !on {
-			return i, true
-		}
-	}
-	return max, true
-}
-
 // rest reports the bits left unread and whether they are all zero.
 func (r *bitReader) rest() (bits int, zero bool) {
 	zero = r.buf>>(64-r.n) == 0 // top n bits; a shift by 64 is 0

@@ -192,7 +192,7 @@ func diffSeries(r *rand.Rand, n int) []timeseries.Sample {
 // byte offset).
 func TestHotMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
-	rounds := 400
+	rounds := 250
 	if testing.Short() {
 		rounds = 60
 	}

@@ -180,13 +180,6 @@ type refIterator struct {
 	err      error
 }
 
-// newRefIterator returns an iterator over hot chunk b.
-func newRefIterator(b []byte) *refIterator {
-	it := new(refIterator)
-	it.Reset(b)
-	return it
-}
-
 // Reset makes the iterator read b from its first sample.
 func (it *refIterator) Reset(b []byte) {
 	*it = refIterator{leading: 0xff}
