@@ -113,8 +113,11 @@ func FuzzChunkHot(f *testing.F) {
 			ts, v := it.At()
 			viaIt = append(viaIt, timeseries.Sample{T: ts, V: v})
 		}
-		if (err == nil) != (it.Err() == nil) {
+		if (err == nil) != (it.Err() == nil) || err != nil && err.Error() != it.Err().Error() {
 			t.Fatalf("DecodeHot: %v, iterator: %v", err, it.Err())
+		}
+		if n, herr := chunk.HotLen(data); herr == nil && err == nil && n != len(got) {
+			t.Fatalf("HotLen %d, DecodeHot %d samples", n, len(got))
 		}
 		if err != nil {
 			checkDecodeErr(t, "DecodeHot", err)

@@ -125,21 +125,6 @@ func (r *bitReader) readBit() (bool, bool) {
 	return on, true
 }
 
-// unary reads up to max one-bits ended by a zero bit (or by max ones) and
-// returns how many ones it read.
-func (r *bitReader) unary(max int) (int, bool) {
-	for i := 0; i < max; i++ {
-		on, ok := r.readBit()
-		if !ok {
-			return 0, false
-		}
-		if !on {
-			return i, true
-		}
-	}
-	return max, true
-}
-
 // rest reports the bits left unread and whether they are all zero.
 func (r *bitReader) rest() (bits int, zero bool) {
 	zero = r.buf>>(64-r.n) == 0 // top n bits; a shift by 64 is 0
@@ -147,4 +132,20 @@ func (r *bitReader) rest() (bits int, zero bool) {
 		zero = zero && c == 0
 	}
 	return int(r.n) + 8*(len(r.b)-r.pos), zero
+}
+
+// refill is the hot decoder's load (hotDecoder.decode): given the unread
+// bits of b as buf (the next n of them at the top, n < 57) and pos (the
+// next byte of b not yet counted in n), it loads whole bytes until
+// n >= 57 or b ends, with one 64-bit big-endian load and no branch. The
+// load is of the 8 bytes at pos, or of b's last 8 shifted so that the
+// byte at pos comes first (b must hold at least 8 bytes). The bits it
+// brings in below the n counted are stream bits, which the next load ORs
+// in again unchanged; bits of buf past the end of b are always zero, so
+// once b is all loaded the bits below the n valid ones are zero.
+func refill(b []byte, pos int, buf uint64, n uint) (int, uint64, uint) {
+	off := min(pos, len(b)-8)
+	w := binary.BigEndian.Uint64(b[off:]) << (uint(pos-off) * 8) // 0 at the end
+	adv := min(int(63-n)>>3, len(b)-pos)
+	return pos + adv, buf | w>>(n&63), n + uint(adv)<<3
 }
