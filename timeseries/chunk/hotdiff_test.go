@@ -194,7 +194,7 @@ func TestHotMatchesReference(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	rounds := 250
 	if testing.Short() {
-		rounds = 60
+		rounds = 40
 	}
 	for round := 0; round < rounds; round++ {
 		n := r.IntN(200)
