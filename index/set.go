@@ -1,0 +1,434 @@
+package index
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math"
+	"slices"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/plures/pluresdb/internal/errs"
+	"github.com/plures/pluresdb/oplog"
+)
+
+// Extractor returns the value a document is indexed under from its key
+// and whole value (a JSON field, say); ok false leaves the document out
+// of the index. It must be deterministic and must not keep its arguments.
+// Its result goes through ParseValue like a field's bytes.
+type Extractor func(key, value []byte) (v []byte, ok bool)
+
+// Spec defines an index: over one document field (Field, as SetField
+// writes it) or, with Extract, over the whole value. A document has at
+// most one value in an index.
+type Spec struct {
+	Name    string // 1 to MaxNameLen bytes of UTF-8
+	Field   string // the field; empty with Extract
+	Kind    Kind
+	Unique  bool // a local write giving a held value to another document fails
+	Extract Extractor
+}
+
+// MaxNameLen is the longest index name.
+const MaxNameLen = 255
+
+// MaxValueLen is the longest encoded value an index holds; a document
+// whose value encodes longer is left out of the index and counted in
+// Info.Unparsed, as an unparsable value is.
+const MaxValueLen = 4096
+
+func (sp Spec) validate() error {
+	switch {
+	case sp.Name == "" || len(sp.Name) > MaxNameLen || !utf8.ValidString(sp.Name):
+		return fmt.Errorf("%w: index name %q: 1 to %d bytes of UTF-8", ErrInvalid, sp.Name, MaxNameLen)
+	case !sp.Kind.valid():
+		return fmt.Errorf("%w: index %q: %v", ErrInvalid, sp.Name, sp.Kind)
+	case (sp.Field == "") == (sp.Extract == nil):
+		return fmt.Errorf("%w: index %q: give a field or an extractor, not both or neither", ErrInvalid, sp.Name)
+	}
+	return nil
+}
+
+// ix is one index of a Set.
+type ix struct {
+	name     string
+	id       uint32
+	kind     Kind
+	field    string
+	unique   bool
+	extract  Extractor
+	unbound  bool // the catalog says Extract, and Load was given no extractor
+	unparsed atomic.Uint64
+	dups     atomic.Uint64
+}
+
+// Set is the indexes of a database, as of the last Load, Create or Drop.
+// It is immutable: Create and Drop return a new Set, which the engine
+// adopts once the batch holding their writes has committed (in-memory
+// counters are shared between the two). Methods that write (Update,
+// BuildStep, Create, Drop, Rebuild) must run under the engine's commit
+// lock, one at a time; queries read any consistent view concurrently.
+type Set struct {
+	list   []*ix // by id
+	byName map[string]*ix
+}
+
+// Load reads the catalog. extractors gives the extractor of each index
+// created with one (by name); such an index without its extractor is
+// unbound: Update fails (ErrNotReady) rather than let it fall behind the
+// documents, until the engine loads again with it or drops the index.
+func Load(st Store, extractors map[string]Extractor) (*Set, error) {
+	s := &Set{byName: map[string]*ix{}}
+	err := st.Scan([]byte{pCatalog}, []byte{pCatalog + 1}, func(k, v []byte) error {
+		in, err := DecodeCatalog(v)
+		if err != nil {
+			return fmt.Errorf("index %q: %w", k[1:], err)
+		}
+		x := &ix{name: string(k[1:]), id: in.ID, kind: in.Kind, field: in.Field, unique: in.Unique}
+		if in.Extract {
+			x.extract = extractors[x.name]
+			x.unbound = x.extract == nil
+		}
+		s.byName[x.name] = x
+		s.list = append(s.list, x)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(s.list, func(a, b *ix) int { return int(int64(a.id) - int64(b.id)) })
+	for i := 1; i < len(s.list); i++ {
+		if s.list[i].id == s.list[i-1].id {
+			return nil, errs.Corruptf(whatCatalog, -1, "indexes %q and %q share id %d", s.list[i-1].name, s.list[i].name, s.list[i].id)
+		}
+	}
+	return s, nil
+}
+
+// with returns a copy of s with x added (or, x nil, name removed).
+func (s *Set) with(x *ix, drop string) *Set {
+	n := &Set{byName: map[string]*ix{}}
+	for _, y := range s.list {
+		if y.name != drop {
+			n.list = append(n.list, y)
+			n.byName[y.name] = y
+		}
+	}
+	if x != nil {
+		n.list = append(n.list, x)
+		n.byName[x.name] = x
+	}
+	return n
+}
+
+// Names returns the names of the indexes, in creation order.
+func (s *Set) Names() []string {
+	out := make([]string, len(s.list))
+	for i, x := range s.list {
+		out[i] = x.name
+	}
+	return out
+}
+
+// Info returns what the catalog in st says of the index name, with the
+// Set's counters. An index not in the Set is an error wrapping
+// errs.ErrNotFound.
+func (s *Set) Info(st Store, name string) (Info, error) {
+	x, in, err := s.lookup(st, name)
+	if err != nil {
+		return Info{}, err
+	}
+	in.Unparsed, in.Duplicates = x.unparsed.Load(), x.dups.Load()
+	return in, nil
+}
+
+// lookup returns the index name and its catalog entry, which must agree.
+func (s *Set) lookup(st Store, name string) (*ix, Info, error) {
+	x := s.byName[name]
+	if x == nil {
+		return nil, Info{}, fmt.Errorf("%w: index %q", errs.ErrNotFound, name)
+	}
+	in, ok, err := readCatalog(st, name)
+	switch {
+	case err != nil:
+		return nil, Info{}, err
+	case !ok || in.ID != x.id:
+		return nil, Info{}, errs.Corruptf(whatCatalog, -1, "index %q (id %d) is not in the catalog", name, x.id)
+	}
+	return x, in, nil
+}
+
+// Create writes a new index's catalog entry, not ready, to be built by
+// BuildStep (estimate: the documents the engine expects the build to
+// visit, for progress). It returns the Set holding it. A name in use is
+// an error wrapping ErrInvalid.
+func (s *Set) Create(rw ReadWriter, sp Spec, estimate uint64) (*Set, error) {
+	if err := sp.validate(); err != nil {
+		return nil, err
+	}
+	if _, ok := s.byName[sp.Name]; ok {
+		return nil, fmt.Errorf("%w: index %q exists", ErrInvalid, sp.Name)
+	}
+	if _, ok, err := readCatalog(rw, sp.Name); err != nil || ok {
+		if err == nil {
+			err = fmt.Errorf("%w: index %q exists in the catalog", ErrInvalid, sp.Name)
+		}
+		return nil, err
+	}
+	id := uint32(1)
+	v, ok, err := rw.Get([]byte{pNextID})
+	switch {
+	case err != nil:
+		return nil, err
+	case ok && len(v) != 4:
+		return nil, errs.Corruptf(whatCatalog, -1, "next index id of %d bytes", len(v))
+	case ok:
+		id = binary.BigEndian.Uint32(v)
+	}
+	if id == 0 || id == math.MaxUint32 {
+		return nil, fmt.Errorf("%w: index ids exhausted", ErrInvalid)
+	}
+	rw.Set([]byte{pNextID}, binary.BigEndian.AppendUint32(nil, id+1))
+	in := Info{Name: sp.Name, ID: id, Kind: sp.Kind, Field: sp.Field, Unique: sp.Unique, Extract: sp.Extract != nil, Estimate: estimate}
+	rw.Set(catalogKey(sp.Name), appendCatalog(nil, in))
+	x := &ix{name: sp.Name, id: id, kind: sp.Kind, field: sp.Field, unique: sp.Unique, extract: sp.Extract}
+	return s.with(x, ""), nil
+}
+
+// Drop deletes the index name: its catalog entry, entries and forward
+// keys (as many writes as it has entries, twice). Document numbers stay.
+// It returns the Set without it.
+func (s *Set) Drop(rw ReadWriter, name string) (*Set, error) {
+	x, _, err := s.lookup(rw, name)
+	if err != nil {
+		return nil, err
+	}
+	if err := clearIndex(rw, x.id); err != nil {
+		return nil, err
+	}
+	rw.Delete(catalogKey(name))
+	return s.with(nil, name), nil
+}
+
+// Rebuild deletes the entries and forward keys of the index name and puts
+// it back to building from the first document (fsck's repair of a damaged
+// index); BuildStep then builds it again.
+func (s *Set) Rebuild(rw ReadWriter, name string) error {
+	x, in, err := s.lookup(rw, name)
+	if err != nil {
+		return err
+	}
+	if err := clearIndex(rw, x.id); err != nil {
+		return err
+	}
+	in.Ready, in.Cursor, in.Done = false, nil, 0
+	rw.Set(catalogKey(name), appendCatalog(nil, in))
+	return nil
+}
+
+// clearIndex deletes the entries and forward keys of index id.
+func clearIndex(rw ReadWriter, id uint32) error {
+	for _, p := range [][]byte{entryPrefix(nil, id), forwardPrefix(nil, id)} {
+		var keys [][]byte
+		err := rw.Scan(p, prefixEnd(p), func(k, _ []byte) error {
+			keys = append(keys, append([]byte(nil), k...))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			rw.Delete(k)
+		}
+	}
+	return nil
+}
+
+// value returns the encoded value doc has in x; ok false if none.
+func (x *ix) value(key []byte, doc oplog.Document) ([]byte, bool) {
+	if !doc.Exists {
+		return nil, false
+	}
+	var raw []byte
+	var ok bool
+	if x.extract != nil {
+		raw, ok = x.extract(key, doc.Value)
+	} else {
+		raw, ok = doc.Fields[x.field]
+	}
+	if !ok {
+		return nil, false
+	}
+	enc, err := ParseValue(x.kind, raw)
+	if err != nil || len(enc) > MaxValueLen {
+		x.unparsed.Add(1)
+		return nil, false
+	}
+	return enc, true
+}
+
+// Update keeps every index in step with one document change: doc is the
+// document's state after the change (doc.Exists false: deleted). It reads
+// the document's number and, per index, the value it was indexed under
+// (its forward key); where that differs from the new value it deletes
+// the old entry and writes the new one and the forward key, assigning the
+// document a number on its first entry. The writes go to rw, whose reads
+// must see them (an Overlay): the engine runs every document of a batch
+// through one rw and commits the writes with the batch.
+//
+// A new value of a unique index that another document holds fails the
+// call with an error wrapping ErrUniqueViolation before anything is
+// written, unless remote (an imported operation, which replicas must
+// apply alike): then both documents are indexed and Info.Duplicates
+// counts it. An index whose extractor is not registered fails every
+// Update with ErrNotReady.
+func (s *Set) Update(rw ReadWriter, key []byte, doc oplog.Document, remote bool) error {
+	return update(rw, s.list, key, doc, remote)
+}
+
+// change is one index's entry change for a document.
+type change struct {
+	x             *ix
+	old, new      []byte
+	hadOld, isNew bool
+}
+
+func update(rw ReadWriter, xs []*ix, key []byte, doc oplog.Document, remote bool) error {
+	if len(xs) == 0 {
+		return nil
+	}
+	if len(key) == 0 {
+		return fmt.Errorf("%w: empty document key", ErrInvalid)
+	}
+	num, have, err := lookupNum(rw, key)
+	if err != nil {
+		return err
+	}
+	var buf [4]change
+	changes := buf[:0]
+	var kb []byte
+	for _, x := range xs {
+		if x.unbound {
+			return fmt.Errorf("%w: index %q: its extractor is not registered", ErrNotReady, x.name)
+		}
+		nv, isNew := x.value(key, doc)
+		var ov []byte
+		var hadOld bool
+		if have {
+			kb = forwardKey(kb[:0], x.id, num)
+			v, ok, err := rw.Get(kb)
+			if err != nil {
+				return err
+			}
+			if ok {
+				if n, err := valueLen(x.kind, v); err != nil || n != len(v) {
+					return fmt.Errorf("index %q: forward key of document %q: %w", x.name, key, errs.Corruptf(whatValue, -1, "bad stored value %x", v))
+				}
+				ov, hadOld = append([]byte(nil), v...), true
+			}
+		}
+		if hadOld == isNew && (!isNew || bytes.Equal(ov, nv)) {
+			continue
+		}
+		if isNew && x.unique {
+			other, held, err := holder(rw, x, nv, num, have)
+			if err != nil {
+				return err
+			}
+			if held {
+				if !remote {
+					return fmt.Errorf("%w: index %q: document %q holds the value document %q is given", ErrUniqueViolation, x.name, other, key)
+				}
+				x.dups.Add(1)
+			}
+		}
+		changes = append(changes, change{x: x, old: ov, new: nv, hadOld: hadOld, isNew: isNew})
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	if !have {
+		if num, err = assignNum(rw, key); err != nil {
+			return err
+		}
+	}
+	for _, c := range changes {
+		if c.hadOld {
+			rw.Delete(entryKey(kb[:0], c.x.id, c.old, num))
+		}
+		if c.isNew {
+			rw.Set(entryKey(kb[:0], c.x.id, c.new, num), nil)
+			rw.Set(forwardKey(kb[:0], c.x.id, num), c.new)
+		} else {
+			rw.Delete(forwardKey(kb[:0], c.x.id, num))
+		}
+	}
+	return nil
+}
+
+// holder returns the key of a document other than num holding enc in x.
+func holder(st Store, x *ix, enc []byte, num uint32, have bool) ([]byte, bool, error) {
+	p := entryKey(nil, x.id, enc, 0)
+	p = p[:len(p)-4]
+	var other uint32
+	found := false
+	err := st.Scan(p, prefixEnd(p), func(k, _ []byte) error {
+		if len(k) != len(p)+4 {
+			return errs.Corruptf(whatKey, -1, "index %q: entry key %x", x.name, k)
+		}
+		if n := binary.BigEndian.Uint32(k[len(p):]); !have || n != num {
+			other, found = n, true
+			return errStop
+		}
+		return nil
+	})
+	if err != nil && err != errStop {
+		return nil, false, err
+	}
+	if !found {
+		return nil, false, nil
+	}
+	dk, ok, err := st.Get(docNumKey(nil, other))
+	if err != nil {
+		return nil, false, err
+	}
+	if !ok {
+		return nil, false, errs.Corruptf(whatKey, -1, "document number %d has no key", other)
+	}
+	return append([]byte(nil), dk...), true, nil
+}
+
+// lookupNum returns the number of the document key.
+func lookupNum(st Store, key []byte) (uint32, bool, error) {
+	v, ok, err := st.Get(docKeyKey(nil, key))
+	if err != nil || !ok {
+		return 0, false, err
+	}
+	if len(v) != 4 {
+		return 0, false, errs.Corruptf(whatKey, -1, "document number of %q is %d bytes", key, len(v))
+	}
+	return binary.BigEndian.Uint32(v), true, nil
+}
+
+// assignNum gives key the next document number.
+func assignNum(rw ReadWriter, key []byte) (uint32, error) {
+	var next uint64
+	v, ok, err := rw.Get([]byte{pNextNum})
+	switch {
+	case err != nil:
+		return 0, err
+	case ok && len(v) != 8:
+		return 0, errs.Corruptf(whatKey, -1, "next document number of %d bytes", len(v))
+	case ok:
+		next = binary.BigEndian.Uint64(v)
+	}
+	if next > math.MaxUint32 {
+		return 0, fmt.Errorf("%w: document numbers exhausted (2^32 documents indexed)", ErrInvalid)
+	}
+	num := uint32(next)
+	rw.Set([]byte{pNextNum}, binary.BigEndian.AppendUint64(nil, next+1))
+	rw.Set(docKeyKey(nil, key), binary.BigEndian.AppendUint32(nil, num))
+	rw.Set(docNumKey(nil, num), key)
+	return num, nil
+}
