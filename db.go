@@ -15,6 +15,7 @@ import (
 
 	"github.com/plures/pluresdb/compaction"
 	"github.com/plures/pluresdb/internal/batchrepr"
+	"github.com/plures/pluresdb/index"
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
@@ -60,6 +61,11 @@ type DB struct {
 	// up.
 	seriesDel    *tsdb.Deletes
 	seriesDelErr error
+	// indexes are the secondary indexes (indexes.go), replaced whole by
+	// CreateIndex and DropIndex under commitMu; indexErr: the catalog
+	// could not be read at open, and document writes fail.
+	indexes  atomic.Pointer[index.Set]
+	indexErr error
 	// seriesRetMu serializes retention passes over series;
 	// seriesRetDone is the horizon the last one reached.
 	seriesRetMu   sync.Mutex
@@ -370,6 +376,7 @@ func (db *DB) open() error {
 		db.seriesErr = err
 		db.log.Error().Err(err).Msg("series table unreadable: series selection fails until the database is repaired")
 	}
+	db.loadIndexes()
 	if ro {
 		return nil
 	}
@@ -785,6 +792,10 @@ func (db *DB) commit(b *Batch, opts *WriteOptions) error {
 	}
 	db.pace(len(b.data))
 	db.commitMu.Lock()
+	if err := db.indexLocalBatch(b); err != nil {
+		db.commitMu.Unlock()
+		return err
+	}
 	last, err := db.appendLocked(b)
 	if err == nil {
 		db.noteSeriesBatch(b, last)

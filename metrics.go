@@ -16,6 +16,7 @@ type metrics struct {
 	reasonMu                       sync.Mutex
 	byReason                       map[string]uint64
 	commits, walBytes              atomic.Uint64
+	indexBuildFailures             atomic.Uint64
 	opSegmentsDropped              atomic.Uint64
 	opArchivedBytes, opArchivedOps atomic.Uint64
 	flushes, flushBytes            atomic.Uint64
@@ -98,6 +99,18 @@ type Metrics struct {
 	// CompactionsDamaged counts compactions that stopped at a damaged
 	// table; the tables are then left alone (see Health).
 	CompactionsDamaged uint64
+
+	// IndexBuilds is the progress of the secondary indexes still being
+	// built over existing documents, by name; IndexBuildFailures counts
+	// builds stopped by an error since open (the log says which).
+	IndexBuilds        map[string]IndexBuild
+	IndexBuildFailures uint64
+}
+
+// IndexBuild is the progress of an index build: documents visited of
+// about Estimate.
+type IndexBuild struct {
+	Done, Estimate uint64
 }
 
 // OpLogMetrics describes the op history.
@@ -134,6 +147,17 @@ func (db *DB) Metrics() Metrics {
 	m.OpLog = db.opLogMetrics()
 	m.DamagedTables = len(db.tc.Damaged())
 	m.CompactionsDamaged = db.m.compactionsDamaged.Load()
+	m.IndexBuildFailures = db.m.indexBuildFailures.Load()
+	if infos, err := db.Indexes(); err == nil {
+		for _, in := range infos {
+			if !in.Ready {
+				if m.IndexBuilds == nil {
+					m.IndexBuilds = map[string]IndexBuild{}
+				}
+				m.IndexBuilds[in.Name] = IndexBuild{Done: in.Done, Estimate: in.Estimate}
+			}
+		}
+	}
 	cs := db.cache.Stats()
 	m.CacheHits, m.CacheMisses, m.CacheBytes = cs.Hits, cs.Misses, cs.Bytes
 	m.Slowdowns = db.m.slowdowns.Load()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/plures/pluresdb/index"
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/internal/vfs"
 	"github.com/plures/pluresdb/lsm"
@@ -74,6 +75,13 @@ type Options struct {
 	// wins; Keep 0: for ever). Days that hold series of several
 	// retentions are rewritten when the shortest expires.
 	SeriesRetentionFor []SeriesRetention
+
+	// IndexExtractors gives, by index name, the extractor of each
+	// secondary index created with one (IndexSpec.Extract): extractors are
+	// code, not stored. An index whose extractor is missing at open makes
+	// document writes fail with an error wrapping index.ErrNotReady
+	// rather than let the index fall behind.
+	IndexExtractors map[string]index.Extractor
 
 	// MaxClockDrift bounds how far ahead of the local wall clock the
 	// timestamp of an imported operation may be: ImportChanges refuses a

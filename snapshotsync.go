@@ -773,6 +773,18 @@ func (im *snapshotImport) flush() error {
 
 // write logs b and inserts it into the memtable.
 func (im *snapshotImport) write(b *Batch) error {
+	// The documents it joins, through the indexes.
+	if set, err := im.db.activeIndexes(); err != nil {
+		return err
+	} else if set != nil {
+		changes, err := docChanges(b.data, b.count)
+		if err != nil {
+			return fmt.Errorf("pluresdb: own batch encoding: %w", err)
+		}
+		if err := im.db.indexChanges(set, b, changes, true); err != nil {
+			return err
+		}
+	}
 	if b.memSize > im.db.opts.MemtableSize/2 {
 		return fmt.Errorf("%w: a snapshot state needs %d bytes, limit is half the memtable (%d)",
 			errs.ErrValueTooLarge, b.memSize, im.db.opts.MemtableSize/2)

@@ -601,7 +601,7 @@ func (im *importer) apply(chunks <-chan *decodedChunk) (last lsm.SeqNum, n, seen
 			if size < limit || !end && !(im.filtered && size >= 2*limit) {
 				continue
 			}
-			if !im.ingest && !im.filtered && !im.own && n == 0 {
+			if !im.ingest && !im.filtered && !im.own && n == 0 && !db.hasIndexes() {
 				// A bulk import: its operands go to tables of their
 				// own, a memtable's worth of entries at a time. Its
 				// batches of operations are about as many as this one
@@ -720,6 +720,17 @@ func (im *importer) write() (lsm.SeqNum, int, error) {
 		}
 	}
 	im.keyBuf = key
+	// The documents' indexes, in step (after the operands, which an
+	// ingest numbers; an import into indexes never ingests). The fold
+	// reads every earlier batch: the insert in flight first.
+	if set, err := db.activeIndexes(); err != nil {
+		return 0, 0, err
+	} else if set != nil {
+		im.wait()
+		if err := db.indexImport(b, im.applied, operands); err != nil {
+			return 0, 0, err
+		}
+	}
 	// New series go into the series table after the operands (which an
 	// ingest numbers from the record's first sequence number on); the
 	// index learns of them once the record is logged.
