@@ -230,8 +230,10 @@ type dupKeys struct{ *Keys }
 func (d dupKeys) All() iter.Seq[[]byte] {
 	return func(yield func([]byte) bool) {
 		for k := range d.Keys.All() {
-			if !yield(k) || !yield(k) {
-				return
+			for range 2 {
+				if !yield(k) {
+					return
+				}
 			}
 		}
 	}
