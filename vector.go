@@ -252,7 +252,11 @@ func (vi *VectorIndex) Config() hnsw.Config { return vi.cfg }
 func (vi *VectorIndex) Len() int { return vi.g.Len() }
 
 // ID returns the internal ID of key, for building SearchOptions.Filter.
-// Replacing a key's vector, or reopening the database, may change it.
+// Unstable: it is valid only until the next write to the index. Replacing
+// a key's vector changes it, a repair hands deleted keys' IDs to new keys,
+// and reopening (or rebuilding) the graph may renumber every key, so a
+// bitmap built from IDs can select unrelated keys. Filter by
+// SearchOptions.Keys (hnsw.NewKeys) instead.
 func (vi *VectorIndex) ID(key []byte) (uint32, bool) { return vi.g.ID(key) }
 
 // Add inserts key with vector vec, or replaces the vector of an existing
@@ -378,7 +382,10 @@ func (vi *VectorIndex) Delete(key []byte) error {
 	return nil
 }
 
-// Search returns the k nearest vectors to q, nearest first.
+// Search returns the k nearest vectors to q, nearest first. A filter is
+// best given as opts.Keys (hnsw.NewKeys, or any hnsw.KeySet): keys are
+// resolved during the search, so the filter stays right across writes,
+// repairs and reopens.
 func (vi *VectorIndex) Search(q []float32, k int, opts *hnsw.SearchOptions) ([]hnsw.Hit, error) {
 	if vi.db.closed.Load() {
 		return nil, errs.ErrClosed

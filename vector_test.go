@@ -810,3 +810,132 @@ func BenchmarkVectorIndexAdd(b *testing.B) {
 		})
 	}
 }
+
+// TestVectorIndexKeyFilterStable: a filter built from internal IDs goes
+// stale (after deletes and a repair, new keys take the IDs and the bitmap
+// selects them), while the same filter as hnsw.Keys selects exactly the
+// allowed keys' nearest neighbours after deletes, reinserts, replaces, a
+// reopen from the checkpoint and a reopen that rebuilds the graph.
+func TestVectorIndexKeyFilterStable(t *testing.T) {
+	seed := testSeed(t)
+	r := rand.New(rand.NewPCG(seed, 9))
+	const n, dim = 3000, 8
+	fs := vfs.NewMem()
+	db := openMemDB(t, fs)
+	vi := mustIndex(t, db, "f", hnsw.Config{Dim: dim, EfConstruction: 32})
+	for i := range n {
+		if err := vi.Add(vkey(i), randVec(r, dim)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	staleIDs := roaring.New()
+	var gone, allowed [][]byte
+	for i := 0; i < n; i += 3 {
+		id, _ := vi.ID(vkey(i))
+		staleIDs.Add(id)
+		gone = append(gone, vkey(i))
+	}
+	for i := 0; i < n+1000; i++ {
+		// Deleted, kept and new keys (i%40), and replaced ones (i%60 == 1).
+		if i%40 == 0 || i%60 == 1 {
+			allowed = append(allowed, vkey(i))
+		}
+	}
+	goneSet, allowedSet := hnsw.NewKeys(gone), hnsw.NewKeys(allowed)
+	for _, k := range gone {
+		if err := vi.Delete(k); err != nil {
+			t.Fatal(err)
+		}
+	}
+	vi.g.Repair() // frees the deleted keys' IDs now rather than in the background
+	for i := n; i < n+1000; i++ {
+		if err := vi.Add(vkey(i), randVec(r, dim)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 1; i < n; i += 20 {
+		if i%3 == 0 {
+			continue // deleted
+		}
+		if err := vi.Add(vkey(i), randVec(r, dim)); err != nil { // replace
+			t.Fatal(err)
+		}
+	}
+	q := randVec(r, dim)
+	hits, err := vi.Search(q, 500, &hnsw.SearchOptions{Filter: staleIDs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(hits) == 0 {
+		t.Fatal("the stale bitmap selected nothing: the ID reuse this test reproduces did not happen")
+	}
+	for _, h := range hits {
+		if !bytes.HasPrefix(h.Key, []byte("k")) || bytes.Compare(h.Key, vkey(n)) < 0 {
+			t.Fatalf("stale bitmap hit %q: want only new keys", h.Key)
+		}
+	}
+	t.Logf("a bitmap of %d deleted keys' IDs selected %d hits, all new keys", staleIDs.GetCardinality(), len(hits))
+
+	// check compares key-filtered searches with brute force over the
+	// stored vectors: the allowed set is small, so the search is exact.
+	check := func(context string) {
+		t.Helper()
+		if hits, err := vi.Search(q, 10, &hnsw.SearchOptions{Keys: goneSet}); err != nil || len(hits) != 0 {
+			t.Fatalf("%s: deleted keys as Keys gave %v, %v", context, hits, err)
+		}
+		recs := storedVectors(t, vi)
+		for range 20 {
+			q := randVec(r, dim)
+			type kd struct {
+				key string
+				d   float32
+			}
+			var truth []kd
+			for k, v := range recs {
+				if allowedSet.Contains([]byte(k)) {
+					var d float32
+					for j := range v {
+						d += (v[j] - q[j]) * (v[j] - q[j])
+					}
+					truth = append(truth, kd{k, d})
+				}
+			}
+			slices.SortFunc(truth, func(a, b kd) int { return cmp.Compare(a.d, b.d) })
+			hits, err := vi.Search(q, 10, &hnsw.SearchOptions{Keys: allowedSet})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(hits) != 10 {
+				t.Fatalf("%s: %d hits, want 10", context, len(hits))
+			}
+			for i, h := range hits {
+				if string(h.Key) != truth[i].key {
+					t.Fatalf("%s: hit %d is %q, want %q", context, i, h.Key, truth[i].key)
+				}
+			}
+		}
+	}
+	check("after deletes, reinserts and replaces")
+	db.Close()
+
+	db = openMemDB(t, fs)
+	vi = mustIndex(t, db, "f", hnsw.Config{})
+	if !vi.loadedCheckpoint {
+		t.Fatal("reopen did not load the checkpoint")
+	}
+	check("after a reopen from the checkpoint")
+	db.Close()
+
+	for _, f := range graphFiles(t, fs, "/db") {
+		if err := fs.Remove(layout.Path("/db", layout.TypeVectorGraph, f)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db = openMemDB(t, fs)
+	defer db.Close()
+	vi = mustIndex(t, db, "f", hnsw.Config{})
+	if vi.loadedCheckpoint || vi.rebuilt != vi.Len() {
+		t.Fatalf("loaded %v, rebuilt %d of %d: want a rebuild", vi.loadedCheckpoint, vi.rebuilt, vi.Len())
+	}
+	check("after a rebuild")
+}

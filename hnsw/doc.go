@@ -71,20 +71,31 @@
 // every live node is reached from the entry point and reaches it back, on
 // every layer. Then, once the searches that may still hold the old lists
 // are done, the tombstones' IDs go on a free list that Add uses first.
-// Live keys keep their IDs, so filter bitmaps stay valid; there is no full
-// rebuild. Writers wait during a repair; searches do not.
+// Live keys keep their IDs, but a bitmap that held a deleted key's ID now
+// selects whichever new key takes it; there is no full rebuild. Writers
+// wait during a repair; searches do not.
 //
-// Filters: SearchOptions.Filter is a roaring bitmap of allowed internal
-// IDs, SearchOptions.Allow a predicate on keys; a search honours both. A
-// beam search only puts allowed, live nodes into its result heap but
-// walks through every node. When the allowed set is small (at most
-// max(2048, 16*ef) nodes) or under a tenth of the live nodes, the search
-// instead measures every allowed node: exact, and cheaper than a beam that
-// must wade through ef/selectivity nodes to fill up. A bitmap's size is
-// its cardinality; a predicate's is estimated from up to 512 sampled
-// nodes. The beam is bounded (64*ef/selectivity nodes measured, at least
-// 8192), and a filtered beam that ends with fewer than k results falls
-// back to the exact scan, so a wrong estimate costs time, not results.
+// Filters: SearchOptions.Keys is a set of keys (KeySet; Keys is the
+// in-memory one), SearchOptions.Allow a predicate on keys, and
+// SearchOptions.Filter a roaring bitmap of internal IDs; a search honours
+// every one given. Keys and Allow look at each node's own key, so they
+// stay right across writes; an internal ID names a key only until the
+// next write (a replace renumbers the key, Repair reuses deleted keys'
+// IDs), so a Filter built earlier can select unrelated keys. The size of
+// the allowed set (a KeySet's Len, a bitmap's cardinality, a predicate's
+// estimate from up to 512 sampled nodes) picks the plan. Under a tenth of
+// the live nodes, or when scanning it costs less than the expected walk
+// (16 nodes per beam slot, at least 2048), the search measures every
+// allowed node: a key set's keys are each looked up to their current
+// node. Otherwise it walks the graph with a beam of ef/fraction: the
+// upper layers greedily, then a filtered beam on layer 1 whose allowed
+// nodes seed layer 0, and on layer 0 a walk that measures only allowed
+// nodes and crosses a disallowed neighbour to that neighbour's own
+// neighbours (ACORN-1, as Weaviate runs it), so a query among disallowed
+// vectors does not flood them. The walk is bounded (64 measured nodes per
+// beam slot, at least 8192), and one that ends with fewer than k results
+// falls back to the exact scan, so a wrong estimate costs time, not
+// results.
 //
 // # Concurrency
 //

@@ -110,14 +110,26 @@ type SearchOptions struct {
 	// layer 0. 0: max(k, 64). Raised to k when smaller. Larger: better
 	// recall, slower.
 	Ef int
+	// Keys, when not nil, restricts results to keys in the set: the
+	// stable form of a filter, right across deletes, replaces, repairs,
+	// rebuilds and reopens, since each node's own key is checked (or each
+	// key looked up) during the search. See KeySet.
+	Keys KeySet
 	// Filter, when not nil, restricts results to these internal IDs (see
-	// Index.ID). The bitmap is only read; it must not change during the
-	// search. Small allowed sets are searched exactly (see doc.go).
+	// Index.ID). Unstable: an ID names a key only until the next write to
+	// the index (a replaced key gets a new ID, and a Repair hands the IDs
+	// of deleted keys to new ones), so a bitmap built before a write may
+	// select unrelated keys; use Keys. The bitmap is only read; it must
+	// not change during the search.
 	Filter *roaring.Bitmap
-	// Allow, when not nil, restricts results to keys it returns true for
-	// (and, with Filter, to IDs in Filter too). It is called from the
-	// searching goroutine, possibly many times per search, and must not
-	// modify or keep key. Very selective predicates are searched exactly.
+	// Allow, when not nil, restricts results to keys it returns true for.
+	// It is called from the searching goroutine, possibly many times per
+	// search (on every node the walk meets), and must not modify or keep
+	// key. A set of keys known up front is better given as Keys: its size
+	// is known, so the search can plan.
+	//
+	// Keys, Filter and Allow combine: a result passes every one given.
+	// Small allowed sets are searched exactly (see doc.go).
 	Allow func(key []byte) bool
 }
 
@@ -257,9 +269,10 @@ func (x *Index) Len() int { return int(x.live.Load()) }
 // the graph, waiting for a Repair.
 func (x *Index) Tombstones() int { return int(x.dead.Load()) }
 
-// ID returns the internal ID of a live key, for building search filters.
-// Replacing a key's vector gives it a new ID; Repair may hand the IDs of
-// deleted keys to new ones.
+// ID returns the internal ID of a live key, for SearchOptions.Filter. It
+// is valid only until the next write to the index: replacing a key's
+// vector gives it a new ID, and Repair hands the IDs of deleted keys to
+// new ones. Filter by SearchOptions.Keys instead.
 func (x *Index) ID(key []byte) (uint32, bool) {
 	x.keyMu.RLock()
 	id, ok := x.ids[string(key)]

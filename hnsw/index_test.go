@@ -379,7 +379,7 @@ func TestFilterGraphPath(t *testing.T) {
 		}
 	}
 	f := resultFilter{allow: bm}
-	if exact, _ := x.planFiltered(&f, 50, len(x.levels)); exact {
+	if x.planFiltered(&f, 50, len(x.levels)).exact {
 		t.Fatalf("%d of %d ids should take the graph path", bm.GetCardinality(), n)
 	}
 	rec := meanRecall(t, x, data, uniformData(r, 100, 16), 10, 50, bm, func(i int) bool { return allowed[i] })
