@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/plures/pluresdb/hnsw"
 	"github.com/plures/pluresdb/index"
 	"github.com/plures/pluresdb/internal/batchrepr"
 	"github.com/plures/pluresdb/internal/errs"
@@ -598,4 +599,23 @@ func (db *DB) CheckIndexes() (index.Report, error) {
 	}
 	seq := lsm.SeqNum(db.visible.Load())
 	return db.indexes.Load().Check(&indexStore{db: db, seq: seq}, db.docsAt(seq))
+}
+
+// FindKeys returns the keys a query selects, as a set for vector search
+// filtered by the indexes (hnsw.SearchOptions.Keys): evaluated once, at
+// one view. A search filtered by it returns only those keys' vectors,
+// whatever the graph's internal IDs do meanwhile (deletes, replaces,
+// rebuilds).
+func (db *DB) FindKeys(q Query) (*hnsw.Keys, error) {
+	if db.closed.Load() {
+		return nil, errs.ErrClosed
+	}
+	if db.indexErr != nil {
+		return nil, db.indexErr
+	}
+	page, err := index.Find(&indexStore{db: db, seq: lsm.SeqNum(db.visible.Load())}, q, FindOptions{})
+	if err != nil {
+		return nil, err
+	}
+	return hnsw.NewKeys(page.Keys), nil
 }
