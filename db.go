@@ -14,8 +14,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/plures/pluresdb/compaction"
-	"github.com/plures/pluresdb/internal/batchrepr"
 	"github.com/plures/pluresdb/index"
+	"github.com/plures/pluresdb/internal/batchrepr"
 	"github.com/plures/pluresdb/internal/errs"
 	"github.com/plures/pluresdb/internal/layout"
 	"github.com/plures/pluresdb/internal/vfs"
