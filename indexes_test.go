@@ -395,3 +395,36 @@ func TestVectorSearchFilteredByIndex(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkIndexUpkeep: SetField batches of 100 documents with 0, 1 and 2
+// indexes over the fields written.
+func BenchmarkIndexUpkeep(b *testing.B) {
+	for _, nidx := range []int{0, 1, 2} {
+		b.Run(fmt.Sprintf("indexes=%d", nidx), func(b *testing.B) {
+			db, err := Open(b.TempDir(), &Options{NoSync: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer db.Close()
+			if nidx >= 1 {
+				must(b, db.CreateIndex(IndexSpec{Name: "age", Field: "age", Kind: index.Int64}))
+			}
+			if nidx >= 2 {
+				must(b, db.CreateIndex(IndexSpec{Name: "city", Field: "city", Kind: index.String}))
+			}
+			rng := rand.New(rand.NewPCG(1, 1))
+			i := 0
+			for b.Loop() {
+				batch := db.NewBatch()
+				for range 100 {
+					k := fmt.Appendf(nil, "%016d", rng.IntN(1<<30))
+					must(b, batch.SetField(k, []byte("age"), strconv.AppendInt(nil, int64(rng.IntN(1000)), 10)))
+					must(b, batch.SetField(k, []byte("city"), fmt.Appendf(nil, "city%d", rng.IntN(100))))
+					i++
+				}
+				must(b, batch.Commit(nil))
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(i), "ns/doc")
+		})
+	}
+}
