@@ -192,12 +192,18 @@ func (db *DB) indexLocalBatch(b *Batch) error {
 		return fmt.Errorf("pluresdb: own batch encoding: %w", err)
 	}
 	ov := index.NewOverlay(&indexStore{db: db, seq: db.lastSeq})
+	var ch index.Change
 	for _, c := range changes {
-		doc, err := db.docAfter(c.key, c.entries, db.lastSeq)
-		if err != nil {
-			return err
+		fold := func() (oplog.Document, error) { return db.docAfter(c.key, c.entries, db.lastSeq) }
+		if localChange(&ch, c.entries) {
+			err = set.UpdateChange(ov, c.key, &ch, fold)
+		} else {
+			var doc oplog.Document
+			if doc, err = fold(); err == nil {
+				err = set.Update(ov, c.key, doc, false)
+			}
 		}
-		if err := set.Update(ov, c.key, doc, false); err != nil {
+		if err != nil {
 			return err
 		}
 	}
@@ -234,6 +240,36 @@ func (db *DB) indexLocalBatch(b *Batch) error {
 	b.count += n
 	b.memSize += mem
 	return nil
+}
+
+// localChange describes a document's entries of a local batch as an
+// index.Change, reusing ch: a local write orders above everything stored,
+// so its own operations say what the document's fields and value become.
+// It reports false for an entry it does not know as a local operation
+// (the caller then folds the document onto its stored state).
+func localChange(ch *index.Change, entries []batchrepr.Entry) bool {
+	*ch = index.Change{Fields: ch.Fields[:0]}
+	for _, e := range entries {
+		switch e.Kind {
+		case lsm.KindDelete:
+			*ch = index.Change{Whole: true, Fields: ch.Fields[:0]}
+		case lsm.KindSet:
+			op, err := oplog.LocalOp(nil, e.Value, false)
+			if err != nil {
+				return false
+			}
+			*ch = index.Change{Whole: true, Put: op.Kind == oplog.KindPut, Value: op.Value, Fields: ch.Fields[:0]}
+		case lsm.KindMerge:
+			op, err := oplog.LocalOp(nil, e.Value, true)
+			if err != nil || (op.Kind != oplog.KindSetField && op.Kind != oplog.KindDeleteField) {
+				return false
+			}
+			ch.Fields = append(ch.Fields, index.FieldWrite{Name: op.Field, Value: op.Value, Deleted: op.Kind == oplog.KindDeleteField})
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // indexImport keeps the indexes in step with an import batch: ops are its

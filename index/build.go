@@ -44,7 +44,7 @@ func (s *Set) BuildStep(rw ReadWriter, name string, docs Docs, n int) (Info, err
 			finished = false
 			return errStop
 		}
-		if err := update(rw, xs, key, doc, false); err != nil {
+		if err := update(rw, xs, key, docSource{doc}, false); err != nil {
 			return err
 		}
 		count++

@@ -225,10 +225,14 @@ func (h *harness) batch() {
 		} else {
 			d = pend.clone().docs[key]
 		}
+		// ch describes the write as a local change (UpdateChange) where
+		// one can: a Put clears the fields.
+		var ch *Change
 		switch r.IntN(10) {
 		case 0:
 			delete(pend.docs, key)
 			exists = false
+			ch = &Change{Whole: true}
 		case 1:
 			if r.IntN(2) == 0 {
 				d.value = []byte("x=" + domains["n"][r.IntN(len(domains["n"]))])
@@ -237,26 +241,55 @@ func (h *harness) batch() {
 			}
 			if r.IntN(3) == 0 {
 				d.fields = map[string]string{}
+				ch = &Change{Whole: true, Put: true, Value: d.value}
 			}
 			exists = true
 		case 2:
 			names := []string{"n", "f", "t", "s", "b", "u"}
-			delete(d.fields, names[r.IntN(len(names))])
+			n := names[r.IntN(len(names))]
+			delete(d.fields, n)
 			exists = true
+			ch = &Change{Fields: []FieldWrite{{Name: []byte(n), Deleted: true}}}
 		default:
+			ch = &Change{}
 			for range 1 + r.IntN(3) {
 				names := []string{"n", "f", "t", "s", "b", "u"}
 				n := names[r.IntN(len(names))]
 				d.fields[n] = domains[n][r.IntN(len(domains[n]))]
+				ch.Fields = append(ch.Fields, FieldWrite{Name: []byte(n), Value: []byte(d.fields[n])})
 			}
 			exists = true
+		}
+		if ch != nil && !ch.Whole && r.IntN(3) == 0 {
+			// A Put or Delete before the field writes, in the same batch.
+			ch.Whole = true
+			if r.IntN(2) == 0 {
+				ch.Put, ch.Value = true, []byte("x=2")
+			}
+			d.value = ch.Value
+			kept := map[string]string{}
+			for _, f := range ch.Fields {
+				if !f.Deleted {
+					kept[string(f.Name)] = string(f.Value)
+				} else {
+					delete(kept, string(f.Name))
+				}
+			}
+			d.fields = kept
+			exists = ch.Put || len(kept) > 0
+			if !exists {
+				delete(pend.docs, key)
+			}
+		}
+		if remote || r.IntN(2) == 0 {
+			ch = nil
 		}
 		if exists {
 			pend.docs[key] = d
 		}
 		// What the model says of this write.
 		for n, x := range pend.indexes {
-			if !x.spec.Unique || remote {
+			if !x.spec.Unique || remote || ch != nil && !ch.touches(x.spec) {
 				continue
 			}
 			v, ok := pend.value(x, key)
@@ -274,9 +307,16 @@ func (h *harness) batch() {
 		if exists {
 			doc = d.document()
 		}
-		err := h.set.Update(ov, []byte(key), doc, remote)
+		var err error
+		if ch != nil {
+			err = h.set.UpdateChange(ov, []byte(key), ch, func() (oplog.Document, error) { return doc, nil })
+		} else {
+			err = h.set.Update(ov, []byte(key), doc, remote)
+		}
 		for _, x := range pend.indexes {
-			x.touched[key] = true
+			if ch == nil || ch.touches(x.spec) {
+				x.touched[key] = true
+			}
 		}
 		if wantViolation {
 			if !errors.Is(err, ErrUniqueViolation) {
@@ -291,6 +331,20 @@ func (h *harness) batch() {
 	}
 	h.st.commit(ov)
 	h.m = pend
+}
+
+// touches reports whether UpdateChange reads index sp for c: an index
+// whose field c does not write, with no Put or Delete, is left alone.
+func (c *Change) touches(sp Spec) bool {
+	if c.Whole || sp.Extract != nil {
+		return true
+	}
+	for _, f := range c.Fields {
+		if string(f.Name) == sp.Field {
+			return true
+		}
+	}
+	return false
 }
 
 // create adds a random index of specs not yet present, built in the

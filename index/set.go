@@ -250,13 +250,16 @@ func (x *ix) value(key []byte, doc oplog.Document) ([]byte, bool) {
 	if !doc.Exists {
 		return nil, false
 	}
-	var raw []byte
-	var ok bool
 	if x.extract != nil {
-		raw, ok = x.extract(key, doc.Value)
-	} else {
-		raw, ok = doc.Fields[x.field]
+		return x.parse(x.extract(key, doc.Value))
 	}
+	raw, ok := doc.Fields[x.field]
+	return x.parse(raw, ok)
+}
+
+// parse encodes the raw value a document has in x (ok false: none),
+// counting a value that does not parse or is too long.
+func (x *ix) parse(raw []byte, ok bool) ([]byte, bool) {
 	if !ok {
 		return nil, false
 	}
@@ -284,7 +287,111 @@ func (x *ix) value(key []byte, doc oplog.Document) ([]byte, bool) {
 // counts it. An index whose extractor is not registered fails every
 // Update with ErrNotReady.
 func (s *Set) Update(rw ReadWriter, key []byte, doc oplog.Document, remote bool) error {
-	return update(rw, s.list, key, doc, remote)
+	return update(rw, s.list, key, docSource{doc}, remote)
+}
+
+// FieldWrite is one field write of a Change: SetField, or DeleteField
+// when Deleted.
+type FieldWrite struct {
+	Name, Value []byte
+	Deleted     bool
+}
+
+// Change is a local write to one document as its own operations say it,
+// without the stored state: a local write orders above everything the
+// replica has stored (ARCHITECTURE.md, "Secondary indexes"), so a Put
+// gives the document its value and clears every field, a Delete leaves
+// nothing, and a field write decides the field. Whole says the change
+// replaced the document (Put says how: a Put of Value, else a Delete);
+// Fields are the field writes after that replacement (or all of them),
+// in order, the last write of a field winning.
+type Change struct {
+	Whole  bool
+	Put    bool
+	Value  []byte
+	Fields []FieldWrite
+}
+
+// UpdateChange is Update for a local change described by its operations
+// (Change): an index whose field the change does not write, with no Put
+// or Delete, is left alone without a read. An extractor's index needs the
+// document's whole value, which a change of fields alone does not give:
+// then doc is called (once) for the document's state after the change.
+// Unique indexes are checked as by Update, with remote false.
+func (s *Set) UpdateChange(rw ReadWriter, key []byte, c *Change, doc func() (oplog.Document, error)) error {
+	return update(rw, s.list, key, &changeSource{c: c, full: doc}, false)
+}
+
+// source gives the value a document has in an index after a change;
+// touched false when the change leaves the index alone.
+type source interface {
+	value(x *ix, key []byte) (enc []byte, ok, touched bool, err error)
+}
+
+type docSource struct{ doc oplog.Document }
+
+func (d docSource) value(x *ix, key []byte) ([]byte, bool, bool, error) {
+	enc, ok := x.value(key, d.doc)
+	return enc, ok, true, nil
+}
+
+type changeSource struct {
+	c      *Change
+	full   func() (oplog.Document, error)
+	doc    oplog.Document
+	loaded bool
+}
+
+func (s *changeSource) value(x *ix, key []byte) ([]byte, bool, bool, error) {
+	c := s.c
+	if x.extract == nil {
+		for i := len(c.Fields) - 1; i >= 0; i-- {
+			if f := &c.Fields[i]; string(f.Name) == x.field {
+				if f.Deleted {
+					return nil, false, true, nil
+				}
+				enc, ok := x.parse(f.Value, true)
+				return enc, ok, true, nil
+			}
+		}
+		return nil, false, c.Whole, nil
+	}
+	if c.Whole {
+		if !c.Put && !c.liveField() {
+			return nil, false, true, nil
+		}
+		enc, ok := x.parse(x.extract(key, c.Value))
+		return enc, ok, true, nil
+	}
+	if !s.loaded {
+		doc, err := s.full()
+		if err != nil {
+			return nil, false, false, err
+		}
+		s.doc, s.loaded = doc, true
+	}
+	enc, ok := x.value(key, s.doc)
+	return enc, ok, true, nil
+}
+
+// liveField reports whether some field's last write in c sets it.
+func (c *Change) liveField() bool {
+	for i := range c.Fields {
+		if c.Fields[i].Deleted {
+			continue
+		}
+		last := true
+		for j := i + 1; j < len(c.Fields); j++ {
+			if bytes.Equal(c.Fields[j].Name, c.Fields[i].Name) {
+				last = false
+				break
+			}
+		}
+		if last {
+			return true
+		}
+	}
+	return false
 }
 
 // change is one index's entry change for a document.
@@ -294,17 +401,15 @@ type change struct {
 	hadOld, isNew bool
 }
 
-func update(rw ReadWriter, xs []*ix, key []byte, doc oplog.Document, remote bool) error {
+func update(rw ReadWriter, xs []*ix, key []byte, src source, remote bool) error {
 	if len(xs) == 0 {
 		return nil
 	}
 	if len(key) == 0 {
 		return fmt.Errorf("%w: empty document key", ErrInvalid)
 	}
-	num, have, err := lookupNum(rw, key)
-	if err != nil {
-		return err
-	}
+	var num uint32
+	var have, looked bool
 	var buf [4]change
 	changes := buf[:0]
 	var kb []byte
@@ -312,7 +417,19 @@ func update(rw ReadWriter, xs []*ix, key []byte, doc oplog.Document, remote bool
 		if x.unbound {
 			return fmt.Errorf("%w: index %q: its extractor is not registered", ErrNotReady, x.name)
 		}
-		nv, isNew := x.value(key, doc)
+		nv, isNew, touched, err := src.value(x, key)
+		if err != nil {
+			return err
+		}
+		if !touched {
+			continue
+		}
+		if !looked {
+			if num, have, err = lookupNum(rw, key); err != nil {
+				return err
+			}
+			looked = true
+		}
 		var ov []byte
 		var hadOld bool
 		if have {
@@ -349,6 +466,7 @@ func update(rw ReadWriter, xs []*ix, key []byte, doc oplog.Document, remote bool
 		return nil
 	}
 	if !have {
+		var err error
 		if num, err = assignNum(rw, key); err != nil {
 			return err
 		}
