@@ -580,11 +580,11 @@ func (h *harness) randQuery(depth int) refQuery {
 
 // docNum reads the document number of key from the store.
 func (h *harness) docNum(key string) uint32 {
-	num, ok, err := lookupNum(h.st, []byte(key))
+	f, ok, err := lookupForward(h.st, []byte(key))
 	if err != nil || !ok {
 		h.fatalf("document %q has no number (%v)", key, err)
 	}
-	return num
+	return f.Doc
 }
 
 // verify checks the store against the model: Check finds nothing, and
@@ -903,7 +903,8 @@ func TestCheckFindsDamage(t *testing.T) {
 		}
 	}
 	check()
-	num, _, _ := lookupNum(st, []byte("k03"))
+	fwd, _, _ := lookupForward(st, []byte("k03"))
+	num := fwd.Doc
 	enc, _ := EncodeValue(Int64, 3)
 	st.Delete(entryKey(nil, 1, enc, num))
 	check(`document "k03": no entry for its forward value`)
@@ -912,15 +913,38 @@ func TestCheckFindsDamage(t *testing.T) {
 	st.Set(entryKey(nil, 1, enc9, num), nil)
 	check(`document "k03": extra entry int64 "9"`)
 	st = clean.clone()
-	st.Set(forwardKey(nil, 1, num), enc9)
-	check(`document "k03": indexed under int64 "9", holds int64 "3"`)
+	st.Set(forwardKey(nil, []byte("k03")), AppendForward(nil, Forward{Doc: num, Values: []IndexValue{{ID: 1, Value: enc9}}}))
+	check(`document "k03": indexed under int64 "9", holds int64 "3"`, `document "k03": extra entry int64 "3": the forward key says int64 "9"`)
 	st = clean.clone()
 	st.Delete(docNumKey(nil, num))
 	check(`document numbers: "k03": number`)
 	st = clean.clone()
-	st.Delete(forwardKey(nil, 1, num))
+	st.Set(forwardKey(nil, []byte("k03")), AppendForward(nil, Forward{Doc: num}))
 	check(`document "k03": missing: holds int64 "3"`)
+	st = clean.clone()
+	st.Delete(forwardKey(nil, []byte("k03")))
+	check(`document "k03": missing: holds int64 "3"`, `document numbers: "k03": number`)
+	st = clean.clone()
+	st.Set(forwardKey(nil, []byte("gone")), AppendForward(nil, Forward{Doc: 77, Values: []IndexValue{{ID: 1, Value: enc9}}}))
+	check(`index "n": document "gone": extra forward value int64 "9": no such document`, `"gone": number 77 at or above the next number`)
+	st = clean.clone()
+	st.Set(forwardKey(nil, []byte("k03")), AppendForward(nil, Forward{Doc: num, Values: []IndexValue{{ID: 1, Value: enc}, {ID: 5, Value: enc9}}}))
+	check(`document numbers: "k03": forward key holds a value of index id 5, which does not exist`)
+	st = clean.clone()
+	st.Set(forwardKey(nil, []byte("k03")), []byte{0, 0, 1})
+	check(`document numbers: "k03": forward key: pluresdb: corruption in index forward value`)
+	// A forward key holds every index's value: one that does not decode
+	// stops a Rebuild or a Drop loudly rather than lose them.
+	if err := set.Rebuild(NewOverlay(st), "n"); !errors.Is(err, errs.ErrCorruption) {
+		t.Fatalf("rebuild over a damaged forward key: %v", err)
+	}
+	if _, err := set.Drop(NewOverlay(st), "n"); !errors.Is(err, errs.ErrCorruption) {
+		t.Fatalf("drop over a damaged forward key: %v", err)
+	}
 	// Rebuild repairs the index from the documents.
+	st = clean.clone()
+	st.Set(entryKey(nil, 1, enc9, num), nil)
+	st.Set(forwardKey(nil, []byte("k05")), AppendForward(nil, Forward{Doc: 5}))
 	ov = NewOverlay(st)
 	if err := set.Rebuild(ov, "n"); err != nil {
 		t.Fatal(err)

@@ -2,10 +2,12 @@ package index
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -227,20 +229,41 @@ func (s *Set) Rebuild(rw ReadWriter, name string) error {
 	return nil
 }
 
-// clearIndex deletes the entries and forward keys of index id.
+// clearIndex deletes the entries of index id and its values in the
+// forward keys (which stay, holding the document numbers).
 func clearIndex(rw ReadWriter, id uint32) error {
-	for _, p := range [][]byte{entryPrefix(nil, id), forwardPrefix(nil, id)} {
-		var keys [][]byte
-		err := rw.Scan(p, prefixEnd(p), func(k, _ []byte) error {
-			keys = append(keys, append([]byte(nil), k...))
-			return nil
-		})
+	p := entryPrefix(nil, id)
+	var keys [][]byte
+	err := rw.Scan(p, prefixEnd(p), func(k, _ []byte) error {
+		keys = append(keys, append([]byte(nil), k...))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		rw.Delete(k)
+	}
+	type rewrite struct{ key, value []byte }
+	var rws []rewrite
+	err = rw.Scan([]byte{pForward}, []byte{pForward + 1}, func(k, v []byte) error {
+		f, err := DecodeForward(v)
 		if err != nil {
-			return err
+			return fmt.Errorf("forward key of document %q: %w", k[1:], err)
 		}
-		for _, k := range keys {
-			rw.Delete(k)
+		i := slices.IndexFunc(f.Values, func(v IndexValue) bool { return v.ID == id })
+		if i < 0 {
+			return nil
 		}
+		f.Values = slices.Delete(f.Values, i, i+1)
+		rws = append(rws, rewrite{append([]byte(nil), k...), AppendForward(nil, f)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range rws {
+		rw.Set(r.key, r.value)
 	}
 	return nil
 }
@@ -408,11 +431,12 @@ func update(rw ReadWriter, xs []*ix, key []byte, src source, remote bool) error 
 	if len(key) == 0 {
 		return fmt.Errorf("%w: empty document key", ErrInvalid)
 	}
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
 	var num uint32
 	var have, looked bool
-	var buf [4]change
-	changes := buf[:0]
-	var kb []byte
+	olds := sc.olds[:0]
+	changes := sc.changes[:0]
 	for _, x := range xs {
 		if x.unbound {
 			return fmt.Errorf("%w: index %q: its extractor is not registered", ErrNotReady, x.name)
@@ -425,24 +449,26 @@ func update(rw ReadWriter, xs []*ix, key []byte, src source, remote bool) error 
 			continue
 		}
 		if !looked {
-			if num, have, err = lookupNum(rw, key); err != nil {
+			sc.fk = forwardKey(sc.fk[:0], key)
+			v, ok, err := rw.Get(sc.fk)
+			if err != nil {
 				return err
+			}
+			if ok {
+				sc.fv = append(sc.fv[:0], v...)
+				if num, olds, err = decodeForward(olds, sc.fv); err != nil {
+					return fmt.Errorf("forward key of document %q: %w", key, err)
+				}
+				have = true
 			}
 			looked = true
 		}
 		var ov []byte
 		var hadOld bool
-		if have {
-			kb = forwardKey(kb[:0], x.id, num)
-			v, ok, err := rw.Get(kb)
-			if err != nil {
-				return err
-			}
-			if ok {
-				if n, err := valueLen(x.kind, v); err != nil || n != len(v) {
-					return fmt.Errorf("index %q: forward key of document %q: %w", x.name, key, errs.Corruptf(whatValue, -1, "bad stored value %x", v))
-				}
-				ov, hadOld = append([]byte(nil), v...), true
+		if i := slices.IndexFunc(olds, func(v IndexValue) bool { return v.ID == x.id }); i >= 0 {
+			ov, hadOld = olds[i].Value, true
+			if n, err := valueLen(x.kind, ov); err != nil || n != len(ov) {
+				return fmt.Errorf("index %q: forward key of document %q: %w", x.name, key, errs.Corruptf(whatValue, -1, "bad stored value %x", ov))
 			}
 		}
 		if hadOld == isNew && (!isNew || bytes.Equal(ov, nv)) {
@@ -462,28 +488,51 @@ func update(rw ReadWriter, xs []*ix, key []byte, src source, remote bool) error 
 		}
 		changes = append(changes, change{x: x, old: ov, new: nv, hadOld: hadOld, isNew: isNew})
 	}
+	sc.olds, sc.changes = olds[:0], changes[:0]
 	if len(changes) == 0 {
 		return nil
 	}
 	if !have {
 		var err error
-		if num, err = assignNum(rw, key); err != nil {
+		if num, err = assignNum(rw, key, sc); err != nil {
 			return err
 		}
 	}
-	for _, c := range changes {
-		if c.hadOld {
-			rw.Delete(entryKey(kb[:0], c.x.id, c.old, num))
-		}
-		if c.isNew {
-			rw.Set(entryKey(kb[:0], c.x.id, c.new, num), nil)
-			rw.Set(forwardKey(kb[:0], c.x.id, num), c.new)
-		} else {
-			rw.Delete(forwardKey(kb[:0], c.x.id, num))
+	// The new forward value: the old values with the changed ones
+	// replaced, removed or added, in id order.
+	vals := sc.vals[:0]
+	for _, o := range olds {
+		if !slices.ContainsFunc(changes, func(c change) bool { return c.x.id == o.ID }) {
+			vals = append(vals, o)
 		}
 	}
+	kb := sc.kb[:0]
+	for _, c := range changes {
+		if c.hadOld {
+			kb = entryKey(kb[:0], c.x.id, c.old, num)
+			rw.Delete(kb)
+		}
+		if c.isNew {
+			kb = entryKey(kb[:0], c.x.id, c.new, num)
+			rw.Set(kb, nil)
+			vals = append(vals, IndexValue{ID: c.x.id, Value: c.new})
+		}
+	}
+	slices.SortFunc(vals, func(a, b IndexValue) int { return cmp.Compare(a.ID, b.ID) })
+	sc.buf = AppendForward(sc.buf[:0], Forward{Doc: num, Values: vals})
+	rw.Set(sc.fk, sc.buf)
+	sc.kb, sc.vals = kb, vals[:0]
 	return nil
 }
+
+// scratch is update's reusable buffers.
+type scratch struct {
+	fk, fv, kb, buf []byte
+	olds, vals      []IndexValue
+	changes         []change
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // holder returns the key of a document other than num holding enc in x.
 func holder(st Store, x *ix, enc []byte, num uint32, have bool) ([]byte, bool, error) {
@@ -517,20 +566,23 @@ func holder(st Store, x *ix, enc []byte, num uint32, have bool) ([]byte, bool, e
 	return append([]byte(nil), dk...), true, nil
 }
 
-// lookupNum returns the number of the document key.
-func lookupNum(st Store, key []byte) (uint32, bool, error) {
-	v, ok, err := st.Get(docKeyKey(nil, key))
+// lookupForward returns the forward value of the document key (Values
+// alias a copy).
+func lookupForward(st Store, key []byte) (Forward, bool, error) {
+	v, ok, err := st.Get(forwardKey(nil, key))
 	if err != nil || !ok {
-		return 0, false, err
+		return Forward{}, false, err
 	}
-	if len(v) != 4 {
-		return 0, false, errs.Corruptf(whatKey, -1, "document number of %q is %d bytes", key, len(v))
+	f, err := DecodeForward(slices.Clone(v))
+	if err != nil {
+		return Forward{}, false, fmt.Errorf("forward key of document %q: %w", key, err)
 	}
-	return binary.BigEndian.Uint32(v), true, nil
+	return f, true, nil
 }
 
-// assignNum gives key the next document number.
-func assignNum(rw ReadWriter, key []byte) (uint32, error) {
+// assignNum gives key the next document number (its forward key is the
+// caller's to write).
+func assignNum(rw ReadWriter, key []byte, sc *scratch) (uint32, error) {
 	var next uint64
 	v, ok, err := rw.Get([]byte{pNextNum})
 	switch {
@@ -545,8 +597,9 @@ func assignNum(rw ReadWriter, key []byte) (uint32, error) {
 		return 0, fmt.Errorf("%w: document numbers exhausted (2^32 documents indexed)", ErrInvalid)
 	}
 	num := uint32(next)
-	rw.Set([]byte{pNextNum}, binary.BigEndian.AppendUint64(nil, next+1))
-	rw.Set(docKeyKey(nil, key), binary.BigEndian.AppendUint32(nil, num))
-	rw.Set(docNumKey(nil, num), key)
+	sc.kb = binary.BigEndian.AppendUint64(append(sc.kb[:0], pNextNum), next+1)
+	rw.Set(sc.kb[:1], sc.kb[1:])
+	sc.kb = docNumKey(sc.kb[:0], num)
+	rw.Set(sc.kb, key)
 	return num, nil
 }
