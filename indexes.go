@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/plures/pluresdb/hnsw"
 	"github.com/plures/pluresdb/index"
@@ -109,28 +110,47 @@ func docChanges(data []byte, count uint32) ([]docChange, error) {
 	if err != nil {
 		return nil, err
 	}
+	all := make([]batchrepr.Entry, 0, count)
+	owner := make([]int32, 0, count)
 	var out []docChange
-	at := map[string]int{}
+	var counts []int
+	// The map's keys alias data, which no one changes while it lives.
+	at := map[string]int32{}
 	for {
 		e, ok, err := r.Next()
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
-			return out, nil
+			break
 		}
 		if len(e.Key) == 0 || e.Key[0] != nsDocuments {
 			continue
 		}
-		k := string(e.Key[1:])
-		i, seen := at[k]
+		k := e.Key[1:]
+		i, seen := at[string(k)]
 		if !seen {
-			i = len(out)
-			at[k] = i
-			out = append(out, docChange{key: e.Key[1:]})
+			i = int32(len(out))
+			at[unsafe.String(unsafe.SliceData(k), len(k))] = i
+			out = append(out, docChange{key: k})
+			counts = append(counts, 0)
 		}
-		out[i].entries = append(out[i].entries, e)
+		all = append(all, e)
+		owner = append(owner, i)
+		counts[i]++
 	}
+	// Counting sort: every document's entries together, in batch order.
+	sorted := make([]batchrepr.Entry, len(all))
+	off := 0
+	for i := range out {
+		n := counts[i]
+		out[i].entries = sorted[off : off : off+n]
+		off += n
+	}
+	for j, e := range all {
+		out[owner[j]].entries = append(out[owner[j]].entries, e)
+	}
+	return out, nil
 }
 
 // docAfter folds a document's entries of a batch onto its state as of seq
