@@ -103,19 +103,45 @@ type docChange struct {
 	entries []batchrepr.Entry
 }
 
+// indexScratch is the memory index upkeep reuses from batch to batch
+// (under commitMu): the overlay, the grouping of a batch's entries by
+// document, the index entries' encoding.
+type indexScratch struct {
+	ov     *index.Overlay
+	at     map[string]int32
+	all    []batchrepr.Entry
+	sorted []batchrepr.Entry
+	owner  []int32
+	counts []int
+	out    []docChange
+	pre    []byte
+}
+
+// overlay returns the reused overlay over the index namespace as of the
+// last committed batch. Called with commitMu held.
+func (db *DB) overlay() *index.Overlay {
+	st := &indexStore{db: db, seq: db.lastSeq}
+	if db.ixScratch.ov == nil {
+		db.ixScratch.ov = index.NewOverlay(st)
+	} else {
+		db.ixScratch.ov.Reset(st)
+	}
+	return db.ixScratch.ov
+}
+
 // docChanges groups a batch's document entries by key, in the order each
-// key first appears.
-func docChanges(data []byte, count uint32) ([]docChange, error) {
+// key first appears. The result aliases data and sc, until the next call.
+func (sc *indexScratch) docChanges(data []byte, count uint32) ([]docChange, error) {
 	r, err := batchrepr.NewReader(batchrepr.SetHeader(data, 1, count))
 	if err != nil {
 		return nil, err
 	}
-	all := make([]batchrepr.Entry, 0, count)
-	owner := make([]int32, 0, count)
-	var out []docChange
-	var counts []int
+	if sc.at == nil || len(sc.out) > 1<<16 {
+		sc.at = map[string]int32{}
+	}
+	clear(sc.at)
+	all, owner, counts, out := sc.all[:0], sc.owner[:0], sc.counts[:0], sc.out[:0]
 	// The map's keys alias data, which no one changes while it lives.
-	at := map[string]int32{}
 	for {
 		e, ok, err := r.Next()
 		if err != nil {
@@ -128,10 +154,10 @@ func docChanges(data []byte, count uint32) ([]docChange, error) {
 			continue
 		}
 		k := e.Key[1:]
-		i, seen := at[string(k)]
+		i, seen := sc.at[string(k)]
 		if !seen {
 			i = int32(len(out))
-			at[unsafe.String(unsafe.SliceData(k), len(k))] = i
+			sc.at[unsafe.String(unsafe.SliceData(k), len(k))] = i
 			out = append(out, docChange{key: k})
 			counts = append(counts, 0)
 		}
@@ -139,8 +165,9 @@ func docChanges(data []byte, count uint32) ([]docChange, error) {
 		owner = append(owner, i)
 		counts[i]++
 	}
+	clear(sc.at) // no key outlives data
 	// Counting sort: every document's entries together, in batch order.
-	sorted := make([]batchrepr.Entry, len(all))
+	sorted := slices.Grow(sc.sorted[:0], len(all))[:len(all)]
 	off := 0
 	for i := range out {
 		n := counts[i]
@@ -150,6 +177,7 @@ func docChanges(data []byte, count uint32) ([]docChange, error) {
 	for j, e := range all {
 		out[owner[j]].entries = append(out[owner[j]].entries, e)
 	}
+	sc.all, sc.owner, sc.counts, sc.out, sc.sorted = all, owner, counts, out, sorted
 	return out, nil
 }
 
@@ -207,11 +235,11 @@ func (db *DB) indexLocalBatch(b *Batch) error {
 			oplog.StampLocal(b.data[off:], ts+oplog.Timestamp(i))
 		}
 	}
-	changes, err := docChanges(b.data, b.count)
+	changes, err := db.ixScratch.docChanges(b.data, b.count)
 	if err != nil {
 		return fmt.Errorf("pluresdb: own batch encoding: %w", err)
 	}
-	ov := index.NewOverlay(&indexStore{db: db, seq: db.lastSeq})
+	ov := db.overlay()
 	var ch index.Change
 	for _, c := range changes {
 		fold := func() (oplog.Document, error) { return db.docAfter(c.key, c.entries, db.lastSeq) }
@@ -230,7 +258,7 @@ func (db *DB) indexLocalBatch(b *Batch) error {
 	if ov.Len() == 0 {
 		return nil
 	}
-	var pre []byte
+	pre := db.ixScratch.pre[:0]
 	var n uint32
 	mem := 0
 	err = ov.Writes(func(key, value []byte, deleted bool) error {
@@ -251,6 +279,9 @@ func (db *DB) indexLocalBatch(b *Batch) error {
 	data = append(data, pre...)
 	data = append(data, b.data[batchrepr.HeaderLen:]...)
 	b.data = data
+	if cap(pre) <= 4<<20 {
+		db.ixScratch.pre = pre[:0]
+	}
 	for i := range b.stamps {
 		b.stamps[i] += int32(len(pre))
 	}

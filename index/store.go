@@ -74,6 +74,26 @@ func NewOverlay(base Store) *Overlay {
 	return &Overlay{base: base, at: map[string]int32{}}
 }
 
+// Reset empties o and puts it over base, keeping its memory for the next
+// batch (a large one's is let go). Whatever Get and Writes returned
+// before is invalid after it.
+func (o *Overlay) Reset(base Store) {
+	o.base = base
+	clear(o.at)
+	clear(o.ps)
+	o.ps, o.t = o.ps[:0], nil
+	if cap(o.arena) > maxKeptArena {
+		o.arena = nil
+	}
+	o.arena = o.arena[:0]
+	if len(o.at) == 0 && cap(o.ps) > maxKeptArena/64 {
+		o.at, o.ps = map[string]int32{}, nil
+	}
+}
+
+// maxKeptArena bounds the memory Reset keeps.
+const maxKeptArena = 4 << 20
+
 // Get implements Store.
 func (o *Overlay) Get(key []byte) ([]byte, bool, error) {
 	if i, ok := o.at[string(key)]; ok {
