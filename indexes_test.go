@@ -16,7 +16,7 @@ import (
 )
 
 // waitIndexesReady waits for every index build to finish.
-func waitIndexesReady(t *testing.T, db *DB) {
+func waitIndexesReady(t testing.TB, db *DB) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -437,34 +437,60 @@ func TestVectorSearchFilteredByIndex(t *testing.T) {
 }
 
 // BenchmarkIndexUpkeep: SetField batches of 100 documents with 0, 1 and 2
-// indexes over the fields written.
+// indexes over the fields written: new documents, then rewrites of
+// existing ones (10 000, written once before the timer starts), whose
+// old entries are replaced.
 func BenchmarkIndexUpkeep(b *testing.B) {
-	for _, nidx := range []int{0, 1, 2} {
-		b.Run(fmt.Sprintf("indexes=%d", nidx), func(b *testing.B) {
-			db, err := Open(b.TempDir(), &Options{NoSync: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer db.Close()
-			if nidx >= 1 {
-				must(b, db.CreateIndex(IndexSpec{Name: "age", Field: "age", Kind: index.Int64}))
-			}
-			if nidx >= 2 {
-				must(b, db.CreateIndex(IndexSpec{Name: "city", Field: "city", Kind: index.String}))
-			}
-			rng := rand.New(rand.NewPCG(1, 1))
-			i := 0
-			for b.Loop() {
+	for _, mode := range []string{"new", "rewrite"} {
+		for _, nidx := range []int{0, 1, 2} {
+			b.Run(fmt.Sprintf("%s/indexes=%d", mode, nidx), func(b *testing.B) {
+				db, err := Open(b.TempDir(), &Options{NoSync: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer db.Close()
+				if nidx >= 1 {
+					must(b, db.CreateIndex(IndexSpec{Name: "age", Field: "age", Kind: index.Int64}))
+				}
+				if nidx >= 2 {
+					must(b, db.CreateIndex(IndexSpec{Name: "city", Field: "city", Kind: index.String}))
+				}
+				rng := rand.New(rand.NewPCG(1, 1))
+				const pool = 10000
 				batch := db.NewBatch()
-				for range 100 {
-					k := fmt.Appendf(nil, "%016d", rng.IntN(1<<30))
+				write := func(k []byte) {
 					must(b, batch.SetField(k, []byte("age"), strconv.AppendInt(nil, int64(rng.IntN(1000)), 10)))
 					must(b, batch.SetField(k, []byte("city"), fmt.Appendf(nil, "city%d", rng.IntN(100))))
-					i++
 				}
-				must(b, batch.Commit(nil))
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(i), "ns/doc")
-		})
+				if mode == "rewrite" {
+					for i := range pool {
+						write(fmt.Appendf(nil, "%016d", i))
+						if batch.Len() >= 200 {
+							must(b, batch.Commit(nil))
+							batch.Reset()
+						}
+					}
+					must(b, batch.Commit(nil))
+					if nidx > 0 {
+						waitIndexesReady(b, db)
+					}
+				}
+				i := 0
+				b.ResetTimer()
+				for b.Loop() {
+					batch.Reset()
+					for range 100 {
+						n := rng.IntN(1 << 30)
+						if mode == "rewrite" {
+							n %= pool
+						}
+						write(fmt.Appendf(nil, "%016d", n))
+						i++
+					}
+					must(b, batch.Commit(nil))
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(i), "ns/doc")
+			})
+		}
 	}
 }
