@@ -66,6 +66,9 @@ type DB struct {
 	// could not be read at open, and document writes fail.
 	indexes  atomic.Pointer[index.Set]
 	indexErr error
+	// ixScratch is index upkeep's reusable memory (indexes.go), guarded
+	// by commitMu.
+	ixScratch indexScratch
 	// seriesRetMu serializes retention passes over series;
 	// seriesRetDone is the horizon the last one reached.
 	seriesRetMu   sync.Mutex

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unsafe"
 
 	"github.com/plures/pluresdb/hnsw"
 	"github.com/plures/pluresdb/index"
@@ -102,35 +103,82 @@ type docChange struct {
 	entries []batchrepr.Entry
 }
 
+// indexScratch is the memory index upkeep reuses from batch to batch
+// (under commitMu): the overlay, the grouping of a batch's entries by
+// document, the index entries' encoding.
+type indexScratch struct {
+	ov     *index.Overlay
+	at     map[string]int32
+	all    []batchrepr.Entry
+	sorted []batchrepr.Entry
+	owner  []int32
+	counts []int
+	out    []docChange
+	pre    []byte
+}
+
+// overlay returns the reused overlay over the index namespace as of the
+// last committed batch. Called with commitMu held.
+func (db *DB) overlay() *index.Overlay {
+	st := &indexStore{db: db, seq: db.lastSeq}
+	if db.ixScratch.ov == nil {
+		db.ixScratch.ov = index.NewOverlay(st)
+	} else {
+		db.ixScratch.ov.Reset(st)
+	}
+	return db.ixScratch.ov
+}
+
 // docChanges groups a batch's document entries by key, in the order each
-// key first appears.
-func docChanges(data []byte, count uint32) ([]docChange, error) {
+// key first appears. The result aliases data and sc, until the next call.
+func (sc *indexScratch) docChanges(data []byte, count uint32) ([]docChange, error) {
 	r, err := batchrepr.NewReader(batchrepr.SetHeader(data, 1, count))
 	if err != nil {
 		return nil, err
 	}
-	var out []docChange
-	at := map[string]int{}
+	if sc.at == nil || len(sc.out) > 1<<16 {
+		sc.at = map[string]int32{}
+	}
+	clear(sc.at)
+	all, owner, counts, out := sc.all[:0], sc.owner[:0], sc.counts[:0], sc.out[:0]
+	// The map's keys alias data, which no one changes while it lives.
 	for {
 		e, ok, err := r.Next()
 		if err != nil {
 			return nil, err
 		}
 		if !ok {
-			return out, nil
+			break
 		}
 		if len(e.Key) == 0 || e.Key[0] != nsDocuments {
 			continue
 		}
-		k := string(e.Key[1:])
-		i, seen := at[k]
+		k := e.Key[1:]
+		i, seen := sc.at[string(k)]
 		if !seen {
-			i = len(out)
-			at[k] = i
-			out = append(out, docChange{key: e.Key[1:]})
+			i = int32(len(out))
+			sc.at[unsafe.String(unsafe.SliceData(k), len(k))] = i
+			out = append(out, docChange{key: k})
+			counts = append(counts, 0)
 		}
-		out[i].entries = append(out[i].entries, e)
+		all = append(all, e)
+		owner = append(owner, i)
+		counts[i]++
 	}
+	clear(sc.at) // no key outlives data
+	// Counting sort: every document's entries together, in batch order.
+	sorted := slices.Grow(sc.sorted[:0], len(all))[:len(all)]
+	off := 0
+	for i := range out {
+		n := counts[i]
+		out[i].entries = sorted[off : off : off+n]
+		off += n
+	}
+	for j, e := range all {
+		out[owner[j]].entries = append(out[owner[j]].entries, e)
+	}
+	sc.all, sc.owner, sc.counts, sc.out, sc.sorted = all, owner, counts, out, sorted
+	return out, nil
 }
 
 // docAfter folds a document's entries of a batch onto its state as of seq
@@ -187,24 +235,30 @@ func (db *DB) indexLocalBatch(b *Batch) error {
 			oplog.StampLocal(b.data[off:], ts+oplog.Timestamp(i))
 		}
 	}
-	changes, err := docChanges(b.data, b.count)
+	changes, err := db.ixScratch.docChanges(b.data, b.count)
 	if err != nil {
 		return fmt.Errorf("pluresdb: own batch encoding: %w", err)
 	}
-	ov := index.NewOverlay(&indexStore{db: db, seq: db.lastSeq})
+	ov := db.overlay()
+	var ch index.Change
 	for _, c := range changes {
-		doc, err := db.docAfter(c.key, c.entries, db.lastSeq)
-		if err != nil {
-			return err
+		fold := func() (oplog.Document, error) { return db.docAfter(c.key, c.entries, db.lastSeq) }
+		if localChange(&ch, c.entries) {
+			err = set.UpdateChange(ov, c.key, &ch, fold)
+		} else {
+			var doc oplog.Document
+			if doc, err = fold(); err == nil {
+				err = set.Update(ov, c.key, doc, false)
+			}
 		}
-		if err := set.Update(ov, c.key, doc, false); err != nil {
+		if err != nil {
 			return err
 		}
 	}
 	if ov.Len() == 0 {
 		return nil
 	}
-	var pre []byte
+	pre := db.ixScratch.pre[:0]
 	var n uint32
 	mem := 0
 	err = ov.Writes(func(key, value []byte, deleted bool) error {
@@ -225,6 +279,9 @@ func (db *DB) indexLocalBatch(b *Batch) error {
 	data = append(data, pre...)
 	data = append(data, b.data[batchrepr.HeaderLen:]...)
 	b.data = data
+	if cap(pre) <= 4<<20 {
+		db.ixScratch.pre = pre[:0]
+	}
 	for i := range b.stamps {
 		b.stamps[i] += int32(len(pre))
 	}
@@ -234,6 +291,36 @@ func (db *DB) indexLocalBatch(b *Batch) error {
 	b.count += n
 	b.memSize += mem
 	return nil
+}
+
+// localChange describes a document's entries of a local batch as an
+// index.Change, reusing ch: a local write orders above everything stored,
+// so its own operations say what the document's fields and value become.
+// It reports false for an entry it does not know as a local operation
+// (the caller then folds the document onto its stored state).
+func localChange(ch *index.Change, entries []batchrepr.Entry) bool {
+	*ch = index.Change{Fields: ch.Fields[:0]}
+	for _, e := range entries {
+		switch e.Kind {
+		case lsm.KindDelete:
+			*ch = index.Change{Whole: true, Fields: ch.Fields[:0]}
+		case lsm.KindSet:
+			op, err := oplog.LocalOp(nil, e.Value, false)
+			if err != nil {
+				return false
+			}
+			*ch = index.Change{Whole: true, Put: op.Kind == oplog.KindPut, Value: op.Value, Fields: ch.Fields[:0]}
+		case lsm.KindMerge:
+			op, err := oplog.LocalOp(nil, e.Value, true)
+			if err != nil || (op.Kind != oplog.KindSetField && op.Kind != oplog.KindDeleteField) {
+				return false
+			}
+			ch.Fields = append(ch.Fields, index.FieldWrite{Name: op.Field, Value: op.Value, Deleted: op.Kind == oplog.KindDeleteField})
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // indexImport keeps the indexes in step with an import batch: ops are its

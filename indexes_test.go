@@ -16,7 +16,7 @@ import (
 )
 
 // waitIndexesReady waits for every index build to finish.
-func waitIndexesReady(t *testing.T, db *DB) {
+func waitIndexesReady(t testing.TB, db *DB) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -129,6 +129,11 @@ func (m indexModel) rangeAgeTag(lo, hi int, tag string) []string {
 	return out
 }
 
+// extractW indexes a whole value "w=<n>" under n.
+func extractW(_, value []byte) ([]byte, bool) {
+	return bytes.CutPrefix(value, []byte("w="))
+}
+
 // TestIndexesModel: random documents, field writes, deletes, whole-value
 // puts, imports from a peer, index creation over existing data, crashes
 // and restarts; after every step, queries of every kind agree with a
@@ -138,7 +143,7 @@ func TestIndexesModel(t *testing.T) {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			fs := vfs.NewMem()
 			rng := rand.New(rand.NewPCG(seed, 9))
-			opts := &Options{FS: fs, MemtableSize: 1 << 20}
+			opts := &Options{FS: fs, MemtableSize: 1 << 20, IndexExtractors: map[string]index.Extractor{"w": extractW}}
 			db, err := Open("/a", opts)
 			must(t, err)
 			peer := openReplica(t, fs, "/p")
@@ -248,6 +253,7 @@ func TestIndexesModel(t *testing.T) {
 					if !created {
 						must(t, db.CreateIndex(IndexSpec{Name: "age", Field: "age", Kind: index.Int64}))
 						must(t, db.CreateIndex(IndexSpec{Name: "tag", Field: "tag", Kind: index.String}))
+						must(t, db.CreateIndex(IndexSpec{Name: "w", Kind: index.Int64, Extract: extractW}))
 						created = true
 					}
 				case r < 17:
@@ -266,6 +272,40 @@ func TestIndexesModel(t *testing.T) {
 					if rng.IntN(4) == 0 {
 						must(t, db.Flush())
 					}
+					if rng.IntN(2) == 0 {
+						break
+					}
+					// A batch of several writes, some on the same
+					// document: each applies over the ones before it.
+					b := db.NewBatch()
+					ks := []string{key(), key(), key()}
+					for range 2 + rng.IntN(6) {
+						k := ks[rng.IntN(len(ks))]
+						switch rng.IntN(5) {
+						case 0:
+							v := []string{"whole", "w=1", "w=2", "w=x"}[rng.IntN(4)]
+							must(t, b.Put([]byte(k), []byte(v)))
+							m[k] = map[string]string{}
+						case 1:
+							must(t, b.Delete([]byte(k)))
+							delete(m, k)
+						case 2:
+							f := []string{"age", "tag"}[rng.IntN(2)]
+							must(t, b.DeleteField([]byte(k), []byte(f)))
+							delete(m[k], f)
+						default:
+							f, v := "age", strconv.Itoa(rng.IntN(20))
+							if rng.IntN(3) == 0 {
+								f, v = "tag", []string{"red", "blue"}[rng.IntN(2)]
+							}
+							must(t, b.SetField([]byte(k), []byte(f), []byte(v)))
+							if m[k] == nil {
+								m[k] = map[string]string{}
+							}
+							m[k][f] = v
+						}
+					}
+					must(t, b.Commit(nil))
 				}
 				check(step)
 			}
@@ -397,34 +437,60 @@ func TestVectorSearchFilteredByIndex(t *testing.T) {
 }
 
 // BenchmarkIndexUpkeep: SetField batches of 100 documents with 0, 1 and 2
-// indexes over the fields written.
+// indexes over the fields written: new documents, then rewrites of
+// existing ones (10 000, written once before the timer starts), whose
+// old entries are replaced.
 func BenchmarkIndexUpkeep(b *testing.B) {
-	for _, nidx := range []int{0, 1, 2} {
-		b.Run(fmt.Sprintf("indexes=%d", nidx), func(b *testing.B) {
-			db, err := Open(b.TempDir(), &Options{NoSync: true})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer db.Close()
-			if nidx >= 1 {
-				must(b, db.CreateIndex(IndexSpec{Name: "age", Field: "age", Kind: index.Int64}))
-			}
-			if nidx >= 2 {
-				must(b, db.CreateIndex(IndexSpec{Name: "city", Field: "city", Kind: index.String}))
-			}
-			rng := rand.New(rand.NewPCG(1, 1))
-			i := 0
-			for b.Loop() {
+	for _, mode := range []string{"new", "rewrite"} {
+		for _, nidx := range []int{0, 1, 2} {
+			b.Run(fmt.Sprintf("%s/indexes=%d", mode, nidx), func(b *testing.B) {
+				db, err := Open(b.TempDir(), &Options{NoSync: true})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer db.Close()
+				if nidx >= 1 {
+					must(b, db.CreateIndex(IndexSpec{Name: "age", Field: "age", Kind: index.Int64}))
+				}
+				if nidx >= 2 {
+					must(b, db.CreateIndex(IndexSpec{Name: "city", Field: "city", Kind: index.String}))
+				}
+				rng := rand.New(rand.NewPCG(1, 1))
+				const pool = 10000
 				batch := db.NewBatch()
-				for range 100 {
-					k := fmt.Appendf(nil, "%016d", rng.IntN(1<<30))
+				write := func(k []byte) {
 					must(b, batch.SetField(k, []byte("age"), strconv.AppendInt(nil, int64(rng.IntN(1000)), 10)))
 					must(b, batch.SetField(k, []byte("city"), fmt.Appendf(nil, "city%d", rng.IntN(100))))
-					i++
 				}
-				must(b, batch.Commit(nil))
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(i), "ns/doc")
-		})
+				if mode == "rewrite" {
+					for i := range pool {
+						write(fmt.Appendf(nil, "%016d", i))
+						if batch.Len() >= 200 {
+							must(b, batch.Commit(nil))
+							batch.Reset()
+						}
+					}
+					must(b, batch.Commit(nil))
+					if nidx > 0 {
+						waitIndexesReady(b, db)
+					}
+				}
+				i := 0
+				b.ResetTimer()
+				for b.Loop() {
+					batch.Reset()
+					for range 100 {
+						n := rng.IntN(1 << 30)
+						if mode == "rewrite" {
+							n %= pool
+						}
+						write(fmt.Appendf(nil, "%016d", n))
+						i++
+					}
+					must(b, batch.Commit(nil))
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(i), "ns/doc")
+			})
+		}
 	}
 }

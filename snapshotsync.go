@@ -777,7 +777,7 @@ func (im *snapshotImport) write(b *Batch) error {
 	if set, err := im.db.activeIndexes(); err != nil {
 		return err
 	} else if set != nil {
-		changes, err := docChanges(b.data, b.count)
+		changes, err := im.db.ixScratch.docChanges(b.data, b.count)
 		if err != nil {
 			return fmt.Errorf("pluresdb: own batch encoding: %w", err)
 		}

@@ -10,13 +10,13 @@ import (
 )
 
 // FuzzIndexDecoders feeds arbitrary bytes to the index namespace's
-// decoders (values of every kind, keys, catalog values): each returns a
+// decoders (values of every kind, keys, catalog values, forward values): each returns a
 // result or an error wrapping ErrCorruption (ErrNewerFormat for a newer
 // catalog), never panics; a value that decodes encodes back to the same
 // bytes.
 func FuzzIndexDecoders(f *testing.F) {
 	for _, s := range [][]byte{{}, {0x80, 0, 0, 0, 0, 0, 0, 1}, {'a', 0, 0xff, 0, 1}, {'e', 0, 0, 0, 1, 'x', 0, 1, 0, 0, 0, 9},
-		{'f', 0, 0, 0, 1, 0, 0, 0, 2}, {'i', 'n'}, {'N'}, {1, 0, 0, 0, 1, 3, 0, 1, 'n', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}} {
+		{'f', 'd', 'o', 'c'}, {0, 0, 0, 2, 0, 0, 0, 1, 0, 2, 0, 1, 0, 0, 0, 3, 0, 8, 0x80, 0, 0, 0, 0, 0, 0, 1}, {'i', 'n'}, {'N'}, {2, 0, 0, 0, 1, 3, 0, 1, 'n', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -43,5 +43,12 @@ func FuzzIndexDecoders(f *testing.F) {
 		}
 		_, err = index.DecodeCatalog(data)
 		ok(err)
+		fwd, err := index.DecodeForward(data)
+		ok(err)
+		if err == nil {
+			if enc := index.AppendForward(nil, fwd); !bytes.Equal(enc, data) {
+				t.Fatalf("forward value %x decodes to %+v, which encodes to %x", data, fwd, enc)
+			}
+		}
 	})
 }

@@ -44,7 +44,7 @@ func (s *Set) BuildStep(rw ReadWriter, name string, docs Docs, n int) (Info, err
 			finished = false
 			return errStop
 		}
-		if err := update(rw, xs, key, doc, false); err != nil {
+		if err := update(rw, xs, key, docSource{doc}, false); err != nil {
 			return err
 		}
 		count++
@@ -119,18 +119,24 @@ func (s *Set) Check(st Store, docs Docs) (Report, error) {
 	}
 	err := docs(nil, func(key []byte, doc oplog.Document) error {
 		r.Docs++
-		num, have, err := lookupNum(st, key)
+		var f Forward
+		v, have, err := st.Get(forwardKey(nil, key))
 		if err != nil {
-			add("", key, "%v", err)
-			have = false
+			return err
 		}
 		if have {
-			back, ok, err := st.Get(docNumKey(nil, num))
+			if f, err = DecodeForward(bytes.Clone(v)); err != nil {
+				add("", key, "forward key: %v", err)
+				have = false
+			}
+		}
+		if have {
+			back, ok, err := st.Get(docNumKey(nil, f.Doc))
 			if err != nil {
 				return err
 			}
 			if !ok || !bytes.Equal(back, key) {
-				add("", key, "number %d maps back to %q (present %v)", num, back, ok)
+				add("", key, "number %d maps back to %q (present %v)", f.Doc, back, ok)
 			}
 		}
 		for _, t := range xs {
@@ -139,18 +145,10 @@ func (s *Set) Check(st Store, docs Docs) (Report, error) {
 			}
 			want, wantOK := t.x.value(key, doc)
 			covered := t.in.Ready || bytes.Compare(key, t.in.Cursor) <= 0
-			var got []byte
-			var gotOK bool
-			if have {
-				v, ok, err := st.Get(forwardKey(nil, t.x.id, num))
-				if err != nil {
-					return err
-				}
-				got, gotOK = append([]byte(nil), v...), ok
-			}
+			got, gotOK := f.value(t.x.id)
 			switch {
 			case gotOK:
-				t.seen.Add(num)
+				t.seen.Add(f.Doc)
 				if n, err := valueLen(t.x.kind, got); err != nil || n != len(got) {
 					add(t.x.name, key, "forward value %x does not decode", got)
 					continue
@@ -160,7 +158,7 @@ func (s *Set) Check(st Store, docs Docs) (Report, error) {
 				} else if !bytes.Equal(got, want) {
 					add(t.x.name, key, "indexed under %s, holds %s", show(t.x.kind, got), show(t.x.kind, want))
 				}
-				_, ok, err := st.Get(entryKey(nil, t.x.id, got, num))
+				_, ok, err := st.Get(entryKey(nil, t.x.id, got, f.Doc))
 				if err != nil {
 					return err
 				}
@@ -177,51 +175,57 @@ func (s *Set) Check(st Store, docs Docs) (Report, error) {
 		return r, err
 	}
 	for _, t := range xs {
-		if err := checkKeys(st, t.x, t.seen, &r, add); err != nil {
+		if err := checkEntries(st, t.x, &r, add); err != nil {
 			return r, err
 		}
 	}
-	return r, checkNumbers(st, add)
+	seen := map[uint32]*state{}
+	for _, t := range xs {
+		seen[t.x.id] = t
+	}
+	return r, checkForward(st, func(id uint32) (*ix, *roaring.Bitmap) {
+		if t := seen[id]; t != nil {
+			return t.x, t.seen
+		}
+		if x := s.byID(id); x != nil {
+			return x, nil
+		}
+		return nil, nil
+	}, add)
 }
 
-// checkKeys checks index x's forward keys and entries against each other
-// and the documents (seen: the numbers of documents holding a forward key).
-func checkKeys(st Store, x *ix, seen *roaring.Bitmap, r *Report, add func(string, []byte, string, ...any)) error {
-	docOf := func(num uint32) []byte {
-		v, ok, err := st.Get(docNumKey(nil, num))
-		if err != nil || !ok {
-			return []byte(fmt.Sprintf("#%d", num))
+// value returns the value f holds for index id.
+func (f Forward) value(id uint32) ([]byte, bool) {
+	for _, v := range f.Values {
+		if v.ID == id {
+			return v.Value, true
 		}
-		return append([]byte(nil), v...)
 	}
-	p := forwardPrefix(nil, x.id)
-	type fwd struct {
+	return nil, false
+}
+
+// byID returns the index id, nil if none.
+func (s *Set) byID(id uint32) *ix {
+	for _, x := range s.list {
+		if x.id == id {
+			return x
+		}
+	}
+	return nil
+}
+
+// checkEntries checks index x's entries against the forward keys.
+func checkEntries(st Store, x *ix, r *Report, add func(string, []byte, string, ...any)) error {
+	type entry struct {
 		num uint32
 		v   []byte
 	}
-	var extra []fwd
-	err := st.Scan(p, prefixEnd(p), func(k, v []byte) error {
-		if len(k) != len(p)+4 {
-			add(x.name, nil, "forward key %x has a bad length", k)
-			return nil
-		}
-		if num := binary.BigEndian.Uint32(k[len(p):]); !seen.Contains(num) {
-			extra = append(extra, fwd{num, append([]byte(nil), v...)})
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	for _, f := range extra {
-		add(x.name, docOf(f.num), "extra forward key %s: no such document", show(x.kind, f.v))
-	}
 	// Entries are checked against forward keys a group at a time, not
 	// holding a Scan open across Gets.
-	p = entryPrefix(nil, x.id)
+	p := entryPrefix(nil, x.id)
 	from := p
 	for {
-		var group []fwd
+		var group []entry
 		err := st.Scan(from, prefixEnd(p), func(k, _ []byte) error {
 			r.Entries++
 			kk, err := ParseKey(k)
@@ -236,7 +240,7 @@ func checkKeys(st Store, x *ix, seen *roaring.Bitmap, r *Report, add func(string
 				add(x.name, nil, "entry key %x: value does not decode", k)
 				return nil
 			}
-			group = append(group, fwd{kk.Doc, append([]byte(nil), kk.Value...)})
+			group = append(group, entry{kk.Doc, append([]byte(nil), kk.Value...)})
 			if len(group) == 4096 {
 				from = append(append([]byte(nil), k...), 0)
 				return errStop
@@ -247,16 +251,27 @@ func checkKeys(st Store, x *ix, seen *roaring.Bitmap, r *Report, add func(string
 			return err
 		}
 		for _, e := range group {
-			v, ok, gerr := st.Get(forwardKey(nil, x.id, e.num))
+			dk, ok, gerr := st.Get(docNumKey(nil, e.num))
 			if gerr != nil {
 				return gerr
 			}
-			if !ok || !bytes.Equal(v, e.v) {
-				var says []byte
-				if ok {
-					says = v
+			if !ok {
+				add(x.name, []byte(fmt.Sprintf("#%d", e.num)), "extra entry %s: the document number has no key", show(x.kind, e.v))
+				continue
+			}
+			dk = bytes.Clone(dk)
+			var says []byte
+			v, ok, gerr := st.Get(forwardKey(nil, dk))
+			if gerr != nil {
+				return gerr
+			}
+			if ok {
+				if f, err := DecodeForward(v); err == nil && f.Doc == e.num {
+					says, _ = f.value(x.id)
 				}
-				add(x.name, docOf(e.num), "extra entry %s: the forward key says %s", show(x.kind, e.v), show(x.kind, says))
+			}
+			if !bytes.Equal(says, e.v) {
+				add(x.name, dk, "extra entry %s: the forward key says %s", show(x.kind, e.v), show(x.kind, says))
 			}
 		}
 		if err != errStop {
@@ -265,9 +280,11 @@ func checkKeys(st Store, x *ix, seen *roaring.Bitmap, r *Report, add func(string
 	}
 }
 
-// checkNumbers checks the document numbers both ways and against the
-// next number.
-func checkNumbers(st Store, add func(string, []byte, string, ...any)) error {
+// checkForward checks the forward keys: each decodes, names an index
+// (which) and holds only values of documents the document pass found
+// (seen nil: not checked, an index whose catalog entry is unreadable),
+// and the document numbers agree both ways and are below the next number.
+func checkForward(st Store, which func(id uint32) (*ix, *roaring.Bitmap), add func(string, []byte, string, ...any)) error {
 	var next uint64
 	v, ok, err := st.Get([]byte{pNextNum})
 	if err != nil {
@@ -281,18 +298,28 @@ func checkNumbers(st Store, add func(string, []byte, string, ...any)) error {
 		}
 	}
 	nums := map[uint32][]byte{}
-	err = st.Scan([]byte{pDocKey}, []byte{pDocKey + 1}, func(k, v []byte) error {
-		if len(v) != 4 {
-			add("", k[1:], "document number of %d bytes", len(v))
+	err = st.Scan([]byte{pForward}, []byte{pForward + 1}, func(k, v []byte) error {
+		key := k[1:]
+		f, err := DecodeForward(v)
+		if err != nil {
+			add("", key, "forward key: %v", err)
 			return nil
 		}
-		num := binary.BigEndian.Uint32(v)
-		if prev, dup := nums[num]; dup {
-			add("", k[1:], "shares number %d with %q", num, prev)
+		for _, iv := range f.Values {
+			x, seen := which(iv.ID)
+			switch {
+			case x == nil:
+				add("", key, "forward key holds a value of index id %d, which does not exist", iv.ID)
+			case seen != nil && !seen.Contains(f.Doc):
+				add(x.name, key, "extra forward value %s: no such document", show(x.kind, iv.Value))
+			}
 		}
-		nums[num] = append([]byte(nil), k[1:]...)
-		if uint64(num) >= next {
-			add("", k[1:], "number %d at or above the next number %d", num, next)
+		if prev, dup := nums[f.Doc]; dup {
+			add("", key, "shares number %d with %q", f.Doc, prev)
+		}
+		nums[f.Doc] = bytes.Clone(key)
+		if uint64(f.Doc) >= next {
+			add("", key, "number %d at or above the next number %d", f.Doc, next)
 		}
 		return nil
 	})

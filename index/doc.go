@@ -29,28 +29,31 @@
 //	'i' name                    catalog: the index's definition and build state
 //	'I'                         the next index id, uint32 BE
 //	'e' id(4 BE) value docnum(4 BE)  an entry: empty value
-//	'f' id(4 BE) docnum(4 BE)   forward key: the encoded value the document
-//	                            is indexed under
-//	'k' docKey                  the document's number, uint32 BE
+//	'f' docKey                  forward key: the document's number (4 BE),
+//	                            then per index it has a value in, by
+//	                            ascending id: id (4 BE), length (2 BE), the
+//	                            encoded value it is indexed under
 //	'n' docnum(4 BE)            the document's key
 //	'N'                         the next document number, uint64 BE
 //
-// A catalog value is: version (1), id (4 BE), kind (1), flags (1: 0x01
+// A catalog value is: version (1; 2 since the forward keys are per
+// document, version 1 is refused), id (4 BE), kind (1), flags (1: 0x01
 // unique, 0x02 extractor, 0x04 ready), field (uvarint length, bytes),
 // build cursor (uvarint length, bytes: the last document key the build
 // indexed), documents built (uvarint), estimate (uvarint), xxhash64 of
-// all that (8, LE). Every decoder (DecodeValue, ParseKey, DecodeCatalog)
-// refuses what the encoders never write with an error wrapping
-// errs.ErrCorruption, and never panics.
+// all that (8, LE). Every decoder (DecodeValue, ParseKey, DecodeCatalog,
+// DecodeForward) refuses what the encoders never write with an error
+// wrapping errs.ErrCorruption, and never panics.
 //
 // Document numbers are dense uint32s, assigned when a document gets its
 // first entry in any index and kept for ever after (across its deletion),
 // so the entries of a value are a roaring bitmap of numbers. They are
 // local to a replica.
 //
-// Upkeep (Set.Update) reads the document's number and, per index, its
-// forward key, and writes only where the value changed: delete the old
-// entry, write the new entry and forward key. Unique indexes refuse a
+// Upkeep (Set.Update, or Set.UpdateChange for a local write described by
+// its own operations) reads the document's forward key, once for every
+// index, and writes only where a value changed: delete the old entry,
+// write the new entry and the forward key. Unique indexes refuse a
 // local write whose value another document holds (ErrUniqueViolation,
 // before anything is written); imported writes are indexed anyway and
 // counted, as replicas must apply them alike. Builds over existing

@@ -2,13 +2,16 @@ package index
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/plures/pluresdb/internal/errs"
 )
 
@@ -253,6 +256,57 @@ func TestDecodeDamage(t *testing.T) {
 	for n := range len(cat) {
 		if _, err := DecodeCatalog(cat[:n]); !errors.Is(err, errs.ErrCorruption) {
 			t.Fatalf("catalog truncated to %d: %v", n, err)
+		}
+	}
+	// A catalog of the earlier key layout (version 1) is refused, even
+	// with a right checksum.
+	old := slices.Clone(cat[:len(cat)-8])
+	old[0] = 1
+	old = binary.LittleEndian.AppendUint64(old, xxhash.Sum64(old))
+	if _, err := DecodeCatalog(old); !errors.Is(err, errs.ErrCorruption) || !strings.Contains(err.Error(), "format version 1") {
+		t.Fatalf("catalog of version 1: %v", err)
+	}
+}
+
+// TestForwardRoundTrip: forward values round-trip, and every truncation
+// or reordering is refused.
+func TestForwardRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for range 300 {
+		f := Forward{Doc: r.Uint32()}
+		id := uint32(0)
+		for range r.IntN(4) {
+			id += 1 + uint32(r.IntN(3))
+			k := []Kind{Bytes, String, Int64, Float64, Time}[r.IntN(5)]
+			enc, _ := EncodeValue(k, randValue(r, k))
+			f.Values = append(f.Values, IndexValue{ID: id, Value: enc})
+		}
+		enc := AppendForward(nil, f)
+		got, err := DecodeForward(enc)
+		if err != nil || got.Doc != f.Doc || len(got.Values) != len(f.Values) {
+			t.Fatalf("forward round trip of %+v: %+v, %v", f, got, err)
+		}
+		for i := range f.Values {
+			if got.Values[i].ID != f.Values[i].ID || !bytes.Equal(got.Values[i].Value, f.Values[i].Value) {
+				t.Fatalf("forward round trip of %+v: %+v", f, got)
+			}
+		}
+		ends := map[int]bool{4: true} // where a shorter forward value ends
+		at := 4
+		for _, v := range f.Values {
+			at += 6 + len(v.Value)
+			ends[at] = true
+		}
+		for n := range len(enc) {
+			if _, err := DecodeForward(enc[:n]); !ends[n] && !errors.Is(err, errs.ErrCorruption) {
+				t.Fatalf("forward %x truncated to %d: %v", enc, n, err)
+			}
+		}
+		if len(f.Values) >= 2 {
+			f.Values[0], f.Values[1] = f.Values[1], f.Values[0]
+			if _, err := DecodeForward(AppendForward(nil, f)); !errors.Is(err, errs.ErrCorruption) {
+				t.Fatalf("forward with ids out of order: %v", err)
+			}
 		}
 	}
 }

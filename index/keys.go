@@ -13,8 +13,7 @@ const (
 	pCatalog = 'i' // 'i' name -> catalog value
 	pNextID  = 'I' // 'I' -> next index id, uint32 BE
 	pEntry   = 'e' // 'e' id(4) value docnum(4) -> empty
-	pForward = 'f' // 'f' id(4) docnum(4) -> value
-	pDocKey  = 'k' // 'k' docKey -> docnum(4)
+	pForward = 'f' // 'f' docKey -> docnum(4), then per index: id(4) len(2) value
 	pDocNum  = 'n' // 'n' docnum(4) -> docKey
 	pNextNum = 'N' // 'N' -> next doc number, uint64 BE
 )
@@ -34,23 +33,81 @@ func entryKey(dst []byte, id uint32, enc []byte, num uint32) []byte {
 	return binary.BigEndian.AppendUint32(dst, num)
 }
 
-func forwardPrefix(dst []byte, id uint32) []byte {
+func forwardKey(dst, docKey []byte) []byte {
 	dst = append(dst, pForward)
-	return binary.BigEndian.AppendUint32(dst, id)
-}
-
-func forwardKey(dst []byte, id, num uint32) []byte {
-	return binary.BigEndian.AppendUint32(forwardPrefix(dst, id), num)
-}
-
-func docKeyKey(dst, docKey []byte) []byte {
-	dst = append(dst, pDocKey)
 	return append(dst, docKey...)
 }
 
 func docNumKey(dst []byte, num uint32) []byte {
 	dst = append(dst, pDocNum)
 	return binary.BigEndian.AppendUint32(dst, num)
+}
+
+// Forward is a forward key's value taken apart (DecodeForward): the
+// document's number and, per index it has a value in (ascending ids), the
+// encoded value it is indexed under.
+type Forward struct {
+	Doc    uint32
+	Values []IndexValue
+}
+
+// IndexValue is the value a document is indexed under in one index.
+type IndexValue struct {
+	ID    uint32
+	Value []byte
+}
+
+const whatForward = "index forward value"
+
+// AppendForward appends the forward value of f: the document number (4
+// BE), then per index, in ascending id order, id (4 BE), the value's
+// length (2 BE) and the encoded value.
+func AppendForward(dst []byte, f Forward) []byte {
+	dst = binary.BigEndian.AppendUint32(dst, f.Doc)
+	for _, v := range f.Values {
+		dst = binary.BigEndian.AppendUint32(dst, v.ID)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(v.Value)))
+		dst = append(dst, v.Value...)
+	}
+	return dst
+}
+
+// DecodeForward decodes a forward value (Values alias v), refusing what
+// AppendForward never writes: ids out of order, empty values or values
+// longer than MaxValueLen, a truncated or overlong value. It never
+// panics; errors wrap errs.ErrCorruption. A value's encoding is checked
+// by whoever knows its index's kind.
+func DecodeForward(v []byte) (Forward, error) {
+	num, vals, err := decodeForward(nil, v)
+	return Forward{Doc: num, Values: vals}, err
+}
+
+// decodeForward is DecodeForward appending the values to dst.
+func decodeForward(dst []IndexValue, v []byte) (uint32, []IndexValue, error) {
+	if len(v) < 4 {
+		return 0, dst, errs.Corruptf(whatForward, 0, "%d bytes", len(v))
+	}
+	num := binary.BigEndian.Uint32(v)
+	off := 4
+	for off < len(v) {
+		if len(v)-off < 6 {
+			return 0, dst, errs.Corruptf(whatForward, int64(off), "truncated index value header")
+		}
+		id := binary.BigEndian.Uint32(v[off:])
+		n := int(binary.BigEndian.Uint16(v[off+4:]))
+		off += 6
+		switch {
+		case n == 0 || n > MaxValueLen:
+			return 0, dst, errs.Corruptf(whatForward, int64(off-2), "value of %d bytes", n)
+		case n > len(v)-off:
+			return 0, dst, errs.Corruptf(whatForward, int64(off), "value of %d bytes overruns the %d left", n, len(v)-off)
+		case len(dst) > 0 && dst[len(dst)-1].ID >= id:
+			return 0, dst, errs.Corruptf(whatForward, int64(off-6), "index id %d after %d", id, dst[len(dst)-1].ID)
+		}
+		dst = append(dst, IndexValue{ID: id, Value: v[off : off+n : off+n]})
+		off += n
+	}
+	return num, dst, nil
 }
 
 // prefixEnd returns the least key above every key with prefix p (nil when
@@ -68,12 +125,12 @@ func prefixEnd(p []byte) []byte {
 
 // Key is a key of the index namespace taken apart (ParseKey).
 type Key struct {
-	Type   byte   // one of 'i', 'I', 'e', 'f', 'k', 'n', 'N'
+	Type   byte   // one of 'i', 'I', 'e', 'f', 'n', 'N'
 	Name   string // 'i': the index name
-	ID     uint32 // 'e', 'f': the index id
+	ID     uint32 // 'e': the index id
 	Value  []byte // 'e': the encoded value (check it with DecodeValue and the index's kind)
-	Doc    uint32 // 'e', 'f', 'n': the document number
-	DocKey []byte // 'k': the document key
+	Doc    uint32 // 'e', 'n': the document number
+	DocKey []byte // 'f': the document key
 }
 
 const whatKey = "index key"
@@ -106,14 +163,8 @@ func ParseKey(key []byte) (Key, error) {
 		k.Value = rest[4 : len(rest)-4]
 		k.Doc = binary.BigEndian.Uint32(rest[len(rest)-4:])
 	case pForward:
-		if len(rest) != 8 {
-			return Key{}, errs.Corruptf(whatKey, int64(len(key)), "forward key of %d bytes", len(key))
-		}
-		k.ID = binary.BigEndian.Uint32(rest)
-		k.Doc = binary.BigEndian.Uint32(rest[4:])
-	case pDocKey:
 		if len(rest) == 0 {
-			return Key{}, errs.Corruptf(whatKey, 1, "document-number key without a document key")
+			return Key{}, errs.Corruptf(whatKey, 1, "forward key without a document key")
 		}
 		k.DocKey = rest
 	case pDocNum:
@@ -148,7 +199,7 @@ type Info struct {
 
 // Catalog value format. Part of the format.
 const (
-	catalogVersion = 1
+	catalogVersion = 2 // 1: per-index forward keys and 'k' number keys, refused
 	flagUnique     = 0x01
 	flagExtract    = 0x02
 	flagReady      = 0x04
@@ -198,6 +249,8 @@ func DecodeCatalog(v []byte) (Info, error) {
 		return Info{}, errs.Corruptf(whatCatalog, 0, "format version 0")
 	case v[0] > catalogVersion:
 		return Info{}, errs.NewerFormatf(whatCatalog, uint32(v[0]), catalogVersion)
+	case v[0] < catalogVersion:
+		return Info{}, errs.Corruptf(whatCatalog, 0, "format version %d: index keys of an earlier layout, which this build does not read", v[0])
 	}
 	if len(v) < 1+4+2+8 {
 		return Info{}, errs.Corruptf(whatCatalog, int64(len(v)), "truncated: %d bytes", len(v))

@@ -225,10 +225,14 @@ func (h *harness) batch() {
 		} else {
 			d = pend.clone().docs[key]
 		}
+		// ch describes the write as a local change (UpdateChange) where
+		// one can: a Put clears the fields.
+		var ch *Change
 		switch r.IntN(10) {
 		case 0:
 			delete(pend.docs, key)
 			exists = false
+			ch = &Change{Whole: true}
 		case 1:
 			if r.IntN(2) == 0 {
 				d.value = []byte("x=" + domains["n"][r.IntN(len(domains["n"]))])
@@ -237,26 +241,55 @@ func (h *harness) batch() {
 			}
 			if r.IntN(3) == 0 {
 				d.fields = map[string]string{}
+				ch = &Change{Whole: true, Put: true, Value: d.value}
 			}
 			exists = true
 		case 2:
 			names := []string{"n", "f", "t", "s", "b", "u"}
-			delete(d.fields, names[r.IntN(len(names))])
+			n := names[r.IntN(len(names))]
+			delete(d.fields, n)
 			exists = true
+			ch = &Change{Fields: []FieldWrite{{Name: []byte(n), Deleted: true}}}
 		default:
+			ch = &Change{}
 			for range 1 + r.IntN(3) {
 				names := []string{"n", "f", "t", "s", "b", "u"}
 				n := names[r.IntN(len(names))]
 				d.fields[n] = domains[n][r.IntN(len(domains[n]))]
+				ch.Fields = append(ch.Fields, FieldWrite{Name: []byte(n), Value: []byte(d.fields[n])})
 			}
 			exists = true
+		}
+		if ch != nil && !ch.Whole && r.IntN(3) == 0 {
+			// A Put or Delete before the field writes, in the same batch.
+			ch.Whole = true
+			if r.IntN(2) == 0 {
+				ch.Put, ch.Value = true, []byte("x=2")
+			}
+			d.value = ch.Value
+			kept := map[string]string{}
+			for _, f := range ch.Fields {
+				if !f.Deleted {
+					kept[string(f.Name)] = string(f.Value)
+				} else {
+					delete(kept, string(f.Name))
+				}
+			}
+			d.fields = kept
+			exists = ch.Put || len(kept) > 0
+			if !exists {
+				delete(pend.docs, key)
+			}
+		}
+		if remote || r.IntN(2) == 0 {
+			ch = nil
 		}
 		if exists {
 			pend.docs[key] = d
 		}
 		// What the model says of this write.
 		for n, x := range pend.indexes {
-			if !x.spec.Unique || remote {
+			if !x.spec.Unique || remote || ch != nil && !ch.touches(x.spec) {
 				continue
 			}
 			v, ok := pend.value(x, key)
@@ -274,9 +307,16 @@ func (h *harness) batch() {
 		if exists {
 			doc = d.document()
 		}
-		err := h.set.Update(ov, []byte(key), doc, remote)
+		var err error
+		if ch != nil {
+			err = h.set.UpdateChange(ov, []byte(key), ch, func() (oplog.Document, error) { return doc, nil })
+		} else {
+			err = h.set.Update(ov, []byte(key), doc, remote)
+		}
 		for _, x := range pend.indexes {
-			x.touched[key] = true
+			if ch == nil || ch.touches(x.spec) {
+				x.touched[key] = true
+			}
 		}
 		if wantViolation {
 			if !errors.Is(err, ErrUniqueViolation) {
@@ -291,6 +331,20 @@ func (h *harness) batch() {
 	}
 	h.st.commit(ov)
 	h.m = pend
+}
+
+// touches reports whether UpdateChange reads index sp for c: an index
+// whose field c does not write, with no Put or Delete, is left alone.
+func (c *Change) touches(sp Spec) bool {
+	if c.Whole || sp.Extract != nil {
+		return true
+	}
+	for _, f := range c.Fields {
+		if string(f.Name) == sp.Field {
+			return true
+		}
+	}
+	return false
 }
 
 // create adds a random index of specs not yet present, built in the
@@ -526,11 +580,11 @@ func (h *harness) randQuery(depth int) refQuery {
 
 // docNum reads the document number of key from the store.
 func (h *harness) docNum(key string) uint32 {
-	num, ok, err := lookupNum(h.st, []byte(key))
+	f, ok, err := lookupForward(h.st, []byte(key))
 	if err != nil || !ok {
 		h.fatalf("document %q has no number (%v)", key, err)
 	}
-	return num
+	return f.Doc
 }
 
 // verify checks the store against the model: Check finds nothing, and
@@ -849,7 +903,8 @@ func TestCheckFindsDamage(t *testing.T) {
 		}
 	}
 	check()
-	num, _, _ := lookupNum(st, []byte("k03"))
+	fwd, _, _ := lookupForward(st, []byte("k03"))
+	num := fwd.Doc
 	enc, _ := EncodeValue(Int64, 3)
 	st.Delete(entryKey(nil, 1, enc, num))
 	check(`document "k03": no entry for its forward value`)
@@ -858,15 +913,38 @@ func TestCheckFindsDamage(t *testing.T) {
 	st.Set(entryKey(nil, 1, enc9, num), nil)
 	check(`document "k03": extra entry int64 "9"`)
 	st = clean.clone()
-	st.Set(forwardKey(nil, 1, num), enc9)
-	check(`document "k03": indexed under int64 "9", holds int64 "3"`)
+	st.Set(forwardKey(nil, []byte("k03")), AppendForward(nil, Forward{Doc: num, Values: []IndexValue{{ID: 1, Value: enc9}}}))
+	check(`document "k03": indexed under int64 "9", holds int64 "3"`, `document "k03": extra entry int64 "3": the forward key says int64 "9"`)
 	st = clean.clone()
 	st.Delete(docNumKey(nil, num))
 	check(`document numbers: "k03": number`)
 	st = clean.clone()
-	st.Delete(forwardKey(nil, 1, num))
+	st.Set(forwardKey(nil, []byte("k03")), AppendForward(nil, Forward{Doc: num}))
 	check(`document "k03": missing: holds int64 "3"`)
+	st = clean.clone()
+	st.Delete(forwardKey(nil, []byte("k03")))
+	check(`document "k03": missing: holds int64 "3"`, `document numbers: "k03": number`)
+	st = clean.clone()
+	st.Set(forwardKey(nil, []byte("gone")), AppendForward(nil, Forward{Doc: 77, Values: []IndexValue{{ID: 1, Value: enc9}}}))
+	check(`index "n": document "gone": extra forward value int64 "9": no such document`, `"gone": number 77 at or above the next number`)
+	st = clean.clone()
+	st.Set(forwardKey(nil, []byte("k03")), AppendForward(nil, Forward{Doc: num, Values: []IndexValue{{ID: 1, Value: enc}, {ID: 5, Value: enc9}}}))
+	check(`document numbers: "k03": forward key holds a value of index id 5, which does not exist`)
+	st = clean.clone()
+	st.Set(forwardKey(nil, []byte("k03")), []byte{0, 0, 1})
+	check(`document numbers: "k03": forward key: pluresdb: corruption in index forward value`)
+	// A forward key holds every index's value: one that does not decode
+	// stops a Rebuild or a Drop loudly rather than lose them.
+	if err := set.Rebuild(NewOverlay(st), "n"); !errors.Is(err, errs.ErrCorruption) {
+		t.Fatalf("rebuild over a damaged forward key: %v", err)
+	}
+	if _, err := set.Drop(NewOverlay(st), "n"); !errors.Is(err, errs.ErrCorruption) {
+		t.Fatalf("drop over a damaged forward key: %v", err)
+	}
 	// Rebuild repairs the index from the documents.
+	st = clean.clone()
+	st.Set(entryKey(nil, 1, enc9, num), nil)
+	st.Set(forwardKey(nil, []byte("k05")), AppendForward(nil, Forward{Doc: 5}))
 	ov = NewOverlay(st)
 	if err := set.Rebuild(ov, "n"); err != nil {
 		t.Fatal(err)

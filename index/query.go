@@ -306,10 +306,14 @@ func Find(st Store, q Query, opt FindOptions) (Page, error) {
 	return Page{}, fmt.Errorf("%w: order %d", ErrInvalid, opt.Order)
 }
 
+// cursorKeyOrder starts a key-order cursor (the last key returned
+// follows).
+const cursorKeyOrder = 'k'
+
 func findKeyOrder(st Store, b *roaring.Bitmap, opt FindOptions) (Page, error) {
 	var after []byte
 	if opt.Cursor != nil {
-		if len(opt.Cursor) < 2 || opt.Cursor[0] != pDocKey {
+		if len(opt.Cursor) < 2 || opt.Cursor[0] != cursorKeyOrder {
 			return Page{}, fmt.Errorf("%w: cursor %x is not a key-order cursor", ErrInvalid, opt.Cursor)
 		}
 		after = opt.Cursor[1:]
@@ -334,7 +338,7 @@ func findKeyOrder(st Store, b *roaring.Bitmap, opt FindOptions) (Page, error) {
 	var p Page
 	if opt.Limit > 0 && len(keys) > opt.Limit {
 		keys = keys[:opt.Limit]
-		p.Next = append([]byte{pDocKey}, keys[len(keys)-1]...)
+		p.Next = append([]byte{cursorKeyOrder}, keys[len(keys)-1]...)
 	}
 	p.Keys = keys
 	return p, nil

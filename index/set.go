@@ -2,10 +2,12 @@ package index
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -227,20 +229,41 @@ func (s *Set) Rebuild(rw ReadWriter, name string) error {
 	return nil
 }
 
-// clearIndex deletes the entries and forward keys of index id.
+// clearIndex deletes the entries of index id and its values in the
+// forward keys (which stay, holding the document numbers).
 func clearIndex(rw ReadWriter, id uint32) error {
-	for _, p := range [][]byte{entryPrefix(nil, id), forwardPrefix(nil, id)} {
-		var keys [][]byte
-		err := rw.Scan(p, prefixEnd(p), func(k, _ []byte) error {
-			keys = append(keys, append([]byte(nil), k...))
-			return nil
-		})
+	p := entryPrefix(nil, id)
+	var keys [][]byte
+	err := rw.Scan(p, prefixEnd(p), func(k, _ []byte) error {
+		keys = append(keys, append([]byte(nil), k...))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		rw.Delete(k)
+	}
+	type rewrite struct{ key, value []byte }
+	var rws []rewrite
+	err = rw.Scan([]byte{pForward}, []byte{pForward + 1}, func(k, v []byte) error {
+		f, err := DecodeForward(v)
 		if err != nil {
-			return err
+			return fmt.Errorf("forward key of document %q: %w", k[1:], err)
 		}
-		for _, k := range keys {
-			rw.Delete(k)
+		i := slices.IndexFunc(f.Values, func(v IndexValue) bool { return v.ID == id })
+		if i < 0 {
+			return nil
 		}
+		f.Values = slices.Delete(f.Values, i, i+1)
+		rws = append(rws, rewrite{append([]byte(nil), k...), AppendForward(nil, f)})
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, r := range rws {
+		rw.Set(r.key, r.value)
 	}
 	return nil
 }
@@ -250,13 +273,16 @@ func (x *ix) value(key []byte, doc oplog.Document) ([]byte, bool) {
 	if !doc.Exists {
 		return nil, false
 	}
-	var raw []byte
-	var ok bool
 	if x.extract != nil {
-		raw, ok = x.extract(key, doc.Value)
-	} else {
-		raw, ok = doc.Fields[x.field]
+		return x.parse(x.extract(key, doc.Value))
 	}
+	raw, ok := doc.Fields[x.field]
+	return x.parse(raw, ok)
+}
+
+// parse encodes the raw value a document has in x (ok false: none),
+// counting a value that does not parse or is too long.
+func (x *ix) parse(raw []byte, ok bool) ([]byte, bool) {
 	if !ok {
 		return nil, false
 	}
@@ -284,7 +310,111 @@ func (x *ix) value(key []byte, doc oplog.Document) ([]byte, bool) {
 // counts it. An index whose extractor is not registered fails every
 // Update with ErrNotReady.
 func (s *Set) Update(rw ReadWriter, key []byte, doc oplog.Document, remote bool) error {
-	return update(rw, s.list, key, doc, remote)
+	return update(rw, s.list, key, docSource{doc}, remote)
+}
+
+// FieldWrite is one field write of a Change: SetField, or DeleteField
+// when Deleted.
+type FieldWrite struct {
+	Name, Value []byte
+	Deleted     bool
+}
+
+// Change is a local write to one document as its own operations say it,
+// without the stored state: a local write orders above everything the
+// replica has stored (ARCHITECTURE.md, "Secondary indexes"), so a Put
+// gives the document its value and clears every field, a Delete leaves
+// nothing, and a field write decides the field. Whole says the change
+// replaced the document (Put says how: a Put of Value, else a Delete);
+// Fields are the field writes after that replacement (or all of them),
+// in order, the last write of a field winning.
+type Change struct {
+	Whole  bool
+	Put    bool
+	Value  []byte
+	Fields []FieldWrite
+}
+
+// UpdateChange is Update for a local change described by its operations
+// (Change): an index whose field the change does not write, with no Put
+// or Delete, is left alone without a read. An extractor's index needs the
+// document's whole value, which a change of fields alone does not give:
+// then doc is called (once) for the document's state after the change.
+// Unique indexes are checked as by Update, with remote false.
+func (s *Set) UpdateChange(rw ReadWriter, key []byte, c *Change, doc func() (oplog.Document, error)) error {
+	return update(rw, s.list, key, &changeSource{c: c, full: doc}, false)
+}
+
+// source gives the value a document has in an index after a change;
+// touched false when the change leaves the index alone.
+type source interface {
+	value(x *ix, key []byte) (enc []byte, ok, touched bool, err error)
+}
+
+type docSource struct{ doc oplog.Document }
+
+func (d docSource) value(x *ix, key []byte) ([]byte, bool, bool, error) {
+	enc, ok := x.value(key, d.doc)
+	return enc, ok, true, nil
+}
+
+type changeSource struct {
+	c      *Change
+	full   func() (oplog.Document, error)
+	doc    oplog.Document
+	loaded bool
+}
+
+func (s *changeSource) value(x *ix, key []byte) ([]byte, bool, bool, error) {
+	c := s.c
+	if x.extract == nil {
+		for i := len(c.Fields) - 1; i >= 0; i-- {
+			if f := &c.Fields[i]; string(f.Name) == x.field {
+				if f.Deleted {
+					return nil, false, true, nil
+				}
+				enc, ok := x.parse(f.Value, true)
+				return enc, ok, true, nil
+			}
+		}
+		return nil, false, c.Whole, nil
+	}
+	if c.Whole {
+		if !c.Put && !c.liveField() {
+			return nil, false, true, nil
+		}
+		enc, ok := x.parse(x.extract(key, c.Value))
+		return enc, ok, true, nil
+	}
+	if !s.loaded {
+		doc, err := s.full()
+		if err != nil {
+			return nil, false, false, err
+		}
+		s.doc, s.loaded = doc, true
+	}
+	enc, ok := x.value(key, s.doc)
+	return enc, ok, true, nil
+}
+
+// liveField reports whether some field's last write in c sets it.
+func (c *Change) liveField() bool {
+	for i := range c.Fields {
+		if c.Fields[i].Deleted {
+			continue
+		}
+		last := true
+		for j := i + 1; j < len(c.Fields); j++ {
+			if bytes.Equal(c.Fields[j].Name, c.Fields[i].Name) {
+				last = false
+				break
+			}
+		}
+		if last {
+			return true
+		}
+	}
+	return false
 }
 
 // change is one index's entry change for a document.
@@ -294,38 +424,51 @@ type change struct {
 	hadOld, isNew bool
 }
 
-func update(rw ReadWriter, xs []*ix, key []byte, doc oplog.Document, remote bool) error {
+func update(rw ReadWriter, xs []*ix, key []byte, src source, remote bool) error {
 	if len(xs) == 0 {
 		return nil
 	}
 	if len(key) == 0 {
 		return fmt.Errorf("%w: empty document key", ErrInvalid)
 	}
-	num, have, err := lookupNum(rw, key)
-	if err != nil {
-		return err
-	}
-	var buf [4]change
-	changes := buf[:0]
-	var kb []byte
+	sc := scratchPool.Get().(*scratch)
+	defer scratchPool.Put(sc)
+	var num uint32
+	var have, looked bool
+	olds := sc.olds[:0]
+	changes := sc.changes[:0]
 	for _, x := range xs {
 		if x.unbound {
 			return fmt.Errorf("%w: index %q: its extractor is not registered", ErrNotReady, x.name)
 		}
-		nv, isNew := x.value(key, doc)
-		var ov []byte
-		var hadOld bool
-		if have {
-			kb = forwardKey(kb[:0], x.id, num)
-			v, ok, err := rw.Get(kb)
+		nv, isNew, touched, err := src.value(x, key)
+		if err != nil {
+			return err
+		}
+		if !touched {
+			continue
+		}
+		if !looked {
+			sc.fk = forwardKey(sc.fk[:0], key)
+			v, ok, err := rw.Get(sc.fk)
 			if err != nil {
 				return err
 			}
 			if ok {
-				if n, err := valueLen(x.kind, v); err != nil || n != len(v) {
-					return fmt.Errorf("index %q: forward key of document %q: %w", x.name, key, errs.Corruptf(whatValue, -1, "bad stored value %x", v))
+				sc.fv = append(sc.fv[:0], v...)
+				if num, olds, err = decodeForward(olds, sc.fv); err != nil {
+					return fmt.Errorf("forward key of document %q: %w", key, err)
 				}
-				ov, hadOld = append([]byte(nil), v...), true
+				have = true
+			}
+			looked = true
+		}
+		var ov []byte
+		var hadOld bool
+		if i := slices.IndexFunc(olds, func(v IndexValue) bool { return v.ID == x.id }); i >= 0 {
+			ov, hadOld = olds[i].Value, true
+			if n, err := valueLen(x.kind, ov); err != nil || n != len(ov) {
+				return fmt.Errorf("index %q: forward key of document %q: %w", x.name, key, errs.Corruptf(whatValue, -1, "bad stored value %x", ov))
 			}
 		}
 		if hadOld == isNew && (!isNew || bytes.Equal(ov, nv)) {
@@ -345,27 +488,51 @@ func update(rw ReadWriter, xs []*ix, key []byte, doc oplog.Document, remote bool
 		}
 		changes = append(changes, change{x: x, old: ov, new: nv, hadOld: hadOld, isNew: isNew})
 	}
+	sc.olds, sc.changes = olds[:0], changes[:0]
 	if len(changes) == 0 {
 		return nil
 	}
 	if !have {
-		if num, err = assignNum(rw, key); err != nil {
+		var err error
+		if num, err = assignNum(rw, key, sc); err != nil {
 			return err
 		}
 	}
-	for _, c := range changes {
-		if c.hadOld {
-			rw.Delete(entryKey(kb[:0], c.x.id, c.old, num))
-		}
-		if c.isNew {
-			rw.Set(entryKey(kb[:0], c.x.id, c.new, num), nil)
-			rw.Set(forwardKey(kb[:0], c.x.id, num), c.new)
-		} else {
-			rw.Delete(forwardKey(kb[:0], c.x.id, num))
+	// The new forward value: the old values with the changed ones
+	// replaced, removed or added, in id order.
+	vals := sc.vals[:0]
+	for _, o := range olds {
+		if !slices.ContainsFunc(changes, func(c change) bool { return c.x.id == o.ID }) {
+			vals = append(vals, o)
 		}
 	}
+	kb := sc.kb[:0]
+	for _, c := range changes {
+		if c.hadOld {
+			kb = entryKey(kb[:0], c.x.id, c.old, num)
+			rw.Delete(kb)
+		}
+		if c.isNew {
+			kb = entryKey(kb[:0], c.x.id, c.new, num)
+			rw.Set(kb, nil)
+			vals = append(vals, IndexValue{ID: c.x.id, Value: c.new})
+		}
+	}
+	slices.SortFunc(vals, func(a, b IndexValue) int { return cmp.Compare(a.ID, b.ID) })
+	sc.buf = AppendForward(sc.buf[:0], Forward{Doc: num, Values: vals})
+	rw.Set(sc.fk, sc.buf)
+	sc.kb, sc.vals = kb, vals[:0]
 	return nil
 }
+
+// scratch is update's reusable buffers.
+type scratch struct {
+	fk, fv, kb, buf []byte
+	olds, vals      []IndexValue
+	changes         []change
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 
 // holder returns the key of a document other than num holding enc in x.
 func holder(st Store, x *ix, enc []byte, num uint32, have bool) ([]byte, bool, error) {
@@ -399,20 +566,23 @@ func holder(st Store, x *ix, enc []byte, num uint32, have bool) ([]byte, bool, e
 	return append([]byte(nil), dk...), true, nil
 }
 
-// lookupNum returns the number of the document key.
-func lookupNum(st Store, key []byte) (uint32, bool, error) {
-	v, ok, err := st.Get(docKeyKey(nil, key))
+// lookupForward returns the forward value of the document key (Values
+// alias a copy).
+func lookupForward(st Store, key []byte) (Forward, bool, error) {
+	v, ok, err := st.Get(forwardKey(nil, key))
 	if err != nil || !ok {
-		return 0, false, err
+		return Forward{}, false, err
 	}
-	if len(v) != 4 {
-		return 0, false, errs.Corruptf(whatKey, -1, "document number of %q is %d bytes", key, len(v))
+	f, err := DecodeForward(slices.Clone(v))
+	if err != nil {
+		return Forward{}, false, fmt.Errorf("forward key of document %q: %w", key, err)
 	}
-	return binary.BigEndian.Uint32(v), true, nil
+	return f, true, nil
 }
 
-// assignNum gives key the next document number.
-func assignNum(rw ReadWriter, key []byte) (uint32, error) {
+// assignNum gives key the next document number (its forward key is the
+// caller's to write).
+func assignNum(rw ReadWriter, key []byte, sc *scratch) (uint32, error) {
 	var next uint64
 	v, ok, err := rw.Get([]byte{pNextNum})
 	switch {
@@ -427,8 +597,9 @@ func assignNum(rw ReadWriter, key []byte) (uint32, error) {
 		return 0, fmt.Errorf("%w: document numbers exhausted (2^32 documents indexed)", ErrInvalid)
 	}
 	num := uint32(next)
-	rw.Set([]byte{pNextNum}, binary.BigEndian.AppendUint64(nil, next+1))
-	rw.Set(docKeyKey(nil, key), binary.BigEndian.AppendUint32(nil, num))
-	rw.Set(docNumKey(nil, num), key)
+	sc.kb = binary.BigEndian.AppendUint64(append(sc.kb[:0], pNextNum), next+1)
+	rw.Set(sc.kb[:1], sc.kb[1:])
+	sc.kb = docNumKey(sc.kb[:0], num)
+	rw.Set(sc.kb, key)
 	return num, nil
 }
