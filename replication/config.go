@@ -40,7 +40,8 @@ type Config struct {
 	// the stream and reads their latest positions (for Status). Default 1s.
 	DiscoverInterval time.Duration
 	// SnapshotInterval is how often the replicator publishes a state
-	// snapshot to the object store (and once at Start). Negative: never.
+	// snapshot to the object store. Negative: never. A selective replica
+	// (Prefixes) never does.
 	// Default 1 hour.
 	SnapshotInterval time.Duration
 	// NoBootstrap keeps a new replica (one holding no other replica's

@@ -7,14 +7,17 @@ import (
 	"io"
 	"math"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/plures/pluresdb"
+	"github.com/plures/pluresdb/oplog"
 	"github.com/plures/pluresdb/replication"
 	"github.com/plures/pluresdb/replication/embedded"
 	"github.com/plures/pluresdb/timeseries"
@@ -22,7 +25,7 @@ import (
 
 // cluster is a set of replicas syncing through one embedded server.
 type cluster struct {
-	t     *testing.T
+	t     testing.TB
 	store string
 	srv   *embedded.Server
 	addr  string
@@ -41,7 +44,7 @@ type replica struct {
 	cfg   replication.Config
 }
 
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	c := &cluster{t: t, store: t.TempDir()}
 	srv, err := embedded.Start(embedded.Options{StoreDir: c.store})
 	if err != nil {
@@ -77,7 +80,7 @@ func (c *cluster) add(name string, cfg replication.Config) *replica {
 	return r
 }
 
-func (r *replica) open(t *testing.T) {
+func (r *replica) open(t testing.TB) {
 	t.Helper()
 	db, err := pluresdb.Open(r.dir, nil)
 	if err != nil {
@@ -96,7 +99,7 @@ func (r *replica) open(t *testing.T) {
 	r.db, r.nc, r.rep = db, nc, rep
 }
 
-func (r *replica) stop(t *testing.T) {
+func (r *replica) stop(t testing.TB) {
 	t.Helper()
 	if r.db == nil {
 		return
@@ -390,7 +393,7 @@ func TestSelectivePrefixes(t *testing.T) {
 	}
 }
 
-func purgeStream(t *testing.T, nc *nats.Conn, name string) {
+func purgeStream(t testing.TB, nc *nats.Conn, name string) {
 	t.Helper()
 	resp, err := nc.Request("$JS.API.STREAM.PURGE."+name, nil, 5*time.Second)
 	if err != nil {
@@ -404,7 +407,7 @@ func purgeStream(t *testing.T, nc *nats.Conn, name string) {
 // proxy forwards TCP connections to the server; cut drops them all and
 // refuses new ones until restored.
 type proxy struct {
-	t      *testing.T
+	t      testing.TB
 	ln     net.Listener
 	target string
 	mu     sync.Mutex
@@ -412,7 +415,7 @@ type proxy struct {
 	conns  map[net.Conn]bool
 }
 
-func newProxy(t *testing.T, target string) *proxy {
+func newProxy(t testing.TB, target string) *proxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -471,4 +474,101 @@ func testURL(r *replica) string {
 		return direct
 	}
 	return "nats://" + r.proxy.addr()
+}
+
+// A message the engine refuses (a corrupt change stream) is left
+// unacknowledged and reported, never skipped: the replica does not
+// advance past it, and the other peers go on.
+func TestRefusedMessageReported(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.add("a", testConfig()), c.add("b", testConfig())
+	bogus := oplog.NewReplicaID()
+	nc, err := nats.Connect(c.srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg("pluresdb.ops." + bogus.String())
+	m.Data = []byte("PLRSCHNG\x02 damaged change stream")
+	m.Header.Set(replication.HeaderFrom, "0")
+	m.Header.Set(replication.HeaderTo, "5")
+	if _, err := js.PublishMsg(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	c.writeAll(100, a, b)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var refused *replication.PeerStatus
+		for _, p := range a.rep.Status().Peers {
+			if p.Replica == bogus {
+				refused = &p
+			}
+		}
+		if refused != nil && refused.Refusals >= 2 && strings.Contains(refused.LastError, "corrupt") && strings.Contains(refused.LastError, "stream sequence 1 ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no refusal reported: %+v", a.rep.Status())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := a.db.VersionVector()[bogus]; got != 0 {
+		t.Fatalf("the refused message advanced the version vector to %d", got)
+	}
+	c.converge(10 * time.Second) // a and b agree all the same
+}
+
+// A consumer that is ahead of what its replica holds (here moved forward
+// by hand while the replica was down) meets a gap: the replica catches up
+// from the right message, never skipping the ones in between.
+func TestGapCatchUp(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.add("a", testConfig()), c.add("b", testConfig())
+	c.writeAll(50, a, b)
+	c.converge(10 * time.Second)
+	bID := b.db.ReplicaID()
+	b.stop(t)
+	c.writeAll(100, a)
+	if err := a.rep.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(c.srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s, err := js.Stream(ctx, "pluresdb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// b's consumer of a's subject now starts at the stream's last message.
+	name := bID.String() + "_" + a.db.ReplicaID().String()
+	if err := s.DeleteConsumer(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
+		Durable: name, FilterSubject: "pluresdb.ops." + a.db.ReplicaID().String(),
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: info.State.LastSeq,
+		AckPolicy: jetstream.AckExplicitPolicy,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	b.open(t)
+	c.converge(10 * time.Second)
+	if st := b.rep.Status(); st.Metrics.CatchUps == 0 {
+		t.Fatalf("no catch-up: %+v", st.Metrics)
+	}
 }

@@ -120,7 +120,7 @@ func Start(db *pluresdb.DB, nc *nats.Conn, cfg Config) (*Replicator, error) {
 	r.wg.Add(2)
 	go r.publishLoop()
 	go r.discoverLoop()
-	if cfg.SnapshotInterval > 0 {
+	if cfg.SnapshotInterval > 0 && len(cfg.Prefixes) == 0 {
 		r.wg.Add(1)
 		go r.snapshotLoop()
 	}
@@ -427,7 +427,12 @@ func (r *Replicator) snapshotLoop() {
 
 // PublishSnapshot writes a state snapshot of the database (ExportSnapshot)
 // to the bucket, as this replica's object (replacing its previous one).
+// A selective replica (Config.Prefixes) publishes none: its state lacks
+// the other keys, and its version vector the peers it imports.
 func (r *Replicator) PublishSnapshot(ctx context.Context) (pluresdb.SnapshotInfo, error) {
+	if len(r.cfg.Prefixes) > 0 {
+		return pluresdb.SnapshotInfo{}, errors.New("replication: a selective replica (Config.Prefixes) publishes no snapshot")
+	}
 	pr, pw := io.Pipe()
 	type result struct {
 		info pluresdb.SnapshotInfo

@@ -17,7 +17,7 @@ type Status struct {
 	Published uint64 `json:"published"`
 	Local     uint64 `json:"local"`
 	// PublishError is the last publishing error, cleared by a success.
-	PublishError string `json:"publish_error,omitempty"`
+	PublishError string       `json:"publish_error,omitempty"`
 	Peers        []PeerStatus `json:"peers"`
 	Metrics      Metrics      `json:"metrics"`
 }
