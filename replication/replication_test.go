@@ -572,3 +572,33 @@ func TestGapCatchUp(t *testing.T) {
 		t.Fatalf("no catch-up: %+v", st.Metrics)
 	}
 }
+
+// A replica that was down while the stream lost what it lacks (here
+// purged) finds the hole when it comes back, loads the newest snapshot
+// and goes on from the stream.
+func TestBehindStreamLoadsSnapshot(t *testing.T) {
+	c := newCluster(t)
+	a, b := c.add("a", testConfig()), c.add("b", testConfig())
+	c.writeAll(50, a, b)
+	c.converge(10 * time.Second)
+	b.stop(t)
+	c.writeAll(100, a)
+	if err := a.rep.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.rep.PublishSnapshot(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(c.srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	purgeStream(t, nc, "pluresdb")
+	c.writeAll(20, a)
+	b.open(t)
+	c.converge(10 * time.Second)
+	if st := b.rep.Status(); st.Metrics.SnapshotsIn == 0 || st.Metrics.CatchUps == 0 {
+		t.Fatalf("b came back without a snapshot or a catch-up: %+v", st.Metrics)
+	}
+}

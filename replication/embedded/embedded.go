@@ -19,7 +19,8 @@ type Options struct {
 	// StoreDir holds JetStream's files (required): a server started again
 	// on the same directory finds its streams.
 	StoreDir string
-	// Listen is host:port for clients; default 127.0.0.1 on a free port.
+	// Listen is host:port for clients; default (and with port 0)
+	// 127.0.0.1 on a free port.
 	Listen string
 	// MaxPayload bounds a message; default the server's (1 MiB).
 	MaxPayload int32
@@ -43,6 +44,9 @@ func Start(o Options) (*Server, error) {
 		}
 		if port, err = strconv.Atoi(p); err != nil {
 			return nil, fmt.Errorf("embedded: listen port %q: %w", p, err)
+		}
+		if port == 0 {
+			port = -1 // the server's 0 is its default port, 4222
 		}
 		if h != "" {
 			host = h
