@@ -43,7 +43,11 @@ func (r *Replicator) discover() error {
 		}
 		r.peersMu.Lock()
 		if r.running[id] == nil && r.ctx.Err() == nil {
-			w := &peerWorker{r: r, peer: id, subject: subj, durable: r.self.String() + "_" + id.String()}
+			// A worker starts by repositioning the consumer: the
+			// version vector says where to resume, and deliveries a
+			// previous process took but never acknowledged (it was
+			// killed) would hold the consumer until they time out.
+			w := &peerWorker{r: r, peer: id, subject: subj, durable: r.self.String() + "_" + id.String(), reposition: true}
 			r.running[id] = w
 			r.st.mu.Lock()
 			r.st.peer(id)
@@ -107,6 +111,20 @@ type peerWorker struct {
 	needSnapshot bool
 }
 
+// stuckFetches is how many empty fetches in a row (of about a second
+// each) while the stream has more of the peer make the worker reposition
+// its consumer.
+const stuckFetches = 5
+
+// behind says whether the peer's last message in the stream (as of the
+// last discovery) holds operations this replica lacks.
+func (w *peerWorker) behind() bool {
+	w.r.st.mu.Lock()
+	published := w.r.st.peer(w.peer).Published
+	w.r.st.mu.Unlock()
+	return published > w.r.have(w.peer)
+}
+
 // errReposition ends a batch: the consumer is to be moved.
 var errReposition = errors.New("replication: consumer to be repositioned")
 
@@ -143,6 +161,7 @@ func (w *peerWorker) consume() error {
 	if err != nil {
 		return err
 	}
+	idle := 0 // fetches in a row that brought nothing while the peer had more
 	for r.ctx.Err() == nil {
 		fctx, cancel := context.WithTimeout(r.ctx, time.Second)
 		batch, err := cons.Fetch(r.cfg.FetchBatch, jetstream.FetchContext(fctx))
@@ -151,13 +170,27 @@ func (w *peerWorker) consume() error {
 			return fmt.Errorf("fetching from %s: %w", w.subject, err)
 		}
 		var stop error
+		got := 0
 		for m := range batch.Messages() {
+			got++
 			if stop != nil {
 				continue // left unacknowledged: the consumer is repositioned
 			}
 			stop = w.handle(m)
 		}
 		cancel()
+		if got == 0 && w.behind() {
+			idle++
+		} else {
+			idle = 0
+		}
+		if stop == nil && idle >= stuckFetches {
+			// The stream has more of the peer than this replica, and the
+			// consumer delivers nothing: its state is off (deliveries
+			// lost, a consumer edited by hand). Start it again.
+			idle = 0
+			stop = w.gap("the consumer delivers nothing while the peer has more")
+		}
 		if stop == nil {
 			if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && r.ctx.Err() == nil {
 				return fmt.Errorf("fetching from %s: %w", w.subject, err)

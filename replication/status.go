@@ -100,3 +100,11 @@ func (s *stats) peer(id oplog.ReplicaID) *PeerStatus {
 	}
 	return p
 }
+
+// Metrics returns the replicator's counters (Status().Metrics, without
+// reading the peers).
+func (r *Replicator) Metrics() Metrics {
+	r.st.mu.Lock()
+	defer r.st.mu.Unlock()
+	return r.st.m
+}
