@@ -195,6 +195,11 @@ func (w *peerWorker) consume() error {
 			if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) && r.ctx.Err() == nil {
 				return fmt.Errorf("fetching from %s: %w", w.subject, err)
 			}
+			// A clean fetch: an earlier error is over.
+			r.st.mu.Lock()
+			p := r.st.peer(w.peer)
+			p.LastError, p.BehindStream = "", false
+			r.st.mu.Unlock()
 			continue
 		}
 		w.reposition = true

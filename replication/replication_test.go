@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -516,6 +517,9 @@ func TestRefusedMessageReported(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if err := a.rep.Health(); err == nil || !strings.Contains(err.Error(), bogus.String()) {
+		t.Fatalf("Health: %v", err)
+	}
 	if got := a.db.VersionVector()[bogus]; got != 0 {
 		t.Fatalf("the refused message advanced the version vector to %d", got)
 	}
@@ -601,5 +605,46 @@ func TestBehindStreamLoadsSnapshot(t *testing.T) {
 	// it missed.
 	if st := b.rep.Status(); st.Metrics.SnapshotsIn == 0 {
 		t.Fatalf("b came back without a snapshot: %+v", st.Metrics)
+	}
+}
+
+// An export larger than a message is cut where transactions end (and a
+// transaction larger than a message between operations); the peers get
+// every operation.
+func TestLargeExportSplit(t *testing.T) {
+	c := newCluster(t)
+	cfg := testConfig()
+	cfg.MaxMessageBytes = 16 << 10
+	cfg.PublishInterval = 200 * time.Millisecond // let exports grow past a message
+	a, b := c.add("a", cfg), c.add("b", testConfig())
+	rng := rand.New(rand.NewPCG(1, 2))
+	value := make([]byte, 300) // random: the stream's compression cannot shrink it
+	for i := range 40 {
+		batch := a.db.NewBatch()
+		n := 10
+		if i == 20 {
+			n = 200 // about 75 KiB: more than a message
+		}
+		for j := range n {
+			for k := range value {
+				value[k] = byte(rng.Uint32())
+			}
+			if err := batch.Put(fmt.Appendf(nil, "big/%d/%d", i, j), value); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := batch.Commit(nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.writeAll(10, a, b)
+	c.converge(20 * time.Second)
+	m := a.rep.Metrics()
+	if m.SplitTransactions == 0 || m.MessagesOut < 5 {
+		t.Fatalf("no split: %+v", m)
+	}
+	t.Logf("a published %d operations in %d messages (%d bytes), %d transactions split", m.OperationsOut, m.MessagesOut, m.BytesOut, m.SplitTransactions)
+	if err := b.rep.Health(); err != nil {
+		t.Fatal(err)
 	}
 }

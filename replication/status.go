@@ -1,6 +1,8 @@
 package replication
 
 import (
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -107,4 +109,26 @@ func (r *Replicator) Metrics() Metrics {
 	r.st.mu.Lock()
 	defer r.st.mu.Unlock()
 	return r.st.m
+}
+
+// Health returns nil when the replicator publishes and imports without
+// trouble, or an error naming each problem: the last publishing error,
+// and per peer the last error (a refusal, a failure) and whether the
+// operations this replica lacks of it are gone from the stream with no
+// snapshot to cover them (it fell behind the stream's retention).
+func (r *Replicator) Health() error {
+	s := r.Status()
+	var errs []error
+	if s.PublishError != "" {
+		errs = append(errs, fmt.Errorf("publishing: %s", s.PublishError))
+	}
+	for _, p := range s.Peers {
+		switch {
+		case p.BehindStream:
+			errs = append(errs, fmt.Errorf("peer %s: behind the stream's retention (have %d, it published %d): %s", p.Replica, p.Imported, p.Published, p.LastError))
+		case p.LastError != "":
+			errs = append(errs, fmt.Errorf("peer %s: %s", p.Replica, p.LastError))
+		}
+	}
+	return errors.Join(errs...)
 }
