@@ -1,11 +1,14 @@
 package replication_test
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/plures/pluresdb"
 )
 
 // BenchmarkThreeReplicas measures replication end to end on one machine:
@@ -19,7 +22,9 @@ import (
 //	go test -run '^$' -bench ThreeReplicas -benchtime 200x .
 func BenchmarkThreeReplicas(b *testing.B) {
 	c := newCluster(b)
-	reps := []*replica{c.add("a", testConfig()), c.add("b", testConfig()), c.add("c", testConfig())}
+	cfg := testConfig()
+	cfg.PublishInterval = 50 * time.Millisecond // the default
+	reps := []*replica{c.add("a", cfg), c.add("b", cfg), c.add("c", cfg)}
 	value := make([]byte, 100)
 	b.ResetTimer()
 	start := time.Now()
@@ -81,4 +86,78 @@ func BenchmarkThreeReplicas(b *testing.B) {
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkThreeReplicasByHand moves the same workload as
+// BenchmarkThreeReplicas between three databases by hand, without NATS:
+// a loop exports from each replica what each other lacks (ExportChanges
+// with the other's version vector) and imports it, until all hold every
+// operation.
+func BenchmarkThreeReplicasByHand(b *testing.B) {
+	var dbs []*pluresdb.DB
+	for range 3 {
+		db, err := pluresdb.Open(b.TempDir(), nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer db.Close()
+		dbs = append(dbs, db)
+	}
+	value := make([]byte, 100)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for n, db := range dbs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range b.N {
+				batch := db.NewBatch()
+				for j := range 100 {
+					if err := batch.Put(fmt.Appendf(nil, "k/%d/%d/%d", n, i, j), value); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+				if err := batch.Commit(nil); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	writing := make(chan struct{})
+	go func() { wg.Wait(); close(writing) }()
+	var buf bytes.Buffer
+	for {
+		select {
+		case <-writing:
+			writing = nil
+		default:
+		}
+		for _, src := range dbs {
+			for _, dst := range dbs {
+				if src == dst {
+					continue
+				}
+				buf.Reset()
+				if _, err := src.ExportChanges(&buf, dst.VersionVector()); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := dst.ImportChanges(&buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		if writing != nil {
+			continue
+		}
+		vv := dbs[0].VersionVector()
+		if len(vv) == 3 && dbs[1].VersionVector().Equal(vv) && dbs[2].VersionVector().Equal(vv) {
+			break
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	b.ReportMetric(float64(3*100*b.N)/elapsed.Seconds(), "ops/s")
 }
