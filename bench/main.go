@@ -59,6 +59,9 @@ type report struct {
 
 	// Series is what the series workload measured, when it ran.
 	Series opLogSection `json:"series,omitempty"`
+
+	// Index is what the index workload measured, when it ran.
+	Index opLogSection `json:"index,omitempty"`
 }
 
 // opLogBench is the op-log benchmark (oplog.go). That file fills it in and
@@ -82,6 +85,14 @@ var tsBench struct {
 // series beside Prometheus's TSDB. Like tscompress it runs only when named,
 // after the engines, on databases of its own.
 var seriesBench struct {
+	name string
+	run  func(rc runConfig) (opLogSection, error)
+}
+
+// indexBench is the index workload (indexes.go): secondary indexes
+// against a full scan and bbolt with a hand-made index. Like series it runs
+// only when named, after the engines, on databases of its own.
+var indexBench struct {
 	name string
 	run  func(rc runConfig) (opLogSection, error)
 }
@@ -113,6 +124,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	seriesCalls := fs.Int("series-calls", 100, "ingest calls in the series workload (100 samples per series each)")
 	seriesReps := fs.Int("series-reps", 11, "repetitions of each query in the series workload")
 	seriesNoProm := fs.Bool("series-no-prom", false, "leave Prometheus out of the series workload")
+	indexDocs := fs.Int("index-docs", 1_000_000, "documents in the index workload")
+	indexReps := fs.Int("index-reps", 11, "runs of each query in the index workload (scans: at most 5)")
+	indexProfile := fs.String("index-cpuprofile", "", "write a CPU profile of the index workload's two-index load to this file")
 	markdown := fs.Bool("markdown", false, "print the table as Markdown")
 	jsonFile := fs.String("json", "", "also write the results as JSON to this file")
 	quiet := fs.Bool("q", false, "no progress lines on stderr")
@@ -137,8 +151,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "bench: unexpected arguments %q\n", fs.Args())
 		return 2
 	}
-	if *keys <= 0 || *cache <= 0 || *syncOps < 0 || *sustainedKeys <= 0 || *seriesCount <= 0 || *seriesCalls <= 0 || *seriesReps <= 0 {
-		fmt.Fprintln(stderr, "bench: -keys, -cache, -sustained-keys and -series-* must be positive, -sync-ops not negative")
+	if *keys <= 0 || *cache <= 0 || *syncOps < 0 || *sustainedKeys <= 0 || *seriesCount <= 0 || *seriesCalls <= 0 || *seriesReps <= 0 || *indexDocs <= 0 || *indexReps <= 0 {
+		fmt.Fprintln(stderr, "bench: -keys, -cache, -sustained-keys -series-* and -index-docs/-index-reps must be positive, -sync-ops not negative")
 		return 2
 	}
 	if *syncOps == 0 {
@@ -153,6 +167,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	delete(workloads, tsBench.name)
 	doSeries := seriesBench.run != nil && workloads[seriesBench.name]
 	delete(workloads, seriesBench.name)
+	doIndex := indexBench.run != nil && workloads[indexBench.name]
+	delete(workloads, indexBench.name)
 	opLogWorkloads := map[string]bool{}
 	for _, w := range opLogBench.workloads {
 		if workloads[w] {
@@ -280,6 +296,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	if doIndex {
+		sec, err := indexBench.run(runConfig{
+			seed: *seed, logf: logf, dir: filepath.Join(root, "index"), cache: *cache,
+			indexDocs: *indexDocs, indexReps: *indexReps, indexProfile: *indexProfile,
+		})
+		rep.Index = sec
+		if err != nil {
+			fmt.Fprintln(stderr, "bench: index:", err)
+			status = 1
+		}
+		if *dirFlag == "" {
+			os.RemoveAll(filepath.Join(root, "index"))
+		}
+	}
+
 	switch {
 	case len(workloads) == 0 && *markdown:
 		fmt.Fprintf(stdout, "Machine: %s.\n", rep.Machine)
@@ -298,6 +329,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if rep.Series != nil {
 		rep.Series.print(stdout, *markdown)
+	}
+	if rep.Index != nil {
+		rep.Index.print(stdout, *markdown)
 	}
 	if *jsonFile != "" {
 		b, err := json.MarshalIndent(rep, "", "  ")

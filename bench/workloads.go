@@ -102,6 +102,10 @@ type runConfig struct {
 	// The series workload's sizes (series.go).
 	seriesCount, seriesCalls, seriesReps int
 	seriesNoProm                         bool
+	// The index workload's sizes (indexes.go) and where to write the CPU
+	// profile of its two-index load ("": none).
+	indexDocs, indexReps int
+	indexProfile         string
 }
 
 // makeKey writes key i as 16 zero-padded decimal digits.
