@@ -413,32 +413,10 @@ type IndexInfo = index.Info
 // index.ErrInvalid. An index with an extractor needs it registered in
 // Options.IndexExtractors at every open, or document writes fail.
 func (db *DB) CreateIndex(spec IndexSpec) error {
-	if db.closed.Load() {
-		return errs.ErrClosed
-	}
-	if db.opts.ReadOnly {
-		return errs.ErrReadOnly
-	}
-	db.commitMu.Lock()
-	if db.indexErr != nil {
-		db.commitMu.Unlock()
-		return db.indexErr
-	}
-	set := db.indexes.Load()
-	ov := index.NewOverlay(&indexStore{db: db, seq: db.lastSeq})
-	next, err := set.Create(ov, spec, db.documentEstimate())
-	var last lsm.SeqNum
-	if err == nil {
-		last, err = db.commitIndexWrites(ov)
-	}
-	if err == nil {
-		db.indexes.Store(next)
-	}
-	db.commitMu.Unlock()
+	err := db.replaceIndexes(func(set *index.Set, ov *index.Overlay) (*index.Set, error) {
+		return set.Create(ov, spec, db.documentEstimate())
+	})
 	if err != nil {
-		return err
-	}
-	if err := db.publish(last, !db.opts.NoSync); err != nil {
 		return err
 	}
 	db.startIndexBuild(spec.Name)
@@ -448,6 +426,15 @@ func (db *DB) CreateIndex(spec IndexSpec) error {
 // DropIndex deletes a secondary index: its catalog entry and every key it
 // holds. A name not in use is an error wrapping index.ErrInvalid.
 func (db *DB) DropIndex(name string) error {
+	return db.replaceIndexes(func(set *index.Set, ov *index.Overlay) (*index.Set, error) {
+		return set.Drop(ov, name)
+	})
+}
+
+// replaceIndexes changes the set of indexes: change writes through an
+// overlay under the commit lock, the writes are committed as a batch of
+// their own, and the Set it returns is adopted once they are logged.
+func (db *DB) replaceIndexes(change func(set *index.Set, ov *index.Overlay) (*index.Set, error)) error {
 	if db.closed.Load() {
 		return errs.ErrClosed
 	}
@@ -459,9 +446,8 @@ func (db *DB) DropIndex(name string) error {
 		db.commitMu.Unlock()
 		return db.indexErr
 	}
-	set := db.indexes.Load()
 	ov := index.NewOverlay(&indexStore{db: db, seq: db.lastSeq})
-	next, err := set.Drop(ov, name)
+	next, err := change(db.indexes.Load(), ov)
 	var last lsm.SeqNum
 	if err == nil {
 		last, err = db.commitIndexWrites(ov)
@@ -470,7 +456,7 @@ func (db *DB) DropIndex(name string) error {
 		db.indexes.Store(next)
 	}
 	db.commitMu.Unlock()
-	if err != nil {
+	if err != nil || last == 0 {
 		return err
 	}
 	return db.publish(last, !db.opts.NoSync)
